@@ -1,0 +1,1 @@
+"""Turning items into model inputs: crops, snippets, traces, splits, augmentation."""

@@ -1,0 +1,43 @@
+"""Device choice and CPU thread limits."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from napari_cellcurator.core.errors import CellCuratorError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; anything else is taken as asked."""
+    if name in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CellCuratorError("--device cuda asked for, but torch sees no CUDA GPU")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CellCuratorError("--device mps asked for, but MPS is not available")
+    return torch.device(name)
+
+
+def limit_cpu_threads(leave_free: int = 1) -> int:
+    """Cap torch intra-op threads so a GUI thread keeps a core; returns the cap."""
+    n = max(1, (os.cpu_count() or 2) - leave_free)
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch so CPU runs are reproducible."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

@@ -1,0 +1,74 @@
+"""Readers for the celltype task: folders of class folders (more formats in later issues)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.images import IMAGE_SUFFIXES, read_image_chw
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.tasks.base import ReadOptions
+
+DEFAULT_CROP = 48
+
+
+def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
+    """Detect the layout of ``path`` and read it."""
+    path = Path(path)
+    if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
+        return read_class_folders(path, options)
+    raise InputError(path, "is not a recognised cell-type data layout",
+                     "a folder of class folders <class>/*.tif|png|jpg")
+
+
+def select_channels(arr: np.ndarray, channels: list[int] | None, path: Path) -> np.ndarray:
+    """Keep ``channels`` of a (C, H, W) image, with a clear error when one is missing."""
+    if channels is None:
+        return arr
+    bad = [c for c in channels if c >= arr.shape[0] or c < -arr.shape[0]]
+    if bad:
+        raise InputError(path, f"has {arr.shape[0]} channels; channels {bad} do not exist")
+    return arr[channels]
+
+
+def resize_chw(arr: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of a (C, H, W) image to (C, size, size)."""
+    if arr.shape[1:] == (size, size):
+        return arr.astype(np.float32)
+    from skimage.transform import resize
+
+    return resize(arr.astype(np.float32), (arr.shape[0], size, size), order=1,
+                  preserve_range=True, anti_aliasing=True).astype(np.float32)
+
+
+def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
+    """``root/<class>/*.tif|png|jpg`` → crops of one size, label = folder name."""
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files, labels = [], []
+    for d in class_dirs:
+        found = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files += found
+        labels += [d.name] * len(found)
+    if not files:
+        raise InputError(root, "contains no images in its class folders",
+                         "<class>/*.tif|png|jpg")
+    size = options.crop_size
+    crops = []
+    for f in files:
+        arr = select_channels(read_image_chw(f), options.channels, f)
+        if size is None:
+            size = arr.shape[1] if arr.shape[1] == arr.shape[2] else DEFAULT_CROP
+        crops.append(resize_chw(arr, size))
+    n_ch = {c.shape[0] for c in crops}
+    if len(n_ch) > 1:
+        raise InputError(root, f"images have different channel counts {sorted(n_ch)}")
+    table = pd.DataFrame({
+        "item_id": [f"{lab}/{f.name}" for lab, f in zip(labels, files, strict=True)],
+        "source": [str(f) for f in files],
+        "label": labels,
+    })
+    return ItemSet(table, {"image": np.stack(crops)},
+                   {"path": str(root), "classes": [d.name for d in class_dirs]})

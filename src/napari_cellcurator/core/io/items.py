@@ -1,0 +1,101 @@
+"""The canonical item table every reader returns and every task consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from napari_cellcurator.core.errors import InputError
+
+#: Columns every item table has. Readers may add task-specific columns.
+BASE_COLUMNS = ("item_id", "source", "label")
+
+
+@dataclass
+class ItemSet:
+    """Items of one task: a table plus per-item input arrays aligned with its rows.
+
+    Attributes
+    ----------
+    table
+        One row per item. Always has ``item_id`` (unique str), ``source`` (the file it came
+        from) and ``label`` (class name as str, a float proportion for mixture, or None when
+        unlabelled). Readers add task columns (positions, bounding boxes, frame ranges...).
+    arrays
+        Input arrays keyed by model input name (``"image"``, ``"trace"``, ``"frames"``), first
+        axis = items in table order. Values are numpy arrays or lazy arrays (dask) that
+        support ``arr[index_array]`` and ``.shape``.
+    meta
+        Extra information for display and write-back (field-of-view images, movie handles,
+        channel names, class names found in the files...). Must not be needed for training.
+    """
+
+    table: pd.DataFrame
+    arrays: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in BASE_COLUMNS if c not in self.table.columns]
+        if missing:
+            raise InputError(None, f"item table lacks columns {missing}")
+        self.table = self.table.reset_index(drop=True)
+        self.table["item_id"] = self.table["item_id"].astype(str)
+        n = len(self.table)
+        for key, arr in self.arrays.items():
+            if arr.shape[0] != n:
+                raise InputError(
+                    self.meta.get("path"),
+                    f"input '{key}' has {arr.shape[0]} items but the table has {n}",
+                )
+        if self.table["item_id"].duplicated().any():
+            dup = self.table.loc[self.table["item_id"].duplicated(), "item_id"].iloc[0]
+            raise InputError(self.meta.get("path"), f"duplicate item id {dup!r}")
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def subset(self, index: np.ndarray | list[int]) -> ItemSet:
+        """Items at the given row positions (arrays stay lazy where they were)."""
+        index = np.asarray(index, dtype=np.int64)
+        arrays = {k: v[index] if len(index) else v[:0] for k, v in self.arrays.items()}
+        return ItemSet(self.table.iloc[index].reset_index(drop=True), arrays, dict(self.meta))
+
+    def load(self, index: np.ndarray, key: str) -> np.ndarray:
+        """Materialise ``arrays[key]`` at row positions ``index`` as a numpy array."""
+        arr = self.arrays[key]
+        index = np.asarray(index, dtype=np.int64)
+        out = arr[index] if not hasattr(arr, "compute") else arr[index].compute()
+        return np.asarray(out)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Boolean mask of rows that carry a label."""
+        return self.table["label"].notna().to_numpy()
+
+
+def concat_itemsets(sets: list[ItemSet]) -> ItemSet:
+    """Concatenate item sets read from several paths (same input keys and shapes)."""
+    if len(sets) == 1:
+        return sets[0]
+    keys = set(sets[0].arrays)
+    for s in sets[1:]:
+        if set(s.arrays) != keys:
+            raise InputError(s.meta.get("path"), "inputs differ from the other data paths")
+    table = pd.concat([s.table for s in sets], ignore_index=True)
+    arrays = {}
+    for k in keys:
+        parts = [s.arrays[k] for s in sets]
+        shapes = {p.shape[1:] for p in parts}
+        if len(shapes) > 1:
+            raise InputError(None, f"input '{k}' has different shapes across data paths: {shapes}")
+        if any(hasattr(p, "compute") for p in parts):
+            import dask.array as da
+
+            arrays[k] = da.concatenate([da.asarray(p) for p in parts], axis=0)
+        else:
+            arrays[k] = np.concatenate(parts, axis=0)
+    meta = {"parts": [s.meta for s in sets]}
+    return ItemSet(table, arrays, meta)

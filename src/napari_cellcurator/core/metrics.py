@@ -1,0 +1,55 @@
+"""Metrics shared by the tasks (plain numpy/scikit-learn, JSON-ready)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, macro-F1, balanced accuracy, per-class precision/recall/F1/support, confusion.
+
+    ``y_true``/``y_pred`` are class indices into ``classes``.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = np.arange(len(classes))
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    n = int(len(y_true))
+    if n == 0:
+        return {"n": 0, "accuracy": float("nan"), "macro_f1": float("nan"), "per_class": {},
+                "confusion": [], "classes": list(classes)}
+    p, r, f, s = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    present = s > 0
+    per_class = {
+        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+               "support": int(s[i])}
+        for i, name in enumerate(classes)
+    }
+    return {
+        "n": n,
+        "accuracy": float(np.mean(y_true == y_pred)),
+        # macro over classes present in the truth: absent classes would add arbitrary zeros
+        "macro_f1": float(np.mean(f[present])) if present.any() else float("nan"),
+        "balanced_accuracy": float(np.mean(r[present])) if present.any() else float("nan"),
+        "per_class": per_class,
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "classes": list(classes),
+    }
+
+
+def proportion_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict:
+    """The dCNN paper's accuracy ``A = 1 - mean|y - ŷ|`` and binary cross-entropy."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_prob = np.clip(np.asarray(y_prob, dtype=np.float64), 1e-7, 1 - 1e-7)
+    if len(y_true) == 0:
+        return {"n": 0, "A": float("nan"), "bce": float("nan")}
+    bce = -np.mean(y_true * np.log(y_prob) + (1 - y_true) * np.log(1 - y_prob))
+    return {
+        "n": int(len(y_true)),
+        "A": float(1 - np.mean(np.abs(y_true - y_prob))),
+        "bce": float(bce),
+        "mae": float(np.mean(np.abs(y_true - y_prob))),
+    }

@@ -1,0 +1,210 @@
+"""The Python API behind the CLI and the widgets: train, predict, evaluate.
+
+Every function takes plain paths/arrays and returns plain data, so a notebook, the CLI and a
+napari worker all call the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from napari_cellcurator.core.device import resolve_device, seed_everything
+from napari_cellcurator.core.errors import CellCuratorError, InputError
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.models.registry import available_models, build_model
+from napari_cellcurator.core.store.modelio import ModelConfig, load_model, save_model
+from napari_cellcurator.core.tasks import ReadOptions, Task, get_task
+from napari_cellcurator.core.training import (
+    TrainConfig,
+    TrainingDone,
+    TrainingFailed,
+    TrainingUpdate,
+    fit,
+    predict_logits,
+)
+from napari_cellcurator.core.data.splits import data_hash, hash_split
+
+
+@dataclass
+class TrainRequest:
+    """What to train: the CLI's ``train`` flags as one object."""
+
+    task: str
+    data: list[str]
+    out: str | None = None
+    arch: str | None = None
+    channels: list[int] | None = None
+    epochs: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    init: str | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    read_extra: dict | None = None
+
+
+@dataclass
+class ModelSaved(TrainingUpdate):
+    """Last update of :func:`train_iter`: the trained model, its folder and config."""
+
+    model: torch.nn.Module
+    config: ModelConfig
+    model_dir: Path | None
+
+
+def prepare_training(req: TrainRequest, items: ItemSet | None = None):
+    """Read data, split, fit preprocessing and build the model (shared by CLI and widgets)."""
+    task = get_task(req.task)
+    arch = req.arch or task.default_arch
+    if arch not in available_models(task.name):
+        raise CellCuratorError(f"architecture {arch!r} does not fit task {task.name!r}; "
+                               f"choose one of {available_models(task.name)}")
+    options = ReadOptions(channels=req.channels, extra=dict(req.read_extra or {}))
+    if items is None:
+        items = task.read_many(req.data, options)
+    labelled = items.subset(np.flatnonzero(items.labelled))
+    if len(labelled) < 2:
+        raise InputError(", ".join(map(str, req.data)), f"only {len(labelled)} labelled items; "
+                         "training needs at least 2")
+    init_cfg = None
+    if req.init:
+        _, init_cfg = load_model(req.init)
+        if init_cfg.task != task.name:
+            raise CellCuratorError(f"--init model is for task {init_cfg.task!r}, not {task.name!r}")
+    classes = task.classes_from(labelled)
+    if init_cfg is not None and init_cfg.classes and task.kind == "classification":
+        classes = list(init_cfg.classes) + [c for c in classes if c not in init_cfg.classes]
+    train_idx, val_idx = hash_split(labelled.table, task.hyper.val_fraction)
+    train, val = labelled.subset(train_idx), labelled.subset(val_idx)
+    prep = task.fit_preprocessing(train, options)
+    spec = task.model_spec(prep, classes)
+    model = build_model(arch, **spec)
+    if init_cfg is not None:
+        _load_compatible(model, req.init)
+    return task, arch, classes, prep, spec, model, train, val, labelled
+
+
+def _load_compatible(model: torch.nn.Module, init_dir: str) -> None:
+    """Copy weights whose names and shapes match (a new head for new classes is fine)."""
+    from napari_cellcurator.core.store.modelio import load_state_dict
+
+    state = load_state_dict(init_dir)
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise CellCuratorError(f"{init_dir}: no weights fit architecture of the new model")
+    model.load_state_dict(fitting, strict=False)
+
+
+def train_iter(req: TrainRequest, items: ItemSet | None = None,
+               parent: str | None = None) -> Iterator[TrainingUpdate]:
+    """Train and save a model, yielding progress; the last update is :class:`ModelSaved`."""
+    seed_everything(req.seed)
+    device = resolve_device(req.device)
+    task, arch, classes, prep, spec, model, train, val, labelled = prepare_training(req, items)
+    hyper = task.hyper
+    cfg = TrainConfig(
+        epochs=req.epochs or hyper.epochs, batch_size=req.batch_size or hyper.batch_size,
+        lr=req.lr or hyper.lr, weight_decay=hyper.weight_decay, balance=hyper.balance,
+        seed=req.seed, device=str(device),
+    )
+    done = None
+    for update in fit(task, model, train, val, prep, classes, cfg, arch):
+        if isinstance(update, TrainingFailed):
+            yield update
+            return
+        if isinstance(update, TrainingDone):
+            done = update
+        yield update
+    config = ModelConfig(
+        task=task.name, arch=arch, model_spec=spec, classes=classes, preprocessing=prep,
+        channels=req.channels, data_hash=data_hash(labelled.table),
+        metrics={"validation": _jsonable(done.val_metrics), "n_train": len(train),
+                 "n_val": len(val), "best_epoch": done.best_epoch},
+        seed=req.seed, hyperparameters={**asdict(cfg), "data": [str(d) for d in req.data]},
+        history=done.history, parent=parent or req.init,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    out = Path(req.out) if req.out else None
+    if out is not None:
+        save_model(out, done.model.cpu(), config)
+    yield ModelSaved(done.model.cpu().eval(), config, out)
+
+
+def train(req: TrainRequest, on_update: Callable[[TrainingUpdate], None] | None = None
+          ) -> ModelSaved:
+    """Run :func:`train_iter` to the end; raise on failure."""
+    last = None
+    for update in train_iter(req):
+        if on_update is not None:
+            on_update(update)
+        if isinstance(update, TrainingFailed):
+            raise CellCuratorError(f"training failed: {update.message}")
+        last = update
+    assert isinstance(last, ModelSaved)
+    return last
+
+
+def read_for_model(config: ModelConfig, data: list[str] | str, task: Task | None = None
+                   ) -> ItemSet:
+    """Read data the way the model's training data were read."""
+    task = task or get_task(config.task)
+    paths = [data] if isinstance(data, str | Path) else list(data)
+    options = task.read_options_from(config.preprocessing)
+    return task.read_many(paths, options)
+
+
+def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
+                  device: str = "auto", batch_size: int = 256) -> tuple[pd.DataFrame, np.ndarray]:
+    """Prediction table (one row per item) and raw scores for an :class:`ItemSet`."""
+    task = get_task(config.task)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    logits = predict_logits(task, model, items, config.preprocessing, batch_size, dev)
+    scores = task.outputs_to_scores(logits)
+    table = task.prediction_table(items.table, scores, config.classes)
+    extra = table.drop(columns=["item_id"])
+    keep = [c for c in items.table.columns if c not in extra.columns]
+    # rows are in item order: join by position, never by a lookup that could reorder them
+    return pd.concat([items.table[keep].reset_index(drop=True), extra], axis=1), scores
+
+
+def predict(model_dir: str, data: list[str] | str, device: str = "auto") -> pd.DataFrame:
+    """Predict every item of ``data`` with the model in ``model_dir``."""
+    model, config = load_model(model_dir)
+    items = read_for_model(config, data)
+    table, _ = predict_items(model, config, items, device)
+    return table
+
+
+def evaluate(model_dir: str, data: list[str] | str, device: str = "auto") -> dict:
+    """Metrics of the model in ``model_dir`` on the labelled items of ``data``."""
+    model, config = load_model(model_dir)
+    task = get_task(config.task)
+    items = read_for_model(config, data, task)
+    if not items.labelled.any():
+        raise InputError(str(data), "has no labelled items to evaluate against")
+    labelled = items.subset(np.flatnonzero(items.labelled))
+    _, scores = predict_items(model, config, labelled, device)
+    metrics = task.metrics(labelled.table, scores, config.classes)
+    metrics.update({"task": config.task, "arch": config.arch, "model": str(model_dir)})
+    return _jsonable(metrics)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

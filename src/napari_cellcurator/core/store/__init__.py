@@ -1,0 +1,1 @@
+"""Persistence: model files, model registry, labels journal; every write atomic."""

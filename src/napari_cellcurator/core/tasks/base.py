@@ -1,0 +1,246 @@
+"""What a task is: how items are read, become tensors, which models fit, loss and metrics.
+
+Adding a task = one module subclassing :class:`ClassificationTask` (or :class:`Task`) and one
+line in :data:`napari_cellcurator.core.tasks.TASK_MODULES`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
+from napari_cellcurator.core.metrics import classification_metrics, proportion_metrics
+
+
+@dataclass
+class ReadOptions:
+    """Options readers understand (unknown ones are ignored by readers that do not need them).
+
+    Attributes
+    ----------
+    channels
+        Channel indices to keep (e.g. ``[0, 2]`` for label-free Jurkat); None keeps all.
+    crop_size
+        Side of square crops cut around cells (celltype/cellness); None = the task default.
+    extra
+        Task-specific options (snippet length, stride, trace length...).
+    """
+
+    channels: list[int] | None = None
+    crop_size: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hyper:
+    """Default training hyper-parameters of a task (overridable from CLI/widgets)."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.2
+    balance: str = "sampler"  # "sampler" | "weights" | "none": how class imbalance is met
+
+
+class Task(ABC):
+    """One kind of curation problem. Subclasses are stateless singletons-by-name."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "classification" or "proportion"
+    default_arch: ClassVar[str]
+    input_keys: ClassVar[tuple[str, ...]]
+    hyper: ClassVar[Hyper] = Hyper()
+    #: input on which occlusion maps are drawn, and spatial axes of that input
+    explain_input: ClassVar[str] = "image"
+
+    # ---- reading -------------------------------------------------------------------------
+    @abstractmethod
+    def read(self, path: Path, options: ReadOptions) -> ItemSet:
+        """Read one ``--data`` path (format detected from the path) into an :class:`ItemSet`."""
+
+    def read_many(self, paths: list[str | Path], options: ReadOptions | None = None) -> ItemSet:
+        """Read and concatenate several data paths."""
+        options = options or ReadOptions()
+        sets = []
+        for p in paths:
+            p = Path(p)
+            if not p.exists():
+                raise InputError(p, "does not exist")
+            sets.append(self.read(p, options))
+        return concat_itemsets(sets)
+
+    # ---- tensors -------------------------------------------------------------------------
+    @abstractmethod
+    def fit_preprocessing(self, items: ItemSet, options: ReadOptions) -> dict:
+        """Statistics and settings fitted on training items; JSON-able, saved in the config."""
+
+    @abstractmethod
+    def make_batch(
+        self, items: ItemSet, index: np.ndarray, prep: dict, augment: bool,
+        rng: np.random.Generator,
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs (float tensors, keyed by ``input_keys``) for rows ``index``."""
+
+    @abstractmethod
+    def model_spec(self, prep: dict, classes: list[str]) -> dict:
+        """Keyword arguments for :func:`build_model` (in_channels, n_outputs, input_size...)."""
+
+    def read_options_from(self, prep: dict) -> ReadOptions:
+        """Read options that reproduce, at prediction time, how training data were read."""
+        return ReadOptions(**prep.get("read_options", {}))
+
+    # ---- targets, loss, outputs, metrics ---------------------------------------------------
+    @abstractmethod
+    def classes_from(self, items: ItemSet) -> list[str]:
+        """Class names (for mixture: the two cell types, proportion = fraction of the second)."""
+
+    @abstractmethod
+    def targets(self, table: pd.DataFrame, classes: list[str]) -> np.ndarray:
+        """Training targets of labelled rows."""
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, class_weights=None,
+             arch: str = "") -> torch.Tensor:
+        """Training loss."""
+
+    @abstractmethod
+    def outputs_to_scores(self, logits: torch.Tensor) -> np.ndarray:
+        """Probabilities (N, K) for classification, proportions (N,) for mixture."""
+
+    @abstractmethod
+    def prediction_table(self, table: pd.DataFrame, scores: np.ndarray,
+                         classes: list[str]) -> pd.DataFrame:
+        """``item_id`` plus prediction columns to write into ``layer.features`` / CSV."""
+
+    @abstractmethod
+    def metrics(self, table: pd.DataFrame, scores: np.ndarray, classes: list[str]) -> dict:
+        """Metrics over the labelled rows of ``table``."""
+
+    @abstractmethod
+    def primary_metric(self) -> str:
+        """Key of the metric used to pick the best epoch (higher is better)."""
+
+    def explain_score(self, logits: torch.Tensor, target: int | None) -> torch.Tensor:
+        """Scalar per item whose change explanations map (class probability or proportion)."""
+        probs = torch.softmax(logits, dim=1)
+        if target is None:
+            target_idx = probs.argmax(dim=1)
+        else:
+            target_idx = torch.full((probs.shape[0],), int(target), device=probs.device)
+        return probs.gather(1, target_idx[:, None])[:, 0]
+
+
+class ClassificationTask(Task):
+    """Shared logic of the classification tasks (celltype, cellness)."""
+
+    kind = "classification"
+
+    def classes_from(self, items: ItemSet) -> list[str]:
+        declared = items.meta.get("classes")
+        found = sorted(items.table["label"].dropna().astype(str).unique(), key=_natural_key)
+        if declared:
+            return list(declared) + [c for c in found if c not in declared]
+        return found
+
+    def targets(self, table: pd.DataFrame, classes: list[str]) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(classes)}
+        labels = table["label"].astype(str)
+        unknown = sorted(set(labels) - set(lookup))
+        if unknown:
+            raise InputError(None, f"labels {unknown} are not among the model's classes {classes}")
+        return labels.map(lookup).to_numpy(dtype=np.int64)
+
+    def loss(self, logits, targets, class_weights=None, arch: str = ""):
+        return torch.nn.functional.cross_entropy(logits, targets, weight=class_weights)
+
+    def outputs_to_scores(self, logits):
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def prediction_table(self, table, scores, classes):
+        order = np.sort(scores, axis=1)
+        top = scores.argmax(axis=1)
+        margin = order[:, -1] - (order[:, -2] if scores.shape[1] > 1 else 0)
+        out = pd.DataFrame({
+            "item_id": table["item_id"].to_numpy(),
+            "prediction": np.asarray(classes, dtype=object)[top],
+            "probability": order[:, -1],
+            # 1 - margin between the two best classes: 1 = a coin toss, 0 = certain
+            "uncertainty": 1.0 - margin,
+        })
+        for i, c in enumerate(classes):
+            out[f"prob_{c}"] = scores[:, i]
+        return out
+
+    def metrics(self, table, scores, classes):
+        mask = table["label"].notna().to_numpy()
+        if not mask.any():
+            return {"n": 0}
+        y = self.targets(table[mask], classes)
+        return classification_metrics(y, scores[mask].argmax(axis=1), classes)
+
+    def primary_metric(self) -> str:
+        return "macro_f1"
+
+
+class ProportionTask(Task):
+    """Regression of a proportion in [0, 1] with binary cross-entropy (mixture)."""
+
+    kind = "proportion"
+    explain_input = "frames"
+
+    def classes_from(self, items: ItemSet) -> list[str]:
+        return list(items.meta.get("classes", ["type_a", "type_b"]))
+
+    def targets(self, table, classes):
+        return table["label"].astype(float).to_numpy(dtype=np.float32)
+
+    def loss(self, logits, targets, class_weights=None, arch: str = ""):
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits.reshape(-1), targets.float()
+        )
+
+    def outputs_to_scores(self, logits):
+        return torch.sigmoid(logits.float().reshape(-1)).cpu().numpy()
+
+    def prediction_table(self, table, scores, classes):
+        return pd.DataFrame({
+            "item_id": table["item_id"].to_numpy(),
+            "proportion": scores,
+            "prediction": np.where(scores >= 0.5, classes[1], classes[0]),
+            "probability": np.maximum(scores, 1 - scores),
+            "uncertainty": 1.0 - 2.0 * np.abs(scores - 0.5),
+        })
+
+    def metrics(self, table, scores, classes):
+        mask = table["label"].notna().to_numpy()
+        y = table.loc[mask, "label"].astype(float).to_numpy()
+        out = proportion_metrics(y, scores[mask])
+        # dominant-type view so the JSON has the same fields as the classifiers
+        dominant = classification_metrics((y >= 0.5).astype(int), (scores[mask] >= 0.5).astype(int),
+                                          list(classes))
+        out.update({k: dominant[k] for k in ("per_class", "confusion", "macro_f1", "classes")})
+        out["dominant_type_accuracy"] = dominant["accuracy"]
+        out["accuracy"] = out["A"]
+        return out
+
+    def primary_metric(self) -> str:
+        return "A"
+
+    def explain_score(self, logits, target):
+        p = torch.sigmoid(logits.reshape(-1))
+        return p if target in (None, 1) else 1 - p
+
+
+def _natural_key(s: str):
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]

@@ -1,0 +1,199 @@
+"""One training loop for every task: ``fit`` is a generator of typed progress updates.
+
+The CLI prints the updates with tqdm, widgets run the generator in a ``thread_worker`` and
+plot them, tests iterate it. Closing the generator (``worker.quit()``) cancels training.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.tasks.base import Task
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run (defaults come from the task's :class:`Hyper`)."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    balance: str = "sampler"
+    seed: int = 0
+    device: str = "cpu"
+    max_steps_per_epoch: int | None = None
+
+
+# ---- typed progress updates (careamics-napari style) -----------------------------------------
+@dataclass
+class TrainingUpdate:
+    """Base of everything ``fit`` yields."""
+
+
+@dataclass
+class EpochStarted(TrainingUpdate):
+    epoch: int
+    epochs: int
+
+
+@dataclass
+class StepDone(TrainingUpdate):
+    epoch: int
+    step: int
+    steps: int
+    loss: float
+
+
+@dataclass
+class EpochDone(TrainingUpdate):
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float | None
+    val_metrics: dict
+    seconds: float
+    is_best: bool
+
+
+@dataclass
+class TrainingDone(TrainingUpdate):
+    model: torch.nn.Module
+    best_epoch: int
+    val_metrics: dict
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class TrainingFailed(TrainingUpdate):
+    message: str
+
+
+def class_weights_for(targets: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency weights (mean 1 over present classes)."""
+    counts = np.bincount(targets, minlength=n_classes).astype(float)
+    w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    return w * (counts > 0).sum() / w.sum()
+
+
+def _epoch_order(targets: np.ndarray | None, n: int, balance: str, rng: np.random.Generator,
+                 kind: str) -> np.ndarray:
+    if kind == "classification" and balance == "sampler" and targets is not None and n:
+        # balanced sampling with replacement, softened (sqrt) so rare classes are not
+        # repeated hundreds of times per epoch
+        counts = np.bincount(targets)
+        p = 1.0 / np.sqrt(counts[targets])
+        return rng.choice(n, size=n, replace=True, p=p / p.sum())
+    return rng.permutation(n)
+
+
+def iterate_batches(n: int, batch_size: int):
+    """Slices of ``range(n)`` in order."""
+    for start in range(0, n, batch_size):
+        yield np.arange(start, min(n, start + batch_size))
+
+
+def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dict,
+                   batch_size: int = 128, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Logits of every item, batched, under ``inference_mode`` (no augmentation)."""
+    rng = np.random.default_rng(0)
+    outs = []
+    model.eval()
+    with torch.inference_mode():
+        for idx in iterate_batches(len(items), batch_size):
+            batch = task.make_batch(items, idx, prep, augment=False, rng=rng)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            outs.append(model(**batch).float().cpu())
+    if not outs:
+        return torch.zeros((0, 1))
+    return torch.cat(outs)
+
+
+def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None, prep: dict,
+        classes: list[str], config: TrainConfig, arch: str = "") -> Iterator[TrainingUpdate]:
+    """Train ``model`` on labelled ``train`` items; keep the best epoch on ``val``.
+
+    Yields
+    ------
+    EpochStarted, StepDone, EpochDone, then TrainingDone (best weights loaded) or
+    TrainingFailed. Closing the generator stops training between two steps; the caller's
+    previous model is untouched because training works on ``model`` only.
+    """
+    device = torch.device(config.device)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    model.to(device)
+    y_train = task.targets(train.table, classes)
+    weights = None
+    if task.kind == "classification" and config.balance == "weights":
+        weights = torch.tensor(class_weights_for(y_train, len(classes)), dtype=torch.float32,
+                               device=device)
+    steps = max(1, math.ceil(len(train) / config.batch_size))
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=config.lr, total_steps=max(2, steps * config.epochs), pct_start=0.15
+    )
+    primary = task.primary_metric()
+    best_score, best_state, best_epoch = -math.inf, None, 0
+    history: list[dict] = []
+    for epoch in range(1, config.epochs + 1):
+        yield EpochStarted(epoch, config.epochs)
+        t0 = time.perf_counter()
+        model.train()
+        order = _epoch_order(y_train, len(train), config.balance, rng, task.kind)
+        losses = []
+        for step in range(steps):
+            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+            if len(idx) == 0:
+                break
+            batch = task.make_batch(train, idx, prep, augment=True, rng=rng)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            target = torch.as_tensor(y_train[idx], device=device)
+            loss = task.loss(model(**batch), target, weights, arch)
+            if not torch.isfinite(loss):
+                yield TrainingFailed(f"loss became {loss.item()} at epoch {epoch}, step {step}; "
+                                     "try a lower learning rate")
+                return
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            yield StepDone(epoch, step + 1, steps, losses[-1])
+        val_loss, val_metrics = None, {}
+        if val is not None and len(val):
+            logits = predict_logits(task, model, val, prep, config.batch_size * 2, device)
+            y_val = torch.as_tensor(task.targets(val.table, classes))
+            val_loss = float(task.loss(logits, y_val, None if weights is None else weights.cpu(),
+                                       arch))
+            val_metrics = task.metrics(val.table, task.outputs_to_scores(logits), classes)
+        score = val_metrics.get(primary, -float(np.mean(losses)) if losses else -math.inf)
+        score = -math.inf if score is None or np.isnan(score) else score
+        is_best = score >= best_score
+        if is_best:
+            best_score, best_epoch = score, epoch
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
+                  "val_loss": val_loss, **{f"val_{k}": v for k, v in val_metrics.items()
+                                           if isinstance(v, int | float)}}
+        history.append(record)
+        yield EpochDone(epoch, config.epochs, record["train_loss"], val_loss, val_metrics,
+                        time.perf_counter() - t0, is_best)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    best_metrics = {}
+    if val is not None and len(val):
+        logits = predict_logits(task, model, val, prep, config.batch_size * 2, device)
+        best_metrics = task.metrics(val.table, task.outputs_to_scores(logits), classes)
+    yield TrainingDone(model, best_epoch, best_metrics, history)
