@@ -74,6 +74,10 @@ def prepare_training(req: TrainRequest, items: ItemSet | None = None):
         raise InputError(", ".join(map(str, req.data)), f"only {len(labelled)} labelled items; "
                          "training needs at least 2")
     init_cfg = None
+    if req.init is None:
+        req.init = task.default_init(arch)
+    elif req.init in ("", "none"):
+        req.init = None
     if req.init:
         _, init_cfg = load_model(req.init)
         if init_cfg.task != task.name:

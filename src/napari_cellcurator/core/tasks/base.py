@@ -129,6 +129,18 @@ class Task(ABC):
     def primary_metric(self) -> str:
         """Key of the metric used to pick the best epoch (higher is better)."""
 
+    def default_init(self, arch: str) -> str | None:
+        """Model folder to start training from when ``--init`` is not given (e.g. a model
+        pretrained on simulated data shipped with the package); None = random init."""
+        return None
+
+    def write_back(self, items: ItemSet, predictions: pd.DataFrame, target: Path) -> Path:
+        """Write predictions where the user's pipeline reads them (e.g. Suite2p ``iscell.npy``).
+
+        Tasks without a native format raise; CSV/Parquet export works for every task.
+        """
+        raise NotImplementedError(f"task {self.name!r} has no native write-back format")
+
     def explain_score(self, logits: torch.Tensor, target: int | None) -> torch.Tensor:
         """Scalar per item whose change explanations map (class probability or proportion)."""
         probs = torch.softmax(logits, dim=1)
