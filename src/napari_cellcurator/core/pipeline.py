@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from napari_cellcurator.core.data.splits import data_hash, hash_split
 from napari_cellcurator.core.device import resolve_device, seed_everything
 from napari_cellcurator.core.errors import CellCuratorError, InputError
 from napari_cellcurator.core.io.items import ItemSet
@@ -29,7 +30,6 @@ from napari_cellcurator.core.training import (
     fit,
     predict_logits,
 )
-from napari_cellcurator.core.data.splits import data_hash, hash_split
 
 
 @dataclass

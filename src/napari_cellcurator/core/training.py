@@ -158,7 +158,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
                 break
             batch = task.make_batch(train, idx, prep, augment=True, rng=rng)
             batch = {k: v.to(device) for k, v in batch.items()}
-            target = torch.as_tensor(y_train[idx], device=device)
+            target = torch.as_tensor(np.array(y_train[idx]), device=device)
             loss = task.loss(model(**batch), target, weights, arch)
             if not torch.isfinite(loss):
                 yield TrainingFailed(f"loss became {loss.item()} at epoch {epoch}, step {step}; "
@@ -173,7 +173,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
         val_loss, val_metrics = None, {}
         if val is not None and len(val):
             logits = predict_logits(task, model, val, prep, config.batch_size * 2, device)
-            y_val = torch.as_tensor(task.targets(val.table, classes))
+            y_val = torch.as_tensor(np.array(task.targets(val.table, classes)))
             val_loss = float(task.loss(logits, y_val, None if weights is None else weights.cpu(),
                                        arch))
             val_metrics = task.metrics(val.table, task.outputs_to_scores(logits), classes)

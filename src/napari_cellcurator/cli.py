@@ -1,0 +1,210 @@
+"""``cellcurator``: every GUI action as a command.
+
+Errors the package raises on purpose (bad input, unsafe model files) print one line on stderr
+and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+TASKS = ("mixture", "celltype", "cellness")
+
+
+def _channels(text: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",") if c.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--channels expects indices like 0,2; got {text!r}") from None
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto picks cuda, then mps, then cpu")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cellcurator",
+        description="Curate cells with CNNs: mixture proportion, cell type, cell/not-cell.",
+    )
+    from napari_cellcurator import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on labelled data",
+                       description="Train a model; defaults are tuned per task.")
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--data", required=True, action="append", metavar="PATH",
+                   help="data path (format detected from the path); repeatable")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR")
+    p.add_argument("--arch", help="architecture name (default: the task's best)")
+    p.add_argument("--channels", type=_channels, help="channel indices to use, e.g. 0,2")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", metavar="MODEL_DIR",
+                   help="start from this model's weights ('none' disables a task's default init)")
+    _add_device(p)
+
+    p = sub.add_parser("predict", help="predict every item of a data path",
+                       description="Write one row per item: prediction, probability, uncertainty.")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--data", required=True, metavar="PATH")
+    p.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
+    p.add_argument("--scheduler", default="threads",
+                   help="threads (default), processes, local:N or a dask.distributed address")
+    _add_device(p)
+
+    p = sub.add_parser("evaluate", help="metrics of a model on labelled data")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--data", required=True, metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    _add_device(p)
+
+    p = sub.add_parser("explain", help="occlusion / Grad-CAM / activations of one item")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--data", required=True, metavar="PATH")
+    p.add_argument("--item", required=True, metavar="ID")
+    p.add_argument("--method", required=True, choices=["occlusion", "gradcam", "activations"])
+    p.add_argument("--out", required=True, metavar="FILE", help=".npy, .tif or .zarr")
+    p.add_argument("--target", help="class to explain (default: the predicted one)")
+    p.add_argument("--layer", help="conv layer name (gradcam / activations)")
+    p.add_argument("--patch", type=int, help="occlusion patch size in pixels")
+    p.add_argument("--stride", type=int, help="occlusion stride in pixels")
+
+    p = sub.add_parser("compare", help="CNN vs kNN/SVM baselines and the data-volume curve")
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--data", required=True, action="append", metavar="PATH")
+    p.add_argument("--channels", type=_channels)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--out", metavar="DIR", help="folder for the plot and JSON")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("demo", help="train, predict and explain on the bundled sample data")
+    p.add_argument("--out", default="demo_out", metavar="DIR")
+    p.add_argument("--no-viewer", action="store_true", help="skip the napari screenshots")
+    p.add_argument("--epochs", type=int, help="override the demo's short training")
+    return parser
+
+
+def _progress_printer(desc: str):
+    """A callback drawing tqdm bars for the typed training updates."""
+    from tqdm import tqdm
+
+    from napari_cellcurator.core.training import EpochDone, EpochStarted, StepDone
+
+    state: dict = {}
+
+    def on_update(u) -> None:
+        if isinstance(u, EpochStarted):
+            state["bar"] = tqdm(total=None, desc=f"{desc} epoch {u.epoch}/{u.epochs}",
+                                leave=False, file=sys.stderr)
+        elif isinstance(u, StepDone) and "bar" in state:
+            bar = state["bar"]
+            bar.total = u.steps
+            bar.update(1)
+            bar.set_postfix(loss=f"{u.loss:.3f}")
+        elif isinstance(u, EpochDone):
+            state.pop("bar").close() if "bar" in state else None
+            shown = {k: round(v, 3) for k, v in u.val_metrics.items()
+                     if k in ("accuracy", "macro_f1", "f1", "A", "bce")}
+            print(f"epoch {u.epoch}/{u.epochs} loss {u.train_loss:.4f} val {shown} "
+                  f"({u.seconds:.0f}s){' *' if u.is_best else ''}", file=sys.stderr)
+
+    return on_update
+
+
+def _cmd_train(a) -> int:
+    from napari_cellcurator.core.pipeline import TrainRequest, train
+
+    req = TrainRequest(task=a.task, data=a.data, out=a.out, arch=a.arch, channels=a.channels,
+                       epochs=a.epochs, seed=a.seed, device=a.device, init=a.init,
+                       batch_size=a.batch_size, lr=a.lr)
+    saved = train(req, _progress_printer(a.task))
+    val = saved.config.metrics.get("validation", {})
+    shown = {k: val[k] for k in ("accuracy", "macro_f1", "f1", "A", "bce") if k in val}
+    print(f"saved {saved.config.arch} model to {saved.model_dir}; validation {shown}")
+    return 0
+
+
+def _cmd_predict(a) -> int:
+    from napari_cellcurator.core.batch import predict_to_file
+
+    out = predict_to_file(a.model, a.data, a.out, device=a.device, scheduler=a.scheduler)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_evaluate(a) -> int:
+    from napari_cellcurator.core.pipeline import evaluate
+
+    metrics = evaluate(a.model, a.data, device=a.device)
+    if a.json:
+        print(json.dumps(metrics))
+    else:
+        for key in ("n", "accuracy", "macro_f1", "balanced_accuracy", "precision", "recall", "f1",
+                    "A", "bce"):
+            if key in metrics:
+                print(f"{key:>18}: {metrics[key]}")
+        for name, m in metrics.get("per_class", {}).items():
+            print(f"{name:>18}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
+                  f"n {m['support']}")
+    return 0
+
+
+def _cmd_explain(a) -> int:
+    from napari_cellcurator.core.explain.api import explain_item
+
+    target = a.target
+    explain_item(a.model, a.data, a.item, a.method, target=target, out=a.out, layer=a.layer,
+                 patch=a.patch, stride=a.stride)
+    print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_compare(a) -> int:
+    from napari_cellcurator.core.baselines import compare
+
+    result = compare(a.task, a.data, a.channels, a.out, epochs=a.epochs)
+    print(json.dumps(result) if a.json else json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_demo(a) -> int:
+    from napari_cellcurator.demo import run_demo
+
+    run_demo(Path(a.out), viewer=not a.no_viewer, epochs=a.epochs)
+    return 0
+
+
+COMMANDS = {
+    "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
+    "explain": _cmd_explain, "compare": _cmd_compare, "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cellcurator`` command."""
+    from napari_cellcurator.core.errors import CellCuratorError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CellCuratorError as exc:
+        print(f"cellcurator {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cellcurator {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Batch scoring of large data on dask: threads by default, a dask.distributed cluster on demand.
+
+Each batch of items is one task; a worker process loads the model once and keeps it. Inputs
+that are dask arrays (zarr stores, movies) are read by the workers themselves, so the client
+never holds the data and memory stays bounded by the batch size, not by the number of items.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_cellcurator.core.errors import CellCuratorError, InputError
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.store.atomic import atomic_write
+
+_MODEL_CACHE: dict[tuple[str, str], tuple] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _cached_model(model_dir: str, device: str):
+    """The model of ``model_dir``, loaded once per process (workers reuse it across batches)."""
+    from napari_cellcurator.core.store.modelio import load_model
+
+    key = (str(Path(model_dir).resolve()), device)
+    with _CACHE_LOCK:
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE[key] = load_model(model_dir, device)
+        return _MODEL_CACHE[key]
+
+
+def score_batch(model_dir: str, arrays: dict[str, np.ndarray], device: str = "cpu") -> np.ndarray:
+    """Scores (probabilities or proportions) of one batch of raw input arrays."""
+    import torch
+
+    from napari_cellcurator.core.tasks import get_task
+
+    model, config = _cached_model(model_dir, device)
+    task = get_task(config.task)
+    n = len(next(iter(arrays.values())))
+    table = pd.DataFrame({"item_id": [str(i) for i in range(n)], "source": "", "label": None})
+    items = ItemSet(table, {k: np.asarray(v) for k, v in arrays.items()})
+    batch = task.make_batch(items, np.arange(n), config.preprocessing, False,
+                            np.random.default_rng(0))
+    with torch.inference_mode():
+        logits = model(**{k: v.to(device) for k, v in batch.items()})
+    return task.outputs_to_scores(logits)
+
+
+def _batch_tasks(model_dir: str, items: ItemSet, batch_size: int, device: str):
+    import dask
+
+    tasks = []
+    for start in range(0, len(items), batch_size):
+        stop = min(len(items), start + batch_size)
+        arrays = {k: v[start:stop] for k, v in items.arrays.items()}
+        tasks.append(dask.delayed(score_batch, pure=True)(model_dir, arrays, device))
+    return tasks
+
+
+def _client_for(scheduler: str):
+    """A dask.distributed client for ``local:N`` or an address (caller closes it)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise CellCuratorError("--scheduler with a cluster needs the 'distributed' package: "
+                               "pip install 'napari-cellcurator[distributed]'") from None
+    if scheduler.startswith("local:"):
+        n = int(scheduler.split(":", 1)[1] or 2)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        return Client(cluster), cluster
+    return Client(scheduler), None
+
+
+def score_items(model_dir: str, items: ItemSet, device: str = "cpu", batch_size: int = 256,
+                scheduler: str = "threads") -> np.ndarray:
+    """Scores of every item, computed batch-wise on the chosen dask scheduler."""
+    import dask
+
+    if len(items) == 0:
+        return np.zeros((0,))
+    tasks = _batch_tasks(model_dir, items, batch_size, device)
+    if scheduler in ("threads", "sync", "synchronous", "processes"):
+        kw = {"scheduler": scheduler}
+        if scheduler == "threads":
+            # torch already uses several cores per batch: two batches in flight overlap reading
+            # (I/O, decompression) with compute without oversubscribing the CPU
+            kw["num_workers"] = min(2, os.cpu_count() or 1)
+        parts = dask.compute(*tasks, **kw)
+    else:
+        client, cluster = _client_for(scheduler)
+        try:
+            parts = client.gather(client.compute(tasks))
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return np.concatenate(parts)
+
+
+def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
+                    scheduler: str = "threads", batch_size: int = 256) -> Path:
+    """Predict every item of ``data`` and write ``out`` (.csv, .parquet or .zarr) atomically."""
+    from napari_cellcurator.core.device import resolve_device
+    from napari_cellcurator.core.pipeline import read_for_model
+    from napari_cellcurator.core.store.modelio import read_config
+    from napari_cellcurator.core.tasks import get_task
+
+    config = read_config(model_dir)
+    task = get_task(config.task)
+    out_path = Path(out)
+    suffix = out_path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".zarr"):
+        raise InputError(out_path, "has an unknown output format", ".csv, .parquet or .zarr")
+    items = read_for_model(config, data, task)
+    dev = str(resolve_device(device))
+    scores = score_items(model_dir, items, dev, batch_size, scheduler)
+    table = task.prediction_table(items.table, scores, config.classes)
+    extra = [c for c in items.table.columns if c not in table.columns]
+    table = pd.concat([items.table[extra].reset_index(drop=True), table], axis=1)
+    if suffix == ".zarr":
+        _write_zarr(out_path, scores, table)
+    elif suffix == ".parquet":
+        atomic_write(out_path, lambda p: table.to_parquet(p, index=False))
+    else:
+        atomic_write(out_path, lambda p: table.to_csv(p, index=False))
+    return out_path
+
+
+def _write_zarr(path: Path, scores: np.ndarray, table: pd.DataFrame) -> None:
+    """Scores as a zarr array plus the table as Parquet beside it (written, then renamed)."""
+    import shutil
+
+    import zarr
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    root = zarr.open_group(str(tmp), mode="w")
+    root.create_array("scores", data=np.asarray(scores, dtype=np.float32))
+    root.attrs["item_ids"] = table["item_id"].astype(str).tolist()
+    table.to_parquet(tmp / "predictions.parquet", index=False)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)

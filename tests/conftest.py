@@ -1,0 +1,31 @@
+"""Shared fixtures: paths to the real shared data (tests skip cleanly where it is absent)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of ``../shared/data`` (skip when the checkout has no shared folder beside it)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def jurkat_subset(shared_data, tmp_path_factory) -> Path:
+    """A few real Jurkat cells per class (3 classes) in the folder-of-classes layout."""
+    src = shared_data / "celltype" / "jurkat_ifc"
+    dst = tmp_path_factory.mktemp("jurkat_subset")
+    for cls in ("G1", "G2", "Prophase"):
+        (dst / cls).mkdir()
+        for f in sorted((src / cls).glob("*.tif"))[:12]:
+            shutil.copy(f, dst / cls / f.name)
+    return dst

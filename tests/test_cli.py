@@ -1,0 +1,67 @@
+"""The CLI contract: subcommands, --help, exit status 2 on bad input, evaluate --json."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from napari_cellcurator.cli import main
+
+SUBCOMMANDS = ["train", "predict", "evaluate", "explain", "demo"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "napari_cellcurator.cli", *args],
+                          capture_output=True, text=True)
+
+
+def test_help_lists_subcommands():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for cmd in SUBCOMMANDS:
+        assert cmd in out.stdout
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_every_subcommand_has_help(cmd):
+    out = run_cli(cmd, "--help")
+    assert out.returncode == 0 and "usage" in out.stdout
+
+
+def test_missing_data_path_exits_2_naming_it(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    code = main(["train", "--task", "celltype", "--data", str(missing),
+                 "--out", str(tmp_path / "m")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "does not exist" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_unknown_layout_exits_2(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    code = main(["train", "--task", "celltype", "--data", str(tmp_path),
+                 "--out", str(tmp_path / "m")])
+    assert code == 2
+    assert "not a recognised" in capsys.readouterr().err
+
+
+def test_missing_model_exits_2(tmp_path, capsys):
+    code = main(["evaluate", "--model", str(tmp_path / "none"), "--data", str(tmp_path)])
+    assert code == 2
+
+
+def test_train_then_evaluate_json(jurkat_subset, tmp_path, capsys):
+    model = tmp_path / "model"
+    assert main(["train", "--task", "celltype", "--data", str(jurkat_subset), "--out", str(model),
+                 "--arch", "seedcnn", "--channels", "0,2", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "--data", str(jurkat_subset), "--json"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    metrics = json.loads(last)
+    for key in ("n", "accuracy", "macro_f1", "per_class", "confusion"):
+        assert key in metrics
+    assert main(["predict", "--model", str(model), "--data", str(jurkat_subset),
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    assert (tmp_path / "p.csv").read_text().count("\n") == 37
