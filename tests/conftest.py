@@ -29,3 +29,14 @@ def jurkat_subset(shared_data, tmp_path_factory) -> Path:
         for f in sorted((src / cls).glob("*.tif"))[:12]:
             shutil.copy(f, dst / cls / f.name)
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_celltype_model(jurkat_subset, tmp_path_factory) -> Path:
+    """A real (briefly trained) seedcnn model folder on the Jurkat subset, channels 0,2."""
+    from napari_cellcurator.core.pipeline import TrainRequest, train
+
+    out = tmp_path_factory.mktemp("tiny_celltype_model")
+    train(TrainRequest(task="celltype", data=[str(jurkat_subset)], out=str(out), arch="seedcnn",
+                       channels=[0, 2], epochs=1, batch_size=8))
+    return out
