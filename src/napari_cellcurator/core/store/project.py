@@ -1,0 +1,144 @@
+"""A project folder: the label journal, the model versions and a small ``project.json``.
+
+By default the folder sits next to the data (``<parent>/<stem>.cellcurator/``) so labels travel
+with the data; where that folder cannot be written it goes to the user's data directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.store.atomic import atomic_write_text
+from napari_cellcurator.core.store.journal import LabelJournal
+from napari_cellcurator.core.store.registry import ModelRegistry
+
+JOURNAL_NAME = "labels.sqlite"
+MODELS_NAME = "models"
+PROJECT_NAME = "project.json"
+SUFFIX = ".cellcurator"
+APP_NAME = "napari-cellcurator"
+
+
+class Project:
+    """A project folder with a label journal and a model registry.
+
+    Parameters
+    ----------
+    folder
+        The project folder (created if missing).
+    user
+        Recorded with every label; defaults to the login name.
+
+    Attributes
+    ----------
+    folder : Path
+    journal : LabelJournal
+        ``folder / "labels.sqlite"``.
+    models : ModelRegistry
+        ``folder / "models"``.
+    """
+
+    def __init__(self, folder: str | Path, user: str | None = None):
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise InputError(self.folder, "is a file", "a project folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.models = ModelRegistry(self.folder / MODELS_NAME)
+        self.journal = LabelJournal(self.folder / JOURNAL_NAME, user=user)
+
+    @classmethod
+    def for_data(cls, data_path: str | Path, user: str | None = None) -> Project:
+        """The default project of a data file or folder, created if needed.
+
+        ``<parent>/<stem>.cellcurator/``; if that cannot be written (read-only share), a folder
+        under the user's data directory named after the data and a hash of its location.
+        """
+        data_path = Path(data_path).expanduser().resolve()
+        folder = default_folder(data_path)
+        project = cls(folder, user=user)
+        project._record_data(data_path)
+        return project
+
+    def _record_data(self, data_path: Path) -> None:
+        """Remember which data the project belongs to (useful for fallback folders)."""
+        path = self.folder / PROJECT_NAME
+        info: dict = {}
+        if path.is_file():
+            try:
+                info = json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                info = {}  # only informative: rewrite it
+            if not isinstance(info, dict):
+                info = {}
+        data = [str(d) for d in info.get("data", []) if isinstance(d, str)]
+        if str(data_path) in data:
+            return
+        info.setdefault("format_version", 1)
+        info.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        info["data"] = [*data, str(data_path)]
+        atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+
+    def info(self) -> dict:
+        """Contents of ``project.json`` (``{}`` if absent or unreadable)."""
+        try:
+            info = json.loads((self.folder / PROJECT_NAME).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def close(self) -> None:
+        """Close the journal (every label is already on disk)."""
+        self.journal.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.folder)!r})"
+
+
+def default_folder(data_path: str | Path) -> Path:
+    """Where :meth:`Project.for_data` keeps the project of ``data_path``."""
+    data_path = Path(data_path).expanduser().resolve()
+    beside = data_path.parent / f"{data_path.stem}{SUFFIX}"
+    if beside.is_dir() and _writable(beside):
+        return beside
+    if not beside.exists() and _writable(data_path.parent):
+        return beside
+    digest = hashlib.sha1(str(data_path).encode("utf-8")).hexdigest()[:10]
+    return user_data_dir() / "projects" / f"{data_path.stem}-{digest}{SUFFIX}"
+
+
+def user_data_dir() -> Path:
+    """The per-user data folder (``$CELLCURATOR_DATA_DIR`` overrides it)."""
+    override = os.environ.get("CELLCURATOR_DATA_DIR")
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / APP_NAME
+
+
+def _writable(folder: Path) -> bool:
+    """Try to create a file: ``os.access`` is wrong for root and for read-only mounts."""
+    if not folder.is_dir():
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
