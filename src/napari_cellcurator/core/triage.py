@@ -1,0 +1,190 @@
+"""Which items to review first, and merging journal labels into an item table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from napari_cellcurator.core.errors import InputError
+
+MODES = ("uncertain", "entropy", "random", "class")
+#: journal sources that override a label read from the data files
+_OVERRIDING_SOURCES = ("human", "cluster", "import")
+
+
+def review_order(predictions: pd.DataFrame, mode: str = "uncertain", seed: int = 0,
+                 labelled: set[str] | None = None, prob_columns: list[str] | None = None,
+                 exclude_labelled: bool = False) -> np.ndarray:
+    """Row positions of ``predictions`` in the order a human should review them.
+
+    Parameters
+    ----------
+    predictions
+        A prediction table (``item_id``, ``prediction``, ``uncertainty``, ``prob_<class>``...).
+    mode
+        ``"uncertain"``: smallest margin between the two most probable classes first
+        (1 − (p1 − p2) from the probability columns, else the ``uncertainty`` column);
+        ``"entropy"``: highest normalised entropy of the probabilities first;
+        ``"random"``: a seeded shuffle; ``"class"``: grouped by predicted class, most
+        uncertain first within each class.
+    seed
+        Seeds the shuffle of ``"random"`` and the tie-breaking of the other modes.
+    labelled
+        Item ids already labelled by a human: they go last (in the same order among themselves).
+    prob_columns
+        Probability columns to use (default: every ``prob_*`` column, or ``proportion``).
+    exclude_labelled
+        Drop labelled items instead of putting them last.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 row positions (not index labels). Items without a score come after scored ones.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown review mode {mode!r}; choose one of {MODES}")
+    n = len(predictions)
+    rng = np.random.default_rng(seed)
+    tiebreak = rng.permutation(n)
+    if mode == "random":
+        keys = [tiebreak]
+    elif mode == "class":
+        group = _class_groups(predictions, prob_columns)
+        keys = [tiebreak, -_uncertainty(predictions, prob_columns), group]
+    elif mode == "entropy":
+        keys = [tiebreak, -_entropy(predictions, prob_columns)]
+    else:
+        keys = [tiebreak, -_uncertainty(predictions, prob_columns)]
+    done = np.zeros(n, dtype=bool)
+    if labelled:
+        done = predictions["item_id"].astype(str).isin(labelled).to_numpy()
+    # np.lexsort sorts by the last key first; NaN scores (-nan) sort after every number
+    order = np.lexsort([*keys, done]).astype(np.int64)
+    if exclude_labelled:
+        order = order[~done[order]]
+    return order
+
+
+def _probabilities(predictions: pd.DataFrame, prob_columns: list[str] | None) -> np.ndarray | None:
+    """(N, K) probabilities, or None when the table has none."""
+    if prob_columns is None:
+        prob_columns = [c for c in predictions.columns if str(c).startswith("prob_")]
+    if prob_columns:
+        missing = [c for c in prob_columns if c not in predictions.columns]
+        if missing:
+            raise InputError(None, f"prediction table lacks columns {missing}")
+        return predictions[prob_columns].to_numpy(dtype=float)
+    if "proportion" in predictions.columns:  # a proportion p is a two-class (1 - p, p)
+        p = predictions["proportion"].to_numpy(dtype=float)
+        return np.stack([1.0 - p, p], axis=1)
+    return None
+
+
+def _uncertainty(predictions: pd.DataFrame, prob_columns: list[str] | None) -> np.ndarray:
+    probs = _probabilities(predictions, prob_columns)
+    if probs is not None:
+        if probs.shape[1] == 1:
+            return 1.0 - probs[:, 0]
+        top = np.sort(probs, axis=1)
+        return 1.0 - (top[:, -1] - top[:, -2])
+    if "uncertainty" in predictions.columns:
+        return predictions["uncertainty"].to_numpy(dtype=float)
+    raise InputError(None, "prediction table has no probability or uncertainty columns",
+                     "prob_<class> columns or an 'uncertainty' column")
+
+
+def _entropy(predictions: pd.DataFrame, prob_columns: list[str] | None) -> np.ndarray:
+    probs = _probabilities(predictions, prob_columns)
+    if probs is None:
+        raise InputError(None, "entropy ordering needs probability columns",
+                         "prob_<class> columns or a 'proportion' column")
+    if probs.shape[1] < 2:
+        return np.zeros(len(probs))
+    p = np.clip(probs, 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=1) / np.log(probs.shape[1])
+
+
+def _class_groups(predictions: pd.DataFrame, prob_columns: list[str] | None) -> np.ndarray:
+    """Group number of each row's predicted class (probability-column order if known)."""
+    probs = _probabilities(predictions, prob_columns)
+    if "prediction" in predictions.columns:
+        predicted = predictions["prediction"].astype(object).to_numpy()
+        cols = prob_columns or [c for c in predictions.columns if str(c).startswith("prob_")]
+        known = [str(c)[len("prob_"):] if str(c).startswith("prob_") else str(c) for c in cols]
+        others = sorted({str(v) for v in predicted if not pd.isna(v)} - set(known))
+        rank = {c: i for i, c in enumerate([*known, *others])}
+        return np.array([len(rank) if pd.isna(v) else rank[str(v)] for v in predicted])
+    if probs is not None:
+        return np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
+    raise InputError(None, "class ordering needs a 'prediction' or probability columns")
+
+
+def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``label`` and ``label_source`` of an item table from the journal's current labels.
+
+    Human (and cluster / import) labels override labels read from the files; a model label
+    from the journal only fills items without any other label. Labels of a numeric ``label``
+    column (mixture proportions) are parsed back to float.
+
+    Parameters
+    ----------
+    table
+        Item table with ``item_id`` (and usually ``label``).
+    journal_labels
+        :meth:`LabelJournal.current_labels` (``item_id``, ``label``, ``source``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``table``; ``label_source`` is ``"file"``, a journal source, or None.
+    """
+    out = table.copy()
+    ids = out["item_id"].astype(str)
+    if "label" not in out.columns:
+        out["label"] = None
+    numeric = _is_numeric_labels(out["label"])
+    file_label = out["label"].notna()
+    labels = out["label"].astype(object).where(file_label, None)
+    source = pd.Series(np.where(file_label, "file", None), index=out.index, dtype=object)
+    if len(journal_labels):
+        jl = journal_labels.drop_duplicates("item_id", keep="last").set_index("item_id")
+        j_label = ids.map(jl["label"])
+        j_source = ids.map(jl["source"]) if "source" in jl else pd.Series("human", index=ids.index)
+        has = j_label.notna().to_numpy()
+        overrides = j_source.isin(_OVERRIDING_SOURCES).to_numpy()
+        take = has & (overrides | ~file_label.to_numpy())
+        values = j_label[take]
+        if numeric:
+            values = _as_proportions(values)
+        labels = labels.astype(object)
+        labels[take] = values.to_numpy(dtype=object)
+        source[take] = j_source[take].to_numpy(dtype=object)
+    out["label"] = labels.astype(float) if numeric else labels
+    out["label_source"] = source
+    return out
+
+
+def _is_numeric_labels(labels: pd.Series) -> bool:
+    present = labels.dropna()
+    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+        return len(present) > 0 or labels.dtype.kind == "f"
+    return len(present) > 0 and all(
+        isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool)
+        for v in present)
+
+
+def _as_proportions(values: pd.Series) -> pd.Series:
+    try:
+        return values.astype(float)
+    except (TypeError, ValueError):
+        bad = next(v for v in values if not _is_float(v))
+        raise InputError(None, f"journal label {bad!r} is not a proportion",
+                         "a number between 0 and 1") from None
+
+
+def _is_float(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

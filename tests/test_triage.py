@@ -1,0 +1,135 @@
+"""Review order (uncertain / entropy / random / class) and merging journal labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.store.journal import LabelJournal
+from napari_cellcurator.core.triage import merge_labels, review_order
+
+
+def _preds() -> pd.DataFrame:
+    probs = np.array([
+        [0.90, 0.05, 0.05],  # 0: a, certain
+        [0.40, 0.35, 0.25],  # 1: a, margin 0.05 (most uncertain by margin)
+        [0.10, 0.80, 0.10],  # 2: b
+        [0.34, 0.33, 0.33],  # 3: a, margin 0.01, highest entropy
+        [0.05, 0.50, 0.45],  # 4: b, margin 0.05... -> 0.05 exactly ties row 1
+        [0.20, 0.20, 0.60],  # 5: c
+    ])
+    df = pd.DataFrame({"item_id": [f"i{k}" for k in range(6)],
+                       "prediction": np.array(["a", "b", "c"])[probs.argmax(1)]})
+    for k, c in enumerate("abc"):
+        df[f"prob_{c}"] = probs[:, k]
+    top = np.sort(probs, 1)
+    df["uncertainty"] = 1 - (top[:, -1] - top[:, -2])
+    return df
+
+
+def test_uncertain_margin_order():
+    df = _preds()
+    order = review_order(df, "uncertain")
+    assert order.dtype == np.int64 and sorted(order) == list(range(6))
+    assert order[0] == 3
+    assert set(order[1:3]) == {1, 4}  # tie at margin 0.05
+    assert list(order[3:]) == [5, 2, 0]
+
+
+def test_uncertain_from_uncertainty_column_only():
+    df = pd.DataFrame({"item_id": ["a", "b", "c"], "uncertainty": [0.1, 0.9, 0.5]})
+    assert list(review_order(df)) == [1, 2, 0]
+
+
+def test_entropy_order():
+    df = _preds()
+    order = review_order(df, "entropy")
+    assert order[0] == 3 and order[1] == 1 and order[-1] == 0
+    with pytest.raises(InputError):
+        review_order(df[["item_id", "uncertainty"]], "entropy")
+
+
+def test_random_is_seeded_permutation():
+    df = pd.DataFrame({"item_id": [str(i) for i in range(100)], "uncertainty": 0.5})
+    a, b, c = (review_order(df, "random", seed=s) for s in (1, 1, 2))
+    assert sorted(a) == list(range(100))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_class_mode_groups_uncertain_first():
+    df = _preds()
+    order = review_order(df, "class")
+    classes = df["prediction"].to_numpy()[order]
+    assert list(classes) == ["a", "a", "a", "b", "b", "c"]
+    assert list(order[:3]) == [3, 1, 0]  # within class a: most uncertain first
+    assert list(order[3:5]) == [4, 2]
+
+
+def test_labelled_go_last_or_are_excluded():
+    df = _preds()
+    order = review_order(df, "uncertain", labelled={"i3", "i5"})
+    assert list(order[-2:]) == [3, 5]  # same relative order among labelled items
+    assert set(order[:4]) == {0, 1, 2, 4}
+    kept = review_order(df, "uncertain", labelled={"i3", "i5"}, exclude_labelled=True)
+    assert list(kept) == list(order[:4])
+
+
+def test_nan_scores_after_scored_items_and_row_positions():
+    df = pd.DataFrame({"item_id": ["a", "b", "c"], "uncertainty": [np.nan, 0.2, 0.7]},
+                      index=[10, 20, 30])
+    assert list(review_order(df)) == [2, 1, 0]  # positions, not index labels
+
+
+def test_proportion_table_and_explicit_columns():
+    df = pd.DataFrame({"item_id": ["a", "b", "c"], "proportion": [0.95, 0.5, 0.2]})
+    assert list(review_order(df, "uncertain")) == [1, 2, 0]
+    assert list(review_order(df, "entropy")) == [1, 2, 0]
+    preds = _preds()
+    # only a and b considered: row 5 (0.2 vs 0.2) becomes the closest call, then row 3
+    order = review_order(preds, prob_columns=["prob_a", "prob_b"])
+    assert list(order[:2]) == [5, 3]
+    with pytest.raises(InputError):
+        review_order(preds, prob_columns=["prob_zzz"])
+    with pytest.raises(ValueError):
+        review_order(preds, "smart")
+
+
+def test_merge_labels_human_overrides_file():
+    table = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "label": ["x", None, "y", None]})
+    journal = pd.DataFrame({"item_id": ["a", "b", "c", "zz"],
+                            "label": ["h", "h2", "m", "ghost"],
+                            "source": ["human", "cluster", "model", "human"]})
+    before = table.copy()
+    out = merge_labels(table, journal)
+    assert out["label"].tolist() == ["h", "h2", "y", None]  # model does not beat a file label
+    assert out["label_source"].tolist() == ["human", "cluster", "file", None]
+    pd.testing.assert_frame_equal(table, before)  # input untouched
+    filled = merge_labels(table.iloc[[3]], pd.DataFrame(
+        {"item_id": ["d"], "label": ["m"], "source": ["model"]}))
+    assert filled["label"].tolist() == ["m"] and filled["label_source"].tolist() == ["model"]
+
+
+def test_merge_labels_proportions_from_real_journal(tmp_path):
+    table = pd.DataFrame({"item_id": ["p", "q", "r"], "label": [0.5, np.nan, np.nan]})
+    with LabelJournal(tmp_path / "l.sqlite", user="u") as j:
+        j.set_label("q", 0.1 + 0.2)
+        j.set_label("p", 0.75)
+        out = merge_labels(table, j.current_labels())
+    assert out["label"].dtype == float
+    assert out["label"].iloc[0] == 0.75 and out["label"].iloc[1] == 0.1 + 0.2
+    assert np.isnan(out["label"].iloc[2])
+    assert out["label_source"].tolist() == ["human", "human", None]
+    with pytest.raises(InputError, match="not a proportion"):
+        merge_labels(table, pd.DataFrame({"item_id": ["q"], "label": ["neuron"],
+                                          "source": ["human"]}))
+
+
+def test_merge_labels_without_label_column_or_journal():
+    table = pd.DataFrame({"item_id": [1, 2]})
+    out = merge_labels(table, pd.DataFrame(columns=["item_id", "label", "source"]))
+    assert out["label"].isna().all() and out["label_source"].isna().all()
+    out = merge_labels(table, pd.DataFrame({"item_id": ["2"], "label": ["x"],
+                                            "source": ["human"]}))
+    assert out["label"].tolist() == [None, "x"]  # int ids match their string form
