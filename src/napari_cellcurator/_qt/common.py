@@ -1,0 +1,221 @@
+"""State shared by the widgets of one viewer, and small Qt/napari helpers.
+
+A :class:`Session` holds what was loaded (task, items, project with journal and model
+registry), the item layer, the current model and its predictions. One :class:`Hub` per viewer
+carries the session and a ``changed`` signal so widgets refresh each other.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from psygnal import Signal
+
+from napari_cellcurator._qt.layers import (
+    item_features,
+    labels_colormap_dict,
+    point_style,
+)
+from napari_cellcurator.core.io.items import ItemSet
+
+_HUBS: dict[int, Hub] = {}
+_TORCH_WARM = False
+
+
+class Session:
+    """Everything the widgets share about the loaded data set."""
+
+    def __init__(self, task: str, items: ItemSet, data_path: str | Path, project: Any = None,
+                 classes: list[str] | None = None):
+        self.task_name = task
+        self.items = items
+        self.data_path = Path(data_path)
+        self.project = project
+        self.classes = list(classes or items.meta.get("classes") or sorted(
+            items.table["label"].dropna().astype(str).unique()))
+        self.layer = None  # the item layer (Points or Labels)
+        self.model = None
+        self.config = None
+        self.version: str | None = None
+        self.predictions: pd.DataFrame | None = None
+        self.scores: np.ndarray | None = None
+        self.order: np.ndarray | None = None  # review order (row positions)
+        self.channels: list[int] | None = items.meta.get("channels")
+
+    # ---- labels ----------------------------------------------------------------------------
+    @property
+    def journal(self):
+        return None if self.project is None else self.project.journal
+
+    def merged_table(self) -> pd.DataFrame:
+        """Item table with the journal's current labels (human corrections win)."""
+        from napari_cellcurator.core.triage import merge_labels
+
+        if self.journal is None:
+            table = self.items.table.copy()
+            table["label_source"] = np.where(table["label"].notna(), "file", None)
+            return table
+        return merge_labels(self.items.table, self.journal.current_labels())
+
+    def training_items(self) -> ItemSet:
+        """Items with merged labels (journal + data), for fine-tuning."""
+        table = self.merged_table().drop(columns=["label_source"])
+        return ItemSet(table, self.items.arrays, dict(self.items.meta))
+
+    def set_label(self, row: int, label: str | None) -> None:
+        """Write a human label for item ``row`` to the journal now, then refresh the layer."""
+        item_id = str(self.items.table["item_id"].iloc[row])
+        if self.journal is not None:
+            self.journal.set_label(item_id, label, source="human", model_version=self.version)
+        self.refresh_layer()
+
+    def undo(self) -> list:
+        """Undo the last journal action; returns its events."""
+        events = [] if self.journal is None else self.journal.undo()
+        self.refresh_layer()
+        return events
+
+    # ---- display ---------------------------------------------------------------------------
+    def features(self) -> pd.DataFrame:
+        return item_features(self.merged_table(), self.predictions)
+
+    def refresh_layer(self) -> None:
+        """Rewrite ``layer.features`` and colours from labels and predictions."""
+        if self.layer is None:
+            return
+        feats = self.features()
+        self.layer.features = feats
+        if self.layer._type_string == "points":
+            style = point_style(feats, self.classes)
+            for key, value in style.items():
+                setattr(self.layer, key, value)
+        elif self.layer._type_string == "labels":
+            from napari.utils.colormaps import DirectLabelColormap
+
+            ids = self.label_ids()
+            self.layer.colormap = DirectLabelColormap(
+                color_dict=labels_colormap_dict(feats, ids, self.classes))
+        self.layer.refresh()
+
+    def label_ids(self) -> np.ndarray:
+        """Labels-layer value of each item (row i ↔ label i + 1 unless the table says)."""
+        t = self.items.table
+        if "label_id" in t.columns:
+            return t["label_id"].to_numpy(dtype=int)
+        return np.arange(1, len(t) + 1)
+
+    def centre_of(self, row: int) -> np.ndarray:
+        from napari_cellcurator._qt.layers import item_centres
+
+        return item_centres(self.items)[row]
+
+
+class Hub:
+    """Per-viewer holder of the session; ``changed(what)`` tells widgets to refresh."""
+
+    changed = Signal(str)
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+
+    def set_session(self, session: Session) -> None:
+        self.session = session
+        self.changed.emit("session")
+
+
+def hub_for(viewer) -> Hub:
+    """The :class:`Hub` of ``viewer`` (created on first use, dropped with the viewer)."""
+    key = id(viewer)
+    if key not in _HUBS:
+        _HUBS[key] = Hub()
+        weakref.finalize(viewer, _HUBS.pop, key, None)
+    return _HUBS[key]
+
+
+def require_session(viewer) -> Session:
+    """The viewer's session, or a clear error asking to load data first."""
+    s = hub_for(viewer).session
+    if s is None:
+        raise RuntimeError("load data first (Cell curator ▸ Load)")
+    return s
+
+
+def open_project(data_path: str | Path):
+    """The project (journal + model registry) stored next to ``data_path``."""
+    from napari_cellcurator.core.store.project import Project
+
+    return Project.for_data(data_path)
+
+
+def warm_torch() -> None:
+    """Import torch and run one tiny forward pass on the main thread, once.
+
+    Torch's lazy initialisation (thread pools, kernels) must not first happen inside a
+    worker thread, where it has been seen to stall the event loop.
+    """
+    global _TORCH_WARM
+    if _TORCH_WARM:
+        return
+    import torch
+
+    with torch.inference_mode():
+        x = torch.zeros(1, 1, 8, 8)
+        torch.nn.functional.conv2d(x, torch.zeros(1, 1, 3, 3)).sum().item()
+    _TORCH_WARM = True
+
+
+def worker_setup() -> None:
+    """Inside a worker thread: leave one core to the GUI."""
+    from napari_cellcurator.core.device import limit_cpu_threads
+
+    limit_cpu_threads(leave_free=1)
+
+
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def notify_error(exc: BaseException | str) -> None:
+    """Show an error notification (one line, the exception's own message)."""
+    from napari.utils.notifications import show_error
+
+    msg = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    show_error(f"cellcurator: {msg}")
+
+
+def notify_info(msg: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(f"cellcurator: {msg}")
+
+
+def add_layer_data(viewer, layer_data: list[tuple]) -> list:
+    """Add layer data tuples to ``viewer``; returns the layers created (flattened)."""
+    out = []
+    for data, meta, kind in layer_data:
+        added = getattr(viewer, f"add_{kind}")(data, **meta)
+        out += added if isinstance(added, list) else [added]
+    return out
+
+
+def predict_chunks(model, config, items: ItemSet, device: str = "auto", chunk: int = 256):
+    """Generator: predict ``items`` in chunks, yielding ``(done, total)``; returns
+    ``(table, scores)`` (the worker's ``returned`` value)."""
+    from napari_cellcurator.core.pipeline import predict_items
+
+    worker_setup()
+    tables, scores = [], []
+    n = len(items)
+    for start in range(0, max(n, 1), chunk):
+        idx = np.arange(start, min(n, start + chunk))
+        t, s = predict_items(model, config, items.subset(idx), device)
+        tables.append(t)
+        scores.append(s)
+        yield (int(idx[-1]) + 1 if len(idx) else 0, n)
+    return pd.concat(tables, ignore_index=True), np.concatenate(scores)

@@ -1,0 +1,262 @@
+"""Curate widget: keyboard triage on the item layer, a sortable item table, review order.
+
+Keys (bound on the item layer while this widget lives): ``c`` cell (or: accept the
+prediction, for tasks without a cell class), ``x`` not cell (or: the runner-up class),
+``1``–``9`` class k, ``n``/``p`` next/previous, ``u`` undo, ``Space`` explanation on/off.
+Every label is written to the journal at once.
+"""
+
+import napari.viewer
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
+
+from napari_cellcurator._qt.common import camera_of, hub_for, notify_error, notify_info
+
+ORDERS = ("uncertain", "entropy", "random", "class")
+COLUMNS = ("item_id", "label", "prediction", "probability", "label_source")
+POSITIVE, NEGATIVE = ("cell", "is_cell", "1"), ("not_cell", "notcell", "0")
+
+
+class CurateWidget(Container):
+    """Review items in order and label them with single keys."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self._order_mode = ComboBox(label="review order", choices=ORDERS, value="uncertain")
+        self._advance = CheckBox(text="next item after labelling", value=True)
+        self._current = Label(value="no item")
+        self._help = Label(value="c/x cell·not, 1-9 class, n/p next/prev, u undo, Space overlay")
+        super().__init__(widgets=[self._order_mode, self._advance, self._current, self._help])
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSortingEnabled(True)
+        self.table.setMinimumHeight(200)
+        self.table.cellClicked.connect(self._on_table_click)
+        self.native.layout().addWidget(self.table)
+        self.trace_plot = None
+        self.position = -1  # index into the review order
+        self._bound_layer = None
+        self._bound_keys: list[str] = []
+        self._rows: dict[str, QTableWidgetItem] = {}
+        self._order_mode.changed.connect(lambda _: self.reorder())
+        self._hub = hub_for(viewer)
+        self._hub.changed.connect(self._on_hub)
+        self.native.destroyed.connect(_unbinder(self))
+        if self._hub.session is not None:
+            self._on_hub("session")
+
+    # ---- session / layer ------------------------------------------------------------------
+    @property
+    def session(self):
+        return self._hub.session
+
+    def _on_hub(self, what: str) -> None:
+        s = self.session
+        if s is None or s.layer is None:
+            return
+        if what == "session":
+            self.bind(s.layer)
+            self._add_trace_plot(s)
+        self.reorder()
+        self.fill_table()
+
+    def bind(self, layer) -> None:
+        """Bind the triage keys on ``layer`` (and unbind them from a previous layer)."""
+        self.unbind()
+        keys = {"c": lambda _: self.label_key("c"), "x": lambda _: self.label_key("x"),
+                "n": lambda _: self.step(1), "p": lambda _: self.step(-1),
+                "u": lambda _: self.undo(), "Space": lambda _: self.toggle_overlay()}
+        for k in range(1, 10):
+            keys[str(k)] = (lambda kk: (lambda _: self.label_class(kk - 1)))(k)
+        for key, func in keys.items():
+            layer.bind_key(key, func, overwrite=True)
+        self._bound_layer, self._bound_keys = layer, list(keys)
+
+    def unbind(self) -> None:
+        """Remove this widget's key bindings from the layer."""
+        layer, self._bound_layer = self._bound_layer, None
+        if layer is not None:
+            for key in self._bound_keys:
+                layer.bind_key(key, None)
+        self._bound_keys = []
+
+    def close(self) -> None:
+        self.unbind()
+        if self.session is not None:
+            self._hub.changed.disconnect(self._on_hub)
+        super().close()
+
+    # ---- order and navigation ---------------------------------------------------------------
+    def reorder(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        if s.predictions is None:
+            s.order = np.arange(len(s.items))
+        else:
+            from napari_cellcurator.core.triage import review_order
+
+            human = set(s.merged_table().query("label_source == 'human'")["item_id"])
+            s.order = review_order(s.predictions, self._order_mode.value, labelled=human)
+        self.position = -1
+
+    def current_row(self) -> int | None:
+        s = self.session
+        if s is None or s.order is None or not 0 <= self.position < len(s.order):
+            return None
+        return int(s.order[self.position])
+
+    def step(self, delta: int) -> None:
+        s = self.session
+        if s is None or s.order is None or len(s.order) == 0:
+            return
+        self.position = int(np.clip(self.position + delta, 0, len(s.order) - 1))
+        self.go_to(self.current_row())
+
+    def go_to(self, row: int) -> None:
+        """Centre and zoom on item ``row``, select it and show its details."""
+        s = self.session
+        where = s.order is not None and np.flatnonzero(s.order == row)
+        if where is not False and len(where):
+            self.position = int(where[0])
+        centre = s.centre_of(row)
+        size = float(s.items.arrays.get("image", np.zeros((1, 1, 48, 48))).shape[-1])
+        camera = camera_of(self._viewer)
+        camera.center = tuple(centre)
+        camera.zoom = max(0.5, 250.0 / (3 * size))
+        if s.layer._type_string == "points":
+            s.layer.selected_data = {row}
+        elif s.layer._type_string == "labels":
+            s.layer.selected_label = int(s.label_ids()[row])
+        self._show_current(row)
+
+    def _show_current(self, row: int) -> None:
+        s = self.session
+        f = s.layer.features.iloc[row]
+        prob = f["probability"]
+        prob_text = "" if np.isnan(prob) else f" p={prob:.2f}"
+        self._current.value = (f"{f['item_id']}: label {f['label'] or '—'} "
+                               f"({f['label_source'] or 'none'}), predicted "
+                               f"{f['prediction'] or '—'}{prob_text}")
+        if self.trace_plot is not None and "trace" in s.items.arrays:
+            self.trace_plot.show_trace(s.items.load(np.array([row]), "trace")[0], f["item_id"])
+
+    # ---- labelling --------------------------------------------------------------------------
+    def label_class(self, k: int) -> None:
+        s = self.session
+        if k >= len(s.classes):
+            notify_error(f"there is no class {k + 1} (classes: {', '.join(s.classes)})")
+            return
+        self._apply_label(s.classes[k])
+
+    def label_key(self, key: str) -> None:
+        """``c``/``x``: cell/not cell, or accept the prediction / take the runner-up class."""
+        s = self.session
+        pos = next((c for c in s.classes if c.lower() in POSITIVE), None)
+        neg = next((c for c in s.classes if c.lower() in NEGATIVE), None)
+        if pos is not None and neg is not None:
+            self._apply_label(pos if key == "c" else neg)
+            return
+        row = self._row_or_first()
+        if row is None:
+            return
+        if s.scores is None:
+            notify_error("predict first: c/x accept or reject the model's class")
+            return
+        ranked = np.argsort(-np.asarray(s.scores[row]).reshape(-1))
+        pick = ranked[0] if key == "c" or len(ranked) < 2 else ranked[1]
+        self._apply_label(s.classes[int(pick)])
+
+    def _row_or_first(self) -> int | None:
+        if self.current_row() is None:
+            self.step(1)
+        return self.current_row()
+
+    def _apply_label(self, label: str) -> None:
+        row = self._row_or_first()
+        if row is None:
+            return
+        try:
+            self.session.set_label(row, label)
+        except Exception as exc:  # a journal failure must be seen, not lost
+            notify_error(exc)
+            return
+        self._update_row(row)
+        if self._advance.value:
+            self.step(1)
+        else:
+            self._show_current(row)
+
+    def undo(self) -> None:
+        events = self.session.undo()
+        if not events:
+            notify_info("nothing to undo")
+            return
+        self.fill_table()
+        ids = list(self.session.items.table["item_id"])
+        row = ids.index(events[0].item_id) if events[0].item_id in ids else None
+        if row is not None:
+            self.go_to(row)
+
+    def toggle_overlay(self) -> None:
+        layers = [ly for ly in self._viewer.layers
+                  if ly.metadata.get("cellcurator_role") == "explanation"]
+        if not layers:
+            notify_info("no explanation yet (Explain widget)")
+        for ly in layers:
+            ly.visible = not ly.visible
+
+    # ---- table ------------------------------------------------------------------------------
+    def fill_table(self) -> None:
+        feats = self.session.layer.features
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(feats))
+        self._rows = {}
+        for r, rec in enumerate(feats[list(COLUMNS)].itertuples(index=False)):
+            for c, value in enumerate(rec):
+                item = QTableWidgetItem()
+                item.setData(Qt.ItemDataRole.DisplayRole, _cell(value))
+                if c == 0:
+                    item.setData(Qt.ItemDataRole.UserRole, r)
+                    self._rows[str(value)] = item
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)
+
+    def _update_row(self, row: int) -> None:
+        rec = self.session.layer.features.iloc[row]
+        key = self._rows.get(str(rec["item_id"]))
+        if key is None:
+            return
+        r = key.row()
+        for c, col in enumerate(COLUMNS[1:], start=1):
+            self.table.item(r, c).setData(Qt.ItemDataRole.DisplayRole, _cell(rec[col]))
+
+    def _on_table_click(self, r: int, _c: int) -> None:
+        self.go_to(int(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)))
+
+    def _add_trace_plot(self, s) -> None:
+        if "trace" in s.items.arrays and self.trace_plot is None:
+            from napari_cellcurator._qt.plots import TracePlot
+
+            self.trace_plot = TracePlot()
+            self.native.layout().addWidget(self.trace_plot)
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return "" if np.isnan(value) else round(value, 3)
+    return "" if value is None else str(value)
+
+
+def _unbinder(widget):
+    """Slot for ``destroyed``: unbind keys without touching the deleted Qt object."""
+    def unbind(*_):
+        layer, keys = widget._bound_layer, list(widget._bound_keys)
+        if layer is not None:
+            for key in keys:
+                layer.bind_key(key, None)
+    return unbind

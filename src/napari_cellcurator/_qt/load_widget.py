@@ -1,0 +1,101 @@
+"""Load widget: a data set → layers with features, plus its project (journal + models)."""
+
+from pathlib import Path
+
+import napari.viewer
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
+from napari.qt.threading import thread_worker
+
+from napari_cellcurator._qt.common import (
+    Session,
+    add_layer_data,
+    hub_for,
+    notify_error,
+    notify_info,
+    open_project,
+)
+
+TASKS = ("auto", "celltype", "cellness", "mixture")
+
+
+def _read(path: Path, task: str, channels: list[int] | None):
+    """Worker body: read items with the task's reader (numpy in, numpy out)."""
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    return get_task(task).read(path, ReadOptions(channels=channels))
+
+
+class LoadWidget(Container):
+    """Choose a path (class folders, Suite2p/CaImAn output, Allen JSON, mixture manifest)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self._path = FileEdit(label="data", mode="r", tooltip="file or folder to load")
+        self._task = ComboBox(label="task", choices=TASKS, value="auto")
+        self._channels = LineEdit(label="channels", value="",
+                                  tooltip="comma-separated channel indices; empty = all")
+        self._button = PushButton(text="Load")
+        self._status = Label(value="")
+        super().__init__(widgets=[self._path, self._task, self._channels, self._button,
+                                  self._status])
+        self._button.changed.connect(self.load)
+        self.worker = None
+
+    def load(self, path: str | Path | None = None, task: str | None = None):
+        """Read the data in a worker; the layers appear when it returns."""
+        from napari_cellcurator._reader import detect_task
+
+        path = Path(path or self._path.value)
+        task = task or self._task.value
+        if task == "auto":
+            task = detect_task(path)
+            if task is None:
+                notify_error(f"{path}: not a format napari-cellcurator reads")
+                return None
+        text = self._channels.value.strip()
+        try:
+            channels = [int(c) for c in text.split(",")] if text else None
+        except ValueError:
+            notify_error(f"channels must be integers like 0,2 (got {text!r})")
+            return None
+        self._status.value = f"reading {path.name}…"
+        self._button.enabled = False
+        self.worker = thread_worker(_read, start_thread=False)(path, task, channels)
+        self.worker.returned.connect(lambda items: self._show(items, path, task, channels))
+        self.worker.errored.connect(self._failed)
+        self.worker.finished.connect(lambda: setattr(self._button, "enabled", True))
+        self.worker.start()
+        return self.worker
+
+    def _failed(self, exc: Exception) -> None:
+        self._status.value = "failed"
+        notify_error(exc)
+
+    def _show(self, items, path: Path, task: str, channels=None) -> None:
+        from napari_cellcurator._qt.layers import layer_data_for
+
+        try:
+            project = open_project(path)
+        except Exception as exc:  # a read-only location still lets the user look at data
+            notify_error(f"no project next to {path} ({exc}); labels will not be saved")
+            project = None
+        session = Session(task, items, path, project)
+        session.channels = channels
+        layers = add_layer_data(self._viewer, layer_data_for(task, items, None, session.classes))
+        session.layer = next(ly for ly in layers
+                             if ly.metadata.get("cellcurator_role") == "items")
+        session.refresh_layer()  # journal labels on top of the data's
+        if task == "mixture":
+            _resize_cache_for(layers)
+        self._viewer.layers.selection.active = session.layer
+        hub_for(self._viewer).set_session(session)
+        self._status.value = f"{len(items)} items ({task})"
+        notify_info(f"loaded {len(items)} {task} items from {path.name}")
+
+
+def _resize_cache_for(layers) -> None:
+    """Movies are read lazily: give dask's chunk cache room for a few hundred MB of frames."""
+    from napari.utils import resize_dask_cache
+
+    nbytes = sum(getattr(ly.data, "nbytes", 0) for ly in layers)
+    resize_dask_cache(int(min(max(nbytes * 0.25, 256e6), 2e9)))

@@ -1,0 +1,120 @@
+"""Matplotlib plots in Qt widgets: training curves, confusion matrix, per-class F1, traces."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+
+
+class PlotCanvas(FigureCanvasQTAgg):
+    """A small dark figure that fits a dock widget."""
+
+    def __init__(self, width: float = 4.0, height: float = 2.6, ncols: int = 1):
+        fig = Figure(figsize=(width, height), tight_layout=True, facecolor="#262930")
+        super().__init__(fig)
+        self.axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+        for ax in self.axes:
+            _style(ax)
+        self.setMinimumHeight(int(height * 60))
+
+    def redraw(self) -> None:
+        self.draw_idle()
+
+
+def _style(ax) -> None:
+    ax.set_facecolor("#262930")
+    for spine in ax.spines.values():
+        spine.set_color("#aaaaaa")
+    ax.tick_params(colors="#dddddd", labelsize=7)
+    ax.xaxis.label.set_color("#dddddd")
+    ax.yaxis.label.set_color("#dddddd")
+    ax.title.set_color("#ffffff")
+
+
+class CurvesPlot(PlotCanvas):
+    """Train/validation loss per epoch (left) and the validation metric (right)."""
+
+    def __init__(self):
+        super().__init__(ncols=2)
+        self.clear()
+
+    def clear(self) -> None:
+        self.epochs: list[int] = []
+        self.train: list[float] = []
+        self.val: list[float] = []
+        self.metric: list[float] = []
+        self._draw()
+
+    def add_epoch(self, epoch: int, train_loss, val_loss, metric) -> None:
+        nan = float("nan")
+        self.epochs.append(epoch)
+        self.train.append(nan if train_loss is None else float(train_loss))
+        self.val.append(nan if val_loss is None else float(val_loss))
+        self.metric.append(nan if metric is None else float(metric))
+        self._draw()
+
+    def _draw(self) -> None:
+        loss_ax, metric_ax = self.axes
+        loss_ax.clear()
+        metric_ax.clear()
+        loss_ax.plot(self.epochs, self.train, "o-", ms=3, label="train")
+        loss_ax.plot(self.epochs, self.val, "o-", ms=3, label="validation")
+        loss_ax.set_title("loss", fontsize=8)
+        loss_ax.set_xlabel("epoch", fontsize=7)
+        if self.epochs:
+            loss_ax.legend(fontsize=6)
+        metric_ax.plot(self.epochs, self.metric, "o-", ms=3, color="#2ca02c")
+        metric_ax.set_title("validation metric", fontsize=8)
+        metric_ax.set_xlabel("epoch", fontsize=7)
+        for ax in self.axes:
+            _style(ax)
+        self.redraw()
+
+
+class ConfusionPlot(PlotCanvas):
+    """Confusion matrix (rows true, columns predicted) and per-class F1."""
+
+    def __init__(self):
+        super().__init__(height=3.0, ncols=2)
+
+    def show_metrics(self, metrics: dict) -> None:
+        cm_ax, f1_ax = self.axes
+        cm_ax.clear()
+        f1_ax.clear()
+        classes = list(metrics.get("classes") or [])
+        cm = np.asarray(metrics.get("confusion") or np.zeros((0, 0)))
+        if cm.size:
+            cm_ax.imshow(cm, cmap="viridis")
+            ticks = np.arange(len(classes))
+            cm_ax.set_xticks(ticks, classes, rotation=90, fontsize=6)
+            cm_ax.set_yticks(ticks, classes, fontsize=6)
+            for (i, j), v in np.ndenumerate(cm):
+                cm_ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6, color="w")
+        cm_ax.set_title("confusion (true × predicted)", fontsize=8)
+        per = metrics.get("per_class") or {}
+        names = [c for c in classes if c in per]
+        f1 = [float(per[c].get("f1", np.nan)) for c in names]
+        f1_ax.barh(np.arange(len(names)), f1, color="#1f77b4")
+        f1_ax.set_yticks(np.arange(len(names)), names, fontsize=6)
+        f1_ax.set_xlim(0, 1)
+        f1_ax.set_title("F1 per class", fontsize=8)
+        for ax in self.axes:
+            _style(ax)
+        self.redraw()
+
+
+class TracePlot(PlotCanvas):
+    """The fluorescence trace of the selected candidate."""
+
+    def __init__(self):
+        super().__init__(height=1.8)
+
+    def show_trace(self, trace: np.ndarray | None, title: str = "") -> None:
+        ax = self.axes[0]
+        ax.clear()
+        if trace is not None:
+            ax.plot(np.asarray(trace, dtype=float).ravel(), lw=0.8, color="#ff7f0e")
+        ax.set_title(title, fontsize=8)
+        _style(ax)
+        self.redraw()

@@ -1,0 +1,119 @@
+"""Predict widget: score every item with the project's current model (or a model folder)."""
+
+from pathlib import Path
+
+import napari.viewer
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from napari.qt.threading import thread_worker
+
+from napari_cellcurator._qt.common import (
+    hub_for,
+    notify_error,
+    notify_info,
+    predict_chunks,
+    require_session,
+    warm_torch,
+)
+
+CURRENT = "project: current version"
+FOLDER = "model folder"
+
+
+def load_session_model(session, source: str = CURRENT, folder: str | Path | None = None):
+    """Load the model a session should predict with; sets ``session.model/config/version``."""
+    if source == FOLDER:
+        from napari_cellcurator.core.store.modelio import load_model
+
+        session.model, session.config = load_model(folder)
+        session.version = str(folder)
+    else:
+        if session.project is None:
+            raise RuntimeError("no project: choose a model folder")
+        session.model, session.config = session.project.models.load()
+        session.version = session.project.models.current()
+    if session.config.task != session.task_name:
+        raise RuntimeError(f"model is for task {session.config.task!r}, data are "
+                           f"{session.task_name!r}")
+    session.classes = list(session.config.classes)
+
+
+class PredictWidget(Container):
+    """Model, device, Predict / Cancel, progress."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self._source = ComboBox(label="model", choices=(CURRENT, FOLDER), value=CURRENT)
+        self._folder = FileEdit(label="folder", mode="d", visible=False)
+        self._device = ComboBox(label="device", choices=("auto", "cpu", "cuda", "mps"),
+                                value="auto")
+        self._run = PushButton(text="Predict")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self._status = Label(value="")
+        super().__init__(widgets=[self._source, self._folder, self._device, self._run,
+                                  self._cancel, self._progress, self._status])
+        self._source.changed.connect(lambda v: setattr(self._folder, "visible", v == FOLDER))
+        self._run.changed.connect(self.predict)
+        self._cancel.changed.connect(self.cancel)
+        self.worker = None
+
+    def predict(self):
+        """Start the prediction worker; returns it (tests wait on its signals)."""
+        try:
+            session = require_session(self._viewer)
+            load_session_model(session, self._source.value, self._folder.value)
+            warm_torch()
+        except Exception as exc:  # any failure is shown, never raised into Qt
+            notify_error(exc)
+            return None
+        self.worker = start_prediction(self._viewer, session, self._device.value,
+                                       self._progress, self._status)
+        self._run.enabled, self._cancel.enabled = False, True
+        self.worker.finished.connect(self._done)
+        self.worker.start()
+        return self.worker
+
+    def cancel(self):
+        if self.worker is not None:
+            self.worker.quit()
+            self._status.value = "cancelled"
+
+    def _done(self):
+        self._run.enabled, self._cancel.enabled = True, False
+
+
+def start_prediction(viewer, session, device, progress=None, status=None, on_done=None):
+    """A (not started) worker predicting every item of ``session``; results go to the layer."""
+    worker = thread_worker(predict_chunks, start_thread=False)(
+        session.model, session.config, session.items, device)
+
+    def on_yield(value):
+        done, total = value
+        if progress is not None:
+            progress.max = max(total, 1)
+            progress.value = done
+        if status is not None:
+            status.value = f"{done}/{total} items"
+
+    def on_return(result):
+        table, scores = result
+        apply_predictions(viewer, session, table, scores)
+        if on_done is not None:
+            on_done(table, scores)
+
+    worker.yielded.connect(on_yield)
+    worker.returned.connect(on_return)
+    worker.errored.connect(notify_error)
+    return worker
+
+
+def apply_predictions(viewer, session, table, scores) -> None:
+    """Store predictions in the session, refresh layer features/colours, add task layers."""
+    session.predictions, session.scores = table, scores
+    session.refresh_layer()
+    if session.task_name == "mixture":
+        from napari_cellcurator._qt.task_layers import add_proportion_map
+
+        add_proportion_map(viewer, session)
+    hub_for(viewer).changed.emit("predictions")
+    notify_info(f"scored {len(table)} items with model {session.version}")

@@ -1,0 +1,207 @@
+"""Train widget: one click fine-tunes the current model on every human label.
+
+Training runs in a generator worker (live curves, Cancel). When it succeeds the new version
+goes into the project's registry, becomes current, and every item is re-scored, with the
+before/after metrics on the labelled items shown. A cancelled or failed run leaves the
+previous model current.
+"""
+
+from pathlib import Path
+
+import napari.viewer
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+from napari.qt.threading import thread_worker
+from psygnal import Signal
+
+from napari_cellcurator._qt.common import (
+    hub_for,
+    notify_error,
+    notify_info,
+    require_session,
+    warm_torch,
+    worker_setup,
+)
+
+
+def train_updates(req, items, parent, extra_paths, init_config):
+    """Worker body: the session's items (+ the model's original training data, read the way
+    the model reads data) → training updates."""
+    from napari_cellcurator.core import pipeline
+    from napari_cellcurator.core.errors import CellCuratorError
+    from napari_cellcurator.core.io.items import concat_itemsets
+
+    worker_setup()
+    for path in extra_paths:
+        try:
+            extra = pipeline.read_for_model(init_config, str(path))
+            extra.table["item_id"] = "orig:" + extra.table["item_id"].astype(str)
+            items = concat_itemsets([items, extra])
+            req.data.append(str(path))
+        except (CellCuratorError, OSError, ValueError) as exc:
+            yield f"original training data {path} skipped: {exc}"
+    yield from pipeline.train_iter(req, items=items, parent=parent)
+
+
+class TrainWidget(Container):
+    """Epochs, device, Train / Cancel, progress, curves, before/after metrics."""
+
+    #: emitted with "trained", "cancelled" or "failed" once a run (and its re-scoring) ends
+    done = Signal(str)
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        from napari_cellcurator._qt.plots import ConfusionPlot, CurvesPlot
+
+        self._viewer = viewer
+        self._epochs = SpinBox(label="epochs", value=5, min=1, max=500)
+        self._device = ComboBox(label="device", choices=("auto", "cpu", "cuda", "mps"),
+                                value="auto")
+        self._run = PushButton(text="Fine-tune on my labels")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(value=0, min=0, max=1, label="epoch")
+        self._status = Label(value="")
+        self._metrics = Label(value="")
+        super().__init__(widgets=[self._epochs, self._device, self._run, self._cancel,
+                                  self._progress, self._status, self._metrics])
+        self.curves = CurvesPlot()
+        self.confusion = ConfusionPlot()
+        self.native.layout().addWidget(self.curves)
+        self.native.layout().addWidget(self.confusion)
+        self._run.changed.connect(self.train)
+        self._cancel.changed.connect(self.cancel)
+        self.worker = None
+        self.rescore_worker = None
+        self._result = None
+        self._failure: str | None = None
+
+    def train(self):
+        """Start fine-tuning; returns the worker (None when it could not start)."""
+        from napari_cellcurator.core.pipeline import TrainRequest
+
+        try:
+            s = require_session(self._viewer)
+            items = s.training_items()
+            if items.labelled.sum() < 2:
+                raise RuntimeError("label at least 2 items first")
+            init = s.project.models.current_dir() if s.project is not None else None
+            extra, cfg = [], None
+            if init is not None:
+                from napari_cellcurator.core.store.modelio import read_config
+
+                cfg = read_config(init)
+                extra = [p for p in cfg.hyperparameters.get("data", [])
+                         if Path(p).exists() and Path(p).resolve() != s.data_path.resolve()]
+            warm_torch()
+        except Exception as exc:  # shown to the user; nothing started
+            notify_error(exc)
+            return None
+        self._old_version = s.version if init is None else s.project.models.current()
+        req = TrainRequest(task=s.task_name, data=[str(s.data_path)], channels=s.channels,
+                           epochs=int(self._epochs.value), device=self._device.value,
+                           init=str(init) if init is not None else None)
+        self._result, self._failure = None, None
+        self.curves.clear()
+        self._progress.max, self._progress.value = int(self._epochs.value), 0
+        self._status.value = "starting…"
+        self.worker = thread_worker(train_updates, start_thread=False)(
+            req, items, self._old_version, extra, cfg)
+        self.worker.yielded.connect(self._on_update)
+        self.worker.errored.connect(self._on_error)
+        self.worker.aborted.connect(self._on_aborted)
+        self.worker.finished.connect(self._on_finished)
+        self._run.enabled, self._cancel.enabled = False, True
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self._status.value = "cancelling…"
+            self.worker.quit()
+
+    # ---- updates from the worker (main thread) --------------------------------------------
+    def _on_update(self, u) -> None:
+        from napari_cellcurator.core import training
+        from napari_cellcurator.core.pipeline import ModelSaved
+
+        if isinstance(u, str):
+            notify_info(u)
+        elif isinstance(u, training.EpochStarted):
+            self._status.value = f"epoch {u.epoch}/{u.epochs}"
+        elif isinstance(u, training.StepDone):
+            self._status.value = f"epoch {u.epoch}: step {u.step}/{u.steps} loss {u.loss:.3f}"
+        elif isinstance(u, training.EpochDone):
+            self._progress.value = u.epoch
+            metric = u.val_metrics.get("macro_f1", u.val_metrics.get("A"))
+            self.curves.add_epoch(u.epoch, u.train_loss, u.val_loss, metric)
+        elif isinstance(u, training.TrainingFailed):
+            self._failure = u.message
+        elif isinstance(u, ModelSaved):
+            self._result = u
+
+    def _on_error(self, exc: Exception) -> None:
+        self._failure = f"{type(exc).__name__}: {exc}"
+
+    def _on_aborted(self) -> None:
+        self._failure = "cancelled"
+
+    def _on_finished(self) -> None:
+        self._run.enabled, self._cancel.enabled = True, False
+        keep = f"model {self._old_version or '(none)'} stays current"
+        if self._failure == "cancelled" or (self._failure is None and self._result is None):
+            self._status.value = f"cancelled; {keep}"
+            notify_info(f"training cancelled; {keep}")
+            self.done.emit("cancelled")
+        elif self._failure is not None:
+            self._status.value = f"failed; {keep}"
+            notify_error(f"training failed: {self._failure}; {keep}")
+            self.done.emit("failed")
+        else:
+            self._publish(self._result)
+
+    def _publish(self, result) -> None:
+        """Register the new version, make it current and re-score every item."""
+        from napari_cellcurator._qt.predict_widget import start_prediction
+
+        s = require_session(self._viewer)
+        try:
+            version = s.project.models.add(result.model, result.config)
+        except Exception as exc:  # disk full, permissions: the old model stays current
+            notify_error(f"could not save the new model ({exc}); previous model stays current")
+            self.done.emit("failed")
+            return
+        before = self._labelled_metrics(s)
+        s.model, s.config, s.version = result.model, result.config, version
+        s.classes = list(result.config.classes)
+        self._status.value = f"model {version} saved; re-scoring…"
+        hub_for(self._viewer).changed.emit("model")
+
+        def after(_table, _scores):
+            now = self._labelled_metrics(s)
+            self._show_metrics(before, now, version)
+            self.done.emit("trained")
+
+        self.rescore_worker = start_prediction(self._viewer, s, self._device.value,
+                                               on_done=after)
+        self.rescore_worker.start()
+
+    def _labelled_metrics(self, s) -> dict | None:
+        if s.scores is None or s.config is None:
+            return None
+        from napari_cellcurator.core.tasks import get_task
+
+        table = s.training_items().table
+        try:
+            return get_task(s.task_name).metrics(table, s.scores, list(s.config.classes))
+        except Exception:  # labels outside the old model's classes: no "before" to compare
+            return None
+
+    def _show_metrics(self, before: dict | None, after: dict | None, version: str) -> None:
+        def fmt(m):
+            if not m:
+                return "—"
+            return f"acc {m.get('accuracy', float('nan')):.3f}, F1 {m.get('macro_f1', 0):.3f}"
+
+        self._metrics.value = f"labelled items: before {fmt(before)} → {version} {fmt(after)}"
+        self._status.value = f"model {version} is current"
+        if after and after.get("confusion"):
+            self.confusion.show_metrics(after)
+        notify_info(f"new model {version}: {fmt(after)} (was {fmt(before)})")

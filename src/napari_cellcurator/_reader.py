@@ -1,0 +1,74 @@
+"""npe2 reader: Suite2p/CaImAn/Allen ROI sets, mixture manifests, class folders, projects.
+
+``get_reader`` only looks at the path (cheap, no torch): napari calls it for every file
+the user opens. The returned reader does the real work through the task's core reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from napari_cellcurator.core.io.images import IMAGE_SUFFIXES
+
+PROJECT_SUFFIX = ".cellcurator"
+
+
+def detect_task(path: str | Path) -> str | None:
+    """Which task's reader understands ``path`` (None when none does)."""
+    path = Path(path)
+    if path.suffix == PROJECT_SUFFIX:
+        data = project_data_path(path)
+        return None if data is None else detect_task(data)
+    if path.is_file():
+        if path.name == "stat.npy" or path.suffix.lower() in (".json", ".hdf5", ".h5"):
+            return "cellness"
+        if path.suffix.lower() == ".csv":
+            return "mixture"
+        return None
+    if not path.is_dir():
+        return None
+    if (path / "stat.npy").is_file() or any(path.glob("*/plane*/stat.npy")) or any(
+            path.glob("plane*/stat.npy")):
+        return "cellness"
+    if any(p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
+           for p in path.iterdir() if not p.name.startswith(".")):
+        return "celltype"
+    return None
+
+
+def project_data_path(project: Path) -> Path | None:
+    """The data a ``<data>.cellcurator`` project folder belongs to, if it still exists."""
+    data = project.with_name(project.name[: -len(PROJECT_SUFFIX)])
+    return data if data.exists() else None
+
+
+def get_reader(path: str | list[str]) -> Callable | None:
+    """npe2 ``napari_get_reader``: a reader for ``path`` or None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    task = detect_task(path)
+    if task is None:
+        return None
+    return lambda p: read_layers(p[0] if isinstance(p, list) else p, task)
+
+
+def read_layers(path: str | Path, task: str | None = None) -> list[tuple]:
+    """Layer data tuples of the items at ``path`` (labels merged from its project journal)."""
+    from napari_cellcurator._qt.layers import layer_data_for
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    path = Path(path)
+    if path.suffix == PROJECT_SUFFIX:
+        path = project_data_path(path) or path
+    task = task or detect_task(path)
+    if task is None:
+        from napari_cellcurator.core.errors import InputError
+
+        raise InputError(path, "is not a format napari-cellcurator reads",
+                         "a Suite2p plane folder, Allen ROI JSON, CaImAn HDF5, mixture "
+                         "manifest CSV or a folder of class folders")
+    items = get_task(task).read(path, ReadOptions())
+    return layer_data_for(task, items)

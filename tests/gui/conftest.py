@@ -1,0 +1,34 @@
+"""Fixtures of the napari GUI tests: a fresh copy of real data per test, with a project."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def jurkat_copy(jurkat_subset, tmp_path) -> Path:
+    """A per-test copy of the real Jurkat subset (its project folder is created beside it)."""
+    dst = tmp_path / "jurkat"
+    shutil.copytree(jurkat_subset, dst)
+    return dst
+
+
+@pytest.fixture
+def loaded(make_napari_viewer, qtbot, jurkat_copy, tiny_celltype_model):
+    """A viewer with the Jurkat copy loaded through the Load widget and a current model."""
+    from napari_cellcurator._qt.common import hub_for, open_project
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    open_project(jurkat_copy).models.add_folder(tiny_celltype_model)
+    viewer = make_napari_viewer()
+    load = LoadWidget(viewer)
+    viewer.window.add_dock_widget(load)
+    load._channels.value = "0,2"
+    worker = load.load(jurkat_copy, "celltype")
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    return viewer, hub_for(viewer).session

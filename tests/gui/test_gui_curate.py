@@ -1,0 +1,76 @@
+"""Load real data, predict, label with keys on the layer, undo; keybindings go on close."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from app_model.types import KeyBinding
+
+pytestmark = pytest.mark.gui
+
+
+def press(layer, key: str) -> None:
+    """Call the handler bound to ``key`` on ``layer`` (what napari does on a key press)."""
+    layer.keymap[KeyBinding.from_str(key)](layer)
+
+
+def predict(viewer, qtbot):
+    from napari_cellcurator._qt.predict_widget import PredictWidget
+
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    worker = widget.predict()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    return widget
+
+
+def test_load_predict_label_undo(loaded, qtbot):
+    from napari_cellcurator._qt.common import camera_of
+    from napari_cellcurator._qt.curate_widget import CurateWidget
+
+    viewer, session = loaded
+    layer = session.layer
+    assert layer._type_string == "points" and len(layer.data) == 36
+    assert set(layer.features["label"]) == {"G1", "G2", "Prophase"}
+    assert (layer.features["label_source"] == "file").all()
+    predict(viewer, qtbot)
+    feats = layer.features
+    assert feats["prediction"].isin(["G1", "G2", "Prophase"]).all()
+    assert np.isfinite(feats["probability"]).all()
+    assert session.version == "v0001"
+
+    curate = CurateWidget(viewer)
+    viewer.window.add_dock_widget(curate)
+    assert curate.table.rowCount() == 36
+    press(layer, "n")  # first item of the uncertainty order
+    first = curate.current_row()
+    assert first == int(session.order[0])
+    assert np.allclose(camera_of(viewer).center[-2:], session.centre_of(first))
+
+    press(layer, "3")  # class 3 = Prophase (class order of the data)
+    assert session.journal.label_of(layer.features["item_id"][first]) == "Prophase"
+    assert layer.features["label"][first] == "Prophase"
+    assert layer.features["label_source"][first] == "human"
+    assert layer.symbol[first].value == "square"
+    second = curate.current_row()
+    assert second != first  # advanced to the next item
+
+    press(layer, "c")  # accept the model's class
+    top = session.predictions["prediction"][second]
+    assert session.journal.label_of(layer.features["item_id"][second]) == top
+    third = curate.current_row()
+    press(layer, "x")  # runner-up class
+    runner = session.classes[int(np.argsort(-session.scores[third])[1])]
+    assert session.journal.label_of(layer.features["item_id"][third]) == runner
+    assert (layer.features["label_source"] == "human").sum() == 3
+
+    press(layer, "u")
+    assert session.journal.label_of(layer.features["item_id"][third]) is None
+    assert layer.features["label_source"][third] == "file"
+    assert (layer.features["label_source"] == "human").sum() == 2
+
+    curate.close()
+    assert KeyBinding.from_str("c") not in layer.keymap
+    assert KeyBinding.from_str("3") not in layer.keymap
