@@ -1,0 +1,267 @@
+"""The explanation API behind ``cellcurator explain`` and the napari Explain widget.
+
+* :func:`explain_iter` / :func:`explain` — a loaded model + one item's tensors or numpy arrays;
+  the generator yields ``(fraction_done, partial_map)`` and returns the result dict (a napari
+  ``thread_worker`` emits it as ``returned``).
+* :func:`explain_item` — a model folder + data path + item id (the CLI), optional ``out`` file.
+* :func:`explain_batch` — many items into one zarr array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.explain.activations import layer_activations
+from napari_cellcurator.core.explain.common import make_score_fn, to_batch
+from napari_cellcurator.core.explain.gradcam import combine_streams, gradcam
+from napari_cellcurator.core.explain.occlusion import occlusion_iter, trace_occlusion_iter
+from napari_cellcurator.core.explain.output import item_placement, write_map, write_maps_zarr
+
+METHODS = ("occlusion", "gradcam", "activations")
+
+Progress = Generator[tuple[float, np.ndarray], None, dict[str, Any]]
+
+
+def resolve_target(target: int | str | None, classes: Sequence[str]) -> int | None:
+    """Class index from an index, a digit string or a class name (None = predicted class)."""
+    if target is None or (isinstance(target, str) and target.strip() == ""):
+        return None
+    if isinstance(target, str) and target in classes:
+        return list(classes).index(target)
+    try:
+        return int(target)
+    except (TypeError, ValueError):
+        raise InputError(None, f"unknown target class {target!r}",
+                         f"a class index or one of {list(classes)}") from None
+
+
+def explain_iter(model: torch.nn.Module, task, inputs: Mapping[str, Any], method: str,
+                 target: int | None = None, layer: str | list[str] | None = None,
+                 patch: int | None = None, stride: int | None = None, fill: str = "mean",
+                 batch_size: int = 64, classes: Sequence[str] | None = None) -> Progress:
+    """Explain one item progressively.
+
+    Parameters
+    ----------
+    model
+        A loaded model (``load_model``), called as ``model(**inputs)``.
+    task
+        The :class:`~napari_cellcurator.core.tasks.base.Task` or its name.
+    inputs
+        Model-ready inputs of ONE item (as ``task.make_batch`` returns them, or numpy arrays
+        with or without a batch axis of 1).
+    method
+        ``"occlusion"``, ``"gradcam"`` or ``"activations"``.
+    target
+        Class index to explain (default: the predicted class; mixture: the proportion).
+    layer
+        Conv layer(s) for Grad-CAM / activations (default: last / first conv of each stream).
+    patch, stride, fill, batch_size
+        Occlusion settings (default patch ≈ size/8, stride ≈ patch/2).
+    classes
+        Class names, only to name the target in the result.
+
+    Yields
+    ------
+    fraction_done, partial_map
+        Occlusion yields after each batch; the other methods once at the end.
+
+    Returns
+    -------
+    dict
+        ``map`` (float32: ``(H, W)``; ``(F, H, W)`` for activations), ``maps`` (per layer),
+        ``trace_importance`` ``(T,)`` for occlusion of items with a trace, ``target``,
+        ``target_name``, ``score`` (the explained score of the unoccluded item), ``method``,
+        ``input_key`` and the settings used.
+    """
+    if isinstance(task, str):
+        from napari_cellcurator.core.tasks import get_task
+
+        task = get_task(task)
+    if method not in METHODS:
+        raise InputError(None, f"unknown explanation method {method!r}", f"one of {METHODS}")
+    batch = to_batch(inputs, model, batched=_is_batched(inputs, task))
+    key = task.explain_input
+    if key not in batch:
+        raise InputError(None, f"inputs lack {key!r}", f"inputs {list(task.input_keys)}")
+    model.eval()
+    with torch.inference_mode():
+        logits = model(**batch)
+    score_fn, target = make_score_fn(task, logits, target)
+    with torch.inference_mode():
+        score = float(score_fn(logits)[0])
+    result: dict[str, Any] = {
+        "method": method, "input_key": key, "target": target, "score": score,
+        "target_name": (list(classes)[target] if classes is not None and target is not None
+                        and target < len(classes) else None),
+    }
+    if method == "occlusion":
+        result.update((yield from _occlusion(model, batch, score_fn, key, patch, stride, fill,
+                                              batch_size)))
+    elif method == "gradcam":
+        maps = gradcam(model, batch, score_fn, layer, key=key)
+        spatial = {k: v for k, v in maps.items() if v.ndim == 2}
+        result.update(maps=maps, layers=list(maps),
+                      map=combine_streams(spatial or maps).astype(np.float32))
+        yield 1.0, result["map"]
+    else:
+        maps = layer_activations(model, batch, layer, key=key)
+        first = next(iter(maps.values()))
+        result.update(maps=maps, layers=list(maps), map=first)
+        yield 1.0, first
+    return result
+
+
+def _occlusion(model, batch, score_fn, key, patch, stride, fill, batch_size):
+    has_trace = "trace" in batch and key != "trace"
+    image_map = None
+    # progress is split by the share of forward passes each part needs (about 4:1)
+    share = 0.8 if has_trace else 1.0
+    for frac, image_map in occlusion_iter(model, batch, score_fn, key=key, patch=patch,
+                                          stride=stride, fill=fill, batch_size=batch_size):
+        yield frac * share, image_map
+    out = {"map": image_map, "maps": {"occlusion": image_map}, "fill": fill}
+    from napari_cellcurator.core.explain.occlusion import default_patch
+
+    size = min(batch[key].shape[-2:])
+    dp, ds = default_patch(int(size))
+    out.update(patch=int(patch or dp), stride=int(stride or ds))
+    if has_trace:
+        for frac, trace_map in trace_occlusion_iter(model, batch, score_fn, key="trace",
+                                                    batch_size=batch_size):
+            out["trace_importance"] = trace_map
+            yield share + frac * (1 - share), image_map
+    return out
+
+
+def _is_batched(inputs: Mapping[str, Any], task) -> bool | None:
+    """Tensors from ``make_batch`` carry a batch axis; numpy arrays of one item may not."""
+    if all(torch.is_tensor(v) for v in inputs.values()):
+        return True
+    key = task.explain_input
+    if key in inputs:
+        spatial_ndim = 3  # (C|L, H, W) for every task's explained input
+        return np.ndim(inputs[key]) == spatial_ndim + 1
+    return None
+
+
+def explain(model: torch.nn.Module, task, inputs: Mapping[str, Any], method: str,
+            on_progress: Callable[[float, np.ndarray], None] | None = None,
+            **kwargs) -> dict[str, Any]:
+    """:func:`explain_iter` run to the end (optionally reporting progress)."""
+    gen = explain_iter(model, task, inputs, method, **kwargs)
+    while True:
+        try:
+            frac, partial = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(frac, partial)
+
+
+def _load(model_dir: str | Path, data, device: str):
+    from napari_cellcurator.core.pipeline import read_for_model
+    from napari_cellcurator.core.store.modelio import load_model
+    from napari_cellcurator.core.tasks import get_task
+
+    model, config = load_model(model_dir, device=device)
+    task = get_task(config.task)
+    items = read_for_model(config, data, task)
+    return model, config, task, items
+
+
+def find_item(items, item_id: str, data) -> int:
+    """Row of ``item_id``; :class:`InputError` listing a few valid ids otherwise."""
+    ids = items.table["item_id"].astype(str).to_numpy()
+    hits = np.flatnonzero(ids == str(item_id))
+    if len(hits) == 0:
+        few = ", ".join(repr(i) for i in ids[:5])
+        more = f" … ({len(ids)} items)" if len(ids) > 5 else ""
+        where = data if isinstance(data, str | Path) else ", ".join(map(str, data))
+        raise InputError(where, f"has no item {str(item_id)!r}", f"an item id such as {few}{more}")
+    return int(hits[0])
+
+
+def _item_inputs(task, items, row: int, prep: dict, device: str) -> dict[str, torch.Tensor]:
+    batch = task.make_batch(items, np.array([row]), prep, augment=False,
+                            rng=np.random.default_rng(0))
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def explain_item(model_dir: str | Path, data: str | Path | Sequence[str], item_id: str,
+                 method: str, target: int | str | None = None, out: str | Path | None = None,
+                 layer: str | None = None, patch: int | None = None, stride: int | None = None,
+                 fill: str = "mean", device: str = "cpu") -> dict[str, Any]:
+    """Explain one item of ``data`` with the model in ``model_dir`` (``cellcurator explain``).
+
+    Returns the :func:`explain_iter` result plus ``item_id`` and ``placement`` (crop origin and
+    size in the source frame, where the reader recorded them; see
+    :mod:`napari_cellcurator.core.explain.align`). ``out`` (``.npy``, ``.tif`` or ``.zarr``) gets
+    ``result["map"]``: a float32 array with the item's spatial shape (``(F, H, W)`` for
+    activations), written atomically.
+    """
+    model, config, task, items = _load(model_dir, data, device)
+    row = find_item(items, item_id, data)
+    inputs = _item_inputs(task, items, row, config.preprocessing, device)
+    result = explain(model, task, inputs, method, target=resolve_target(target, config.classes),
+                     layer=layer, patch=patch, stride=stride, fill=fill, classes=config.classes)
+    result["item_id"] = str(item_id)
+    result["placement"] = item_placement(items.table.iloc[row], result["map"].shape[-2:],
+                                         config.preprocessing)
+    if out is not None:
+        write_map(out, result["map"], _attrs(result))
+    return result
+
+
+def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
+                  item_ids: Sequence[str] | None, method: str, out_zarr: str | Path,
+                  target: int | str | None = None, layer: str | None = None,
+                  patch: int | None = None, stride: int | None = None, fill: str = "mean",
+                  device: str = "cpu",
+                  on_progress: Callable[[int, int], None] | None = None) -> Path:
+    """Explain many items (None = all) into one zarr array ``(N, *map_shape)``.
+
+    The array's attributes hold ``item_ids``, ``targets``, ``scores`` and the settings. Ids are
+    all checked before any work; the zarr appears only when complete.
+    """
+    model, config, task, items = _load(model_dir, data, device)
+    ids = list(items.table["item_id"].astype(str)) if item_ids is None else list(map(str, item_ids))
+    rows = [find_item(items, i, data) for i in ids]
+    tgt = resolve_target(target, config.classes)
+    results = []
+
+    def maps():
+        for n, row in enumerate(rows):
+            inputs = _item_inputs(task, items, row, config.preprocessing, device)
+            res = explain(model, task, inputs, method, target=tgt, layer=layer, patch=patch,
+                          stride=stride, fill=fill, classes=config.classes)
+            results.append(res)
+            if on_progress is not None:
+                on_progress(n + 1, len(rows))
+            yield res["map"]
+
+    def attrs() -> dict:
+        first = results[0] if results else {}
+        return {"item_ids": ids, "method": method,
+                "targets": [r["target"] for r in results],
+                "scores": [r["score"] for r in results],
+                "layers": first.get("layers"), "patch": first.get("patch"),
+                "stride": first.get("stride"), "fill": first.get("fill")}
+
+    return write_maps_zarr(out_zarr, len(rows), maps(), attrs)
+
+
+def _attrs(result: dict) -> dict:
+    keep = ("method", "item_id", "target", "target_name", "score", "layers", "patch", "stride",
+            "fill", "input_key")
+    return {k: result[k] for k in keep if k in result}
+
+
+__all__ = ["METHODS", "explain", "explain_batch", "explain_item", "explain_iter",
+           "find_item", "resolve_target"]

@@ -1,0 +1,48 @@
+"""Placing maps over their item's pixels: world bounding boxes computed independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cellcurator.core.explain.align import clip_to_frame, map_scale_translate, world_bbox
+
+
+def _crop_world_bbox(y0, x0, ch, cw, scale, translate):
+    """World box of source pixels y0..y0+ch-1 × x0..x0+cw-1, from pixel-corner arithmetic."""
+    sy, sx = scale[-2:]
+    ty, tx = translate[-2:]
+    top_left = (ty + (y0 - 0.5) * sy, tx + (x0 - 0.5) * sx)
+    bottom_right = (ty + (y0 + ch - 0.5) * sy, tx + (x0 + cw - 0.5) * sx)
+    return np.array([top_left, bottom_right])
+
+
+@pytest.mark.parametrize("map_shape", [(48, 48), (40, 40), (64, 32), (7, 48, 48)])
+def test_map_covers_an_edge_crop_on_an_anisotropic_layer(map_shape):
+    # a 48-px crop centred 5 px from the top-left corner: 19 px of it lie past the border
+    y0, x0, crop = 5 - 24, 5 - 24, (48, 48)
+    layer_scale, layer_translate = (10.0, 0.5, 0.25), (3.0, -7.0, 12.0)  # (T, Y, X) movie
+    scale, translate = map_scale_translate(y0, x0, crop, map_shape, layer_scale, layer_translate)
+    got = world_bbox(map_shape, scale, translate)
+    want = _crop_world_bbox(y0, x0, *crop, layer_scale, layer_translate)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def test_one_to_one_map_pixels_land_on_source_pixels():
+    scale, translate = map_scale_translate(30, 40, (16, 16), (16, 16), (2.0, 3.0), (1.0, 1.0))
+    assert scale == (2.0, 3.0)
+    # map pixel (0, 0) centre = source pixel (30, 40) centre
+    assert translate == (1.0 + 30 * 2.0, 1.0 + 40 * 3.0)
+
+
+def test_clip_to_frame_keeps_only_pixels_inside_the_frame():
+    frame = (100, 80)
+    y0, x0, crop = -6, 70, (16, 16)  # past the top and the right edge
+    m = np.arange(256, dtype=np.float32).reshape(16, 16)
+    kept, ny0, nx0, ncrop = clip_to_frame(m, y0, x0, crop, frame)
+    assert kept.shape == (10, 10) and (ny0, nx0) == (0, 70) and ncrop == (10, 10)
+    np.testing.assert_array_equal(kept, m[6:, :10])
+    s, t = map_scale_translate(ny0, nx0, ncrop, kept.shape, (0.5, 2.0), (0, 0))
+    got = world_bbox(kept.shape, s, t)
+    want = np.array([[(0 - 0.5) * 0.5, (70 - 0.5) * 2.0], [(10 - 0.5) * 0.5, (80 - 0.5) * 2.0]])
+    np.testing.assert_allclose(got, want)
