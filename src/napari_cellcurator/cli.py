@@ -88,6 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="folder for the plot and JSON")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("cluster", help="cluster unlabelled items on autoencoder features",
+                       description="Cold start: autoencoder features → clusters → CSV "
+                                   "(item_id, cluster, x, y).")
+    p.add_argument("--data", required=True, metavar="PATH")
+    p.add_argument("--out", required=True, metavar="FILE.csv")
+    p.add_argument("--task", default="celltype", choices=TASKS)
+    p.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
+    p.add_argument("--channels", type=_channels)
+    p.add_argument("--model", metavar="MODEL_DIR", help="reuse a trained autoencoder")
+    p.add_argument("--method", default="kmeans", choices=["kmeans", "hdbscan"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    p = sub.add_parser("pretrain", help="self-supervised pretraining of a classifier's encoder",
+                       description="Pretrain without labels; then `train --init MODEL_DIR`.")
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--data", required=True, action="append", metavar="PATH")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR")
+    p.add_argument("--channels", type=_channels)
+    p.add_argument("--epochs", type=int)
+
     p = sub.add_parser("demo", help="train, predict and explain on the bundled sample data")
     p.add_argument("--out", default="demo_out", metavar="DIR")
     p.add_argument("--no-viewer", action="store_true", help="skip the napari screenshots")
@@ -178,6 +199,24 @@ def _cmd_compare(a) -> int:
     return 0
 
 
+def _cmd_cluster(a) -> int:
+    from napari_cellcurator.core.unsupervised import cluster
+
+    result = cluster(a.task, a.data, a.out, k=a.k, channels=a.channels, model_dir=a.model,
+                     method=a.method, seed=a.seed)
+    print(json.dumps(result) if a.json else f"wrote {a.out}: {result.get('k')} clusters")
+    return 0
+
+
+def _cmd_pretrain(a) -> int:
+    from napari_cellcurator.core.unsupervised import pretrain
+
+    data = a.data if len(a.data) > 1 else a.data[0]
+    pretrain(a.task, data, a.out, channels=a.channels, epochs=a.epochs)
+    print(f"saved pretrained encoder to {a.out}; use `cellcurator train --init {a.out}`")
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from napari_cellcurator.demo import run_demo
 
@@ -187,7 +226,8 @@ def _cmd_demo(a) -> int:
 
 COMMANDS = {
     "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
-    "explain": _cmd_explain, "compare": _cmd_compare, "demo": _cmd_demo,
+    "explain": _cmd_explain, "compare": _cmd_compare, "cluster": _cmd_cluster,
+    "pretrain": _cmd_pretrain, "demo": _cmd_demo,
 }
 
 
