@@ -6,6 +6,9 @@ line in :data:`napari_cellcurator.core.tasks.TASK_MODULES`.
 
 from __future__ import annotations
 
+import pickle
+import struct
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +18,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.errors import CellCuratorError, InputError
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
 from napari_cellcurator.core.metrics import classification_metrics, proportion_metrics
+
+#: Exceptions decoders and array code raise on corrupt or oddly shaped files (tifffile, PIL,
+#: zarr, h5py, json, numpy...). Read failures of these types become an :class:`InputError`;
+#: anything else (a bug) keeps its traceback.
+READER_FAILURES: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, IndexError, KeyError, AttributeError, OSError, EOFError,
+    ArithmeticError, MemoryError, RuntimeError, struct.error, zlib.error,
+    pickle.UnpicklingError,
+)
 
 
 @dataclass
@@ -75,8 +87,20 @@ class Task(ABC):
             p = Path(p)
             if not p.exists():
                 raise InputError(p, "does not exist")
-            sets.append(self.read(p, options))
+            sets.append(self.read_checked(p, options))
         return concat_itemsets(sets)
+
+    def read_checked(self, path: Path, options: ReadOptions) -> ItemSet:
+        """:meth:`read`, with decoding/shape errors a reader let through turned into
+        :class:`InputError` naming the file (readers should raise their own, clearer ones)."""
+        try:
+            return self.read(path, options)
+        except CellCuratorError:
+            raise
+        except READER_FAILURES as exc:
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise InputError(path, f"could not be read: {type(exc).__name__}: {first}",
+                             f"data for the {self.name} task") from exc
 
     # ---- tensors -------------------------------------------------------------------------
     @abstractmethod
