@@ -68,8 +68,8 @@ def fill_image(x: torch.Tensor, fill: str, patch: int) -> torch.Tensor:
 
 def occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_fn: ScoreFn,
                    key: str = "image", patch: int | None = None, stride: int | None = None,
-                   fill: str = "mean", batch_size: int = 64, channels_last: bool = False
-                   ) -> Iterator[tuple[float, np.ndarray]]:
+                   fill: str = "mean", batch_size: int = 64, channels_last: bool = False,
+                   incremental: bool | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Occlude square patches of ``inputs[key]`` and map the score drop back to pixels.
 
     Parameters
@@ -88,7 +88,12 @@ def occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_f
     batch_size
         Occluded copies per forward pass.
     channels_last
-        Use the NHWC memory format for 4-D inputs (faster for some CPU/GPU kernels).
+        Use the NHWC memory format for 4-D inputs in plain batches.
+    incremental
+        Recompute only what a patch changes (:mod:`.incremental`, exact, several times faster
+        for large inputs). ``None`` = when the model can be traced, checked against a plain
+        forward on the first block and dropped for plain batches on any disagreement;
+        ``True`` = required (errors raise); ``False`` = plain batches.
 
     Yields
     ------
@@ -106,25 +111,75 @@ def occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_f
     ys, xs = positions(h, ph, stride), positions(w, pw, stride)
     grid = np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
     model.eval()
-    fmt = torch.channels_last if channels_last and x.ndim == 4 else torch.contiguous_format
     total = np.zeros((h, w), np.float64)
     count = np.zeros((h, w), np.float64)
     with torch.inference_mode():
         base = float(score_fn(model(**inputs))[0])
         filled = fill_image(x, fill, patch)
+        runner = _incremental_runner(model, inputs, key, incremental)
+
+        def plain(block: np.ndarray) -> torch.Tensor:
+            return score_fn(model(**_occluded_batch(inputs, key, filled, block, ph, pw,
+                                                    channels_last)))
+
         for start in range(0, len(grid), batch_size):
             block = grid[start:start + batch_size]
-            n = len(block)
-            batch = x.expand(n, *x.shape[1:]).clone()
-            for i, (y0, x0) in enumerate(block):
-                batch[i, ..., y0:y0 + ph, x0:x0 + pw] = filled[0, ..., y0:y0 + ph, x0:x0 + pw]
-            others = {k: v.expand(n, *v.shape[1:]) for k, v in inputs.items() if k != key}
-            scores = score_fn(model(**{key: batch.contiguous(memory_format=fmt), **others}))
+            scores = None
+            if runner is not None:
+                scores, runner = _incremental_scores(runner, plain, score_fn, filled, block,
+                                                     ph, pw, check=start == 0,
+                                                     strict=bool(incremental))
+            if scores is None:
+                scores = plain(block)
             drops = base - scores.float().cpu().numpy()
             for (y0, x0), d in zip(block, drops, strict=True):
                 total[y0:y0 + ph, x0:x0 + pw] += d
                 count[y0:y0 + ph, x0:x0 + pw] += 1
-            yield (start + n) / len(grid), _mean(total, count)
+            yield (start + len(block)) / len(grid), _mean(total, count)
+
+
+def _occluded_batch(inputs, key, filled, block, ph, pw, channels_last):
+    """Plain copies of the item with one patch each replaced by ``filled``."""
+    x = inputs[key]
+    n = len(block)
+    batch = x.expand(n, *x.shape[1:]).clone()
+    for i, (y0, x0) in enumerate(block):
+        batch[i, ..., y0:y0 + ph, x0:x0 + pw] = filled[0, ..., y0:y0 + ph, x0:x0 + pw]
+    if channels_last and batch.ndim == 4:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    others = {k: v.expand(n, *v.shape[1:]) for k, v in inputs.items() if k != key}
+    return {key: batch, **others}
+
+
+def _incremental_runner(model, inputs, key, incremental: bool | None):
+    """An :class:`IncrementalOcclusion` when asked/possible, else None (plain batches)."""
+    if incremental is False or inputs[key].ndim != 4:
+        return None
+    from napari_cellcurator.core.explain.incremental import IncrementalOcclusion
+
+    try:
+        return IncrementalOcclusion(model, dict(inputs), key)
+    except Exception:  # torch.fx cannot trace every model (control flow...): plain batches
+        if incremental:
+            raise
+        return None
+
+
+def _incremental_scores(runner, plain, score_fn, filled, block, ph, pw, check: bool,
+                        strict: bool):
+    """Scores of a block by incremental inference; on the first block two copies are also
+    run plainly and must agree, otherwise (or on any error) the run goes on plainly."""
+    try:
+        scores = score_fn(runner.logits(filled, block[:, 0], block[:, 1], ph, pw))
+        if check:
+            ref = plain(block[:2])
+            if not torch.allclose(scores[:2].float(), ref.float(), rtol=1e-3, atol=1e-5):
+                raise RuntimeError("incremental occlusion disagrees with the plain forward")
+        return scores, runner
+    except Exception:  # an op the incremental pass got wrong: never return a wrong map
+        if strict:
+            raise
+        return None, None
 
 
 def trace_occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor],
