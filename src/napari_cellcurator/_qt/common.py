@@ -7,7 +7,9 @@ carries the session and a ``changed`` signal so widgets refresh each other.
 
 from __future__ import annotations
 
+import functools
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ class Session:
         self.predictions: pd.DataFrame | None = None
         self.scores: np.ndarray | None = None
         self.order: np.ndarray | None = None  # review order (row positions)
+        self.current: int | None = None  # row shown by the Curate widget
         self.channels: list[int] | None = items.meta.get("channels")
 
     # ---- labels ----------------------------------------------------------------------------
@@ -88,14 +91,20 @@ class Session:
         if self.layer is None:
             return
         feats = self.features()
-        self.layer.features = feats
         if self.layer._type_string == "points":
             style = point_style(feats, self.classes)
-            for key, value in style.items():
-                setattr(self.layer, key, value)
+            # one redraw for all the properties instead of one per property
+            with self.layer.events.blocker_all():
+                self.layer.features = feats
+                for key, value in style.items():
+                    setattr(self.layer, key, value)
+            self.layer.events.features()
+            self.layer.events.symbol()
+            self.layer.events.border_color()
         elif self.layer._type_string == "labels":
             from napari.utils.colormaps import DirectLabelColormap
 
+            self.layer.features = feats
             ids = self.label_ids()
             self.layer.colormap = DirectLabelColormap(
                 color_dict=labels_colormap_dict(feats, ids, self.classes))
@@ -125,6 +134,32 @@ class Hub:
     def set_session(self, session: Session) -> None:
         self.session = session
         self.changed.emit("session")
+
+
+@dataclass
+class WorkerFailed:
+    """Yielded/returned by a worker instead of raising.
+
+    napari (0.9) connects a status callback to ``errored`` that itself fails, so workers
+    report errors as values and the widgets show them.
+    """
+
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
+
+
+def guarded(gen_func):
+    """Generator worker body whose exceptions become a final :class:`WorkerFailed` yield."""
+    @functools.wraps(gen_func)
+    def run(*args, **kwargs):
+        try:
+            return (yield from gen_func(*args, **kwargs))
+        except Exception as exc:  # reported to the user by the widget
+            yield WorkerFailed(exc)
+            return None
+    return run
 
 
 def hub_for(viewer) -> Hub:
@@ -162,9 +197,16 @@ def warm_torch() -> None:
         return
     import torch
 
+    # forward, backward and an optimiser step: the first of each initialises kernels and
+    # autograd's engine, which otherwise happens (holding the GIL) inside the worker
+    conv = torch.nn.Conv2d(1, 2, 3)
+    opt = torch.optim.AdamW(conv.parameters(), lr=1e-3)
+    loss = torch.nn.functional.cross_entropy(conv(torch.zeros(2, 1, 8, 8)).mean((2, 3)),
+                                             torch.zeros(2, dtype=torch.long))
+    loss.backward()
+    opt.step()
     with torch.inference_mode():
-        x = torch.zeros(1, 1, 8, 8)
-        torch.nn.functional.conv2d(x, torch.zeros(1, 1, 3, 3)).sum().item()
+        conv(torch.zeros(1, 1, 8, 8)).softmax(1).sum().item()
     _TORCH_WARM = True
 
 
@@ -204,6 +246,7 @@ def add_layer_data(viewer, layer_data: list[tuple]) -> list:
     return out
 
 
+@guarded
 def predict_chunks(model, config, items: ItemSet, device: str = "auto", chunk: int = 256):
     """Generator: predict ``items`` in chunks, yielding ``(done, total)``; returns
     ``(table, scores)`` (the worker's ``returned`` value)."""

@@ -123,6 +123,7 @@ class CurateWidget(Container):
         where = s.order is not None and np.flatnonzero(s.order == row)
         if where is not False and len(where):
             self.position = int(where[0])
+        s.current = row
         centre = s.centre_of(row)
         size = float(s.items.arrays.get("image", np.zeros((1, 1, 48, 48))).shape[-1])
         camera = camera_of(self._viewer)

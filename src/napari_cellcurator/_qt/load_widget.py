@@ -8,6 +8,7 @@ from napari.qt.threading import thread_worker
 
 from napari_cellcurator._qt.common import (
     Session,
+    WorkerFailed,
     add_layer_data,
     hub_for,
     notify_error,
@@ -22,7 +23,10 @@ def _read(path: Path, task: str, channels: list[int] | None):
     """Worker body: read items with the task's reader (numpy in, numpy out)."""
     from napari_cellcurator.core.tasks import ReadOptions, get_task
 
-    return get_task(task).read(path, ReadOptions(channels=channels))
+    try:
+        return get_task(task).read(path, ReadOptions(channels=channels))
+    except Exception as exc:  # shown by the widget (see WorkerFailed)
+        return WorkerFailed(exc)
 
 
 class LoadWidget(Container):
@@ -67,13 +71,16 @@ class LoadWidget(Container):
         self.worker.start()
         return self.worker
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc) -> None:
         self._status.value = "failed"
         notify_error(exc)
 
     def _show(self, items, path: Path, task: str, channels=None) -> None:
         from napari_cellcurator._qt.layers import layer_data_for
 
+        if isinstance(items, WorkerFailed):
+            self._failed(items)
+            return
         try:
             project = open_project(path)
         except Exception as exc:  # a read-only location still lets the user look at data

@@ -8,18 +8,33 @@ from matplotlib.figure import Figure
 
 
 class PlotCanvas(FigureCanvasQTAgg):
-    """A small dark figure that fits a dock widget."""
+    """A small dark figure that fits a dock widget.
+
+    Rendering happens on the GUI thread, so it is kept cheap: fixed margins (no
+    ``tight_layout``, which renders every text twice) and no drawing while hidden.
+    """
 
     def __init__(self, width: float = 4.0, height: float = 2.6, ncols: int = 1):
-        fig = Figure(figsize=(width, height), tight_layout=True, facecolor="#262930")
+        fig = Figure(figsize=(width, height), facecolor="#262930")
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.2, top=0.88, wspace=0.35)
         super().__init__(fig)
         self.axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
         for ax in self.axes:
             _style(ax)
         self.setMinimumHeight(int(height * 60))
+        self._dirty = False
 
     def redraw(self) -> None:
-        self.draw_idle()
+        if self.isVisible():
+            self.draw_idle()
+        else:
+            self._dirty = True
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().showEvent(event)
+        if self._dirty:  # render what changed while hidden
+            self._dirty = False
+            self.draw_idle()
 
 
 def _style(ax) -> None:
@@ -33,42 +48,48 @@ def _style(ax) -> None:
 
 
 class CurvesPlot(PlotCanvas):
-    """Train/validation loss per epoch (left) and the validation metric (right)."""
+    """Train/validation loss per epoch (left) and the validation metric (right).
+
+    (No attribute may be called ``metric``: Qt's ``QPaintDevice.metric`` is virtual.)
+    """
 
     def __init__(self):
         super().__init__(ncols=2)
+        loss_ax, metric_ax = self.axes
+        (self._train_line,) = loss_ax.plot([], [], "o-", ms=3, label="train")
+        (self._val_line,) = loss_ax.plot([], [], "o-", ms=3, label="validation")
+        (self._metric_line,) = metric_ax.plot([], [], "o-", ms=3, color="#2ca02c")
+        loss_ax.legend(fontsize=6)
+        loss_ax.set_title("loss", fontsize=8)
+        metric_ax.set_title("validation metric", fontsize=8)
+        for ax in self.axes:
+            ax.set_xlabel("epoch", fontsize=7)
+            _style(ax)
         self.clear()
 
     def clear(self) -> None:
         self.epochs: list[int] = []
-        self.train: list[float] = []
-        self.val: list[float] = []
-        self.metric: list[float] = []
-        self._draw()
+        self.train_losses: list[float] = []
+        self.val_losses: list[float] = []
+        self.metric_values: list[float] = []
+        self._update()
 
     def add_epoch(self, epoch: int, train_loss, val_loss, metric) -> None:
         nan = float("nan")
         self.epochs.append(epoch)
-        self.train.append(nan if train_loss is None else float(train_loss))
-        self.val.append(nan if val_loss is None else float(val_loss))
-        self.metric.append(nan if metric is None else float(metric))
-        self._draw()
+        self.train_losses.append(nan if train_loss is None else float(train_loss))
+        self.val_losses.append(nan if val_loss is None else float(val_loss))
+        self.metric_values.append(nan if metric is None else float(metric))
+        self._update()
 
-    def _draw(self) -> None:
-        loss_ax, metric_ax = self.axes
-        loss_ax.clear()
-        metric_ax.clear()
-        loss_ax.plot(self.epochs, self.train, "o-", ms=3, label="train")
-        loss_ax.plot(self.epochs, self.val, "o-", ms=3, label="validation")
-        loss_ax.set_title("loss", fontsize=8)
-        loss_ax.set_xlabel("epoch", fontsize=7)
-        if self.epochs:
-            loss_ax.legend(fontsize=6)
-        metric_ax.plot(self.epochs, self.metric, "o-", ms=3, color="#2ca02c")
-        metric_ax.set_title("validation metric", fontsize=8)
-        metric_ax.set_xlabel("epoch", fontsize=7)
+    def _update(self) -> None:
+        """Move the existing lines (cheaper than re-plotting) and rescale the axes."""
+        self._train_line.set_data(self.epochs, self.train_losses)
+        self._val_line.set_data(self.epochs, self.val_losses)
+        self._metric_line.set_data(self.epochs, self.metric_values)
         for ax in self.axes:
-            _style(ax)
+            ax.relim()
+            ax.autoscale_view()
         self.redraw()
 
 

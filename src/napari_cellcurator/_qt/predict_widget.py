@@ -7,6 +7,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, 
 from napari.qt.threading import thread_worker
 
 from napari_cellcurator._qt.common import (
+    WorkerFailed,
     hub_for,
     notify_error,
     notify_info,
@@ -88,6 +89,9 @@ def start_prediction(viewer, session, device, progress=None, status=None, on_don
         session.model, session.config, session.items, device)
 
     def on_yield(value):
+        if isinstance(value, WorkerFailed):
+            notify_error(value)
+            return
         done, total = value
         if progress is not None:
             progress.max = max(total, 1)
@@ -96,6 +100,8 @@ def start_prediction(viewer, session, device, progress=None, status=None, on_don
             status.value = f"{done}/{total} items"
 
     def on_return(result):
+        if result is None:
+            return
         table, scores = result
         apply_predictions(viewer, session, table, scores)
         if on_done is not None:

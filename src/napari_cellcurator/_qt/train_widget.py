@@ -14,6 +14,8 @@ from napari.qt.threading import thread_worker
 from psygnal import Signal
 
 from napari_cellcurator._qt.common import (
+    WorkerFailed,
+    guarded,
     hub_for,
     notify_error,
     notify_info,
@@ -23,6 +25,7 @@ from napari_cellcurator._qt.common import (
 )
 
 
+@guarded
 def train_updates(req, items, parent, extra_paths, init_config):
     """Worker body: the session's items (+ the model's original training data, read the way
     the model reads data) → training updates."""
@@ -95,9 +98,12 @@ class TrainWidget(Container):
             notify_error(exc)
             return None
         self._old_version = s.version if init is None else s.project.models.current()
+        hyper = cfg.hyperparameters if cfg is not None else {}
         req = TrainRequest(task=s.task_name, data=[str(s.data_path)], channels=s.channels,
                            epochs=int(self._epochs.value), device=self._device.value,
-                           init=str(init) if init is not None else None)
+                           init=str(init) if init is not None else None,
+                           arch=cfg.arch if cfg is not None else None,
+                           batch_size=hyper.get("batch_size"))
         self._result, self._failure = None, None
         self.curves.clear()
         self._progress.max, self._progress.value = int(self._epochs.value), 0
@@ -122,7 +128,9 @@ class TrainWidget(Container):
         from napari_cellcurator.core import training
         from napari_cellcurator.core.pipeline import ModelSaved
 
-        if isinstance(u, str):
+        if isinstance(u, WorkerFailed):
+            self._failure = str(u)
+        elif isinstance(u, str):
             notify_info(u)
         elif isinstance(u, training.EpochStarted):
             self._status.value = f"epoch {u.epoch}/{u.epochs}"

@@ -1,0 +1,33 @@
+"""One dock with the whole curation loop: Load, Predict, Curate, Train, Explain as tabs."""
+
+import napari.viewer
+from magicgui.widgets import Container
+from qtpy.QtWidgets import QTabWidget
+
+from napari_cellcurator._qt.curate_widget import CurateWidget
+from napari_cellcurator._qt.explain_widget import ExplainWidget
+from napari_cellcurator._qt.load_widget import LoadWidget
+from napari_cellcurator._qt.predict_widget import PredictWidget
+from napari_cellcurator._qt.train_widget import TrainWidget
+
+
+class CuratorDock(Container):
+    """Tabs of the five widgets, sharing the viewer's session."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.load = LoadWidget(viewer)
+        self.predict = PredictWidget(viewer)
+        self.curate = CurateWidget(viewer)
+        self.train = TrainWidget(viewer)
+        self.explain = ExplainWidget(viewer)
+        self.tabs = QTabWidget()
+        for name, widget in (("Load", self.load), ("Predict", self.predict),
+                             ("Curate", self.curate), ("Train", self.train),
+                             ("Explain", self.explain)):
+            self.tabs.addTab(widget.native, name)
+        self.native.layout().addWidget(self.tabs)
+
+    def close(self) -> None:
+        self.curate.close()
+        super().close()
