@@ -40,3 +40,8 @@ class ModelFileError(CellCuratorError):
 
 class TrainingCancelled(CellCuratorError):
     """Raised inside training when the user cancelled."""
+
+
+class InputWarning(UserWarning):
+    """Input the package repaired or accepted with a caveat (NaN pixels set to 0, a class with
+    a single example...): the work goes on, the user is told which file and what happened."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.images import IMAGE_SUFFIXES, read_image_chw
 from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.names import readable
 from napari_cellcurator.core.tasks.base import ReadOptions
 
 DEFAULT_CROP = 48
@@ -47,11 +49,17 @@ def resize_chw(arr: np.ndarray, size: int) -> np.ndarray:
 def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
     """``root/<class>/*.tif|png|jpg`` → crops of one size, label = folder name."""
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files, labels = [], []
+    files, labels, empty = [], [], []
     for d in class_dirs:
         found = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         files += found
         labels += [d.name] * len(found)
+        if not found:
+            empty.append(d)
+    if empty and files:  # a class without examples cannot be learnt: say so, read the rest
+        warnings.warn(f"{readable(root)}: class folders without images are ignored: "
+                      f"{[readable(d.name) for d in empty]}", InputWarning, stacklevel=2)
+        class_dirs = [d for d in class_dirs if d not in empty]
     if not files:
         raise InputError(root, "contains no images in its class folders",
                          "<class>/*.tif|png|jpg")
@@ -65,10 +73,11 @@ def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
     n_ch = {c.shape[0] for c in crops}
     if len(n_ch) > 1:
         raise InputError(root, f"images have different channel counts {sorted(n_ch)}")
+    # file names that are not UTF-8 (bytes on Linux) become \xNN text, see names.readable
     table = pd.DataFrame({
-        "item_id": [f"{lab}/{f.name}" for lab, f in zip(labels, files, strict=True)],
-        "source": [str(f) for f in files],
-        "label": labels,
+        "item_id": [readable(f"{lab}/{f.name}") for lab, f in zip(labels, files, strict=True)],
+        "source": [readable(f) for f in files],
+        "label": [readable(lab) for lab in labels],
     })
     return ItemSet(table, {"image": np.stack(crops)},
-                   {"path": str(root), "classes": [d.name for d in class_dirs]})
+                   {"path": str(root), "classes": [readable(d.name) for d in class_dirs]})

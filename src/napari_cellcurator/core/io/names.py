@@ -1,0 +1,25 @@
+"""File names as text that every table, CSV, JSON and SQLite column can hold."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+def readable(name: str | PathLike) -> str:
+    """``name`` as valid UTF-8 text.
+
+    Linux file names are bytes; Python keeps bytes that are not UTF-8 as lone surrogates,
+    which pandas (Arrow strings), JSON files and CSV writers refuse. Those bytes become
+    ``\\xNN`` escapes, so two different names stay different and the text stays printable.
+    """
+    text = str(name)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that did not come from a file name
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
