@@ -1,0 +1,74 @@
+"""Cluster widget: cluster real Jurkat crops, link scatter and layer, accept a cluster, undo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def loaded_plain(make_napari_viewer, qtbot, jurkat_copy):
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    viewer = make_napari_viewer()
+    load = LoadWidget(viewer)
+    load._channels.value = "0,2"
+    worker = load.load(jurkat_copy, "celltype")
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    return viewer, hub_for(viewer).session
+
+
+def test_cluster_link_accept_undo(loaded_plain, qtbot):
+    from napari_cellcurator._qt.cluster_widget import ClusterWidget
+
+    viewer, session = loaded_plain
+    layer = session.layer
+    widget = ClusterWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._k.value = 3
+    widget._epochs.value = 2
+    worker = widget.run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: widget.table is not None, timeout=10_000)
+    n = len(session.items)
+    assert widget.result["k"] == 3 and len(widget.table) == n
+    clusters = widget.table["cluster"].to_numpy()
+    assert (layer.features["cluster"].to_numpy() == clusters).all()
+    assert len(widget._scatter.get_offsets()) == n
+    # faces are coloured by cluster: items of different clusters differ
+    a, b = np.flatnonzero(clusters == 0)[0], np.flatnonzero(clusters != 0)[0]
+    assert not np.allclose(layer.face_color[a], layer.face_color[b])
+
+    # choosing a cluster selects its items in the layer ...
+    widget._cluster.value = 1
+    rows = set(np.flatnonzero(clusters == 1).tolist())
+    assert set(layer.selected_data) == rows
+    # ... and selecting in the layer highlights in the scatter
+    layer.selected_data = {0, 2}
+    assert widget.selected.tolist() == [0, 2]
+    assert widget._scatter.get_linewidths()[0] > 0
+
+    # accept cluster 1 as "bulk" in one journal action
+    widget._cluster.value = 1
+    widget._name.value = "bulk"
+    action = widget.accept_cluster()
+    assert action is not None
+    current = session.journal.current_labels()
+    got = current.loc[current["label"] == "bulk"]
+    ids = set(session.items.table["item_id"].to_numpy()[sorted(rows)])
+    assert set(got["item_id"]) == ids and (got["source"] == "cluster").all()
+    assert (layer.features.loc[sorted(rows), "label"] == "bulk").all()
+    assert "cluster" in layer.features.columns
+
+    # one undo removes the whole bulk action
+    widget.undo()
+    current = session.journal.current_labels()
+    assert not (current["label"] == "bulk").any()
+    assert not (layer.features["label"] == "bulk").any()

@@ -1,0 +1,60 @@
+"""npe2 reader on real data, the CSV writer round trip, sample data registration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def test_reader_class_folders(jurkat_copy, tmp_path):
+    from napari_cellcurator._reader import detect_task, get_reader
+
+    assert detect_task(jurkat_copy) == "celltype"
+    (tmp_path / "notes.txt").write_text("hello")
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    reader = get_reader(str(jurkat_copy))
+    assert callable(reader)
+    layers = reader(str(jurkat_copy))
+    kinds = [kind for _, _, kind in layers]
+    assert kinds == ["image", "points"]
+    image, meta, _ = layers[0]
+    assert image.shape[0] == 3 and meta["channel_axis"] == 0  # 3 channels, mosaic
+    points, pmeta, _ = layers[1]
+    feats = pmeta["features"]
+    assert len(points) == len(feats) == 36
+    assert set(feats["label"]) == {"G1", "G2", "Prophase"}
+    # each point sits at the centre of its crop in the mosaic
+    y, x = points[0]
+    assert np.allclose(image[:, int(y - 19.5):int(y + 20.5), int(x - 19.5):int(x + 20.5)].shape,
+                       (3, 40, 40))
+
+
+def test_writer_round_trip(tmp_path):
+    from napari_cellcurator._writer import write_features_csv, write_labels_features_csv
+
+    feats = pd.DataFrame({"item_id": ["a", "b"], "label": ["G1", ""],
+                          "probability": [0.9, 0.4]})
+    out = write_features_csv(str(tmp_path / "pts"), np.array([[1.0, 2.0], [3.0, 4.0]]),
+                             {"features": feats})
+    back = pd.read_csv(out[0], keep_default_na=False)
+    assert out[0].endswith("pts.csv")
+    assert list(back.columns) == ["item_id", "label", "probability", "y", "x"]
+    assert back["x"].tolist() == [2.0, 4.0] and back["label"].tolist() == ["G1", ""]
+    out = write_labels_features_csv(str(tmp_path / "rois.csv"), np.zeros((4, 4), int),
+                                    {"features": feats})
+    assert list(pd.read_csv(out[0]).columns) == ["item_id", "label", "probability"]
+
+
+def test_sample_data_that_exists_loads():
+    from napari_cellcurator._sample_data import SAMPLES, _load, sample_root
+
+    present = [k for k, (_, rel) in SAMPLES.items() if (sample_root() / rel).exists()]
+    if not present:
+        pytest.skip("no sample_data/ folders yet")
+    for key in present:
+        layers = _load(key)
+        assert any(m.get("metadata", {}).get("cellcurator_role") == "items"
+                   for _, m, _ in layers), key
