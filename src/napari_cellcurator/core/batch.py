@@ -24,12 +24,14 @@ _CACHE_LOCK = threading.Lock()
 
 def _cached_model(model_dir: str, device: str):
     """The model of ``model_dir``, loaded once per process (workers reuse it across batches)."""
+    from napari_cellcurator.core.device import use_channels_last
     from napari_cellcurator.core.store.modelio import load_model
 
     key = (str(Path(model_dir).resolve()), device)
     with _CACHE_LOCK:
         if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_model(model_dir, device)
+            model, config = load_model(model_dir, device)
+            _MODEL_CACHE[key] = (use_channels_last(model), config)
         return _MODEL_CACHE[key]
 
 

@@ -42,3 +42,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))  # noqa: NPY002 - for libraries using the global RNG
     torch.manual_seed(seed)
+
+
+def use_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Store 2-D conv weights channels-last (NHWC), in place; returns ``model``.
+
+    oneDNN's NHWC convolution kernels are ~1.5× faster on CPU than NCHW ones. Only the
+    weights change layout: inputs stay as given (the first convolution converts them), so
+    models that reshape their raw inputs keep working; outputs are numerically unchanged.
+    """
+    on_mps = any(p.device.type == "mps" for p in model.parameters())  # NHWC there is flaky
+    if not on_mps and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        model.to(memory_format=torch.channels_last)
+    return model

@@ -104,9 +104,11 @@ def iterate_batches(n: int, batch_size: int):
 def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dict,
                    batch_size: int = 128, device: str | torch.device = "cpu") -> torch.Tensor:
     """Logits of every item, batched, under ``inference_mode`` (no augmentation)."""
+    from napari_cellcurator.core.device import use_channels_last
+
     rng = np.random.default_rng(0)
     outs = []
-    model.eval()
+    use_channels_last(model).eval()
     with torch.inference_mode():
         for idx in iterate_batches(len(items), batch_size):
             batch = task.make_batch(items, idx, prep, augment=False, rng=rng)
