@@ -6,6 +6,7 @@ napari worker all call the same code.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ import torch
 
 from napari_cellcurator.core.data.splits import data_hash, hash_split
 from napari_cellcurator.core.device import resolve_device, seed_everything
-from napari_cellcurator.core.errors import CellCuratorError, InputError
+from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.models.registry import available_models, build_model
 from napari_cellcurator.core.store.modelio import ModelConfig, load_model, save_model
@@ -85,6 +86,8 @@ def prepare_training(req: TrainRequest, items: ItemSet | None = None):
     classes = task.classes_from(labelled)
     if init_cfg is not None and init_cfg.classes and task.kind == "classification":
         classes = list(init_cfg.classes) + [c for c in classes if c not in init_cfg.classes]
+    if task.kind == "classification":
+        _check_classes(labelled, classes, req.data, fine_tuning=init_cfg is not None)
     train_idx, val_idx = hash_split(labelled.table, task.hyper.val_fraction)
     train, val = labelled.subset(train_idx), labelled.subset(val_idx)
     prep = task.fit_preprocessing(train, options)
@@ -93,6 +96,20 @@ def prepare_training(req: TrainRequest, items: ItemSet | None = None):
     if init_cfg is not None:
         _load_compatible(model, req.init)
     return task, arch, classes, prep, spec, model, train, val, labelled
+
+
+def _check_classes(labelled: ItemSet, classes: list[str], data, fine_tuning: bool) -> None:
+    """A classifier needs examples of two classes (fine-tuning may bring one class only); a
+    class with a single example trains, with a warning."""
+    counts = labelled.table["label"].astype(str).value_counts()
+    if len(classes) < 2 or (len(counts) < 2 and not fine_tuning):
+        raise InputError(", ".join(map(str, data)), f"all labelled items are of one class "
+                         f"{list(counts.index)}", "at least two classes to tell apart")
+    rare = {c: int(n) for c, n in counts.items() if n < 2}
+    if rare:
+        warnings.warn(f"classes with a single labelled example: {sorted(rare)}; the model "
+                      "will rarely predict them and their validation scores mean little",
+                      InputWarning, stacklevel=3)
 
 
 def _load_compatible(model: torch.nn.Module, init_dir: str) -> None:
