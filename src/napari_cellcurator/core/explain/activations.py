@@ -11,8 +11,8 @@ from torch import nn
 from napari_cellcurator.core.explain.common import (
     LayerRecorder,
     list_conv_layers,
+    maps_on_input,
     target_size,
-    upsample_map,
 )
 
 
@@ -82,7 +82,7 @@ def layer_activations(model: nn.Module, inputs: Mapping[str, torch.Tensor],
             raise RuntimeError(f"layer {name!r} was not called in the forward pass")
         act = rec.outputs[name][0][0]  # first call, first item: (F, *spatial)
         if upsample:
-            act = upsample_map(act, target_size(rec.outputs[name][0], inputs, key))
+            act = maps_on_input(model, key, act, target_size(rec.outputs[name][0], inputs, key))
         elif act.ndim == 4:
             act = act.mean(dim=1)
         out[name] = act.float().cpu().numpy().astype(np.float32)

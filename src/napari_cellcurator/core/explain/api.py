@@ -130,8 +130,8 @@ def _occlusion(model, batch, score_fn, key, patch, stride, fill, batch_size):
     from napari_cellcurator.core.explain.occlusion import default_patch
 
     size = min(batch[key].shape[-2:])
-    dp, ds = default_patch(int(size))
-    out.update(patch=int(patch or dp), stride=int(stride or ds))
+    patch = patch or default_patch(int(size))[0]
+    out.update(patch=int(patch), stride=int(stride or max(1, patch // 2)))
     if has_trace:
         for frac, trace_map in trace_occlusion_iter(model, batch, score_fn, key="trace",
                                                     batch_size=batch_size):

@@ -91,6 +91,41 @@ def upsample_map(act: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(act[None], size=tuple(size), mode=mode, align_corners=False)[0]
 
 
+def input_grid(model: nn.Module, key: str, size: tuple[int, ...]):
+    """Where the explained input's pixels lie in the grid the convs actually see.
+
+    Most models convolve the input as it is (returns None). A model that re-embeds it (3CNet
+    centres the ROI image into a 92×92 grid beside the reshaped trace) tells so with a method
+    ``explain_region(key, size) -> (grid_shape, grid_box, input_box)``, boxes as
+    ``(y0, y1, x0, x1)``; 3CNet itself is recognised by its ``side``/``to_input``.
+    """
+    hook = getattr(model, "explain_region", None)
+    if callable(hook):
+        return hook(key, tuple(size))
+    side = getattr(model, "side", None)
+    if key == "image" and isinstance(side, int) and callable(getattr(model, "to_input", None)):
+        s = int(size[-1])
+        if s >= side:  # centre crop of the image
+            o = (s - side) // 2
+            return (side, side), (0, side, 0, side), (o, o + side, o, o + side)
+        lo = (side - s) // 2  # zero-padded around the image
+        return (side, side), (lo, lo + s, lo, lo + s), (0, s, 0, s)
+    return None
+
+
+def maps_on_input(model: nn.Module, key: str, act: torch.Tensor, size: tuple[int, ...]
+                  ) -> torch.Tensor:
+    """Layer maps ``(F, *spatial)`` resized to, and placed on, the input's pixels."""
+    grid = input_grid(model, key, size) if len(size) == 2 else None
+    if grid is None:
+        return upsample_map(act, size)
+    grid_shape, (gy0, gy1, gx0, gx1), (iy0, iy1, ix0, ix1) = grid
+    full = upsample_map(act, tuple(grid_shape))
+    out = torch.zeros((full.shape[0], *size), dtype=full.dtype, device=full.device)
+    out[:, iy0:iy1, ix0:ix1] = full[:, gy0:gy1, gx0:gx1]
+    return out
+
+
 def target_size(act: torch.Tensor, inputs: Mapping[str, torch.Tensor], key: str
                 ) -> tuple[int, ...]:
     """Where a layer's maps are drawn: the explained input's H×W for 2-D/3-D convs, the

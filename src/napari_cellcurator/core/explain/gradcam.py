@@ -13,8 +13,8 @@ from napari_cellcurator.core.explain.common import (
     ScoreFn,
     last_conv_per_stream,
     list_conv_layers,
+    maps_on_input,
     target_size,
-    upsample_map,
 )
 
 
@@ -71,7 +71,7 @@ def gradcam(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_fn: Scor
         weights = grad.mean(dim=spatial, keepdim=True)
         cam = torch.relu((weights * act).sum(dim=0, keepdim=True))
         if upsample:
-            cam = upsample_map(cam, target_size(rec.outputs[name][0], inputs, key))
+            cam = maps_on_input(model, key, cam, target_size(rec.outputs[name][0], inputs, key))
         elif cam.ndim == 4:
             cam = cam.mean(dim=1)
         maps[name] = cam[0].cpu().numpy().astype(np.float32)

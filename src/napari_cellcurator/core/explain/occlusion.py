@@ -82,7 +82,8 @@ def occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_f
     score_fn
         ``logits -> (B,)`` with a fixed target (see ``make_score_fn``).
     patch, stride
-        Patch side and step in pixels (default :func:`default_patch` of the smaller side).
+        Patch side and step in pixels (default: :func:`default_patch` of the smaller side,
+        stride = patch/2). 0 or None = default.
     fill
         ``"mean"``, ``"zero"`` or ``"blur"`` (see :func:`fill_image`).
     batch_size
@@ -103,9 +104,9 @@ def occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_f
     """
     x = inputs[key]
     h, w = int(x.shape[-2]), int(x.shape[-1])
-    if patch is None or stride is None:
-        dp, ds = default_patch(min(h, w))
-        patch, stride = patch or dp, stride or ds
+    patch, stride = patch or None, stride or None  # 0 = automatic (the widget's spin boxes)
+    patch = patch or default_patch(min(h, w))[0]
+    stride = stride or max(1, patch // 2)
     _check(patch, stride, fill)
     ph, pw = min(patch, h), min(patch, w)
     ys, xs = positions(h, ph, stride), positions(w, pw, stride)
@@ -192,6 +193,7 @@ def trace_occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor],
     """
     tr = inputs[key]
     t_len = int(tr.shape[-1])
+    window, stride = window or None, stride or None
     if window is None:
         window = max(2, int(round(t_len / 10)))
     stride = stride or max(1, window // 2)
