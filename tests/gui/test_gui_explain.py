@@ -43,6 +43,18 @@ def test_occlusion_and_activations_over_item(loaded, qtbot):
     y0, x0 = mosaic_positions(len(session.items), 40)[0][row]
     assert np.allclose(_world_extent(layer), [[y0 - 0.5, x0 - 0.5], [y0 + 39.5, x0 + 39.5]])
     assert "score" in widget._status.value
+    # Space on the item layer (Curate widget) toggles the overlay
+    from app_model.types import KeyBinding
+
+    from napari_cellcurator._qt.curate_widget import CurateWidget
+
+    curate = CurateWidget(viewer)
+    viewer.window.add_dock_widget(curate)
+    space = session.layer.keymap[KeyBinding.from_str("Space")]
+    space(session.layer)
+    assert not layer.visible
+    space(session.layer)
+    assert layer.visible
 
     widget._method.value = "activations"
     worker = widget.explain(row)

@@ -84,7 +84,10 @@ class Session:
 
     # ---- display ---------------------------------------------------------------------------
     def features(self) -> pd.DataFrame:
-        return item_features(self.merged_table(), self.predictions)
+        feats = item_features(self.merged_table(), self.predictions)
+        if self.layer is not None and self.layer._type_string == "labels":
+            feats.insert(0, "index", self.label_ids())  # napari: row ↔ label value
+        return feats
 
     def refresh_layer(self) -> None:
         """Rewrite ``layer.features`` and colours from labels and predictions."""

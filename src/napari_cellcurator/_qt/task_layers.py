@@ -21,6 +21,7 @@ def cellness_layer_data(items: ItemSet, predictions: pd.DataFrame | None = None,
     labels = footprints_to_labels(items)
     feats = item_features(items.table, predictions)
     ids = np.arange(1, len(items) + 1)
+    feats.insert(0, "index", ids)  # napari looks a label's row up by this column
     out = []
     mean = items.meta.get("mean_image")
     if mean is not None:

@@ -1,0 +1,64 @@
+"""Cellness candidates as a Labels layer: c/x write cell/not cell, colours and the trace plot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from app_model.types import KeyBinding
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def allen_items(shared_data):
+    from napari_cellcurator.core.io.allen import read_allen_json
+    from napari_cellcurator.core.io.rois import roiset_to_items
+
+    path = shared_data / "cellness" / "allen_croissant" / "train_rois.json"
+    if not path.is_file():
+        pytest.skip("Allen ROI fixture missing")
+    return roiset_to_items(read_allen_json(path))
+
+
+def test_labels_layer_keys_and_trace(make_napari_viewer, allen_items, tmp_path):
+    from napari_cellcurator._qt.common import Session, add_layer_data, hub_for
+    from napari_cellcurator._qt.curate_widget import CurateWidget
+    from napari_cellcurator._qt.layers import layer_data_for
+    from napari_cellcurator.core.store.project import Project
+
+    viewer = make_napari_viewer()
+    session = Session("cellness", allen_items, tmp_path / "rois.json",
+                      Project(tmp_path / "rois.cellcurator"))
+    layers = add_layer_data(viewer, layer_data_for("cellness", allen_items))
+    layer = next(ly for ly in layers if ly.metadata.get("cellcurator_role") == "items")
+    assert layer._type_string == "labels"
+    session.layer = layer
+    hub_for(viewer).set_session(session)
+    ids = np.unique(layer.data)
+    assert ids[0] == 0 and len(ids) > 1 and ids.max() <= len(allen_items)
+    assert (layer.features["index"] == np.arange(1, 71)).all()
+
+    curate = CurateWidget(viewer)
+    viewer.window.add_dock_widget(curate)
+    curate._advance.value = False
+    press = lambda key: layer.keymap[KeyBinding.from_str(key)](layer)  # noqa: E731
+    press("n")
+    row = curate.current_row()
+    assert layer.selected_label == row + 1
+    item_id = layer.features["item_id"][row]
+    press("x")
+    assert session.journal.label_of(item_id) == "not_cell"
+    press("c")
+    assert session.journal.label_of(item_id) == "cell"
+    assert layer.features["label"][row] == "cell"
+    assert layer.features["label_source"][row] == "human"
+    # human labels are drawn opaque in the class colour
+    colour = layer.colormap.color_dict[row + 1]
+    assert colour[3] == pytest.approx(1.0)
+    # the trace plot shows the current candidate's trace
+    line = curate.trace_plot.axes[0].lines[0]
+    assert np.allclose(line.get_ydata(), allen_items.arrays["trace"][row])
+    press("u")
+    assert session.journal.label_of(item_id) == "not_cell"
+    curate.close()
+    assert KeyBinding.from_str("c") not in layer.keymap
