@@ -177,7 +177,7 @@ def test_default_patch_and_positions_cover_the_edges():
     assert list(p) == [0, 3, 6]
     assert list(positions(11, 4, 3)) == [0, 3, 6, 7]
     with pytest.raises(InputError):
-        occlusion_map(RegionModel(), _region_item(), lambda lg: lg[:, 0], patch=0, stride=1)
+        occlusion_map(RegionModel(), _region_item(), lambda lg: lg[:, 0], patch=-2, stride=1)
 
 
 def test_numpy_inputs_without_batch_axis():
