@@ -21,20 +21,34 @@ def detect_task(path: str | Path) -> str | None:
         data = project_data_path(path)
         return None if data is None else detect_task(data)
     if path.is_file():
-        if path.name == "stat.npy" or path.suffix.lower() in (".json", ".hdf5", ".h5"):
+        suffix = path.suffix.lower()
+        if path.name == "stat.npy" or suffix in (".hdf5", ".h5"):
             return "cellness"
-        if path.suffix.lower() == ".csv":
-            return "mixture"
+        if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
+            return "cellness"
+        if suffix == ".csv":  # our own feature CSVs (item_id column) are left to napari
+            header = (_head(path).splitlines() or [""])[0]
+            return None if "item_id" in header else "mixture"
         return None
     if not path.is_dir():
         return None
-    if (path / "stat.npy").is_file() or any(path.glob("*/plane*/stat.npy")) or any(
-            path.glob("plane*/stat.npy")):
+    from napari_cellcurator.core.io.suite2p import is_suite2p_folder
+
+    if is_suite2p_folder(path):
         return "cellness"
     if any(p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
            for p in path.iterdir() if not p.name.startswith(".")):
         return "celltype"
     return None
+
+
+def _head(path: Path, n: int = 256) -> str:
+    """The first bytes of a file as text (format sniffing without reading it all)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def project_data_path(project: Path) -> Path | None:

@@ -32,6 +32,19 @@ def test_reader_class_folders(jurkat_copy, tmp_path):
                        (3, 40, 40))
 
 
+def test_reader_detects_real_cellness_formats(shared_data, tmp_path):
+    from napari_cellcurator._reader import detect_task
+
+    allen = shared_data / "cellness" / "allen_croissant" / "train_rois.json"
+    fissa = shared_data / "cellness" / "suite2p_0.x" / "fissa_example"
+    if allen.is_file():
+        assert detect_task(allen) == "cellness"
+    if fissa.is_dir():
+        assert detect_task(fissa) == "cellness"
+    (tmp_path / "config.json").write_text('{"not": "rois"}')
+    assert detect_task(tmp_path / "config.json") is None
+
+
 def test_writer_round_trip(tmp_path):
     from napari_cellcurator._writer import write_features_csv, write_labels_features_csv
 
@@ -40,6 +53,9 @@ def test_writer_round_trip(tmp_path):
     out = write_features_csv(str(tmp_path / "pts"), np.array([[1.0, 2.0], [3.0, 4.0]]),
                              {"features": feats})
     back = pd.read_csv(out[0], keep_default_na=False)
+    from napari_cellcurator._reader import get_reader
+
+    assert get_reader(out[0]) is None  # our own CSV is not mistaken for a mixture manifest
     assert out[0].endswith("pts.csv")
     assert list(back.columns) == ["item_id", "label", "probability", "y", "x"]
     assert back["x"].tolist() == [2.0, 4.0] and back["label"].tolist() == ["G1", ""]
