@@ -54,3 +54,14 @@ def test_npe2_validate():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "valid" in out.stdout
+
+
+def test_dock_opens_through_napari(make_napari_viewer):
+    """napari builds the combined dock from the manifest (viewer injected by type)."""
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Cell curator")
+    assert widget.tabs.count() == 5
+    assert [widget.tabs.tabText(i) for i in range(5)] == ["Load", "Predict", "Curate",
+                                                          "Train", "Explain"]
+    _, load = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Load")
+    assert type(load).__name__ == "LoadWidget"
