@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from napari_cellcurator import __version__
-from napari_cellcurator.core.errors import ModelFileError
+from napari_cellcurator.core.errors import CellCuratorError, ModelFileError
 from napari_cellcurator.core.store.atomic import atomic_write, atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -147,7 +147,13 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu"):
     from napari_cellcurator.core.models.registry import build_model
 
     config = read_config(model_dir)
-    model = build_model(config.arch, **config.model_spec)
+    try:
+        model = build_model(config.arch, **config.model_spec)
+    except CellCuratorError as exc:
+        raise ModelFileError(f"{model_dir}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # model_spec misfits
+        raise ModelFileError(f"{model_dir}: config model_spec does not fit architecture "
+                             f"{config.arch!r} ({type(exc).__name__}: {exc})") from None
     state = load_state_dict(model_dir)
     try:
         model.load_state_dict(state)

@@ -43,6 +43,11 @@ class CellTypeTask(ClassificationTask):
 
     def make_batch(self, items, index, prep, augment, rng):
         crops = items.load(index, "image").astype(np.float32)
+        if crops.ndim != 4 or crops.shape[1] != prep["in_channels"]:
+            # numpy would broadcast 1 channel to the model's 3: refuse instead of guessing
+            found = crops.shape[1] if crops.ndim == 4 else f"shape {crops.shape[1:]} /"
+            raise InputError(items.meta.get("path"), f"images have {found} channels",
+                             f"{prep['in_channels']} channels, as the model was trained on")
         crops = normalise_crops(crops, prep["channel_mean"], prep["channel_std"])
         if augment:
             crops = augment_crops(crops, rng)
