@@ -3,7 +3,8 @@
 from pathlib import Path
 
 import napari.viewer
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
 from napari.qt.threading import thread_worker
 
 from napari_cellcurator._qt.common import (
@@ -39,10 +40,20 @@ class LoadWidget(Container):
         self._channels = LineEdit(label="channels", value="",
                                   tooltip="comma-separated channel indices; empty = all")
         self._button = PushButton(text="Load")
+        self._image_layer = ComboBox(label="image layer", choices=self._layer_choices("image"))
+        self._items_layer = ComboBox(label="cells layer",
+                                     choices=self._layer_choices("points", "labels"))
+        self._crop = SpinBox(label="crop size", value=48, min=8, max=512)
+        self._from_layers = PushButton(text="Use these layers (celltype)")
         self._status = Label(value="")
         super().__init__(widgets=[self._path, self._task, self._channels, self._button,
-                                  self._status])
+                                  self._image_layer, self._items_layer, self._crop,
+                                  self._from_layers, self._status])
         self._button.changed.connect(self.load)
+        self._from_layers.changed.connect(lambda: self.load_layers())
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(lambda _e: (self._image_layer.reset_choices(),
+                                      self._items_layer.reset_choices()))
         self.worker = None
 
     def load(self, path: str | Path | None = None, task: str | None = None):
@@ -70,6 +81,46 @@ class LoadWidget(Container):
         self.worker.finished.connect(lambda: setattr(self._button, "enabled", True))
         self.worker.start()
         return self.worker
+
+    def _layer_choices(self, *kinds: str):
+        def choices(_widget=None):
+            return [ly.name for ly in self._viewer.layers if ly._type_string in kinds]
+        return choices
+
+    def load_layers(self, image_layer=None, items_layer=None) -> None:
+        """Celltype items cut around the points (class from a ``class`` feature) or the
+        labels of a layer already in the viewer; that layer becomes the item layer."""
+        from napari_cellcurator.core.io import celltype_readers as cr
+
+        try:
+            image = image_layer or self._viewer.layers[self._image_layer.value]
+            cells = items_layer or self._viewer.layers[self._items_layer.value]
+            data = np.asarray(image.data)
+            if cells._type_string == "points":
+                feats = cells.features
+                labels = feats["class"].tolist() if "class" in feats else None
+                items = cr.items_from_points(data, np.asarray(cells.data)[:, -2:], labels,
+                                             int(self._crop.value))
+            else:
+                items = cr.items_from_labels_layer(data, np.asarray(cells.data))
+            if cells._type_string == "points" and len(items) != len(cells.data):
+                raise RuntimeError("the reader dropped points; cannot align items with them")
+        except Exception as exc:  # shown, never raised into Qt
+            notify_error(exc)
+            return
+        source = getattr(getattr(image, "source", None), "path", None)
+        project = None
+        if source:
+            try:
+                project = open_project(source)
+            except Exception as exc:  # read-only location: curate without saving
+                notify_error(f"no project next to {source} ({exc}); labels will not be saved")
+        session = Session("celltype", items, source or image.name, project)
+        cells.metadata.update(cellcurator_role="items", cellcurator_task="celltype")
+        session.layer = cells
+        session.refresh_layer()
+        hub_for(self._viewer).set_session(session)
+        self._status.value = f"{len(items)} items from layers"
 
     def _failed(self, exc) -> None:
         self._status.value = "failed"
