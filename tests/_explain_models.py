@@ -64,3 +64,17 @@ class TraceWindowModel(nn.Module):
         img = self.conv(image).mean(dim=(1, 2, 3)) * 0.0  # the image plays no part
         z = (trace * self.mask).sum(dim=1) * 0.2 - 2.0 + img
         return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+class TinyC3D(nn.Module):
+    """Frames (B, L, S, S) → a 3-D conv over (time, y, x) → proportion logit (B,)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(1, 4, 3, padding=1)
+        self.conv2 = nn.Conv3d(4, 4, 3, stride=(1, 2, 2), padding=1)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, frames):
+        a = torch.relu(self.conv2(torch.relu(self.conv(frames.unsqueeze(1)))))
+        return self.head(a.mean(dim=(2, 3, 4)))[:, 0]

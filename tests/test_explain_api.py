@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -118,3 +120,39 @@ def test_explain_iter_can_be_cancelled(model_and_data):
     frac, partial = next(gen)
     assert 0 < frac < 1 and partial.shape == (SIZE, SIZE)
     gen.close()  # what the widget's cancel does
+
+
+JURKAT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "celltype" / "jurkat_ifc"
+
+
+@pytest.fixture
+def jurkat_subset(tmp_path):
+    if not JURKAT.is_dir():
+        pytest.skip("shared Jurkat data not available")
+    import shutil
+
+    for cls in ("G1", "Metaphase"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for f in sorted((JURKAT / cls).glob("*.tif"))[:3]:
+            shutil.copy(f, tmp_path / "data" / cls / f.name)
+    return tmp_path / "data"
+
+
+def test_real_jurkat_crop_bright_and_dark_field(jurkat_subset, tmp_path):
+    """Real (3, 40, 40) IFC crops, label-free channels 0 and 2: the map has the crop's shape."""
+    task = get_task("celltype")
+    options = ReadOptions(channels=[0, 2])
+    items = task.read(jurkat_subset, options)
+    prep = task.fit_preprocessing(items, options)
+    classes = task.classes_from(items)
+    spec = task.model_spec(prep, classes)
+    torch.manual_seed(0)
+    save_model(tmp_path / "model", build_model("resnet", **spec),
+               ModelConfig(task="celltype", arch="resnet", model_spec=spec, classes=classes,
+                           preprocessing=prep, channels=[0, 2]))
+    item = items.table["item_id"].iloc[-1]
+    out = tmp_path / "occ.npy"
+    res = explain_item(tmp_path / "model", str(jurkat_subset), item, "occlusion", out=out)
+    assert np.load(out).shape == (40, 40)
+    assert (res["patch"], res["stride"]) == (5, 2)
+    assert np.abs(res["map"]).max() > 0  # hiding parts of a real cell changes the output

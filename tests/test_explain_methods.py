@@ -187,3 +187,25 @@ def test_numpy_inputs_without_batch_axis():
     assert res["map"].shape == (32, 32) and res["target"] == 1
     peak = np.unravel_index(np.argmax(res["map"]), res["map"].shape)
     assert _inside_box((32, 32))[peak]
+
+
+def test_3d_convs_give_2d_maps_and_incremental_falls_back_exactly():
+    from _explain_models import TinyC3D
+
+    torch.manual_seed(0)
+    model = TinyC3D()
+    item = {"frames": torch.randn(1, 5, 20, 20)}
+    task = _Proportion()
+    for method, shape in (("gradcam", (20, 20)), ("activations", (4, 20, 20)),
+                          ("occlusion", (20, 20))):
+        res = explain(model, task, item, method, patch=5, stride=5)
+        assert res["map"].shape == shape, method
+    acts = layer_activations(model, item, "conv", key="frames")["conv"]
+    manual = model.conv(item["frames"].unsqueeze(1))[0].mean(dim=1).detach().numpy()
+    np.testing.assert_allclose(acts, manual, rtol=1e-5, atol=1e-6)
+    score_fn, _ = make_score_fn(task, model(**item), None)
+    a = occlusion_map(model, item, score_fn, patch=5, stride=5, key="frames",
+                      incremental=None)
+    b = occlusion_map(model, item, score_fn, patch=5, stride=5, key="frames",
+                      incremental=False)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
