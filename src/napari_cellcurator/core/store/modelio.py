@@ -107,8 +107,8 @@ def read_config(model_dir: str | Path) -> ModelConfig:
         raise ModelFileError(f"{model_dir}: not a model folder (no {CONFIG_NAME})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting
+        raise ModelFileError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from None
     return ModelConfig.from_dict(data, path)
 
 
