@@ -156,3 +156,18 @@ def test_real_jurkat_crop_bright_and_dark_field(jurkat_subset, tmp_path):
     assert np.load(out).shape == (40, 40)
     assert (res["patch"], res["stride"]) == (5, 2)
     assert np.abs(res["map"]).max() > 0  # hiding parts of a real cell changes the output
+
+
+def test_cli_explain_writes_the_map_and_reports_unknown_ids(model_and_data, tmp_path, capsys):
+    from napari_cellcurator.cli import main
+
+    model_dir, data = model_and_data
+    out = tmp_path / "cam.npy"
+    rc = main(["explain", "--model", str(model_dir), "--data", str(data), "--item",
+               "round/round_2.tif", "--method", "gradcam", "--target", "spiky", "--out", str(out)])
+    assert rc == 0 and np.load(out).shape == (SIZE, SIZE)
+    rc = main(["explain", "--model", str(model_dir), "--data", str(data), "--item", "nope",
+               "--method", "occlusion", "--out", str(tmp_path / "x.npy")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no item 'nope'" in err and "round/round_0.tif" in err
+    assert not (tmp_path / "x.npy").exists()
