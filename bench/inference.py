@@ -55,6 +55,12 @@ def _forward_all(model, batches: list[dict], bf16: bool = False):
     return torch.cat(outs)
 
 
+def _timed_forward(model, batches: list[dict], bf16: bool = False):
+    t0 = time.perf_counter()
+    logits = _forward_all(model, batches, bf16)
+    return time.perf_counter() - t0, logits
+
+
 def _flops_per_item(model, batch: dict) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -104,25 +110,24 @@ def bench_task(name: str, tmp: Path, quick: bool, seconds: float = 5.0) -> dict:
     save_model(model_dir, model, config)  # again, with the calibrated BN statistics
     use_channels_last(model)
     t_probe = best_time(lambda: _forward_all(model, probe), repeats=1)
-    n_batches = 2 if quick else int(np.clip(seconds / t_probe, 4, 64))
+    n_batches = 2 if quick else int(np.clip(seconds / t_probe, 3, 64))
     n = n_batches * batch_size
     case, items, _ = cases.build_case(name, n, seed=1)
     store = cases.write_zarr_store(tmp / f"{name}.zarr", case.arrays, batch_size)
     batches = _batches(task, items, prep, batch_size)
     table = pd.DataFrame({"item_id": items.table["item_id"], "source": "bench", "label": None})
 
-    fwd = {}
-    torch_model = model.to(memory_format=torch.contiguous_format)
-    fwd["fp32_nchw"] = n / best_time(lambda: _forward_all(torch_model, batches), 1, 0)
-    ref_logits = _forward_all(torch_model, batches)
+    fwd, precision = {}, {}
+    model.to(memory_format=torch.contiguous_format)
+    t, ref_logits = _timed_forward(model, batches)
+    fwd["fp32_nchw"] = n / t
     ref = task.outputs_to_scores(ref_logits)
-    use_channels_last(torch_model)
-    fwd["fp32_channels_last"] = n / best_time(lambda: _forward_all(torch_model, batches), 2, 0)
-    precision = {}
+    use_channels_last(model)
+    fwd["fp32_channels_last"] = n / min(_timed_forward(model, batches)[0] for _ in range(2))
     if bf16_supported():
-        fwd["bf16_channels_last"] = n / best_time(
-            lambda: _forward_all(torch_model, batches, bf16=True), 2, 1)
-        low_logits = _forward_all(torch_model, batches, bf16=True)
+        _forward_all(model, batches[:1], bf16=True)  # warm the bf16 kernels
+        t, low_logits = _timed_forward(model, batches, bf16=True)
+        fwd["bf16_channels_last"] = n / t
         precision["bf16"] = _agreement(ref, task.outputs_to_scores(low_logits))
         # probabilities of random weights sit near 1/K; the logit error relative to the
         # logits' spread is the figure that carries over to trained models
@@ -131,12 +136,11 @@ def bench_task(name: str, tmp: Path, quick: bool, seconds: float = 5.0) -> dict:
     forward_only = fwd["fp32_channels_last"]  # what the core path runs (fp32, NHWC weights)
 
     out = tmp / f"{name}_pred.parquet"
-    t_e2e = min(_end_to_end(model_dir, store, table, task, case.classes, batch_size, out)
-                for _ in range(1 if quick else 2))
+    t_e2e = _end_to_end(model_dir, store, table, task, case.classes, batch_size, out)
     e2e = n / t_e2e
     scores = pd.read_parquet(out)
     e2e_vs_ref = float(np.abs(_score_matrix(scores, task, case.classes) - ref).max())
-    flops = _flops_per_item(torch_model, batches[0])
+    flops = _flops_per_item(model, batches[0])
     return {
         "n_items": n, "batch_size": batch_size, "arch": config.arch, "inputs": case.note,
         "end_to_end_items_per_s": e2e,
