@@ -44,7 +44,8 @@ def resolve_target(target: int | str | None, classes: Sequence[str]) -> int | No
 def explain_iter(model: torch.nn.Module, task, inputs: Mapping[str, Any], method: str,
                  target: int | None = None, layer: str | list[str] | None = None,
                  patch: int | None = None, stride: int | None = None, fill: str = "mean",
-                 batch_size: int = 64, classes: Sequence[str] | None = None) -> Progress:
+                 batch_size: int | None = None, classes: Sequence[str] | None = None
+                 ) -> Progress:
     """Explain one item progressively.
 
     Parameters
@@ -134,7 +135,7 @@ def _occlusion(model, batch, score_fn, key, patch, stride, fill, batch_size):
     out.update(patch=int(patch), stride=int(stride or max(1, patch // 2)))
     if has_trace:
         for frac, trace_map in trace_occlusion_iter(model, batch, score_fn, key="trace",
-                                                    batch_size=batch_size):
+                                                    batch_size=batch_size or 64):
             out["trace_importance"] = trace_map
             yield share + frac * (1 - share), image_map
     return out

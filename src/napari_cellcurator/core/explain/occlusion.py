@@ -68,7 +68,8 @@ def fill_image(x: torch.Tensor, fill: str, patch: int) -> torch.Tensor:
 
 def occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_fn: ScoreFn,
                    key: str = "image", patch: int | None = None, stride: int | None = None,
-                   fill: str = "mean", batch_size: int = 64, channels_last: bool = False,
+                   fill: str = "mean", batch_size: int | None = None,
+                   channels_last: bool = False,
                    incremental: bool | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Occlude square patches of ``inputs[key]`` and map the score drop back to pixels.
 
@@ -87,7 +88,8 @@ def occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_f
     fill
         ``"mean"``, ``"zero"`` or ``"blur"`` (see :func:`fill_image`).
     batch_size
-        Occluded copies per forward pass.
+        Occluded copies per forward pass (default 256 incremental — windows are small and
+        one big batch was fastest in ``bench/occlusion.py`` — or 64 plain).
     channels_last
         Use the NHWC memory format for 4-D inputs in plain batches.
     incremental
@@ -118,6 +120,7 @@ def occlusion_iter(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_f
         base = float(score_fn(model(**inputs))[0])
         filled = fill_image(x, fill, patch)
         runner = _incremental_runner(model, inputs, key, incremental)
+        batch_size = batch_size or (256 if runner is not None else 64)
 
         def plain(block: np.ndarray) -> torch.Tensor:
             return score_fn(model(**_occluded_batch(inputs, key, filled, block, ph, pw,
