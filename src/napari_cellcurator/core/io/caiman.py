@@ -1,0 +1,101 @@
+"""CaImAn results HDF5 (``cnm.save(...)``) → :class:`RoiSet`.
+
+CaImAn stores the sparse footprint matrix ``estimates/A`` (pixels × components, CSC, pixels in
+Fortran order of ``dims``) as a group with ``data``, ``indices``, ``indptr`` and ``shape``;
+``estimates/C`` (components × frames), optional ``estimates/YrA`` residuals, ``dims`` and the
+accepted / rejected indices ``estimates/idx_components`` / ``idx_components_bad`` (the string
+``'NoneType'`` when unset).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.rois import RoiSet
+
+SUFFIXES = (".hdf5", ".h5")
+
+
+def import_h5py():
+    """h5py, with an install hint when it is missing."""
+    try:
+        import h5py
+    except ImportError:
+        raise InputError(None, "reading CaImAn HDF5 files needs h5py",
+                         "`pip install napari-cellcurator[caiman]` or `pip install h5py`") from None
+    return h5py
+
+
+def _dataset(group, key: str):
+    """Array at ``key`` or None when absent or CaImAn's 'NoneType' placeholder."""
+    if key not in group:
+        return None
+    value = group[key][()]
+    if isinstance(value, bytes | str) or (isinstance(value, np.ndarray) and value.dtype.kind in "SOU"):
+        return None
+    return np.asarray(value)
+
+
+def _footprints(a_group, dims: tuple[int, int], path: Path) -> list[tuple]:
+    try:
+        data = np.asarray(a_group["data"][()], np.float32)
+        indices = np.asarray(a_group["indices"][()], np.int64)
+        indptr = np.asarray(a_group["indptr"][()], np.int64)
+        shape = tuple(int(v) for v in a_group["shape"][()])
+    except KeyError as exc:
+        raise InputError(path, f"estimates/A lacks {exc}", "data/indices/indptr/shape") from None
+    if shape[0] != dims[0] * dims[1] or len(indptr) != shape[1] + 1:
+        raise InputError(path, f"estimates/A shape {shape} does not fit dims {dims}")
+    fps = []
+    for k in range(shape[1]):
+        rows = indices[indptr[k]:indptr[k + 1]]
+        vals = data[indptr[k]:indptr[k + 1]]
+        keep = vals > 0
+        ypix, xpix = np.unravel_index(rows[keep], dims, order="F")  # CaImAn reshapes order='F'
+        fps.append((ypix.astype(np.int64), xpix.astype(np.int64), vals[keep]))
+    return fps
+
+
+def read_caiman(path: Path, extra: dict | None = None) -> RoiSet:
+    """Read a CaImAn results file; labels from idx_components (cell) / _bad (not_cell)."""
+    path = Path(path)
+    h5py = import_h5py()
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(path, f"not a readable HDF5 file ({exc})") from None
+    with fh:
+        if "estimates" not in fh or "A" not in fh["estimates"] or "C" not in fh["estimates"]:
+            raise InputError(path, "has no estimates/A and estimates/C", "a CaImAn results file")
+        est = fh["estimates"]
+        dims = _dataset(fh, "dims")
+        if dims is None:
+            dims = _dataset(est, "dims")
+        if dims is None or len(dims) != 2:
+            raise InputError(path, "has no 2-D 'dims'", "dims = (height, width)")
+        dims = (int(dims[0]), int(dims[1]))
+        fps = _footprints(est["A"], dims, path)
+        c = _dataset(est, "C")
+        if c is None or c.ndim != 2 or c.shape[0] != len(fps):
+            raise InputError(path, f"estimates/C has shape {None if c is None else c.shape} for "
+                             f"{len(fps)} footprints", "(n_components, n_frames)")
+        yra = _dataset(est, "YrA")
+        traces = c + yra if yra is not None and yra.shape == c.shape else c
+        good, bad = _dataset(est, "idx_components"), _dataset(est, "idx_components_bad")
+        mean = _dataset(est, "Cn")
+    n = len(fps)
+    labels = None
+    if good is not None or bad is not None:
+        labels = [None] * n
+        for idx, name in ((good, "cell"), (bad, "not_cell")):
+            for i in np.asarray(idx if idx is not None else [], np.int64).ravel():
+                if not 0 <= i < n:
+                    raise InputError(path, f"component index {i} out of range 0..{n - 1}")
+                labels[i] = name
+    if mean is not None and mean.shape != dims:
+        mean = None
+    return RoiSet(fps, traces.astype(np.float32), dims, path, "caiman", labels=labels,
+                  mean_image=None if mean is None else mean.astype(np.float32))

@@ -1,0 +1,141 @@
+"""Suite2p plane folders (0.x flat ``ops.npy`` and 1.x layouts) → :class:`RoiSet`.
+
+Object arrays (``stat.npy``, ``ops.npy``) are read with the restricted unpickler, never with
+``allow_pickle=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.rois import RoiSet, label_name
+from napari_cellcurator.core.io.safe_pickle import load_npy
+
+REQUIRED = ("stat.npy", "F.npy")
+
+
+def is_suite2p_folder(path: Path) -> bool:
+    """A plane folder (has ``stat.npy``) or a folder holding ``plane*`` folders."""
+    path = Path(path)
+    return path.is_dir() and ((path / "stat.npy").is_file() or bool(plane_folders(path)))
+
+
+def plane_folders(path: Path) -> list[Path]:
+    """Plane folders at ``path``: itself, ``plane*/`` below it, or ``suite2p/plane*/``."""
+    path = Path(path)
+    if (path / "stat.npy").is_file():
+        return [path]
+    for root in (path, path / "suite2p"):
+        planes = sorted(p for p in root.glob("plane*") if (p / "stat.npy").is_file())
+        if planes:
+            return planes
+    return []
+
+
+def _full_frame(img: np.ndarray | None, ops: dict, shape: tuple[int, int]) -> np.ndarray | None:
+    """Place a Vcorr/max_proj cropped to yrange/xrange back into the full frame."""
+    if img is None:
+        return None
+    img = np.asarray(img, dtype=np.float32)
+    if img.shape == tuple(shape):
+        return img
+    yr, xr = ops.get("yrange"), ops.get("xrange")
+    out = np.zeros(shape, dtype=np.float32)
+    if yr is not None and xr is not None and img.shape == (yr[1] - yr[0], xr[1] - xr[0]):
+        out[yr[0]:yr[1], xr[0]:xr[1]] = img
+        return out
+    h, w = min(img.shape[0], shape[0]), min(img.shape[1], shape[1])
+    out[:h, :w] = img[:h, :w]
+    return out
+
+
+def _load_optional(path: Path) -> np.ndarray | None:
+    return load_npy(path) if path.is_file() else None
+
+
+def _stat_footprints(stat: np.ndarray, path: Path) -> list[tuple]:
+    fps = []
+    for i, s in enumerate(stat):
+        if not isinstance(s, dict) or "ypix" not in s or "xpix" not in s:
+            raise InputError(path / "stat.npy", f"ROI {i} has no ypix/xpix",
+                             "Suite2p stat entries (dicts with ypix, xpix, lam)")
+        ypix = np.asarray(s["ypix"], np.int64).ravel()
+        xpix = np.asarray(s["xpix"], np.int64).ravel()
+        lam = np.asarray(s.get("lam", np.ones(len(ypix))), np.float32).ravel()
+        if not (len(ypix) == len(xpix) == len(lam)):
+            raise InputError(path / "stat.npy", f"ROI {i}: ypix/xpix/lam lengths differ")
+        fps.append((ypix, xpix, lam))
+    return fps
+
+
+def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
+    """Read one Suite2p plane folder.
+
+    Labels come from ``iscell.npy`` column 0 (what the Suite2p GUI saves after curation)
+    unless ``extra["suite2p_labels"] == "none"``; column 1 becomes ``suite2p_prob``.
+    """
+    extra = extra or {}
+    plane = Path(plane)
+    for name in REQUIRED:
+        if not (plane / name).is_file():
+            raise InputError(plane, f"is missing {name}", "a Suite2p plane folder with "
+                             "stat.npy, F.npy (and iscell.npy, Fneu.npy, ops.npy)")
+    stat = load_npy(plane / "stat.npy")
+    if not isinstance(stat, np.ndarray) or stat.dtype != object or stat.ndim != 1:
+        raise InputError(plane / "stat.npy", "is not a 1-D object array of ROI dicts")
+    n = len(stat)
+    f = load_npy(plane / "F.npy")
+    fneu = _load_optional(plane / "Fneu.npy")
+    iscell = _load_optional(plane / "iscell.npy")
+    for name, arr in (("F.npy", f), ("Fneu.npy", fneu)):
+        if arr is not None and (arr.ndim != 2 or arr.shape[0] != n):
+            raise InputError(plane / name, f"has shape {arr.shape} but stat.npy has {n} ROIs",
+                             f"({n}, n_frames)")
+    if fneu is not None and fneu.shape != f.shape:
+        raise InputError(plane / "Fneu.npy", f"shape {fneu.shape} differs from F {f.shape}")
+    if iscell is not None:
+        iscell = np.asarray(iscell, dtype=np.float64).reshape(len(iscell), -1)
+        if iscell.shape[0] != n:
+            raise InputError(plane / "iscell.npy", f"has {iscell.shape[0]} rows but stat.npy has "
+                             f"{n} ROIs", f"({n}, 2)")
+    ops = _load_optional(plane / "ops.npy")
+    ops = ops if isinstance(ops, dict) else {}
+    footprints = _stat_footprints(stat, plane)
+    if "Ly" in ops and "Lx" in ops:
+        shape = (int(ops["Ly"]), int(ops["Lx"]))
+    else:
+        ymax = max((int(fp[0].max()) + 1 for fp in footprints if len(fp[0])), default=1)
+        xmax = max((int(fp[1].max()) + 1 for fp in footprints if len(fp[1])), default=1)
+        shape = (ymax, xmax)
+    mean = ops.get("meanImg")
+    if mean is None and (plane / "reg_outputs.npy").is_file():
+        reg = load_npy(plane / "reg_outputs.npy")
+        mean = reg.get("meanImg") if isinstance(reg, dict) else None
+    labels, columns = None, {}
+    if iscell is not None:
+        if extra.get("suite2p_labels", "iscell") != "none":
+            labels = [label_name(v) for v in iscell[:, 0]]
+        if iscell.shape[1] > 1:
+            columns["suite2p_prob"] = iscell[:, 1]
+    images = {k: _full_frame(ops.get(k), ops, shape) for k in ("max_proj", "Vcorr")}
+    version = "1.x" if (plane / "settings.npy").is_file() or (plane / "db.npy").is_file() else "0.x"
+    return RoiSet(
+        footprints=footprints, traces=f, fov_shape=shape, path=plane, fmt="suite2p",
+        labels=labels, neuropil=fneu,
+        mean_image=None if mean is None else np.asarray(mean, np.float32),
+        columns=columns,
+        meta={"images": {k: v for k, v in images.items() if v is not None},
+              "suite2p_version": version, "fs": float(ops.get("fs", 0) or 0) or None,
+              "id_prefix": f"{plane.parent.name}/{plane.name}"},
+    )
+
+
+def read_suite2p(path: Path, extra: dict | None = None) -> list[RoiSet]:
+    """All plane folders at ``path`` (a plane folder or its parent)."""
+    planes = plane_folders(Path(path))
+    if not planes:
+        raise InputError(path, "holds no Suite2p plane folder", "stat.npy or plane*/stat.npy")
+    return [read_suite2p_plane(p, extra) for p in planes]

@@ -1,0 +1,137 @@
+"""Write cell / not-cell decisions back into the user's pipeline files.
+
+- Suite2p: ``iscell.npy`` (N × 2 float64: 1/0, probability of cell), written atomically after
+  keeping a timestamped copy of the original, so the Suite2p GUI opens the curated result.
+- CaImAn: ``estimates/idx_components`` / ``idx_components_bad`` rewritten in the HDF5 (on a
+  copy, swapped in atomically, after a backup); a side ``.npz`` when the file is read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.safe_pickle import load_npy
+from napari_cellcurator.core.store.atomic import atomic_write
+
+
+def _timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+
+
+def backup(path: Path) -> Path:
+    """Copy ``path`` to ``<name>.bak-<timestamp><suffix>`` beside it; returns the copy."""
+    path = Path(path)
+    dest = path.with_name(f"{path.stem}.bak-{_timestamp()}{path.suffix}")
+    shutil.copy2(path, dest)
+    return dest
+
+
+def decisions(items: ItemSet, predictions: pd.DataFrame, source: str
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROI indices, cell 0/1 and cell probability of the items read from ``source``."""
+    table = items.table
+    rows = table[table["source"].astype(str) == str(source)]
+    pred = predictions.set_index(predictions["item_id"].astype(str))
+    missing = sorted(set(rows["item_id"]) - set(pred.index))
+    if missing:
+        raise InputError(source, f"no prediction for items {missing[:3]}...")
+    pred = pred.loc[rows["item_id"]]
+    if "prob_cell" in pred.columns:
+        prob = pred["prob_cell"].to_numpy(dtype=np.float64)
+    else:
+        prob = np.where(pred["prediction"] == "cell", pred["probability"], 1 - pred["probability"])
+    is_cell = (pred["prediction"].astype(str) == "cell").to_numpy()
+    return rows["roi_index"].to_numpy(dtype=np.int64), is_cell, np.asarray(prob, np.float64)
+
+
+def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray,
+                         prob: np.ndarray) -> Path:
+    """Update ``plane/iscell.npy`` at ``roi_index`` (other ROIs keep their values)."""
+    plane = Path(plane)
+    target = plane / "iscell.npy"
+    n = len(load_npy(plane / "stat.npy"))
+    if target.is_file():
+        old = np.asarray(load_npy(target), dtype=np.float64).reshape(n, -1)
+        backup(target)
+        iscell = np.zeros((n, 2), np.float64)
+        iscell[:, :old.shape[1]] = old[:, :2]
+    else:
+        iscell = np.zeros((n, 2), np.float64)
+    if len(roi_index) and (roi_index.min() < 0 or roi_index.max() >= n):
+        raise InputError(target, f"ROI index out of range for {n} ROIs")
+    iscell[roi_index, 0] = is_cell.astype(np.float64)
+    iscell[roi_index, 1] = prob
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a handle: np.save would append .npy to the temp name
+            np.save(fh, iscell, allow_pickle=False)
+
+    return atomic_write(target, write)
+
+
+def write_caiman_idx(path: Path, roi_index: np.ndarray, is_cell: np.ndarray,
+                     n_components: int) -> Path:
+    """Rewrite idx_components / idx_components_bad; side file ``<stem>.curated.npz`` if the
+    HDF5 cannot be written."""
+    from napari_cellcurator.core.io.caiman import import_h5py
+
+    path = Path(path)
+    good = np.sort(roi_index[is_cell]).astype(np.int64)
+    bad = np.sort(roi_index[~is_cell]).astype(np.int64)
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        side = path.with_name(f"{path.stem}.curated.npz")
+        return atomic_write(side, lambda tmp: _savez(tmp, good, bad))
+    h5py = import_h5py()
+    backup(path)
+
+    def write(tmp: Path) -> None:
+        shutil.copy2(path, tmp)
+        with h5py.File(tmp, "r+") as fh:
+            est = fh["estimates"]
+            for key, arr in (("idx_components", good), ("idx_components_bad", bad)):
+                if key in est:
+                    del est[key]
+                est[key] = arr
+
+    return atomic_write(path, write)
+
+
+def _savez(tmp: Path, good: np.ndarray, bad: np.ndarray) -> None:
+    with open(tmp, "wb") as fh:
+        np.savez(fh, idx_components=good, idx_components_bad=bad)
+
+
+def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = None) -> Path:
+    """Write predictions of Suite2p / CaImAn items back to their source files.
+
+    Returns the last file written. ``target`` restricts writing to that source (default:
+    every source in the table).
+    """
+    parts = items.meta.get("parts", [items.meta])
+    fmts = {str(p.get("path")): p.get("format") for p in parts}
+    sources = sorted(set(items.table["source"].astype(str)))
+    if target is not None:
+        sources = [s for s in sources if Path(s) == Path(target)] or [str(target)]
+    written = None
+    for source in sources:
+        fmt = fmts.get(source)
+        idx, is_cell, prob = decisions(items, predictions, source)
+        if fmt == "suite2p":
+            written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
+        elif fmt == "caiman":
+            n = int(items.table.loc[items.table["source"] == source, "roi_index"].max()) + 1
+            written = write_caiman_idx(Path(source), idx, is_cell, n)
+        else:
+            raise InputError(source, f"format {fmt!r} has no native write-back",
+                             "Suite2p or CaImAn results; export CSV for other formats")
+    if written is None:
+        raise InputError(target, "no items to write back")
+    return written
