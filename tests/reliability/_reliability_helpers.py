@@ -94,3 +94,43 @@ def skip_unless_task(name: str):
         get_task(name)
     except ImportError as exc:
         pytest.skip(f"task {name!r} not available yet ({exc})")
+
+
+def suite2p_plane(root: Path, n: int = 6, t: int = 60, fov: int = 64, **replace) -> Path:
+    """A small valid Suite2p plane folder ``root/plane0``; ``replace`` swaps files (None drops
+    one, bytes are written verbatim, arrays are np.save'd)."""
+    rng = np.random.default_rng(n * 1000 + t)
+    stat = np.empty(n, dtype=object)
+    for i in range(n):
+        y0, x0 = 4 + (i * 7) % (fov - 10), 4 + (i * 11) % (fov - 10)
+        yy, xx = np.meshgrid(np.arange(4) + y0, np.arange(4) + x0, indexing="ij")
+        stat[i] = {"ypix": yy.ravel(), "xpix": xx.ravel(), "lam": rng.random(16) + 0.1}
+    f = rng.normal(100, 5, (n, t)).astype(np.float32)
+    f[::2, t // 3:t // 3 + 5] += 60  # "cells" have transients
+    files = {
+        "stat.npy": stat, "F.npy": f, "Fneu.npy": (0.3 * f).astype(np.float32),
+        "iscell.npy": np.c_[np.arange(n) % 2 == 0, np.linspace(0, 1, n)].astype(np.float64),
+        "ops.npy": np.array({"Ly": fov, "Lx": fov, "meanImg": rng.random((fov, fov))},
+                            dtype=object),
+    }
+    files.update(replace)
+    plane = root / "plane0"
+    plane.mkdir(parents=True, exist_ok=True)
+    for name, arr in files.items():
+        if arr is None:
+            continue
+        if isinstance(arr, bytes):
+            (plane / name).write_bytes(arr)
+        else:
+            arr = np.asarray(arr)
+            np.save(plane / name, arr, allow_pickle=arr.dtype.hasobject)
+    return plane
+
+
+def roi_stat(footprints: list[tuple]) -> np.ndarray:
+    """A stat.npy object array from ``(ypix, xpix)`` pairs."""
+    stat = np.empty(len(footprints), dtype=object)
+    for i, (y, x) in enumerate(footprints):
+        stat[i] = {"ypix": np.asarray(y, np.int64), "xpix": np.asarray(x, np.int64),
+                   "lam": np.ones(len(y), np.float32)}
+    return stat
