@@ -26,7 +26,22 @@ def explain_gen(model, task_name, batch, method, target, patch, stride, classes)
 
     worker_setup()
     return (yield from explain_iter(model, task_name, batch, method, target=target,
-                                    patch=patch, stride=stride, classes=classes))
+                                    patch=patch, stride=stride, classes=classes,
+                                    batch_size=progressive_batch(batch, task_name, patch,
+                                                                 stride)))
+
+
+def progressive_batch(batch, task_name: str, patch, stride, updates: int = 8) -> int:
+    """Occluded copies per forward pass so the map fills in over about ``updates`` steps."""
+    from napari_cellcurator.core.explain.occlusion import default_patch, positions
+    from napari_cellcurator.core.tasks import get_task
+
+    x = batch[get_task(task_name).explain_input]
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    patch = patch or default_patch(min(h, w))[0]
+    stride = stride or max(1, patch // 2)
+    n = len(positions(h, min(patch, h), stride)) * len(positions(w, min(patch, w), stride))
+    return max(8, -(-n // updates))
 
 
 def item_scale_translate(session, row: int, map_shape) -> tuple[tuple, tuple]:

@@ -5,6 +5,7 @@ from pathlib import Path
 import napari.viewer
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
+from qtpy.QtCore import QTimer
 
 from napari_cellcurator._qt.common import (
     WorkerFailed,
@@ -104,8 +105,8 @@ def start_prediction(viewer, session, device, progress=None, status=None, on_don
             return
         table, scores = result
         apply_predictions(viewer, session, table, scores)
-        if on_done is not None:
-            on_done(table, scores)
+        if on_done is not None:  # a later event-loop turn: GUI-thread work stays in short bits
+            QTimer.singleShot(0, lambda: on_done(table, scores))
 
     worker.yielded.connect(on_yield)
     worker.returned.connect(on_return)
@@ -115,11 +116,17 @@ def start_prediction(viewer, session, device, progress=None, status=None, on_don
 
 def apply_predictions(viewer, session, table, scores) -> None:
     """Store predictions in the session, refresh layer features/colours, add task layers."""
+    from qtpy.QtCore import QTimer
+
     session.predictions, session.scores = table, scores
     session.refresh_layer()
     if session.task_name == "mixture":
         from napari_cellcurator._qt.task_layers import add_proportion_map
 
         add_proportion_map(viewer, session)
-    hub_for(viewer).changed.emit("predictions")
-    notify_info(f"scored {len(table)} items with model {session.version}")
+
+    def tell():
+        hub_for(viewer).changed.emit("predictions")
+        notify_info(f"scored {len(table)} items with model {session.version}")
+
+    QTimer.singleShot(0, tell)

@@ -6,6 +6,7 @@ before/after metrics on the labelled items shown. A cancelled or failed run leav
 previous model current.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import napari.viewer
@@ -25,15 +26,39 @@ from napari_cellcurator._qt.common import (
 )
 
 
+@dataclass
+class Published:
+    """The new model, saved in the registry as ``version`` (by the worker: disk I/O and
+    fsync stay off the GUI thread); ``before``: metrics of the previous model."""
+
+    version: str
+    model: object
+    config: object
+    before: dict | None
+
+
+def labelled_metrics(task_name: str, table, scores, classes) -> dict | None:
+    """Task metrics over the labelled rows (None when they cannot be computed)."""
+    if scores is None or classes is None:
+        return None
+    from napari_cellcurator.core.tasks import get_task
+
+    try:
+        return get_task(task_name).metrics(table, scores, list(classes))
+    except Exception:  # labels outside the old model's classes: nothing to compare with
+        return None
+
+
 @guarded
-def train_updates(req, items, parent, extra_paths, init_config):
+def train_updates(req, items, parent, extra_paths, init_config, registry, before_args):
     """Worker body: the session's items (+ the model's original training data, read the way
-    the model reads data) → training updates."""
+    the model reads data) → training updates, then :class:`Published`."""
     from napari_cellcurator.core import pipeline
     from napari_cellcurator.core.errors import CellCuratorError
     from napari_cellcurator.core.io.items import concat_itemsets
 
     worker_setup()
+    before = labelled_metrics(*before_args)
     for path in extra_paths:
         try:
             extra = pipeline.read_for_model(init_config, str(path))
@@ -42,7 +67,12 @@ def train_updates(req, items, parent, extra_paths, init_config):
             req.data.append(str(path))
         except (CellCuratorError, OSError, ValueError) as exc:
             yield f"original training data {path} skipped: {exc}"
-    yield from pipeline.train_iter(req, items=items, parent=parent)
+    for update in pipeline.train_iter(req, items=items, parent=parent):
+        if isinstance(update, pipeline.ModelSaved):
+            version = registry.add(update.model, update.config)
+            yield Published(version, update.model, update.config, before)
+        else:
+            yield update
 
 
 class TrainWidget(Container):
@@ -85,7 +115,9 @@ class TrainWidget(Container):
             items = s.training_items()
             if items.labelled.sum() < 2:
                 raise RuntimeError("label at least 2 items first")
-            init = s.project.models.current_dir() if s.project is not None else None
+            if s.project is None:
+                raise RuntimeError("no project (read-only data?): nowhere to save models")
+            init = s.project.models.current_dir()
             extra, cfg = [], None
             if init is not None:
                 from napari_cellcurator.core.store.modelio import read_config
@@ -97,7 +129,7 @@ class TrainWidget(Container):
         except Exception as exc:  # shown to the user; nothing started
             notify_error(exc)
             return None
-        self._old_version = s.version if init is None else s.project.models.current()
+        self._old_version = s.project.models.current()
         hyper = cfg.hyperparameters if cfg is not None else {}
         req = TrainRequest(task=s.task_name, data=[str(s.data_path)], channels=s.channels,
                            epochs=int(self._epochs.value), device=self._device.value,
@@ -108,8 +140,10 @@ class TrainWidget(Container):
         self.curves.clear()
         self._progress.max, self._progress.value = int(self._epochs.value), 0
         self._status.value = "starting…"
+        before_args = (s.task_name, items.table, s.scores,
+                       None if s.config is None else s.config.classes)
         self.worker = thread_worker(train_updates, start_thread=False)(
-            req, items, self._old_version, extra, cfg)
+            req, items, self._old_version, extra, cfg, s.project.models, before_args)
         self.worker.yielded.connect(self._on_update)
         self.worker.errored.connect(self._on_error)
         self.worker.aborted.connect(self._on_aborted)
@@ -126,7 +160,6 @@ class TrainWidget(Container):
     # ---- updates from the worker (main thread) --------------------------------------------
     def _on_update(self, u) -> None:
         from napari_cellcurator.core import training
-        from napari_cellcurator.core.pipeline import ModelSaved
 
         if isinstance(u, WorkerFailed):
             self._failure = str(u)
@@ -142,8 +175,9 @@ class TrainWidget(Container):
             self.curves.add_epoch(u.epoch, u.train_loss, u.val_loss, metric)
         elif isinstance(u, training.TrainingFailed):
             self._failure = u.message
-        elif isinstance(u, ModelSaved):
+        elif isinstance(u, Published):
             self._result = u
+            self._cancel.enabled = False  # saved and current: too late to cancel
 
     def _on_error(self, exc: Exception) -> None:
         self._failure = f"{type(exc).__name__}: {exc}"
@@ -154,7 +188,9 @@ class TrainWidget(Container):
     def _on_finished(self) -> None:
         self._run.enabled, self._cancel.enabled = True, False
         keep = f"model {self._old_version or '(none)'} stays current"
-        if self._failure == "cancelled" or (self._failure is None and self._result is None):
+        if self._result is not None:  # published, even if Cancel came too late
+            self._publish(self._result)
+        elif self._failure == "cancelled" or self._failure is None:
             self._status.value = f"cancelled; {keep}"
             notify_info(f"training cancelled; {keep}")
             self.done.emit("cancelled")
@@ -162,47 +198,31 @@ class TrainWidget(Container):
             self._status.value = f"failed; {keep}"
             notify_error(f"training failed: {self._failure}; {keep}")
             self.done.emit("failed")
-        else:
-            self._publish(self._result)
 
-    def _publish(self, result) -> None:
-        """Register the new version, make it current and re-score every item."""
+    def _publish(self, result: Published) -> None:
+        """Use the new (already saved and current) version and re-score every item."""
+        from qtpy.QtCore import QTimer
+
         from napari_cellcurator._qt.predict_widget import start_prediction
 
         s = require_session(self._viewer)
-        try:
-            version = s.project.models.add(result.model, result.config)
-        except Exception as exc:  # disk full, permissions: the old model stays current
-            notify_error(f"could not save the new model ({exc}); previous model stays current")
-            self.done.emit("failed")
-            return
-        before = self._labelled_metrics(s)
-        s.model, s.config, s.version = result.model, result.config, version
+        s.model, s.config, s.version = result.model, result.config, result.version
         s.classes = list(result.config.classes)
-        self._status.value = f"model {version} saved; re-scoring…"
+        self._status.value = f"model {result.version} saved; re-scoring…"
         hub_for(self._viewer).changed.emit("model")
 
-        def after(_table, _scores):
-            now = self._labelled_metrics(s)
-            self._show_metrics(before, now, version)
-            self.done.emit("trained")
+        def after(_table, scores):
+            now = labelled_metrics(s.task_name, s.training_items().table, scores, s.classes)
+            # next event-loop turn: keep each piece of GUI-thread work short
+            QTimer.singleShot(0, lambda: self._show_metrics(result.before, now, result.version))
 
         self.rescore_worker = start_prediction(self._viewer, s, self._device.value,
                                                on_done=after)
         self.rescore_worker.start()
 
-    def _labelled_metrics(self, s) -> dict | None:
-        if s.scores is None or s.config is None:
-            return None
-        from napari_cellcurator.core.tasks import get_task
-
-        table = s.training_items().table
-        try:
-            return get_task(s.task_name).metrics(table, s.scores, list(s.config.classes))
-        except Exception:  # labels outside the old model's classes: no "before" to compare
-            return None
-
     def _show_metrics(self, before: dict | None, after: dict | None, version: str) -> None:
+        from qtpy.QtCore import QTimer
+
         def fmt(m):
             if not m:
                 return "—"
@@ -210,6 +230,11 @@ class TrainWidget(Container):
 
         self._metrics.value = f"labelled items: before {fmt(before)} → {version} {fmt(after)}"
         self._status.value = f"model {version} is current"
-        if after and after.get("confusion"):
-            self.confusion.show_metrics(after)
         notify_info(f"new model {version}: {fmt(after)} (was {fmt(before)})")
+
+        def plot_then_done():
+            if after and after.get("confusion"):
+                self.confusion.show_metrics(after)
+            self.done.emit("trained")
+
+        QTimer.singleShot(0, plot_then_done)
