@@ -62,13 +62,27 @@ def _stat_footprints(stat: np.ndarray, path: Path) -> list[tuple]:
         if not isinstance(s, dict) or "ypix" not in s or "xpix" not in s:
             raise InputError(path / "stat.npy", f"ROI {i} has no ypix/xpix",
                              "Suite2p stat entries (dicts with ypix, xpix, lam)")
-        ypix = np.asarray(s["ypix"], np.int64).ravel()
-        xpix = np.asarray(s["xpix"], np.int64).ravel()
-        lam = np.asarray(s.get("lam", np.ones(len(ypix))), np.float32).ravel()
+        try:
+            ypix = np.asarray(s["ypix"], np.int64).ravel()
+            xpix = np.asarray(s["xpix"], np.int64).ravel()
+            lam = np.asarray(s.get("lam", np.ones(len(ypix))), np.float32).ravel()
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(path / "stat.npy", f"ROI {i}: ypix/xpix/lam are not numbers",
+                             "integer pixel coordinates and float weights") from None
         if not (len(ypix) == len(xpix) == len(lam)):
             raise InputError(path / "stat.npy", f"ROI {i}: ypix/xpix/lam lengths differ")
         fps.append((ypix, xpix, lam))
     return fps
+
+
+def _check_inside(footprints: list[tuple], shape: tuple[int, int], plane: Path) -> None:
+    """Pixels outside ops' Ly × Lx mean stat.npy and ops.npy are not of one recording."""
+    for i, (ypix, xpix, _) in enumerate(footprints):
+        if len(ypix) and (ypix.min() < 0 or xpix.min() < 0 or ypix.max() >= shape[0]
+                          or xpix.max() >= shape[1]):
+            raise InputError(plane / "stat.npy", f"ROI {i} has pixels outside the "
+                             f"{shape[0]}×{shape[1]} field of view",
+                             "stat.npy and ops.npy of the same recording")
 
 
 def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
@@ -87,17 +101,30 @@ def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
     if not isinstance(stat, np.ndarray) or stat.dtype != object or stat.ndim != 1:
         raise InputError(plane / "stat.npy", "is not a 1-D object array of ROI dicts")
     n = len(stat)
+    if n == 0:
+        raise InputError(plane / "stat.npy", "holds no ROIs", "at least one ROI")
     f = load_npy(plane / "F.npy")
     fneu = _load_optional(plane / "Fneu.npy")
     iscell = _load_optional(plane / "iscell.npy")
     for name, arr in (("F.npy", f), ("Fneu.npy", fneu)):
+        if arr is not None and getattr(getattr(arr, "dtype", None), "kind", "") not in "iuf":
+            raise InputError(plane / name, f"holds {type(arr).__name__} of "
+                             f"{getattr(arr, 'dtype', '?')}", "numeric fluorescence traces")
         if arr is not None and (arr.ndim != 2 or arr.shape[0] != n):
             raise InputError(plane / name, f"has shape {arr.shape} but stat.npy has {n} ROIs",
                              f"({n}, n_frames)")
+    if f.shape[1] == 0:
+        raise InputError(plane / "F.npy", "has 0 frames", f"({n}, n_frames), n_frames ≥ 1")
     if fneu is not None and fneu.shape != f.shape:
         raise InputError(plane / "Fneu.npy", f"shape {fneu.shape} differs from F {f.shape}")
     if iscell is not None:
-        iscell = np.asarray(iscell, dtype=np.float64).reshape(len(iscell), -1)
+        if np.ndim(iscell) not in (1, 2):
+            raise InputError(plane / "iscell.npy", f"has shape {np.shape(iscell)}", f"({n}, 2)")
+        try:
+            iscell = np.asarray(iscell, dtype=np.float64).reshape(len(iscell), -1)
+        except (TypeError, ValueError):
+            raise InputError(plane / "iscell.npy", "holds values that are not numbers",
+                             f"({n}, 2): label 0/1 and probability") from None
         if iscell.shape[0] != n:
             raise InputError(plane / "iscell.npy", f"has {iscell.shape[0]} rows but stat.npy has "
                              f"{n} ROIs", f"({n}, 2)")
@@ -105,11 +132,16 @@ def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
     ops = ops if isinstance(ops, dict) else {}
     footprints = _stat_footprints(stat, plane)
     if "Ly" in ops and "Lx" in ops:
-        shape = (int(ops["Ly"]), int(ops["Lx"]))
+        try:
+            shape = (int(ops["Ly"]), int(ops["Lx"]))
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(plane / "ops.npy", f"Ly/Lx are not integers ({ops['Ly']!r}, "
+                             f"{ops['Lx']!r})", "the frame height and width") from None
     else:
         ymax = max((int(fp[0].max()) + 1 for fp in footprints if len(fp[0])), default=1)
         xmax = max((int(fp[1].max()) + 1 for fp in footprints if len(fp[1])), default=1)
         shape = (ymax, xmax)
+    _check_inside(footprints, shape, plane)
     mean = ops.get("meanImg")
     if mean is None and (plane / "reg_outputs.npy").is_file():
         reg = load_npy(plane / "reg_outputs.npy")
