@@ -62,3 +62,54 @@ def test_labels_layer_keys_and_trace(make_napari_viewer, allen_items, tmp_path):
     assert session.journal.label_of(item_id) == "not_cell"
     curate.close()
     assert KeyBinding.from_str("c") not in layer.keymap
+
+
+def test_suite2p_load_train_predict_explain(make_napari_viewer, qtbot, tmp_path):
+    """Sample Suite2p plane: Load → Train from scratch (no model yet) → re-scored → Explain."""
+    import shutil
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.explain_widget import ExplainWidget
+    from napari_cellcurator._qt.load_widget import LoadWidget
+    from napari_cellcurator._qt.train_widget import TrainWidget
+    from napari_cellcurator._sample_data import sample_root
+
+    src = sample_root() / "cellness_sim"
+    if not (src / "plane0" / "stat.npy").is_file():
+        pytest.skip("sample_data/cellness_sim missing")
+    data = tmp_path / "sim"
+    shutil.copytree(src, data)
+    viewer = make_napari_viewer()
+    load = LoadWidget(viewer)
+    worker = load.load(data / "plane0")  # task detected from the folder
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    session = hub_for(viewer).session
+    assert session.task_name == "cellness" and session.layer._type_string == "labels"
+    assert "rois mean image" in viewer.layers
+
+    train = TrainWidget(viewer)
+    train._epochs.value = 1
+    train._device.value = "cpu"
+    outcome = []
+    train.done.connect(outcome.append)
+    worker = train.train()
+    assert worker is not None
+    qtbot.waitUntil(lambda: bool(outcome), timeout=120_000)
+    assert outcome == ["trained"]
+    assert session.project.models.current() == "v0001"
+    feats = session.layer.features
+    assert feats["prediction"].isin(["cell", "not_cell"]).all()
+    assert np.isfinite(feats["probability"]).all()
+
+    explain = ExplainWidget(viewer)
+    worker = explain.explain(2)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    heat = viewer.layers["explanation"]
+    # the map is centred on the candidate's centre in the field of view
+    shape = np.array(heat.data.shape[-2:], float)
+    s, t = np.array(heat.scale[-2:]), np.array(heat.translate[-2:])
+    centre = t + (shape - 1) / 2 * s
+    assert np.allclose(centre, session.centre_of(2), atol=1.0 * s.max())
