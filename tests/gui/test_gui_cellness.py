@@ -103,10 +103,19 @@ def test_suite2p_load_train_predict_explain(make_napari_viewer, qtbot, tmp_path)
     assert feats["prediction"].isin(["cell", "not_cell"]).all()
     assert np.isfinite(feats["probability"]).all()
 
+    from napari_cellcurator._qt.curate_widget import CurateWidget
+
+    curate = CurateWidget(viewer)
+    curate.go_to(2)
     explain = ExplainWidget(viewer)
-    worker = explain.explain(2)
+    assert explain.current_row(session) == 2  # the item the Curate widget shows
+    worker = explain.explain()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
+    qtbot.waitUntil(lambda: session.explanation is not None, timeout=10_000)
+    # occlusion of the trace is shaded under the candidate's trace
+    assert session.explanation["trace_importance"].shape == (session.items.arrays["trace"].shape[1],)
+    assert curate.trace_plot.axes[0].collections
     heat = viewer.layers["explanation"]
     # the map is centred on the candidate's centre in the field of view
     shape = np.array(heat.data.shape[-2:], float)

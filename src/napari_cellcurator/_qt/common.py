@@ -47,6 +47,7 @@ class Session:
         self.scores: np.ndarray | None = None
         self.order: np.ndarray | None = None  # review order (row positions)
         self.current: int | None = None  # row shown by the Curate widget
+        self.explanation: dict | None = None  # last Explain result (+ "row")
         self.channels: list[int] | None = items.meta.get("channels")
 
     # ---- labels ----------------------------------------------------------------------------

@@ -61,6 +61,11 @@ class CurateWidget(Container):
         if what == "session":
             self.bind(s.layer)
             self._add_trace_plot(s)
+        if what == "explanation":  # only the trace plot changes
+            row = (s.explanation or {}).get("row")
+            if row is not None and row == s.current:
+                self._show_current(row)
+            return
         self.reorder()
         self.fill_table()
 
@@ -144,7 +149,10 @@ class CurateWidget(Container):
                                f"({f['label_source'] or 'none'}), predicted "
                                f"{f['prediction'] or '—'}{prob_text}")
         if self.trace_plot is not None and "trace" in s.items.arrays:
-            self.trace_plot.show_trace(s.items.load(np.array([row]), "trace")[0], f["item_id"])
+            exp = s.explanation or {}
+            importance = exp.get("trace_importance") if exp.get("row") == row else None
+            self.trace_plot.show_trace(s.items.load(np.array([row]), "trace")[0], f["item_id"],
+                                       importance)
 
     # ---- labelling --------------------------------------------------------------------------
     def label_class(self, k: int) -> None:

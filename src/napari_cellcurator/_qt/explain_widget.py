@@ -158,6 +158,8 @@ class ExplainWidget(Container):
                 colormap="bwr" if map_.ndim == 2 else "magma", contrast_limits=limits,
                 blending="translucent", metadata={"cellcurator_role": "explanation"})
         if result is not None:
+            session.explanation = {"row": row, **result}
+            hub_for(self._viewer).changed.emit("explanation")
             what = result.get("target_name") or result.get("target")
             self._status.value = (f"{result['method']} for {what}: "
                                   f"score {result.get('score', float('nan')):.3f}")

@@ -131,11 +131,20 @@ class TracePlot(PlotCanvas):
     def __init__(self):
         super().__init__(height=1.8)
 
-    def show_trace(self, trace: np.ndarray | None, title: str = "") -> None:
+    def show_trace(self, trace: np.ndarray | None, title: str = "",
+                   importance: np.ndarray | None = None) -> None:
+        """Plot ``trace``; ``importance`` (occlusion of the trace) shades the samples that
+        mattered to the model."""
         ax = self.axes[0]
         ax.clear()
         if trace is not None:
-            ax.plot(np.asarray(trace, dtype=float).ravel(), lw=0.8, color="#ff7f0e")
+            y = np.asarray(trace, dtype=float).ravel()
+            if importance is not None and len(importance) == len(y) and np.ptp(y) > 0:
+                imp = np.clip(np.asarray(importance, dtype=float), 0, None)
+                imp = imp / (imp.max() or 1.0)
+                ax.fill_between(np.arange(len(y)), y.min(), y.min() + imp * np.ptp(y),
+                                color="#1f77b4", alpha=0.4, lw=0)
+            ax.plot(y, lw=0.8, color="#ff7f0e")
         ax.set_title(title, fontsize=8)
         _style(ax)
         self.redraw()
