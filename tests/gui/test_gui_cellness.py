@@ -114,7 +114,8 @@ def test_suite2p_load_train_predict_explain(make_napari_viewer, qtbot, tmp_path)
         pass
     qtbot.waitUntil(lambda: session.explanation is not None, timeout=10_000)
     # occlusion of the trace is shaded under the candidate's trace
-    assert session.explanation["trace_importance"].shape == (session.items.arrays["trace"].shape[1],)
+    n_samples = session.items.arrays["trace"].shape[1]
+    assert session.explanation["trace_importance"].shape == (n_samples,)
     assert curate.trace_plot.axes[0].collections
     heat = viewer.layers["explanation"]
     # the map is centred on the candidate's centre in the field of view
