@@ -127,13 +127,16 @@ def child_crops(store: str, model_dir: str, batch: int, out: str) -> dict:
     table = pd.DataFrame({"item_id": pd.RangeIndex(n).astype(str), "source": store,
                           "label": None})
     items = ItemSet(table, {"image": arr})
+    stages = {"item_table_built": current_rss_mb()}
     scores = score_items(model_dir, items, "cpu", batch, "threads")
+    stages["all_scored"] = current_rss_mb()
     task = get_task("celltype")
     task.prediction_table(items.table, scores, ["not_cell", "cell"]).to_parquet(out, index=False)
+    stages["predictions_written"] = current_rss_mb()
     seconds = time.perf_counter() - t0
     return {"n_items": n, "batch_size": batch, "seconds": seconds, "items_per_s": n / seconds,
             "rss_mb_after_imports_and_model": baseline, "peak_rss_mb": peak_rss_mb(),
-            **sampler.stop()}
+            "rss_mb_at": stages, **sampler.stop()}
 
 
 def child_movie(store: str, out: str) -> dict:
@@ -233,6 +236,8 @@ def _show_case(label: str, r: dict) -> None:
     show("  RSS after imports (+ model)", base, "MB")
     show("  max RSS first / last quarter of run",
          f"{r['max_rss_mb_first_quarter']:.0f} / {r['max_rss_mb_last_quarter']:.0f}", "MB")
+    for stage, mb in r.get("rss_mb_at", {}).items():
+        show(f"  RSS when {stage.replace('_', ' ')}", mb, "MB")
     show("  seconds", r["seconds"], "s")
 
 

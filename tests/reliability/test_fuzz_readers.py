@@ -29,7 +29,7 @@ from napari_cellcurator.core.tasks import ReadOptions, get_task
 COUNTS: Counter = Counter()
 _UNIQUE = itertools.count()  # file names of generated cases (never reused, even on early exit)
 OUTCOMES: Counter = Counter()
-FAST = settings(max_examples=60, deadline=None, derandomize=True,
+FAST = settings(max_examples=50, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 

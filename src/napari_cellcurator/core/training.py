@@ -132,7 +132,9 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     device = torch.device(config.device)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    model.to(device)
+    from napari_cellcurator.core.device import use_channels_last
+
+    use_channels_last(model.to(device))  # NHWC conv weights: faster steps, same numbers
     y_train = task.targets(train.table, classes)
     weights = None
     if task.kind == "classification" and config.balance == "weights":
