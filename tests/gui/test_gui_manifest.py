@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.gui
 
-WIDGETS = {"Cell curator", "Load", "Predict", "Curate", "Train", "Explain"}
+WIDGETS = {"Cell curator", "Load", "Predict", "Curate", "Cluster", "Train", "Explain"}
 SAMPLES = {"jurkat_small", "chula_small", "mixture", "cellness_sim"}
 
 
@@ -58,10 +58,18 @@ def test_npe2_validate():
 
 def test_dock_opens_through_napari(make_napari_viewer):
     """napari builds the combined dock from the manifest (viewer injected by type)."""
+    from napari_cellcurator._qt.cluster_widget import ClusterWidget
+    from napari_cellcurator._qt.common import hub_for
+
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Cell curator")
-    assert widget.tabs.count() == 5
-    assert [widget.tabs.tabText(i) for i in range(5)] == ["Load", "Predict", "Curate",
-                                                          "Train", "Explain"]
+    assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == [
+        "Load", "Predict", "Curate", "Cluster", "Train", "Explain"]
     _, load = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Load")
     assert type(load).__name__ == "LoadWidget"
+    _, cluster = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Cluster")
+    assert isinstance(cluster, ClusterWidget)
+    # widgets opened one by one get different proxies of the viewer but share its session
+    _, curate = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Curate")
+    assert hub_for(load._viewer) is hub_for(curate._viewer) is hub_for(viewer)
+    assert hub_for(widget.curate._viewer) is hub_for(viewer)

@@ -166,8 +166,18 @@ def guarded(gen_func):
     return run
 
 
+def real_viewer(viewer):
+    """The viewer behind napari's ``PublicOnlyProxy``.
+
+    napari hands every plugin widget a new proxy; widgets of this plugin must share one
+    session per *viewer*, and use their own layers without private-attribute warnings.
+    """
+    return getattr(viewer, "__wrapped__", viewer)
+
+
 def hub_for(viewer) -> Hub:
     """The :class:`Hub` of ``viewer`` (created on first use, dropped with the viewer)."""
+    viewer = real_viewer(viewer)
     key = id(viewer)
     if key not in _HUBS:
         _HUBS[key] = Hub()

@@ -12,7 +12,13 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
-from napari_cellcurator._qt.common import camera_of, hub_for, notify_error, notify_info
+from napari_cellcurator._qt.common import (
+    camera_of,
+    hub_for,
+    notify_error,
+    notify_info,
+    real_viewer,
+)
 
 ORDERS = ("uncertain", "entropy", "random", "class")
 COLUMNS = ("item_id", "label", "prediction", "probability", "label_source")
@@ -23,7 +29,7 @@ class CurateWidget(Container):
     """Review items in order and label them with single keys."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self._viewer = viewer
+        self._viewer = real_viewer(viewer)
         self._order_mode = ComboBox(label="review order", choices=ORDERS, value="uncertain")
         self._advance = CheckBox(text="next item after labelling", value=True)
         self._current = Label(value="no item")

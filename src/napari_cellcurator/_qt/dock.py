@@ -1,9 +1,11 @@
-"""One dock with the whole curation loop: Load, Predict, Curate, Train, Explain as tabs."""
+"""One dock with the whole curation loop: Load, Predict, Curate, Cluster, Train, Explain."""
 
 import napari.viewer
 from magicgui.widgets import Container
 from qtpy.QtWidgets import QTabWidget
 
+from napari_cellcurator._qt.cluster_widget import ClusterWidget
+from napari_cellcurator._qt.common import real_viewer
 from napari_cellcurator._qt.curate_widget import CurateWidget
 from napari_cellcurator._qt.explain_widget import ExplainWidget
 from napari_cellcurator._qt.load_widget import LoadWidget
@@ -12,18 +14,21 @@ from napari_cellcurator._qt.train_widget import TrainWidget
 
 
 class CuratorDock(Container):
-    """Tabs of the five widgets, sharing the viewer's session."""
+    """Tabs of the widgets, sharing the viewer's session."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
+        viewer = real_viewer(viewer)
         self.load = LoadWidget(viewer)
         self.predict = PredictWidget(viewer)
         self.curate = CurateWidget(viewer)
+        self.cluster = ClusterWidget(viewer)
         self.train = TrainWidget(viewer)
         self.explain = ExplainWidget(viewer)
         self.tabs = QTabWidget()
         for name, widget in (("Load", self.load), ("Predict", self.predict),
-                             ("Curate", self.curate), ("Train", self.train),
+                             ("Curate", self.curate), ("Cluster", self.cluster),
+                             ("Train", self.train),
                              ("Explain", self.explain)):
             self.tabs.addTab(widget.native, name)
         self.native.layout().addWidget(self.tabs)
@@ -31,3 +36,11 @@ class CuratorDock(Container):
     def close(self) -> None:
         self.curate.close()
         super().close()
+
+
+
+class ClusterDockWidget(ClusterWidget):
+    """The Cluster widget on its own (napari injects the viewer by this annotation)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(real_viewer(viewer))

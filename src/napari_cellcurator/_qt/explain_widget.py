@@ -10,6 +10,7 @@ from napari_cellcurator._qt.common import (
     guarded,
     hub_for,
     notify_error,
+    real_viewer,
     require_session,
     warm_torch,
     worker_setup,
@@ -66,7 +67,7 @@ class ExplainWidget(Container):
     """Method, target class, occlusion patch/stride, Explain / Cancel."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self._viewer = viewer
+        self._viewer = real_viewer(viewer)
         self._method = ComboBox(label="method", choices=METHODS, value="occlusion")
         self._target = ComboBox(label="target", choices=[PREDICTED], value=PREDICTED)
         self._patch = SpinBox(label="patch (0 = auto)", value=0, min=0, max=256)

@@ -15,6 +15,7 @@ from napari_cellcurator._qt.common import (
     notify_error,
     notify_info,
     open_project,
+    real_viewer,
 )
 
 TASKS = ("auto", "celltype", "cellness", "mixture")
@@ -34,7 +35,7 @@ class LoadWidget(Container):
     """Choose a path (class folders, Suite2p/CaImAn output, Allen JSON, mixture manifest)."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self._viewer = viewer
+        self._viewer = real_viewer(viewer)
         self._path = FileEdit(label="data", mode="r", tooltip="file or folder to load")
         self._task = ComboBox(label="task", choices=TASKS, value="auto")
         self._channels = LineEdit(label="channels", value="",

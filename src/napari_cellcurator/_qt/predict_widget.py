@@ -13,6 +13,7 @@ from napari_cellcurator._qt.common import (
     notify_error,
     notify_info,
     predict_chunks,
+    real_viewer,
     require_session,
     warm_torch,
 )
@@ -43,7 +44,7 @@ class PredictWidget(Container):
     """Model, device, Predict / Cancel, progress."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self._viewer = viewer
+        self._viewer = real_viewer(viewer)
         self._source = ComboBox(label="model", choices=(CURRENT, FOLDER), value=CURRENT)
         self._folder = FileEdit(label="folder", mode="d", visible=False)
         self._device = ComboBox(label="device", choices=("auto", "cpu", "cuda", "mps"),

@@ -20,6 +20,7 @@ from napari_cellcurator._qt.common import (
     hub_for,
     notify_error,
     notify_info,
+    real_viewer,
     require_session,
     warm_torch,
     worker_setup,
@@ -84,7 +85,7 @@ class TrainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         from napari_cellcurator._qt.plots import ConfusionPlot, CurvesPlot
 
-        self._viewer = viewer
+        self._viewer = real_viewer(viewer)
         self._epochs = SpinBox(label="epochs", value=5, min=1, max=500)
         self._device = ComboBox(label="device", choices=("auto", "cpu", "cuda", "mps"),
                                 value="auto")
