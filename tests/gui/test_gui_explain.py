@@ -64,7 +64,7 @@ def test_occlusion_and_activations_over_item(loaded, qtbot):
     assert act.data.ndim == 3 and act.data.shape[0] > 1
 
 
-def test_show_task_results_heatmap(make_napari_viewer, jurkat_copy):
+def test_show_task_results_heatmap(make_napari_viewer, jurkat_copy, monkeypatch):
     from napari_cellcurator._qt.common import hub_for
     from napari_cellcurator._qt.show import show_task_results
     from napari_cellcurator.core.tasks import ReadOptions, get_task
@@ -88,3 +88,16 @@ def test_show_task_results_heatmap(make_napari_viewer, jurkat_copy):
     centre = session.centre_of(3)
     ext = _world_extent(heat_layer)
     assert np.allclose(ext.mean(axis=0), centre)
+
+    # no project behind these layers: a label key says so instead of losing the label
+    from app_model.types import KeyBinding
+
+    from napari_cellcurator._qt import curate_widget
+
+    errors = []
+    monkeypatch.setattr(curate_widget, "notify_error", lambda e: errors.append(str(e)))
+    curate = curate_widget.CurateWidget(viewer)
+    session.layer.keymap[KeyBinding.from_str("1")](session.layer)
+    assert errors and "cannot be saved" in errors[0]
+    assert (session.layer.features["label_source"] != "human").all()
+    curate.close()

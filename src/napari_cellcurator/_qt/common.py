@@ -73,8 +73,10 @@ class Session:
     def set_label(self, row: int, label: str | None) -> None:
         """Write a human label for item ``row`` to the journal now, then refresh the layer."""
         item_id = str(self.items.table["item_id"].iloc[row])
-        if self.journal is not None:
-            self.journal.set_label(item_id, label, source="human", model_version=self.version)
+        if self.journal is None:
+            raise RuntimeError("no project for these data: labels cannot be saved "
+                               "(load them with the Load widget)")
+        self.journal.set_label(item_id, label, source="human", model_version=self.version)
         self.refresh_layer()
 
     def undo(self) -> list:

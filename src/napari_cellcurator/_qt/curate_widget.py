@@ -97,8 +97,7 @@ class CurateWidget(Container):
 
     def close(self) -> None:
         self.unbind()
-        if self.session is not None:
-            self._hub.changed.disconnect(self._on_hub)
+        self._hub.changed.disconnect(self._on_hub)
         super().close()
 
     # ---- order and navigation ---------------------------------------------------------------
