@@ -79,11 +79,14 @@ def test_show_task_results_heatmap(make_napari_viewer, jurkat_copy, monkeypatch)
                          "prob_G2": probs[:, 1], "prob_Prophase": probs[:, 2]})
     viewer = make_napari_viewer()
     heat = np.random.default_rng(0).normal(size=(40, 40)).astype(np.float32)
-    layers = show_task_results(viewer, "celltype", items, pred, heatmap=heat, heatmap_item=3)
+    shuffled = pred.sample(frac=1.0, random_state=0)  # rows in another order: aligned by id
+    layers = show_task_results(viewer, "celltype", items, shuffled, heatmap=heat,
+                               heatmap_item=3)
     names = [ly.name for ly in layers]
     assert "explanation" in names and "cells items" in names
     session = hub_for(viewer).session
     assert (session.layer.features["prediction"] == "G1").all()
+    assert (session.predictions["item_id"] == items.table["item_id"]).all()
     heat_layer = viewer.layers["explanation"]
     centre = session.centre_of(3)
     ext = _world_extent(heat_layer)

@@ -38,6 +38,11 @@ def show_task_results(viewer, task_name: str, items: ItemSet,
     """
     session = Session(task_name, items, items.meta.get("path") or ".", project=None)
     if predictions is not None:
+        if "item_id" in predictions.columns:  # e.g. read back from a CSV: align by id
+            ids = items.table["item_id"].astype(str)
+            predictions = (predictions.assign(item_id=predictions["item_id"].astype(str))
+                           .drop_duplicates("item_id").set_index("item_id")
+                           .reindex(ids).reset_index())
         session.predictions = predictions.reset_index(drop=True)
         probs = [c for c in predictions.columns if c.startswith("prob_")]
         if probs:
@@ -59,6 +64,8 @@ def show_task_results(viewer, task_name: str, items: ItemSet,
             row = int(np.flatnonzero(items.table["item_id"].to_numpy() == row)[0])
         heat = np.asarray(heatmap, dtype=np.float32)
         scale, translate = item_scale_translate(session, int(row), heat.shape)
+        if heat.ndim == 3:  # a stack of maps (activations): one slider axis more
+            scale, translate = (1.0, *scale), (0.0, *translate)
         lim = float(np.abs(heat).max()) or 1.0
         layers.append(viewer.add_image(
             heat, name="explanation", scale=scale, translate=translate, colormap="bwr",
