@@ -46,3 +46,32 @@ def test_clip_to_frame_keeps_only_pixels_inside_the_frame():
     got = world_bbox(kept.shape, s, t)
     want = np.array([[(0 - 0.5) * 0.5, (70 - 0.5) * 2.0], [(10 - 0.5) * 0.5, (80 - 0.5) * 2.0]])
     np.testing.assert_allclose(got, want)
+
+
+def test_cellness_patch_pixels_land_on_their_footprint_pixels():
+    """End to end with the reader's own patch cutter: an ROI 3 px from the frame edge."""
+    import pandas as pd
+
+    from napari_cellcurator.core.data.roi_images import footprint_patch, roi_centre
+    from napari_cellcurator.core.explain.output import item_placement
+
+    ypix = np.array([2, 2, 3, 3, 4, 5])
+    xpix = np.array([96, 97, 96, 97, 98, 97])  # frame is 100 px wide
+    lam = np.array([1.0, 0.5, 0.8, 0.9, 0.2, 0.3])
+    size = 32
+    patch = footprint_patch(ypix, xpix, lam, size)
+    cy, cx = roi_centre(ypix, xpix, lam)
+    row = pd.Series({"item_id": "r0", "y": cy, "x": cx, "source": "movie.tif"})
+    place = item_placement(row, (size, size), {"read_options": {"crop_size": size}})
+    layer_scale, layer_translate = (1.5, 0.75), (-4.0, 10.0)
+    scale, translate = map_scale_translate(place["y0"], place["x0"], place["crop_shape"],
+                                           (size, size), layer_scale, layer_translate)
+    py, px = np.nonzero(patch[1])  # the mask channel: where the footprint pixels landed
+    assert len(py) == len(ypix)
+    world_map = np.stack([translate[0] + py * scale[0], translate[1] + px * scale[1]], 1)
+    world_src = np.stack([layer_translate[0] + ypix * layer_scale[0],
+                          layer_translate[1] + xpix * layer_scale[1]], 1)
+    def rows(a):
+        return a[np.lexsort((a[:, 1], a[:, 0]))]
+
+    np.testing.assert_allclose(rows(world_map), rows(world_src))
