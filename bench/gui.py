@@ -223,3 +223,29 @@ def click_train(widget, epochs: int | None = None, timeout_s: float = 600):
 
 if __name__ == "__main__":
     print("  helper of responsiveness.py and retrain.py; nothing to measure on its own")
+
+
+def run_isolated(main_fn, doc: str) -> None:
+    """``__main__`` of a GUI benchmark: measure in a child process, retried once if Qt crashes
+    it (a crash is reported, and recorded in the JSON as ``gui_crashes_before``)."""
+    import subprocess
+    import sys
+
+    from common import parse_args
+
+    if "--child" in sys.argv:
+        crashes = int(sys.argv[sys.argv.index("--child") + 1])
+        del sys.argv[sys.argv.index("--child"):sys.argv.index("--child") + 2]
+        args = parse_args(doc)
+        main_fn(args.quick, args.out, crashes)
+        sys.stdout.flush()
+        os._exit(0)  # results are written; skip Qt/vispy teardown, which can crash under Xvfb
+    parse_args(doc)  # --help and argument errors here, not in the child
+    rc = 0
+    for crashes in range(2):
+        rc = subprocess.call([sys.executable, "-X", "faulthandler", sys.argv[0], *sys.argv[1:],
+                              "--child", str(crashes)])
+        if rc == 0:
+            return
+        print(f"  GUI process crashed (exit code {rc}); see the trace above", flush=True)
+    sys.exit(rc)

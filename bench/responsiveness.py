@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import gui
-from common import RESULTS, parse_args, show, write_result
+from common import RESULTS, show, write_result
 
 TARGET_MS = 100.0
 
 
-def main(quick: bool = False, out: Path | None = None) -> dict:
+def main(quick: bool = False, out: Path | None = None, crashes: int = 0) -> dict:
     display = gui.ensure_display()
     tmp = Path(tempfile.mkdtemp(prefix="cc_bench_gui_"))
     n_items, epochs = (60, 1) if quick else (600, 2)
@@ -62,6 +62,7 @@ def main(quick: bool = False, out: Path | None = None) -> dict:
         "max_gap_ms_predict": predict["max_gap_ms"],
         "max_gap_ms_train": train["max_gap_ms"],
         "target_ms": TARGET_MS,
+        "gui_crashes_before": crashes,
         "warm_torch_seconds_on_gui_thread_once": warm_s,
         "predict": {**predict, "seconds": predict_s, "n_items": len(session.items)},
         "train": {**train, "seconds_click_to_rescored": train_s, "epochs": epochs,
@@ -85,10 +86,4 @@ def main(quick: bool = False, out: Path | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    import os
-    import sys
-
-    args = parse_args(__doc__.splitlines()[0])
-    main(args.quick, args.out)
-    sys.stdout.flush()
-    os._exit(0)  # results are written; skip Qt/vispy teardown, which can crash under Xvfb
+    gui.run_isolated(main, __doc__.splitlines()[0])

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import gui
-from common import RESULTS, parse_args, show, write_result
+from common import RESULTS, show, write_result
 
 TARGET_S = 60.0
 
 
-def main(quick: bool = False, out: Path | None = None) -> dict:
+def main(quick: bool = False, out: Path | None = None, crashes: int = 0) -> dict:
     from napari_cellcurator._qt.common import warm_torch
 
     display = gui.ensure_display()
@@ -63,6 +63,7 @@ def main(quick: bool = False, out: Path | None = None) -> dict:
         "seconds_click_to_rescored": seconds,
         "n_labels": n_labelled,
         "target_s": TARGET_S,
+        "gui_crashes_before": crashes,
         "cpu_seconds_click_to_rescored": cpu,
         "outcome": outcome,
         "epochs": used_epochs,
@@ -108,10 +109,4 @@ class _hook_worker:  # noqa: N801 - a tiny context object, named for what it doe
 
 
 if __name__ == "__main__":
-    import os
-    import sys
-
-    args = parse_args(__doc__.splitlines()[0])
-    main(args.quick, args.out)
-    sys.stdout.flush()
-    os._exit(0)  # results are written; skip Qt/vispy teardown, which can crash under Xvfb
+    gui.run_isolated(main, __doc__.splitlines()[0])
