@@ -74,3 +74,17 @@ def test_load_predict_label_undo(loaded, qtbot):
     curate.close()
     assert KeyBinding.from_str("c") not in layer.keymap
     assert KeyBinding.from_str("3") not in layer.keymap
+
+
+def test_keys_unbound_when_napari_removes_the_dock(loaded, qtbot):
+    from napari_cellcurator._qt.curate_widget import CurateWidget
+    from napari_cellcurator._qt.dock import CuratorDock
+
+    viewer, session = loaded
+    key = KeyBinding.from_str("c")
+    for make in (CurateWidget, CuratorDock):
+        widget = make(viewer)
+        dock = viewer.window.add_dock_widget(widget, name=make.__name__)
+        assert key in session.layer.keymap
+        viewer.window.remove_dock_widget(dock)  # what the dock's close button does
+        assert key not in session.layer.keymap, make.__name__

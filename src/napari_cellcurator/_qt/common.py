@@ -177,6 +177,23 @@ def real_viewer(viewer):
     return getattr(viewer, "__wrapped__", viewer)
 
 
+def call_when_undocked(container, callback) -> None:
+    """Call ``callback()`` when napari takes ``container`` out of its dock.
+
+    napari's ``remove_dock_widget`` (also the dock's close button) only re-parents the inner
+    widget to None; it neither closes nor deletes it.
+    """
+    from qtpy.QtCore import QEvent, QObject
+
+    class _Filter(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 (Qt override)
+            if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+                callback()
+            return False
+
+    container.native.installEventFilter(_Filter(container.native))
+
+
 def hub_for(viewer) -> Hub:
     """The :class:`Hub` of ``viewer`` (created on first use, dropped with the viewer)."""
     viewer = real_viewer(viewer)

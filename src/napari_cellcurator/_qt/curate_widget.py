@@ -13,6 +13,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 from napari_cellcurator._qt.common import (
+    call_when_undocked,
     camera_of,
     hub_for,
     notify_error,
@@ -52,6 +53,7 @@ class CurateWidget(Container):
         self._hub = hub_for(viewer)
         self._hub.changed.connect(self._on_hub)
         self.native.destroyed.connect(_unbinder(self))
+        call_when_undocked(self, self.unbind)
         if self._hub.session is not None:
             self._on_hub("session")
 

@@ -5,7 +5,7 @@ from magicgui.widgets import Container
 from qtpy.QtWidgets import QTabWidget
 
 from napari_cellcurator._qt.cluster_widget import ClusterWidget
-from napari_cellcurator._qt.common import real_viewer
+from napari_cellcurator._qt.common import call_when_undocked, real_viewer
 from napari_cellcurator._qt.curate_widget import CurateWidget
 from napari_cellcurator._qt.explain_widget import ExplainWidget
 from napari_cellcurator._qt.load_widget import LoadWidget
@@ -32,6 +32,7 @@ class CuratorDock(Container):
                              ("Explain", self.explain)):
             self.tabs.addTab(widget.native, name)
         self.native.layout().addWidget(self.tabs)
+        call_when_undocked(self, self.curate.unbind)
 
     def close(self) -> None:
         self.curate.close()
