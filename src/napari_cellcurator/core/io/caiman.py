@@ -34,7 +34,9 @@ def _dataset(group, key: str):
     if key not in group:
         return None
     value = group[key][()]
-    if isinstance(value, bytes | str) or (isinstance(value, np.ndarray) and value.dtype.kind in "SOU"):
+    if isinstance(value, bytes | str):
+        return None
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SOU":
         return None
     return np.asarray(value)
 

@@ -77,8 +77,7 @@ def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray
     return atomic_write(target, write)
 
 
-def write_caiman_idx(path: Path, roi_index: np.ndarray, is_cell: np.ndarray,
-                     n_components: int) -> Path:
+def write_caiman_idx(path: Path, roi_index: np.ndarray, is_cell: np.ndarray) -> Path:
     """Rewrite idx_components / idx_components_bad; side file ``<stem>.curated.npz`` if the
     HDF5 cannot be written."""
     from napari_cellcurator.core.io.caiman import import_h5py
@@ -127,8 +126,7 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
         if fmt == "suite2p":
             written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
         elif fmt == "caiman":
-            n = int(items.table.loc[items.table["source"] == source, "roi_index"].max()) + 1
-            written = write_caiman_idx(Path(source), idx, is_cell, n)
+            written = write_caiman_idx(Path(source), idx, is_cell)
         else:
             raise InputError(source, f"format {fmt!r} has no native write-back",
                              "Suite2p or CaImAn results; export CSV for other formats")
