@@ -88,3 +88,21 @@ def test_keys_unbound_when_napari_removes_the_dock(loaded, qtbot):
         assert key in session.layer.keymap
         viewer.window.remove_dock_widget(dock)  # what the dock's close button does
         assert key not in session.layer.keymap, make.__name__
+
+
+def test_predict_cancel_leaves_no_predictions(loaded, qtbot):
+    from napari_cellcurator._qt.predict_widget import PredictWidget
+
+    viewer, session = loaded
+    widget = PredictWidget(viewer)
+    widget.chunk = 4  # 9 steps for 36 items
+    worker = widget.predict()
+    steps = []
+    worker.yielded.connect(lambda v: (steps.append(v), widget.cancel()))
+    with qtbot.waitSignal(worker.aborted, timeout=30_000):
+        pass
+    qtbot.waitUntil(lambda: widget._run.enabled, timeout=10_000)
+    assert steps[0] == (4, 36) and len(steps) < 9
+    assert session.predictions is None
+    assert (session.layer.features["prediction"] == "").all()
+    assert widget._status.value == "cancelled"

@@ -59,6 +59,7 @@ class PredictWidget(Container):
         self._run.changed.connect(self.predict)
         self._cancel.changed.connect(self.cancel)
         self.worker = None
+        self.chunk = 256  # items per step between progress updates / cancel points
 
     def predict(self):
         """Start the prediction worker; returns it (tests wait on its signals)."""
@@ -70,7 +71,7 @@ class PredictWidget(Container):
             notify_error(exc)
             return None
         self.worker = start_prediction(self._viewer, session, self._device.value,
-                                       self._progress, self._status)
+                                       self._progress, self._status, chunk=self.chunk)
         self._run.enabled, self._cancel.enabled = False, True
         self.worker.finished.connect(self._done)
         self.worker.start()
@@ -85,16 +86,21 @@ class PredictWidget(Container):
         self._run.enabled, self._cancel.enabled = True, False
 
 
-def start_prediction(viewer, session, device, progress=None, status=None, on_done=None):
-    """A (not started) worker predicting every item of ``session``; results go to the layer."""
+def start_prediction(viewer, session, device, progress=None, status=None, on_done=None,
+                     chunk: int = 256):
+    """A (not started) worker predicting every item of ``session``; results go to the layer.
+
+    Items are scored ``chunk`` at a time: progress and Cancel act between chunks."""
     worker = thread_worker(predict_chunks, start_thread=False)(
-        session.model, session.config, session.items, device)
+        session.model, session.config, session.items, device, chunk)
 
     def on_yield(value):
         if isinstance(value, WorkerFailed):
             notify_error(value)
             return
         done, total = value
+        if worker.abort_requested:  # already cancelled: a late update must not say otherwise
+            return
         if progress is not None:
             progress.max = max(total, 1)
             progress.value = done
