@@ -229,7 +229,8 @@ def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
     """Explain many items (None = all) into one zarr array ``(N, *map_shape)``.
 
     The array's attributes hold ``item_ids``, ``targets``, ``scores`` and the settings. Ids are
-    all checked before any work; the zarr appears only when complete.
+    all checked before any work; the zarr appears only when complete. Only ``map`` is stored:
+    the trace importance of cellness occlusion comes from :func:`explain_item`.
     """
     model, config, task, items = _load(model_dir, data, device)
     ids = list(items.table["item_id"].astype(str)) if item_ids is None else list(map(str, item_ids))
