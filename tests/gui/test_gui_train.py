@@ -57,6 +57,9 @@ def test_train_publishes_version_and_rescored(loaded, qtbot):
     assert session.project.models.current() == "v0002"
     assert session.version == "v0002"
     assert session.config.parent == "v0001"
+    # the model's original training data (another folder) were used too: 36 + 36 items
+    assert len(session.config.hyperparameters["data"]) == 2
+    assert session.config.metrics["n_train"] + session.config.metrics["n_val"] == 72
     assert session.predictions is not old_predictions
     assert len(session.predictions) == 36
     assert (session.layer.features["prediction"] == session.predictions["prediction"]).all()
