@@ -74,3 +74,16 @@ def test_sample_data_that_exists_loads():
         layers = _load(key)
         assert any(m.get("metadata", {}).get("cellcurator_role") == "items"
                    for _, m, _ in layers), key
+
+
+def test_open_sample_through_napari(make_napari_viewer):
+    from napari_cellcurator._sample_data import sample_root
+
+    if not (sample_root() / "cellness_sim").exists():
+        pytest.skip("sample_data/cellness_sim missing")
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-cellcurator", "cellness_sim")
+    kinds = {ly._type_string for ly in viewer.layers}
+    assert kinds == {"image", "labels"}
+    labels = next(ly for ly in viewer.layers if ly._type_string == "labels")
+    assert len(labels.features) == int(labels.data.max()) > 0
