@@ -209,3 +209,19 @@ def test_3d_convs_give_2d_maps_and_incremental_falls_back_exactly():
     b = occlusion_map(model, item, score_fn, patch=5, stride=5, key="frames",
                       incremental=False)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_models_without_conv_layers_get_a_clear_error():
+    class Mlp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2 * 8 * 8, 3)
+
+        def forward(self, image):
+            return self.fc(image.flatten(1))
+
+    item = {"image": torch.randn(1, 2, 8, 8)}
+    for method in ("gradcam", "activations"):
+        with pytest.raises(InputError, match="no 2-D/3-D conv layer"):
+            explain(Mlp(), "celltype", item, method)
+    assert explain(Mlp(), "celltype", item, "occlusion", patch=4)["map"].shape == (8, 8)

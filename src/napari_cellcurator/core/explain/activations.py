@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.explain.common import (
     LayerRecorder,
     list_conv_layers,
@@ -67,6 +68,8 @@ def layer_activations(model: nn.Module, inputs: Mapping[str, torch.Tensor],
     """
     if layers is None:
         layers = first_conv_per_stream(model, inputs)
+        if not layers:
+            raise InputError(None, "the model has no 2-D/3-D conv layer to show activations of")
     elif isinstance(layers, str):
         layers = [layers]
     was_training = model.training

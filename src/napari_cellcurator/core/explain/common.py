@@ -148,6 +148,7 @@ class LayerRecorder:
     def __init__(self, model: nn.Module, names: list[str], keep_graph: bool = False):
         self.outputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         self.order: list[str] = []
+        self.ancestors: dict[str, set[str]] = {}  # filled by conv_streams
         self._handles = []
         for name in names:
             layer = get_layer(model, name)
@@ -205,7 +206,7 @@ def conv_streams(recorder: LayerRecorder) -> list[list[str]]:
     groups: dict[str, list[str]] = {}
     for n in names:
         groups.setdefault(find(n), []).append(n)
-    recorder.ancestors = ancestors  # reused by last_conv_per_stream
+    recorder.ancestors = ancestors
     return list(groups.values())
 
 

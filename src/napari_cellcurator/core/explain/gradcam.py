@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.explain.common import (
     LayerRecorder,
     ScoreFn,
@@ -48,6 +49,8 @@ def gradcam(model: nn.Module, inputs: Mapping[str, torch.Tensor], score_fn: Scor
     """
     names = list_conv_layers(model, spatial_only=True) if layers is None else (
         [layers] if isinstance(layers, str) else list(layers))
+    if not names:
+        raise InputError(None, "the model has no 2-D/3-D conv layer to compute Grad-CAM on")
     was_training = model.training
     model.eval()
     try:
