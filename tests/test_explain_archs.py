@@ -39,7 +39,10 @@ def test_methods_give_maps_of_the_items_shape(task_name, arch, method):
     task = _task(task_name)
     spec, make_inputs, key = CASES[task_name]
     torch.manual_seed(0)
-    model = build_model(arch, **spec)
+    try:
+        model = build_model(arch, **spec)
+    except TypeError as exc:  # the spec above was written before some families existed
+        pytest.fail(f"update CASES[{task_name!r}] spec for {arch!r}: {exc}")
     inputs = make_inputs()
     size = tuple(inputs[key].shape[-2:])
     res = explain(model, task, inputs, method, patch=8, stride=8)
