@@ -8,6 +8,7 @@ carries the session and a ``changed`` signal so widgets refresh each other.
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,17 +231,27 @@ def warm_torch() -> None:
         return
     import torch
 
-    # forward, backward and an optimiser step: the first of each initialises kernels and
-    # autograd's engine, which otherwise happens (holding the GIL) inside the worker
+    # forward and backward: the first of each initialises kernels and autograd's engine,
+    # which otherwise happens (holding the GIL) inside the worker
     conv = torch.nn.Conv2d(1, 2, 3)
-    opt = torch.optim.AdamW(conv.parameters(), lr=1e-3)
     loss = torch.nn.functional.cross_entropy(conv(torch.zeros(2, 1, 8, 8)).mean((2, 3)),
                                              torch.zeros(2, dtype=torch.long))
     loss.backward()
-    opt.step()
     with torch.inference_mode():
         conv(torch.zeros(1, 1, 8, 8)).softmax(1).sum().item()
+    # the first optimiser imports torch._dynamo and sympy (~800 modules, seconds): pure-Python
+    # import work that yields the GIL, so it runs in the background instead of freezing the GUI
+    threading.Thread(target=_warm_optimizer, name="cellcurator-warm-optim", daemon=True).start()
     _TORCH_WARM = True
+
+
+def _warm_optimizer() -> None:
+    import torch
+
+    param = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([param], lr=1e-3)
+    param.sum().backward()
+    opt.step()
 
 
 def worker_setup() -> None:
