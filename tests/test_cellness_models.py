@@ -37,7 +37,7 @@ def test_threecnet_input_is_the_reports():
 
 
 @pytest.mark.parametrize("arch", ["3cnet", "twobranch"])
-@pytest.mark.parametrize("t", [37, 200, 9000])
+@pytest.mark.parametrize("t", [37, 9000])
 def test_any_trace_length(arch, t):
     model = build_model(arch, in_channels=2, n_outputs=2).eval()
     with torch.no_grad():
@@ -57,8 +57,8 @@ def test_losses_by_arch():
     assert ce.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
 
 
-@pytest.mark.parametrize("arch,steps", [("twobranch", 60), ("3cnet", 40)])
-def test_overfits_tiny_batch(arch, steps):
+@pytest.mark.parametrize("arch,steps,lr", [("twobranch", 30, 3e-3), ("3cnet", 40, 1e-3)])
+def test_overfits_tiny_batch(arch, steps, lr):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     n = 8
@@ -73,7 +73,7 @@ def test_overfits_tiny_batch(arch, steps):
             image[i, :, 15:17, 2:30] = 1
     model = build_model(arch, in_channels=2, n_outputs=2)
     task = get_task("cellness")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
         loss = task.loss(model(image=image, trace=trace), y, arch=arch)
