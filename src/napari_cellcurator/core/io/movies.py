@@ -1,0 +1,227 @@
+"""Open time-lapse stacks lazily (T × Y × X) from TIFF, zarr v2/v3, OME-Zarr and ``.npy``.
+
+Nothing here reads a whole movie: TIFF goes through tifffile's zarr view (one chunk per page or
+strip), zarr and OME-Zarr are opened in place, ``.npy`` is memory-mapped. :func:`open_movie`
+returns a :class:`Movie` whose ``data`` is the raw array-like (cheap basic slicing) and whose
+``dask`` property is the same data as a dask array for display.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError
+
+MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
+EXPECTED = "a T×Y×X (or T×C×Y×X / T×Y×X×C) time-lapse stack: .tif/.tiff, .zarr, OME-Zarr or .npy"
+
+
+@dataclass
+class Movie:
+    """A lazily read time-lapse stack.
+
+    Attributes
+    ----------
+    path
+        File or store it came from.
+    raw
+        Array-like with the file's own axes (zarr array, memmap...), never fully read.
+    axes
+        Axis letters of ``raw`` (``"tyx"``, ``"tcyx"``, ``"tyxc"``, ``"tczyx"``...).
+    channel
+        Channel index to keep, or ``"mean"`` to average channels (ignored without a C axis).
+    """
+
+    path: Path
+    raw: Any
+    axes: str
+    channel: int | str = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(T, Y, X)."""
+        s = dict(zip(self.axes, self.raw.shape, strict=True))
+        return (s["t"], s["y"], s["x"])
+
+    def read(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Frames ``t0:t1`` of the region ``[y0:y1, x0:x1]`` as float32 (T, Y, X); only the
+        chunks overlapping the region are read."""
+        sl = []
+        for a in self.axes:
+            sl.append({"t": slice(t0, t1), "y": slice(y0, y1), "x": slice(x0, x1)}.get(a))
+        ci = self.axes.find("c")
+        if ci >= 0 and self.channel != "mean":
+            sl[ci] = int(self.channel)
+        zi = self.axes.find("z")
+        if zi >= 0:
+            sl[zi] = self.raw.shape[zi] // 2  # middle plane of a z-stack
+        sl = [slice(None) if s is None else s for s in sl]
+        arr = np.asarray(self.raw[tuple(sl)], dtype=np.float32)
+        kept = [a for a, s in zip(self.axes, sl, strict=True) if isinstance(s, slice)]
+        if "c" in kept:  # channel mean
+            arr = arr.mean(axis=kept.index("c"))
+            kept.remove("c")
+        return np.transpose(arr, [kept.index(a) for a in "tyx"])
+
+    @property
+    def dask(self):
+        """The (T, Y, X) movie as a lazy dask array (for napari display)."""
+        import dask.array as da
+
+        chunks = getattr(self.raw, "chunks", "auto")
+        arr = da.from_array(self.raw, chunks=chunks if isinstance(chunks, tuple) else "auto")
+        ci = self.axes.find("c")
+        axes = self.axes
+        if ci >= 0:
+            arr = arr.mean(axis=ci) if self.channel == "mean" else arr[(slice(None),) * ci
+                                                                       + (int(self.channel),)]
+            axes = axes.replace("c", "")
+        zi = axes.find("z")
+        if zi >= 0:
+            arr = arr[(slice(None),) * zi + (arr.shape[zi] // 2,)]
+            axes = axes.replace("z", "")
+        return arr.transpose([axes.index(a) for a in "tyx"])
+
+
+def open_movie(path: str | Path, channel: int | str | None = None, min_frames: int = 2) -> Movie:
+    """Open a time-lapse stack lazily.
+
+    Parameters
+    ----------
+    path
+        ``.tif``/``.tiff``, ``.npy``, a zarr v2/v3 array or group, or an OME-Zarr image.
+    channel
+        Channel to keep for multi-channel stacks (default 0), or ``"mean"``.
+    min_frames
+        Fewest frames accepted (the snippet length ℓ).
+
+    Raises
+    ------
+    InputError
+        Missing/corrupt file, 2-D data, too few frames, non-numeric data, bad channel.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "does not exist", EXPECTED)
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        raw, axes = _open_tiff(path)
+    elif suffix == ".npy":
+        raw, axes = _open_npy(path)
+    elif suffix == ".zarr" or (path.is_dir() and _is_zarr(path)):
+        raw, axes = _open_zarr(path)
+    else:
+        raise InputError(path, f"has an unsupported movie format {suffix!r}", EXPECTED)
+    movie = Movie(path, raw, axes, 0 if channel is None else channel)
+    _validate(movie, min_frames)
+    return movie
+
+
+def _is_zarr(path: Path) -> bool:
+    return any((path / n).exists() for n in (".zarray", ".zgroup", "zarr.json"))
+
+
+def _guess_axes(shape: tuple[int, ...], path: Path) -> str:
+    if len(shape) < 3:
+        raise InputError(path, f"is {len(shape)}-D (shape {shape}), not a time-lapse", EXPECTED)
+    if len(shape) == 3:
+        return "tyx"
+    if len(shape) == 4:
+        return "tyxc" if shape[-1] <= 4 < shape[1] else "tcyx"
+    if len(shape) == 5:
+        return "tczyx"
+    raise InputError(path, f"has {len(shape)} dimensions (shape {shape})", EXPECTED)
+
+
+def _open_tiff(path: Path):
+    import tifffile
+    import zarr
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            series_axes = tf.series[0].axes.lower()
+            n_pages = len(tf.pages)
+        store = tifffile.imread(path, aszarr=True)
+        raw = zarr.open(store, mode="r")
+    except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
+        raise InputError(path, f"is not a readable TIFF ({type(exc).__name__}: {exc})",
+                         EXPECTED) from exc
+    if hasattr(raw, "keys"):  # pyramidal TIFF opens as a group: level 0
+        raw = raw[sorted(raw.keys())[0]]
+    axes = series_axes.replace("q", "t").replace("i", "t").replace("s", "c")
+    if len(axes) != raw.ndim or len(set(axes)) != len(axes) or not {"y", "x"} <= set(axes):
+        axes = _guess_axes(raw.shape, path)
+    if "t" not in axes:  # ImageJ/generic stacks call time "z" or "i"; one non-yx axis = time
+        others = [a for a in axes if a not in "yxc"]
+        if len(others) == 1:
+            axes = axes.replace(others[0], "t")
+        elif raw.ndim == 2:
+            raise InputError(path, f"is a single 2-D image ({n_pages} page)", EXPECTED)
+        else:
+            axes = _guess_axes(raw.shape, path)
+    return raw, axes
+
+
+def _open_npy(path: Path):
+    try:
+        raw = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(path, f"is not a readable .npy array ({exc})", EXPECTED) from exc
+    return raw, _guess_axes(raw.shape, path)
+
+
+def _open_zarr(path: Path):
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except (ValueError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"is not a readable zarr store ({type(exc).__name__}: {exc})",
+                         EXPECTED) from exc
+    if not hasattr(node, "keys"):
+        return node, _guess_axes(node.shape, path)
+    attrs = dict(node.attrs)
+    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if ms:  # OME-Zarr: level 0 = the first dataset of the first multiscale
+        first = ms[0]
+        try:
+            arr = node[first["datasets"][0]["path"]]
+        except (KeyError, IndexError) as exc:
+            raise InputError(path, f"OME-Zarr multiscales points at a missing level ({exc})",
+                             EXPECTED) from exc
+        names = [a["name"] if isinstance(a, dict) else a for a in first.get("axes", [])]
+        axes = "".join(n[0].lower() for n in names)
+        if len(axes) != arr.ndim or not {"t", "y", "x"} <= set(axes):
+            axes = _guess_axes(arr.shape, path)
+        return arr, axes
+    arrays = sorted(k for k in node.keys() if not hasattr(node[k], "keys"))
+    if not arrays:
+        raise InputError(path, "is a zarr group without arrays or OME-Zarr multiscales", EXPECTED)
+    arr = node[arrays[0]]
+    return arr, _guess_axes(arr.shape, path)
+
+
+def _validate(movie: Movie, min_frames: int) -> None:
+    raw, path = movie.raw, movie.path
+    dtype = np.dtype(raw.dtype)
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+            or dtype == np.bool_):
+        raise InputError(path, f"has non-numeric data (dtype {dtype})", "integer or float pixels")
+    t, y, x = movie.shape
+    if t < 2:
+        raise InputError(path, f"has {t} frame(s); a time-lapse needs several", EXPECTED)
+    if t < min_frames:
+        raise InputError(path, f"has {t} frames, fewer than the snippet length {min_frames}",
+                         f"at least {min_frames} frames")
+    if y < 4 or x < 4:
+        raise InputError(path, f"frames are only {y}×{x} pixels", EXPECTED)
+    ci = movie.axes.find("c")
+    if ci >= 0 and movie.channel != "mean":
+        n_c = raw.shape[ci]
+        if not isinstance(movie.channel, int | np.integer) or not -n_c <= movie.channel < n_c:
+            raise InputError(path, f"has {n_c} channels; channel {movie.channel!r} does not exist")

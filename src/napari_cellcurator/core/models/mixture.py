@@ -1,0 +1,120 @@
+"""Mixture-proportion networks on ℓ-frame snippets (B, ℓ, S, S) → (B,) logits.
+
+* ``cnn``  — one stream on the frames X (frames as channels).
+* ``dcnn`` — the differential CNN: a stream on X and one on dX = X[:, 1:] − X[:, :-1] (more
+  streams for higher-order differences with ``diff_orders``), each conv/BN/ReLU/pool + FC,
+  concatenated, dropout, a linear layer to one logit.
+* ``c3d``  — 3-D convolutions over (t, y, x).
+
+All end in global average pooling, so any tile size divisible by 8 works and the output is
+an average over the field of view (what a proportion is). L2 regularisation comes from the
+task's AdamW weight decay (λ = 0.05 by default, the paper's best value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from napari_cellcurator.core.models.registry import register_model
+
+
+def _stream(cin: int, widths: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for w in widths:
+        layers += [nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
+                   nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        cin = w
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+def temporal_difference(x: torch.Tensor, order: int) -> torch.Tensor:
+    """k-th difference along the frame axis: (B, ℓ, S, S) → (B, ℓ − k, S, S)."""
+    for _ in range(order):
+        x = x[:, 1:] - x[:, :-1]
+    return x
+
+
+class DifferentialCNN(nn.Module):
+    """Streams on X and on its temporal differences, fused before the output.
+
+    Parameters
+    ----------
+    in_frames
+        ℓ, frames per snippet.
+    diff_orders
+        Orders k of the difference streams (``()`` = the single-stream ``cnn``).
+    use_frames
+        Whether a stream sees X itself.
+    widths
+        Conv channels per stage of each stream.
+    hidden
+        Units of each stream's fully connected layer.
+    dropout
+        Dropout before the output layer.
+    """
+
+    def __init__(self, in_frames: int = 5, diff_orders: Sequence[int] = (1,),
+                 use_frames: bool = True, widths: Sequence[int] = (32, 64, 64),
+                 hidden: int = 64, dropout: float = 0.5):
+        super().__init__()
+        self.diff_orders = tuple(int(k) for k in diff_orders)
+        if any(k < 1 or k >= in_frames for k in self.diff_orders):
+            raise ValueError(f"difference orders {self.diff_orders} need 1 ≤ k < ℓ={in_frames}")
+        self.use_frames = use_frames
+        cins = ([in_frames] if use_frames else []) + [in_frames - k for k in self.diff_orders]
+        if not cins:
+            raise ValueError("a model needs at least one stream")
+        self.streams = nn.ModuleList(_stream(c, widths) for c in cins)
+        self.fcs = nn.ModuleList(nn.Sequential(nn.Linear(widths[-1], hidden), nn.ReLU(True))
+                                 for _ in cins)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * len(cins), 1))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        inputs = ([frames] if self.use_frames else []) + [
+            temporal_difference(frames, k) for k in self.diff_orders]
+        feats = [fc(s(x)) for s, fc, x in zip(self.streams, self.fcs, inputs, strict=True)]
+        return self.head(torch.cat(feats, dim=1)).reshape(-1)
+
+
+class C3D(nn.Module):
+    """3-D convolutions over (t, y, x); pooling over space only until the last stage."""
+
+    def __init__(self, in_frames: int = 5, widths: Sequence[int] = (16, 32, 64),
+                 hidden: int = 64, dropout: float = 0.5):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 1
+        for w in widths:
+            layers += [nn.Conv3d(cin, w, 3, padding=1, bias=False), nn.BatchNorm3d(w),
+                       nn.ReLU(inplace=True), nn.MaxPool3d((1, 2, 2))]
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+                                  nn.Linear(widths[-1], hidden), nn.ReLU(True),
+                                  nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(frames[:, None])).reshape(-1)
+
+
+@register_model("cnn", task="mixture", description="single-stream CNN on the frames X")
+def build_cnn(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
+              dropout: float = 0.5, **_) -> nn.Module:
+    return DifferentialCNN(in_frames, diff_orders=(), dropout=dropout)
+
+
+@register_model("dcnn", task="mixture",
+                description="differential CNN: streams on X and dX (default)")
+def build_dcnn(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
+               diff_orders: Sequence[int] = (1,), dropout: float = 0.5, **_) -> nn.Module:
+    return DifferentialCNN(in_frames, diff_orders=diff_orders, dropout=dropout)
+
+
+@register_model("c3d", task="mixture", description="3-D convolutions over (t, y, x)")
+def build_c3d(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
+              dropout: float = 0.5, **_) -> nn.Module:
+    return C3D(in_frames, dropout=dropout)

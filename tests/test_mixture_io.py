@@ -1,0 +1,173 @@
+"""Mixture readers: movies (tiff/zarr/OME-Zarr/npy) read lazily, manifests checked row by row."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_cellcurator.core.data.snippets import SnippetArray, grid_positions, robust_normalise
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.manifest import read_manifest
+from napari_cellcurator.core.io.movies import open_movie
+from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+
+def _movie(t=6, h=40, w=48, seed=0):
+    return np.random.default_rng(seed).integers(0, 4000, (t, h, w)).astype(np.uint16)
+
+
+@pytest.fixture
+def stack():
+    return _movie()
+
+
+def test_tiff_npy_zarr_read_the_same_regions(tmp_path, stack):
+    tifffile.imwrite(tmp_path / "m.tif", stack)
+    np.save(tmp_path / "m.npy", stack)
+    zarr.save_array(str(tmp_path / "v3.zarr"), stack, zarr_format=3)
+    zarr.save_array(str(tmp_path / "v2.zarr"), stack, zarr_format=2)
+    for name in ("m.tif", "m.npy", "v3.zarr", "v2.zarr"):
+        mv = open_movie(tmp_path / name)
+        assert mv.shape == stack.shape, name
+        np.testing.assert_array_equal(mv.read(1, 4, 5, 21, 7, 30), stack[1:4, 5:21, 7:30])
+        np.testing.assert_array_equal(mv.dask[2].compute(), stack[2])
+
+
+def test_channels_first_or_mean(tmp_path):
+    rng = np.random.default_rng(1)
+    tcyx = rng.random((5, 2, 20, 24)).astype(np.float32)
+    np.save(tmp_path / "c.npy", tcyx)
+    np.testing.assert_allclose(open_movie(tmp_path / "c.npy").read(0, 5, 0, 20, 0, 24), tcyx[:, 0])
+    np.testing.assert_allclose(open_movie(tmp_path / "c.npy", channel=1).dask.compute(),
+                               tcyx[:, 1])
+    np.testing.assert_allclose(open_movie(tmp_path / "c.npy", "mean").read(0, 5, 0, 20, 0, 24),
+                               tcyx.mean(axis=1), rtol=1e-6)
+    with pytest.raises(InputError, match="channel 5"):
+        open_movie(tmp_path / "c.npy", channel=5)
+
+
+def test_ome_zarr_level0(tmp_path, stack):
+    root = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", data=stack[:, None, None], chunks=(1, 1, 1, 20, 24))
+    root.create_array("1", data=stack[:, None, None, ::2, ::2])
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": [
+        {"name": n} for n in ("t", "c", "z", "y", "x")],
+        "datasets": [{"path": "0"}, {"path": "1"}]}]
+    mv = open_movie(tmp_path / "img.ome.zarr")
+    assert mv.shape == stack.shape
+    np.testing.assert_array_equal(mv.read(0, 2, 0, 40, 0, 48), stack[:2])
+
+
+@pytest.mark.parametrize("data,match", [
+    (np.zeros((20, 20), np.uint8), "2-D"),
+    (np.zeros((1, 20, 20), np.uint8), "1 frame"),
+    (np.zeros((3, 20, 20), np.uint8), "fewer than the snippet length"),
+    (np.zeros((6, 20, 20), np.complex64), "non-numeric"),
+])
+def test_bad_movies(tmp_path, data, match):
+    np.save(tmp_path / "bad.npy", data)
+    with pytest.raises(InputError, match=match):
+        open_movie(tmp_path / "bad.npy", min_frames=5)
+
+
+def test_corrupt_files(tmp_path):
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff at all" * 10)
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
+    for name in ("bad.tif", "bad.npy"):
+        with pytest.raises(InputError, match=name):
+            open_movie(tmp_path / name)
+
+
+def test_pickled_npy_refused(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True)
+    with pytest.raises(InputError):
+        open_movie(tmp_path / "obj.npy")
+
+
+def test_snippets_read_lazily_from_a_large_zarr(tmp_path):
+    """Reading a few snippets of a 200 MB movie allocates a few MB, not the movie."""
+    z = zarr.create_array(str(tmp_path / "big.zarr"), shape=(50, 1024, 1024), dtype="float32",
+                          chunks=(1, 256, 256), fill_value=0)
+    z[:, :300, :300] = np.random.default_rng(0).random((50, 300, 300), dtype=np.float32)
+    mv = open_movie(tmp_path / "big.zarr")
+    pos = grid_positions((0, 50), (0, 1024), (0, 1024), 5, 64, 64, 5)
+    arr = SnippetArray.from_positions([mv], np.zeros(len(pos), int), pos, 5, 64)
+    assert arr.shape == (len(pos), 5, 64, 64)
+    tracemalloc.start()
+    sub = arr[np.arange(0, 40)]  # lazy subset
+    got = sub.compute()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert got.shape == (40, 5, 64, 64)
+    assert peak < 30e6, peak  # the movie is 200 MB
+    t0, y0, x0 = pos[3]
+    direct = np.asarray(z[t0:t0 + 5, y0:y0 + 64, x0:x0 + 64])
+    np.testing.assert_allclose(got[3], robust_normalise(direct), rtol=1e-5, atol=1e-5)
+
+
+def _manifest(tmp_path, text):
+    p = tmp_path / "m.csv"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text,match", [
+    ("path,prop\na.npy,0\n", "lacks columns"),
+    ("path,proportion\n", "no data rows"),
+    ("path,proportion\nmissing.npy,0\n", "row 1: movie 'missing.npy' does not exist"),
+    ("path,proportion\na.npy,1.5\n", r"row 1: proportion 1.5 is outside \[0, 1\]"),
+    ("path,proportion\na.npy,abc\n", "row 1: proportion is 'abc'"),
+    ("path,proportion,split\na.npy,0,x\n", "row 1: split is 'x'"),
+    ("path,proportion,y0,y1\na.npy,0,10,5\n", "row 1: empty region"),
+    ("path,proportion,t0\na.npy,0,-1\n", "row 1: column 't0' is -1"),
+    ("path,proportion,composite_of\na.npy,0,\nb.npy,0.5,\n,,1 2\n", "row 3: composite_of rows"),
+    ("path,proportion,composite_of\na.npy,0,\n,,1 7\n", "refers to row 7"),
+])
+def test_manifest_errors_name_csv_and_row(tmp_path, text, match):
+    np.save(tmp_path / "a.npy", _movie())
+    np.save(tmp_path / "b.npy", _movie(seed=1))
+    p = _manifest(tmp_path, text)
+    with pytest.raises(InputError, match=match) as info:
+        read_manifest(p)
+    assert str(p) in str(info.value)
+
+
+def test_manifest_rows_too_small_for_a_tile(tmp_path):
+    np.save(tmp_path / "a.npy", _movie())
+    p = _manifest(tmp_path, "path,proportion\na.npy,0\n")
+    with pytest.raises(InputError, match="row 1: region"):
+        get_task("mixture").read(p, ReadOptions(extra={"tile": 64}))
+    p = _manifest(tmp_path, "path,proportion,t0,t1\na.npy,0,0,3\n")
+    with pytest.raises(InputError, match="row 1: frames 0:3"):
+        get_task("mixture").read(p, ReadOptions(extra={"tile": 16}))
+
+
+def test_manifest_items_composites_and_groups(tmp_path):
+    np.save(tmp_path / "a.npy", _movie(8, 64, 64))
+    tifffile.imwrite(tmp_path / "b.tif", _movie(8, 64, 64, seed=3))
+    p = _manifest(tmp_path, "path,proportion,class_a,class_b,composite_of,n,grid,split\n"
+                  "a.npy,0,A,B,,,,\n"
+                  f"{tmp_path / 'b.tif'},1,A,B,,,,\n"
+                  ",,A,B,1 2,30,2,val\n")
+    items = get_task("mixture").read(p, ReadOptions(extra={"tile": 16, "stride": 16}))
+    t = items.table
+    assert items.meta["classes"] == ["A", "B"]
+    assert set(t["kind"]) == {"tile", "composite"}
+    comp = t[t["kind"] == "composite"]
+    assert len(comp) == 30 and set(comp["label"]).issubset({0, .25, .5, .75, 1})
+    real = t[t["kind"] == "tile"]
+    assert set(real["label"]) == {0.0, 1.0}
+    assert len(real) == 2 * 16 * 4  # 4×4 tiles × t0 in 0..3 per movie
+    assert items.arrays["frames"].shape == (len(t), 5, 16, 16)
+    # composites forced to validation: every composite group lands on the validation side
+    from napari_cellcurator.core.data.splits import hash_split
+
+    _, val = hash_split(t, 0.2)
+    assert set(comp.index) <= set(val)
+    # a composite with label 0 reads only movie a: equals a normalised A block layout
+    x = items.load(np.flatnonzero(t["kind"] == "composite"), "frames")
+    assert np.isfinite(x).all() and x.shape == (30, 5, 16, 16)
