@@ -45,7 +45,7 @@ class SnippetOptions:
     t_stride: int | None = None
     scale: int = 1
     channel: int | str = 0
-    max_snippets: int | None = 800
+    max_snippets: int | None = 600
     n_regions: int = DEFAULT_REGIONS
     seed: int = 0
     mean_image: bool = False

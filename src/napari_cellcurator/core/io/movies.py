@@ -9,6 +9,7 @@ returns a :class:`Movie` whose ``data`` is the raw array-like (cheap basic slici
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError
 
 MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
+#: frames up to this size (bytes, float32) are cached decoded; the cache holds CACHE_BYTES
+FRAME_CACHE_MAX = 2 * 1024 * 1024
+CACHE_BYTES = 48 * 1024 * 1024
 EXPECTED = "a T×Y×X (or T×C×Y×X / T×Y×X×C) time-lapse stack: .tif/.tiff, .zarr, OME-Zarr or .npy"
 
 
@@ -48,9 +52,36 @@ class Movie:
         s = dict(zip(self.axes, self.raw.shape, strict=True))
         return (s["t"], s["y"], s["x"])
 
+    def __post_init__(self) -> None:
+        t, y, x = self.shape
+        # compressed/chunked files cost ~ms per call: keep small decoded frames in a bounded
+        # cache (never more than CACHE_BYTES); memory maps and large frames are read directly
+        frame_bytes = y * x * 4
+        self._cache: OrderedDict[int, np.ndarray] | None = None
+        if not isinstance(self.raw, np.ndarray) and frame_bytes <= FRAME_CACHE_MAX:
+            self._cache = OrderedDict()
+            self._cache_frames = max(1, CACHE_BYTES // frame_bytes)
+
     def read(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Frames ``t0:t1`` of the region ``[y0:y1, x0:x1]`` as float32 (T, Y, X); only the
-        chunks overlapping the region are read."""
+        chunks overlapping the region are read (small frames go through a bounded cache)."""
+        if self._cache is None:
+            return self._read_raw(t0, t1, y0, y1, x0, x1)
+        t, h, w = self.shape
+        frames = []
+        for f in range(t0, min(t1, t)):
+            frame = self._cache.get(f)
+            if frame is None:
+                frame = self._read_raw(f, f + 1, 0, h, 0, w)[0]
+                self._cache[f] = frame
+                if len(self._cache) > self._cache_frames:
+                    self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(f)
+            frames.append(frame[y0:y1, x0:x1])
+        return np.stack(frames) if frames else np.zeros((0, 0, 0), np.float32)
+
+    def _read_raw(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         sl = []
         for a in self.axes:
             sl.append({"t": slice(t0, t1), "y": slice(y0, y1), "x": slice(x0, x1)}.get(a))
@@ -146,8 +177,11 @@ def _open_tiff(path: Path):
         with tifffile.TiffFile(path) as tf:
             series_axes = tf.series[0].axes.lower()
             n_pages = len(tf.pages)
-        store = tifffile.imread(path, aszarr=True)
-        raw = zarr.open(store, mode="r")
+            contiguous = tf.series[0].dataoffset is not None
+        if contiguous:  # uncompressed, contiguous: a memory map is far faster than zarr
+            raw = tifffile.memmap(path, mode="r")
+        else:
+            raw = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
     except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
         raise InputError(path, f"is not a readable TIFF ({type(exc).__name__}: {exc})",
                          EXPECTED) from exc

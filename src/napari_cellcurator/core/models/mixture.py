@@ -58,7 +58,7 @@ class DifferentialCNN(nn.Module):
     """
 
     def __init__(self, in_frames: int = 5, diff_orders: Sequence[int] = (1,),
-                 use_frames: bool = True, widths: Sequence[int] = (32, 64, 64),
+                 use_frames: bool = True, widths: Sequence[int] = (16, 32, 64),
                  hidden: int = 64, dropout: float = 0.5):
         super().__init__()
         self.diff_orders = tuple(int(k) for k in diff_orders)
@@ -83,7 +83,7 @@ class DifferentialCNN(nn.Module):
 class C3D(nn.Module):
     """3-D convolutions over (t, y, x); pooling over space only until the last stage."""
 
-    def __init__(self, in_frames: int = 5, widths: Sequence[int] = (16, 32, 64),
+    def __init__(self, in_frames: int = 5, widths: Sequence[int] = (8, 16, 32),
                  hidden: int = 64, dropout: float = 0.5):
         super().__init__()
         layers: list[nn.Module] = []
