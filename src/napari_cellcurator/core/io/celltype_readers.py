@@ -1,4 +1,4 @@
-"""Readers for the celltype task: folders of class folders (more formats in later issues)."""
+"""Readers for the celltype task: folders of class folders, full frames + point labels."""
 
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ DEFAULT_CROP = 48
 
 def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
     """Detect the layout of ``path`` and read it."""
+    from napari_cellcurator.core.io.points import is_points_folder, read_points_folder
+
     path = Path(path)
+    if is_points_folder(path):
+        return read_points_folder(path, options)
     if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
         return read_class_folders(path, options)
     raise InputError(path, "is not a recognised cell-type data layout",
-                     "a folder of class folders <class>/*.tif|png|jpg")
+                     "a folder of class folders <class>/*.tif|png|jpg, or images/ + "
+                     "labels/<stem>.txt ('x y class' lines)")
 
 
 def select_channels(arr: np.ndarray, channels: list[int] | None, path: Path) -> np.ndarray:
@@ -81,3 +86,12 @@ def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
     })
     return ItemSet(table, {"image": np.stack(crops)},
                    {"path": str(root), "classes": [readable(d.name) for d in class_dirs]})
+
+
+def __getattr__(name: str):
+    # the GUI calls these through this module; they live in io/points.py
+    if name in ("items_from_points", "items_from_labels_layer"):
+        from napari_cellcurator.core.io import points
+
+        return getattr(points, name)
+    raise AttributeError(name)

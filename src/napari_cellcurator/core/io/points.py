@@ -1,0 +1,236 @@
+"""Full frames + per-cell points → crops (celltype task).
+
+Layout read by :func:`read_points_folder`::
+
+    root/images/<stem>.jpg|png|tif     full frames (e.g. 640×480 RGB blood smears)
+    root/labels/<stem>.txt             one line per cell: ``x y class`` (x = column, y = row)
+
+Cells without a line are simply not items: "unlabelled" is not a class. Crops of
+``crop_size`` pixels are cut around each point (reflect padding at the image border) and
+resized to ``input_size`` so one pixel keeps one physical size (cell size is a class cue).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quality
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.images import IMAGE_SUFFIXES, read_image_chw
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.names import readable
+
+POINT_CROP = 64  # px around a point: one RBC (~40 px at 1000×) plus context
+POINT_INPUT = 32  # model input side (64 px crops halved: RBC shape kept, 4× cheaper than 64)
+
+#: Chula RBC-12 class ids → names (applied only when the ids look like that data set)
+CHULA_NAMES = ("normal", "macrocyte", "microcyte", "spherocyte", "target_cell", "stomatocyte",
+               "ovalocyte", "teardrop", "burr_cell", "schistocyte", "uncategorised",
+               "hypochromia", "elliptocyte")
+
+
+def is_points_folder(path: Path) -> bool:
+    """True when ``path`` has the ``images/`` + ``labels/`` layout."""
+    path = Path(path)
+    return path.is_dir() and (path / "images").is_dir() and (path / "labels").is_dir()
+
+
+def as_chw(image: np.ndarray) -> np.ndarray:
+    """An image from a napari layer as ``(C, H, W)``: 2-D, RGB(A) ``(H, W, 3|4)`` or CHW."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image[None]
+    if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4:
+        return np.moveaxis(image, -1, 0)
+    if image.ndim == 3:
+        return image
+    raise InputError(None, f"image has shape {image.shape}", "a 2-D, RGB or (C, H, W) image")
+
+
+def cut_crops(image_chw: np.ndarray, points_yx: np.ndarray, crop_size: int,
+              input_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Square crops centred on points, reflect-padded at the border, optionally resized.
+
+    Returns
+    -------
+    crops
+        ``(N, C, S, S)`` with S = ``input_size`` or ``crop_size``; uint8 images stay uint8.
+    outside
+        Fraction of each crop that lay outside the image (0 = fully inside).
+    """
+    c, h, w = image_chw.shape
+    pts = np.round(np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)).astype(np.int64)
+    half = crop_size // 2
+    mode = "reflect" if min(h, w) > crop_size else "edge"  # reflect needs pad < image side
+    padded = np.pad(image_chw, ((0, 0), (half, half), (half, half)), mode=mode)
+    size = input_size or crop_size
+    dtype = image_chw.dtype if image_chw.dtype == np.uint8 else np.float32
+    crops = np.empty((len(pts), c, size, size), dtype=dtype)
+    outside = np.zeros(len(pts), dtype=np.float32)
+    for i, (y, x) in enumerate(pts):
+        y0, x0 = int(np.clip(y, 0, h - 1)), int(np.clip(x, 0, w - 1))
+        crop = padded[:, y0:y0 + crop_size, x0:x0 + crop_size]
+        ys, xs = np.arange(crop_size) + y - half, np.arange(crop_size) + x - half
+        inside = ((ys >= 0) & (ys < h)).mean() * ((xs >= 0) & (xs < w)).mean()
+        outside[i] = 1.0 - inside
+        crops[i] = _resize(crop, size).astype(dtype) if size != crop_size else crop
+    return crops, outside
+
+
+def _resize(crop: np.ndarray, size: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    out = resize(crop.astype(np.float32), (crop.shape[0], size, size), order=1,
+                 preserve_range=True, anti_aliasing=True)
+    return np.round(out) if crop.dtype == np.uint8 else out
+
+
+def items_from_points(image: np.ndarray, points_yx: np.ndarray, labels: list | None = None,
+                      crop_size: int = POINT_CROP, input_size: int | None = POINT_INPUT,
+                      qc: QCOptions | bool = False, frame: str = "image",
+                      channels: list[int] | None = None) -> ItemSet:
+    """Items cut around ``points_yx`` (row, col) of one image (napari Points layer → crops).
+
+    Parameters
+    ----------
+    labels
+        One class per point (None / NaN / "" = unlabelled), or None for no labels.
+    qc
+        Quality control; False (default, the GUI) keeps every point so items align with the
+        layer's points; QC values are always in the table (``qc_*`` columns).
+    """
+    chw = as_chw(image)
+    if channels is not None:
+        chw = chw[channels]
+    pts = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
+    if labels is not None and len(labels) != len(pts):
+        raise InputError(None, f"{len(labels)} labels for {len(pts)} points")
+    size = input_size or crop_size
+    crops, outside = cut_crops(chw, pts, crop_size, size)
+    clean = [_clean_label(v) for v in (labels if labels is not None else [None] * len(pts))]
+    table = pd.DataFrame({
+        "item_id": [f"{frame}:{i}" for i in range(len(pts))],
+        "source": frame, "label": pd.Series(clean, dtype=object),
+        "y": pts[:, 0], "x": pts[:, 1], "frame": frame, "group": frame,
+    })
+    for col, values in crop_quality(crops, outside).items():
+        table[col] = values
+    items = ItemSet(table, {"image": crops}, {"path": frame, "frames": [frame],
+                                              "crop_size": crop_size})
+    return apply_qc(items, qc)
+
+
+def items_from_labels_layer(image: np.ndarray, label_image: np.ndarray,
+                            labels: dict | None = None, crop_size: int = POINT_CROP,
+                            input_size: int | None = POINT_INPUT,
+                            frame: str = "image") -> ItemSet:
+    """One item per label id of ``label_image``, cut around its centroid (napari Labels layer).
+
+    ``labels`` optionally maps label id → class name. The table gets a ``label_id`` column.
+    """
+    from scipy import ndimage
+
+    lab = np.asarray(label_image)
+    lab = lab.reshape(lab.shape[-2:]) if lab.ndim > 2 and lab.shape[0] == 1 else lab
+    if lab.ndim != 2:
+        raise InputError(None, f"label image has shape {lab.shape}", "a 2-D label image")
+    ids = np.unique(lab)
+    ids = ids[ids > 0]
+    centres = np.asarray(ndimage.center_of_mass(np.ones_like(lab), lab, ids)).reshape(-1, 2)
+    classes = [labels.get(int(i)) if labels else None for i in ids]
+    items = items_from_points(image, centres, classes, crop_size, input_size, frame=frame)
+    items.table["label_id"] = ids.astype(np.int64)
+    items.table["item_id"] = [f"{frame}:label{i}" for i in ids]
+    return items
+
+
+def _clean_label(value) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
+    """``x y class`` lines → points ``(N, 2)`` as (row, col) and class id strings."""
+    pts, ids = [], []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc})") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.replace(",", " ").split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            x, y = float(parts[0]), float(parts[1])
+        except (ValueError, IndexError):
+            raise InputError(path, f"line {n} is {line.strip()[:60]!r}",
+                             "lines 'x y class' with numeric x (column) and y (row)") from None
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise InputError(path, f"line {n} has a non-finite coordinate")
+        pts.append((y, x))
+        ids.append(parts[2] if len(parts) > 2 else None)
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2), ids
+
+
+def class_names_for(ids: set[str], frame_shape: tuple[int, ...] | None = None
+                    ) -> dict[str, str]:
+    """Readable names when the ids look like Chula RBC-12: integer ids 0–12 and either ≥ 8 of
+    them or the data set's 640×480 RGB frames (small subsets). Otherwise no renaming."""
+    ids = {i for i in ids if i is not None}
+    if not ids or not all(i.isdigit() and int(i) <= 12 for i in ids):
+        return {}
+    if len(ids) >= 8 or tuple(frame_shape or ()) == (3, 480, 640):
+        return {i: CHULA_NAMES[int(i)] for i in ids}
+    return {}
+
+
+def read_points_folder(root: Path, options) -> ItemSet:
+    """``images/`` + ``labels/<stem>.txt`` → labelled crops, one group per frame."""
+    root = Path(root)
+    frames = sorted(f for f in (root / "images").iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not frames:
+        raise InputError(root / "images", "contains no images", "*.jpg|png|tif frames")
+    extra = dict(options.extra or {})
+    crop = int(extra.get("point_crop", POINT_CROP))
+    size = int(options.crop_size or extra.get("input_size", POINT_INPUT))
+    parsed = {f: read_points_file(root / "labels" / f"{f.stem}.txt") for f in frames
+              if (root / "labels" / f"{f.stem}.txt").is_file()}
+    if not any(len(p) for p, _ in parsed.values()):
+        raise InputError(root / "labels", "has no points for the images",
+                         "labels/<image stem>.txt with lines 'x y class'")
+    first = read_image_chw(next(iter(parsed))) if parsed else None
+    names = class_names_for({i for _, ids in parsed.values() for i in ids},
+                            None if first is None else first.shape) \
+        if extra.get("class_names", True) else {}
+    parts, frame_list = [], []
+    for f, (pts, ids) in parsed.items():
+        frame_list.append(readable(f))
+        if not len(pts):
+            continue
+        from napari_cellcurator.core.io.celltype_readers import select_channels
+
+        chw = select_channels(read_image_chw(f), options.channels, f)
+        labels = [names.get(i, i) if i is not None else None for i in ids]
+        part = items_from_points(chw, pts, labels, crop, size, qc=False,
+                                 frame=readable(f))
+        part.table["group"] = readable(f.stem)
+        part.table["item_id"] = [f"{readable(f.stem)}:{i}" for i in range(len(part.table))]
+        parts.append(part)
+    channels_n = {p.arrays["image"].shape[1] for p in parts}
+    if len(channels_n) > 1:
+        raise InputError(root / "images", f"frames have different channel counts "
+                                          f"{sorted(channels_n)}")
+    table = pd.concat([p.table for p in parts], ignore_index=True)
+    crops = np.concatenate([p.arrays["image"] for p in parts])
+    order = sorted(names, key=int) if names else []
+    items = ItemSet(table, {"image": crops}, {
+        "path": readable(root), "frames": frame_list, "crop_size": crop,
+        "classes": [names[i] for i in order if names[i] in set(table["label"])] or None,
+        "class_ids": {names[i]: int(i) for i in order} or None,
+    })
+    return apply_qc(items, extra.get("qc", True))

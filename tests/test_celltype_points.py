@@ -1,0 +1,162 @@
+"""Celltype: point reader, crops, QC, proposals, items from napari layers (real Chula files)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_cellcurator.core.data.proposals import match_points, propose_cells
+from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quality
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io import celltype_readers as cr
+from napari_cellcurator.core.io.images import read_image_chw
+from napari_cellcurator.core.io.points import cut_crops, read_points_file
+from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+
+@pytest.fixture(scope="module")
+def chula(shared_data) -> Path:
+    return shared_data / "celltype" / "chula_rbc12"
+
+
+@pytest.fixture(scope="module")
+def chula_subset(chula, tmp_path_factory) -> Path:
+    """Three real smear frames in the images/ + labels/ layout."""
+    dst = tmp_path_factory.mktemp("chula") / "chula3"
+    (dst / "images").mkdir(parents=True)
+    (dst / "labels").mkdir()
+    for stem in ("1", "12", "103"):
+        shutil.copy(chula / "images" / f"{stem}.jpg", dst / "images")
+        shutil.copy(chula / "labels" / f"{stem}.txt", dst / "labels")
+    return dst
+
+
+def test_points_reader_real_chula(chula_subset):
+    items = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    n_lines = sum(len(read_points_file(p)[0]) for p in (chula_subset / "labels").glob("*.txt"))
+    assert len(items) == n_lines == items.meta["qc"]["n_in"]
+    assert items.arrays["image"].shape[1:] == (3, 32, 32)
+    assert set(items.table["group"]) == {"1", "12", "103"}
+    assert {"y", "x", "frame", "group"} <= set(items.table.columns)
+    # Chula ids become names; the first line of 1.txt is "594 95 0" (x=col, y=row)
+    first = items.table.iloc[0]
+    assert (first["x"], first["y"], first["label"]) == (594, 95, "normal")
+    assert len(items.meta["frames"]) == 3
+    assert items.meta["classes"][0] == "normal"
+
+
+def test_crop_is_centred_on_x_column_y_row(chula):
+    img = read_image_chw(chula / "images" / "1.jpg")
+    crops, outside = cut_crops(img, np.array([[95.0, 594.0]]), 64)
+    np.testing.assert_array_equal(crops[0], img[:, 95 - 32:95 + 32, 594 - 32:594 + 32])
+    assert outside[0] == 0
+
+
+def test_border_points_are_padded_and_flagged(chula):
+    img = read_image_chw(chula / "images" / "1.jpg")
+    h, w = img.shape[1:]
+    pts = np.array([[0, 0], [h - 1, w - 1], [240, 2], [240, 320]], dtype=float)
+    crops, outside = cut_crops(img, pts, 64, 32)
+    assert crops.shape == (4, 3, 32, 32) and crops.dtype == np.uint8
+    assert outside[0] == pytest.approx(1 - 0.5 * 0.5)  # a corner: 3/4 of the crop is padding
+    assert outside[3] == 0
+    items = cr.items_from_points(img, pts, ["a", "b", None, "c"], 64)
+    flags = items.meta["qc"]["flagged"]
+    assert flags["border"] == 3 and len(items) == 4  # the GUI default keeps every point
+    dropped = apply_qc(items, QCOptions(max_outside=0.3))
+    assert len(dropped) == 1 and dropped.meta["qc"]["dropped"]["border"] == 3
+
+
+def test_qc_counts_defocus_and_empty(chula):
+    img = read_image_chw(chula / "images" / "12.jpg")
+    pts, _ = read_points_file(chula / "labels" / "12.txt")
+    crops, outside = cut_crops(img, pts, 64, 32)
+    from scipy import ndimage
+
+    blurred = np.stack([ndimage.gaussian_filter(c.astype(np.float32), (0, 4, 4))
+                        for c in crops[:5]])
+    empty = np.full_like(crops[:3], 200)
+    all_crops = np.concatenate([crops.astype(np.float32), blurred, empty.astype(np.float32)])
+    q = crop_quality(all_crops, np.zeros(len(all_crops)))
+    items = cr.items_from_points(img, np.zeros((len(all_crops), 2)) + 200, None, 64)
+    for k, v in q.items():
+        items.table[k] = v
+    out = apply_qc(items, True)
+    assert out.meta["qc"]["flagged"]["defocus"] >= 5 - 1
+    assert out.meta["qc"]["flagged"]["empty"] == 3
+    assert len(out) <= len(crops) + 1
+
+
+def test_full_chula_qc_counts_are_small(chula_subset):
+    items = get_task("celltype").read(chula_subset, ReadOptions())
+    qc = items.meta["qc"]
+    assert qc["applied"] and qc["n_out"] == len(items)
+    assert 0 < qc["n_in"] - qc["n_out"] < 0.1 * qc["n_in"]  # QC drops few real cells
+
+
+def test_bad_label_line(tmp_path, chula):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    shutil.copy(chula / "images" / "1.jpg", tmp_path / "images")
+    (tmp_path / "labels" / "1.txt").write_text("10 20 0\nten 5 1\n")
+    with pytest.raises(InputError, match="line 2"):
+        get_task("celltype").read_checked(tmp_path, ReadOptions())
+
+
+def test_non_chula_ids_stay_strings(tmp_path, chula):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    rgb = np.moveaxis(read_image_chw(chula / "images" / "1.jpg"), 0, -1)
+    Image.fromarray(rgb[:300, :400]).save(tmp_path / "images" / "a.png")  # not Chula's 640×480
+    (tmp_path / "labels" / "a.txt").write_text("100 100 0\n200 200 1\n300 250 0\n")
+    items = get_task("celltype").read(tmp_path, ReadOptions())
+    assert sorted(items.table["label"]) == ["0", "0", "1"]
+    shutil.copy(chula / "images" / "1.jpg", tmp_path / "images")
+    (tmp_path / "labels" / "1.txt").write_text("100 100 0\n200 200 1\n")
+    named = get_task("celltype").read(tmp_path, ReadOptions())  # Chula frames: names
+    assert set(named.table["label"]) == {"normal", "macrocyte"}
+    raw = get_task("celltype").read(tmp_path, ReadOptions(extra={"class_names": False}))
+    assert set(raw.table["label"]) == {"0", "1"}
+
+
+@pytest.mark.parametrize("stem", ["1", "103"])
+def test_proposals_find_labelled_cells(chula, stem):
+    img = read_image_chw(chula / "images" / f"{stem}.jpg")
+    truth, _ = read_points_file(chula / "labels" / f"{stem}.txt")
+    centres, labels = propose_cells(img, cell_diameter=40)
+    assert labels.shape == img.shape[1:] and labels.max() == len(centres)
+    assert match_points(centres, truth, 15).mean() > 0.85
+    assert len(centres) < 1.5 * len(truth)
+
+
+def test_log_proposals(chula):
+    img = read_image_chw(chula / "images" / "12.jpg")
+    truth, _ = read_points_file(chula / "labels" / "12.txt")
+    centres, _ = propose_cells(img, 40, method="log")
+    assert match_points(centres, truth, 15).mean() > 0.75
+
+
+def test_items_from_points_and_labels_layer_rgb(chula):
+    rgb = np.moveaxis(read_image_chw(chula / "images" / "1.jpg"), 0, -1)  # napari RGB layer
+    pts = np.array([[95, 594], [151, 601]], dtype=float)
+    items = cr.items_from_points(rgb, pts, ["normal", float("nan")], 64)
+    assert items.arrays["image"].shape == (2, 3, 32, 32)
+    assert list(items.table["label"].isna()) == [False, True]
+    np.testing.assert_allclose(items.table[["y", "x"]].to_numpy(), pts)
+    lab = np.zeros(rgb.shape[:2], dtype=np.int32)
+    lab[80:110, 580:610] = 3
+    lab[300:320, 10:40] = 7
+    li = cr.items_from_labels_layer(rgb, lab)
+    assert list(li.table["label_id"]) == [3, 7]
+    np.testing.assert_allclose(li.table[["y", "x"]].to_numpy(), [[94.5, 594.5], [309.5, 24.5]])
+    assert li.table["item_id"].is_unique
+
+
+def test_label_count_mismatch_is_input_error():
+    with pytest.raises(InputError):
+        cr.items_from_points(np.zeros((50, 50)), np.zeros((3, 2)), ["a"], 16)
