@@ -56,6 +56,7 @@ def _log(msg: str) -> None:
 def run_case(case: DemoCase, out: Path, epochs: int | None = None) -> DemoResult:
     """Train, predict, evaluate and explain one task on its sample data."""
     from napari_cellcurator.core.explain.api import explain_item
+    from napari_cellcurator.core.metrics import jsonable
     from napari_cellcurator.core.pipeline import (
         TrainRequest,
         predict_items,
@@ -85,17 +86,11 @@ def run_case(case: DemoCase, out: Path, epochs: int | None = None) -> DemoResult
     heatmap = out / f"{case.task}_occlusion_{_safe(item)}.npy"
     explain_item(str(model_dir), str(data), item, "occlusion", out=str(heatmap))
     _log(f"{case.task}: {len(table)} items predicted, item {item!r} explained")
-    return DemoResult(case, data, model_dir, _jsonable(metrics), csv, item, heatmap)
+    return DemoResult(case, data, model_dir, jsonable(metrics), csv, item, heatmap)
 
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60]
-
-
-def _jsonable(obj):
-    from napari_cellcurator.core.pipeline import _jsonable as convert
-
-    return convert(obj)
 
 
 def run_demo(out: Path, viewer: bool = True, epochs: int | None = None) -> dict:

@@ -53,3 +53,18 @@ def proportion_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict:
         "bce": float(bce),
         "mae": float(np.mean(np.abs(y_true - y_prob))),
     }
+
+
+def jsonable(obj):
+    """``obj`` with numpy scalars made plain and NaN/inf made None, ready for ``json.dumps``."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

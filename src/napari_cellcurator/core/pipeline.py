@@ -20,6 +20,7 @@ from napari_cellcurator.core.data.splits import data_hash, hash_split
 from napari_cellcurator.core.device import resolve_device, seed_everything
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.metrics import jsonable as _jsonable
 from napari_cellcurator.core.models.registry import available_models, build_model
 from napari_cellcurator.core.store.modelio import ModelConfig, load_model, save_model
 from napari_cellcurator.core.tasks import ReadOptions, Task, get_task
@@ -217,15 +218,3 @@ def evaluate(model_dir: str, data: list[str] | str, device: str = "auto") -> dic
     metrics = task.metrics(labelled.table, scores, config.classes)
     metrics.update({"task": config.task, "arch": config.arch, "model": str(model_dir)})
     return _jsonable(metrics)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.metrics import jsonable as _jsonable
 from napari_cellcurator.core.store.atomic import atomic_write
 
 SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
@@ -137,15 +138,3 @@ def _present(value) -> bool:
         return not np.isnan(float(value))
     except (TypeError, ValueError):
         return False
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
