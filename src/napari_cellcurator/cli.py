@@ -200,19 +200,20 @@ def _cmd_compare(a) -> int:
 
 
 def _cmd_cluster(a) -> int:
-    from napari_cellcurator.core.unsupervised import cluster
+    from napari_cellcurator.core.clustering import cluster
 
     result = cluster(a.task, a.data, a.out, k=a.k, channels=a.channels, model_dir=a.model,
-                     method=a.method, seed=a.seed)
+                     method=a.method, seed=a.seed, on_update=_progress_printer("autoencoder"))
     print(json.dumps(result) if a.json else f"wrote {a.out}: {result.get('k')} clusters")
     return 0
 
 
 def _cmd_pretrain(a) -> int:
-    from napari_cellcurator.core.unsupervised import pretrain
+    from napari_cellcurator.core.pretrain import pretrain
 
     data = a.data if len(a.data) > 1 else a.data[0]
-    pretrain(a.task, data, a.out, channels=a.channels, epochs=a.epochs)
+    pretrain(a.task, data, a.out, channels=a.channels, epochs=a.epochs,
+             on_update=_progress_printer("pretrain"))
     print(f"saved pretrained encoder to {a.out}; use `cellcurator train --init {a.out}`")
     return 0
 

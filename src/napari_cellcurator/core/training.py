@@ -119,6 +119,20 @@ def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dic
     return torch.cat(outs)
 
 
+def optimisation_step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched, epoch: int,
+                      step: int) -> TrainingFailed | None:
+    """Back-propagate ``loss`` and step optimiser and schedule; a non-finite loss stops
+    training with a :class:`TrainingFailed` instead of silently corrupting the weights."""
+    if not torch.isfinite(loss):
+        return TrainingFailed(f"loss became {loss.item()} at epoch {epoch}, step {step}; "
+                              "try a lower learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return None
+
+
 def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None, prep: dict,
         classes: list[str], config: TrainConfig, arch: str = "") -> Iterator[TrainingUpdate]:
     """Train ``model`` on labelled ``train`` items; keep the best epoch on ``val``.
@@ -164,14 +178,10 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
             batch = {k: v.to(device) for k, v in batch.items()}
             target = torch.as_tensor(np.array(y_train[idx]), device=device)
             loss = task.loss(model(**batch), target, weights, arch)
-            if not torch.isfinite(loss):
-                yield TrainingFailed(f"loss became {loss.item()} at epoch {epoch}, step {step}; "
-                                     "try a lower learning rate")
+            failure = optimisation_step(loss, opt, sched, epoch, step)
+            if failure is not None:
+                yield failure
                 return
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
             losses.append(float(loss.detach()))
             yield StepDone(epoch, step + 1, steps, losses[-1])
         val_loss, val_metrics = None, {}

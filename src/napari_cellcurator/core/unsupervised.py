@@ -33,6 +33,7 @@ from napari_cellcurator.core.training import (
     TrainingFailed,
     TrainingUpdate,
     iterate_batches,
+    optimisation_step,
 )
 
 #: latent size of the autoencoders (also the projection size of contrastive pretraining)
@@ -122,14 +123,10 @@ def fit_autoencoder(task: Task, model: torch.nn.Module, train: ItemSet, val: Ite
             idx = order[step * config.batch_size:(step + 1) * config.batch_size]
             batch = _to(task.make_batch(train, idx, prep, augment=True, rng=rng), device)
             loss = objective(model, batch, rng)
-            if not torch.isfinite(loss):
-                yield TrainingFailed(f"loss became {loss.item()} at epoch {epoch}, step {step}; "
-                                     "try a lower learning rate")
+            failure = optimisation_step(loss, opt, sched, epoch, step)
+            if failure is not None:
+                yield failure
                 return
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
             losses.append(float(loss.detach()))
             yield StepDone(epoch, step + 1, steps, losses[-1])
         train_loss = float(np.mean(losses))
