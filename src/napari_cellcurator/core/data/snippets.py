@@ -104,7 +104,11 @@ class SnippetArray:
     def __len__(self) -> int:
         return len(self.grid)
 
-    def __getitem__(self, index) -> SnippetArray:
+    def __getitem__(self, index):
+        """Index arrays/slices → a lazy :class:`SnippetArray`; tuples (``frames[:, 0]``) → a
+        lazy dask array."""
+        if isinstance(index, tuple):
+            return self.to_dask_array()[index]
         if isinstance(index, slice):
             index = np.arange(len(self))[index]
         index = np.asarray(index)
@@ -113,6 +117,14 @@ class SnippetArray:
         index = np.atleast_1d(index).astype(np.int64)
         return SnippetArray(self.movies, self.blocks[index], self.grid[index],
                             self.length, self.size, self.scale)
+
+    def to_dask_array(self):
+        """The snippets as a dask array, one chunk per snippet (``da.asarray`` uses this, e.g.
+        when item sets of several data paths are concatenated)."""
+        import dask.array as da
+
+        return da.from_array(_EagerView(self), chunks=(1, *self.shape[1:]), asarray=False,
+                             meta=np.zeros((0, 0, 0, 0), np.float32))
 
     def compute(self) -> np.ndarray:
         """Read and normalise the snippets: float32 (N, ℓ, S, S)."""
@@ -148,6 +160,20 @@ class SnippetArray:
             snip[:, by * side:(by + 1) * side, bx * side:(bx + 1) * side] = robust_normalise(
                 self._read_block(blocks[j], side))
         return robust_normalise(snip)
+
+
+class _EagerView:
+    """numpy-returning indexing of a :class:`SnippetArray` (the getter dask needs)."""
+
+    def __init__(self, arr: SnippetArray):
+        self.arr, self.shape, self.dtype, self.ndim = arr, arr.shape, arr.dtype, 4
+
+    def __getitem__(self, index):
+        index = index if isinstance(index, tuple) else (index,)
+        first, rest = index[0], index[1:]
+        if isinstance(first, int | np.integer):
+            return self.arr[[int(first)]].compute()[0][rest]
+        return self.arr[first].compute()[(slice(None), *rest)]
 
 
 def augment_snippets(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -109,7 +109,7 @@ def read_movie_items(path: Path, opts: SnippetOptions) -> ItemSet:
                          "a smaller tile size")
     pos = grid_positions((0, t), (0, h), (0, w), opts.length, fp, stride_px,
                          opts.t_stride or opts.length)
-    table = _table(movie, pos, opts, "", readable(path), 0, None, None)
+    table = _table(movie, pos, opts, f"{readable(path.name)}:", readable(path), 0, None, None)
     table["label"] = None
     arr = SnippetArray.from_positions([movie], np.zeros(len(pos), dtype=np.int64), pos,
                                       opts.length, opts.tile, opts.scale)
@@ -145,6 +145,7 @@ def _row_region(row: ManifestRow, movie: Movie, opts: SnippetOptions, csv: Path)
 def read_manifest_items(csv: Path, opts: SnippetOptions) -> ItemSet:
     """Snippets of every manifest row, plus the composites it asks for."""
     rows, classes = read_manifest(csv)
+    stem = readable(csv.stem)  # item ids stay unique when several manifests are read together
     movies: list[Movie] = []
     index: dict[tuple[str, str], int] = {}
     parts, blocks, grids = [], [], []
@@ -176,7 +177,7 @@ def read_manifest_items(csv: Path, opts: SnippetOptions) -> ItemSet:
             fp = _footprint(opts)
             reg = region_id(pos[:, 1] + fp / 2, pos[:, 2] + fp / 2, movie.shape, opts.n_regions)
             group = [forced_group(row.split, f"region{r}") for r in reg]
-        parts.append(_table(movie, pos, opts, f"r{row.number}:", readable(row.path),
+        parts.append(_table(movie, pos, opts, f"{stem}:r{row.number}:", readable(row.path),
                             row.number, row.proportion, group))
         b = np.full((len(pos), kmax * kmax, 4), -1, dtype=np.int64)
         b[:, 0, 0], b[:, 0, 1:] = m, pos
@@ -197,7 +198,7 @@ def read_manifest_items(csv: Path, opts: SnippetOptions) -> ItemSet:
         groups = [forced_group(row.split, f"region{r}") if row.split else f"region{r}"
                   for r in reg]
         parts.append(pd.DataFrame({
-            "item_id": [f"r{row.number}:c{i}" for i in range(row.n)],
+            "item_id": [f"{stem}:r{row.number}:c{i}" for i in range(row.n)],
             "source": f"composite of rows {row.composite_of[0]}+{row.composite_of[1]}",
             "label": labels, "row": row.number, "kind": "composite",
             "t0": cb[:, 0, 1], "y0": cb[:, 0, 2], "x0": cb[:, 0, 3],
