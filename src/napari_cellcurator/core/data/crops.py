@@ -1,20 +1,74 @@
-"""Crops: normalisation and augmentation (numpy, batched)."""
+"""Crops: squaring, resizing, normalisation and augmentation (numpy, batched)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
+def pad_to_square(arr: np.ndarray) -> np.ndarray:
+    """Pad a ``(C, H, W)`` crop to a square with its per-channel border median.
+
+    Keeps the aspect ratio (cell shape is a class feature, e.g. ovalocytes) when crops of
+    varying size are brought to one input size.
+    """
+    c, h, w = arr.shape
+    if h == w:
+        return arr
+    side = max(h, w)
+    border = np.concatenate([arr[:, 0, :], arr[:, -1, :], arr[:, :, 0], arr[:, :, -1]], axis=1)
+    out = np.empty((c, side, side), dtype=np.float32)
+    out[:] = np.median(border, axis=1).astype(np.float32)[:, None, None]
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    out[:, y0:y0 + h, x0:x0 + w] = arr
+    return out
+
+
+def resize_chw(arr: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of a ``(C, H, W)`` image to ``(C, size, size)`` (float32)."""
+    if arr.shape[1:] == (size, size):
+        return arr.astype(np.float32)
+    from skimage.transform import resize
+
+    shrinking = max(arr.shape[1:]) > size
+    return resize(arr.astype(np.float32), (arr.shape[0], size, size), order=1,
+                  preserve_range=True, anti_aliasing=shrinking).astype(np.float32)
+
+
 def normalise_crops(crops: np.ndarray, mean, std) -> np.ndarray:
-    """Per-channel standardisation with training-set statistics; crops are (N, C, H, W)."""
+    """Per-channel standardisation with training-set statistics; crops are (N, C, H, W).
+
+    Dataset statistics (not per-cell) keep the absolute brightness and size of a cell, which
+    carry class information (e.g. DNA content / cell size over the cell cycle).
+    """
     mean = np.asarray(mean, dtype=np.float32)[None, :, None, None]
     std = np.asarray(std, dtype=np.float32)[None, :, None, None]
     return (crops - mean) / std
 
 
+def normalise_per_cell(crops: np.ndarray) -> np.ndarray:
+    """Per-crop, per-channel standardisation (removes brightness; for varying illumination)."""
+    mean = crops.mean(axis=(2, 3), keepdims=True)
+    std = crops.std(axis=(2, 3), keepdims=True) + 1e-6
+    return (crops - mean) / std
+
+
+def _shift(c: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Translate a (C, H, W) crop, repeating edge pixels (no wrap-around of the far side)."""
+    if dy == 0 and dx == 0:
+        return c
+    h, w = c.shape[1:]
+    ys = np.clip(np.arange(h) - dy, 0, h - 1)
+    xs = np.clip(np.arange(w) - dx, 0, w - 1)
+    return c[:, ys][:, :, xs]
+
+
 def augment_crops(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 2,
-                  noise: float = 0.05) -> np.ndarray:
-    """Random flips, 90° rotations, small translations and noise, per crop (square crops)."""
+                  noise: float = 0.05, blur_p: float = 0.0, gain: float = 0.0) -> np.ndarray:
+    """Random flips, 90° rotations, small translations, blur, gain and noise, per crop.
+
+    The seed paper's class-balancing augmentation (affine moves, blur and noise); crops are
+    already normalised, so ``noise`` and ``gain`` are in units of the dataset std.
+    """
     out = np.empty_like(crops)
     for i, c in enumerate(crops):
         c = np.rot90(c, k=int(rng.integers(4)), axes=(1, 2))
@@ -22,8 +76,15 @@ def augment_crops(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 
             c = c[:, :, ::-1]
         if max_shift:
             dy, dx = rng.integers(-max_shift, max_shift + 1, size=2)
-            c = np.roll(c, (int(dy), int(dx)), axis=(1, 2))
+            c = _shift(c, int(dy), int(dx))
+        if blur_p and rng.random() < blur_p:
+            from scipy.ndimage import gaussian_filter
+
+            c = gaussian_filter(c, sigma=(0, *[float(rng.uniform(0.3, 1.0))] * 2))
         out[i] = c
+    if gain:
+        out *= rng.uniform(1 - gain, 1 + gain, size=(len(out), out.shape[1], 1, 1)).astype(
+            np.float32)
     if noise:
         out += rng.normal(0, noise, size=out.shape).astype(np.float32)
     return out
