@@ -171,3 +171,21 @@ def test_manifest_items_composites_and_groups(tmp_path):
     # a composite with label 0 reads only movie a: equals a normalised A block layout
     x = items.load(np.flatnonzero(t["kind"] == "composite"), "frames")
     assert np.isfinite(x).all() and x.shape == (30, 5, 16, 16)
+
+
+def test_several_manifests_concatenate_lazily_and_display(tmp_path):
+    np.save(tmp_path / "a.npy", _movie(8, 32, 32))
+    np.save(tmp_path / "b.npy", _movie(8, 32, 32, seed=2))
+    m1 = _manifest(tmp_path, "path,proportion\na.npy,0\nb.npy,1\n")
+    m2 = tmp_path / "other.csv"
+    m2.write_text("path,proportion\na.npy,0\n")
+    task = get_task("mixture")
+    opts = ReadOptions(extra={"tile": 16})
+    one = task.read(m1, opts)
+    both = task.read_many([m1, m2], opts)
+    assert len(both) == len(one) + len(task.read(m2, opts))
+    np.testing.assert_allclose(both.load(np.array([0, len(one)]), "frames"),
+                               one.load(np.array([0, 0]), "frames"), rtol=1e-6)
+    first = one.arrays["frames"][:, 0]  # what the widget shows without a single movie
+    assert first.shape == (len(one), 16, 16)
+    np.testing.assert_allclose(np.asarray(first[2]), one.load(np.array([2]), "frames")[0, 0])
