@@ -27,7 +27,6 @@ def _stream(cin: int, widths: Sequence[int]) -> nn.Sequential:
         layers += [nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
                    nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         cin = w
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return nn.Sequential(*layers)
 
 
@@ -55,11 +54,14 @@ class DifferentialCNN(nn.Module):
         Units of each stream's fully connected layer.
     dropout
         Dropout before the output layer.
+    head
+        ``"fc"`` (global pooling + FC per stream) or ``"map"`` (a per-position logit map whose
+        mean sigmoid is the proportion).
     """
 
     def __init__(self, in_frames: int = 5, diff_orders: Sequence[int] = (1,),
                  use_frames: bool = True, widths: Sequence[int] = (16, 32, 64),
-                 hidden: int = 64, dropout: float = 0.5):
+                 hidden: int = 64, dropout: float = 0.5, head: str = "fc"):
         super().__init__()
         self.diff_orders = tuple(int(k) for k in diff_orders)
         if any(k < 1 or k >= in_frames for k in self.diff_orders):
@@ -69,15 +71,30 @@ class DifferentialCNN(nn.Module):
         if not cins:
             raise ValueError("a model needs at least one stream")
         self.streams = nn.ModuleList(_stream(c, widths) for c in cins)
-        self.fcs = nn.ModuleList(nn.Sequential(nn.Linear(widths[-1], hidden), nn.ReLU(True))
-                                 for _ in cins)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * len(cins), 1))
+        if head not in ("fc", "map"):
+            raise ValueError(f"head must be 'fc' or 'map', not {head!r}")
+        self.head_kind = head
+        # "fc": per stream global pool + FC, concatenated, linear → logit (the paper's fusion).
+        # "map": per position 1×1 convs → a logit map; proportion = mean of its sigmoids
+        # (a proportion is an area average), returned as a logit
+        k = 1 if head == "map" else None
+        self.fcs = nn.ModuleList(
+            (nn.Sequential(nn.Conv2d(widths[-1], hidden, k), nn.ReLU(True)) if k else
+             nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], hidden),
+                           nn.ReLU(True))) for _ in cins)
+        self.head = nn.Sequential(nn.Dropout(dropout),
+                                  nn.Conv2d(hidden * len(cins), 1, 1) if k else
+                                  nn.Linear(hidden * len(cins), 1))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         inputs = ([frames] if self.use_frames else []) + [
             temporal_difference(frames, k) for k in self.diff_orders]
         feats = [fc(s(x)) for s, fc, x in zip(self.streams, self.fcs, inputs, strict=True)]
-        return self.head(torch.cat(feats, dim=1)).reshape(-1)
+        out = self.head(torch.cat(feats, dim=1))
+        if self.head_kind == "map":
+            p = torch.sigmoid(out).mean(dim=(1, 2, 3)).clamp(1e-6, 1 - 1e-6)
+            return torch.log(p) - torch.log1p(-p)
+        return out.reshape(-1)
 
 
 class C3D(nn.Module):
@@ -110,8 +127,16 @@ def build_cnn(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
 @register_model("dcnn", task="mixture",
                 description="differential CNN: streams on X and dX (default)")
 def build_dcnn(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
-               diff_orders: Sequence[int] = (1,), dropout: float = 0.5, **_) -> nn.Module:
-    return DifferentialCNN(in_frames, diff_orders=diff_orders, dropout=dropout)
+               diff_orders: Sequence[int] = (1,), dropout: float = 0.5, head: str = "fc",
+               **_) -> nn.Module:
+    return DifferentialCNN(in_frames, diff_orders=diff_orders, dropout=dropout, head=head)
+
+
+@register_model("dcnn_map", task="mixture",
+                description="differential CNN with a per-position proportion map head")
+def build_dcnn_map(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
+                   diff_orders: Sequence[int] = (1,), dropout: float = 0.5, **_) -> nn.Module:
+    return DifferentialCNN(in_frames, diff_orders=diff_orders, dropout=dropout, head="map")
 
 
 @register_model("c3d", task="mixture", description="3-D convolutions over (t, y, x)")
