@@ -160,3 +160,15 @@ def test_items_from_points_and_labels_layer_rgb(chula):
 def test_label_count_mismatch_is_input_error():
     with pytest.raises(InputError):
         cr.items_from_points(np.zeros((50, 50)), np.zeros((3, 2)), ["a"], 16)
+
+
+def test_class_folders_count_qc_but_keep_every_crop(jurkat_subset):
+    task = get_task("celltype")
+    items = task.read(jurkat_subset, ReadOptions(channels=[0, 2]))
+    qc = items.meta["qc"]
+    assert not qc["applied"] and qc["n_out"] == qc["n_in"] == len(items) == 36
+    assert {"qc_sharpness", "qc_contrast", "qc_outside"} <= set(items.table.columns)
+    strict = task.read(jurkat_subset, ReadOptions(channels=[0, 2],
+                                                  extra={"qc": {"blur_ratio": 0.9}}))
+    assert strict.meta["qc"]["applied"] and len(strict) == 36 - strict.meta["qc"]["flagged"][
+        "defocus"] < 36

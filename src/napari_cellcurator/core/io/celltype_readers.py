@@ -84,8 +84,16 @@ def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
         "source": [readable(f) for f in files],
         "label": [readable(lab) for lab in labels],
     })
-    return ItemSet(table, {"image": np.stack(crops)},
-                   {"path": str(root), "classes": [readable(d.name) for d in class_dirs]})
+    crops = np.stack(crops)
+    from napari_cellcurator.core.data.quality import apply_qc, crop_quality
+
+    for col, values in crop_quality(crops, np.zeros(len(crops))).items():
+        table[col] = values
+    items = ItemSet(table, {"image": crops},
+                    {"path": str(root), "classes": [readable(d.name) for d in class_dirs]})
+    # pre-cut crops (imaging flow cytometry): QC counts only by default; dropping would
+    # remove real, merely dim cells (extra {"qc": true} or a QCOptions dict turns it on)
+    return apply_qc(items, options.extra.get("qc", False))
 
 
 def __getattr__(name: str):
