@@ -12,10 +12,34 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_cellcurator._sample_data import sample_root
+
+
+def side_by_side_movie(out: Path) -> Path:
+    """A display movie for the mixture demo: the T98G and C2C12 sample crops side by side.
+
+    A spatial composite of two pure real movies (each scaled to [0, 1] by its own 1st/99th
+    percentiles, same number of frames), so the proportion map should read ~0 on the left
+    half and ~1 on the right. It is a composite for display, not a real mixed culture.
+    """
+    import numpy as np
+    import tifffile
+
+    folder = sample_root() / "mixture"
+    movies = [tifffile.imread(folder / name).astype(np.float32)
+              for name in ("t98g_crop.tif", "c2c12_crop.tif")]
+    frames = min(m.shape[0] for m in movies)
+    scaled = []
+    for m in movies:
+        lo, hi = np.percentile(m[:frames], [1, 99])
+        scaled.append(np.clip((m[:frames] - lo) / max(hi - lo, 1e-6), 0, 1))
+    path = out / "mixture_side_by_side.tif"
+    tifffile.imwrite(path, np.concatenate(scaled, axis=2).astype(np.float32))
+    return path
 
 
 @dataclass
@@ -27,12 +51,14 @@ class DemoCase:
     epochs: int
     channels: list[int] | None = None
     extra: dict = field(default_factory=dict)
+    #: builds the data shown and predicted in the viewer (default: the training data)
+    display: Callable[[Path], Path] | None = None
 
 
 CASES = (
-    DemoCase("celltype", "celltype/chula_small", epochs=6),
+    DemoCase("celltype", "celltype/chula_small", epochs=5),
     DemoCase("cellness", "cellness_sim", epochs=4),
-    DemoCase("mixture", "mixture/manifest.csv", epochs=4),
+    DemoCase("mixture", "mixture/manifest.csv", epochs=6, display=side_by_side_movie),
 )
 
 
@@ -42,6 +68,7 @@ class DemoResult:
 
     case: DemoCase
     data_path: Path
+    display_path: Path
     model_dir: Path
     metrics: dict
     predictions_csv: Path
@@ -76,17 +103,21 @@ def run_case(case: DemoCase, out: Path, epochs: int | None = None) -> DemoResult
                                device="auto", read_extra=case.extra))
     _log(f"{case.task}: trained {saved.config.arch} in {time.perf_counter() - t0:.0f} s")
     items = read_for_model(saved.config, str(data))
-    table, scores = predict_items(saved.model, saved.config, items)
+    _, scores = predict_items(saved.model, saved.config, items)
     task = get_task(case.task)
     metrics = task.metrics(items.table, scores, saved.config.classes)
     metrics["validation"] = saved.config.metrics.get("validation", {})
+    shown = case.display(out) if case.display else data
+    if shown != data:
+        items = read_for_model(saved.config, str(shown))
+    table, _ = predict_items(saved.model, saved.config, items)
     csv = out / f"{case.task}_predictions.csv"
     atomic_write(csv, lambda p: table.to_csv(p, index=False))
     item = str(table.sort_values("uncertainty", ascending=False)["item_id"].iloc[0])
     heatmap = out / f"{case.task}_occlusion_{_safe(item)}.npy"
-    explain_item(str(model_dir), str(data), item, "occlusion", out=str(heatmap))
+    explain_item(str(model_dir), str(shown), item, "occlusion", out=str(heatmap))
     _log(f"{case.task}: {len(table)} items predicted, item {item!r} explained")
-    return DemoResult(case, data, model_dir, jsonable(metrics), csv, item, heatmap)
+    return DemoResult(case, data, Path(shown), model_dir, jsonable(metrics), csv, item, heatmap)
 
 
 def _safe(text: str) -> str:

@@ -69,12 +69,13 @@ def screenshot_results(results, out: Path) -> list[Path]:
                 napari.utils.resize_dask_cache(mem_fraction=0.05)
                 viewer.window.resize(1600, 1000)
                 config = read_config(result.model_dir)
-                items = read_for_model(config, str(result.data_path))
+                items = read_for_model(config, str(result.display_path))
                 predictions = pd.read_csv(result.predictions_csv, dtype={"item_id": str})
                 heatmap = np.load(result.heatmap_path)
                 show_task_results(viewer, result.case.task, items, predictions,
                                   heatmap=heatmap, heatmap_item=result.explained_item)
                 _add_docks(viewer)
+                _frame(viewer, result.case.task, len(items))
                 _settle(viewer, 1.5)
                 path = out / f"{result.case.task}.png"
                 viewer.screenshot(str(path), canvas_only=False, flash=False)
@@ -82,6 +83,16 @@ def screenshot_results(results, out: Path) -> list[Path]:
             finally:
                 viewer.close()
         return paths
+
+
+def _frame(viewer, task: str, n_items: int) -> None:
+    """Frame the view: the whole field for ROIs and movies; for crop mosaics a readable
+    neighbourhood of the explained cell (show_task_results centred the camera on it)."""
+    centre = viewer.camera.center
+    viewer.reset_view()
+    if task == "celltype":
+        viewer.camera.zoom *= max(1.0, float(np.sqrt(n_items)) / 9)
+        viewer.camera.center = centre
 
 
 def _add_docks(viewer) -> None:

@@ -141,7 +141,13 @@ def celltype_layer_data(items: ItemSet, predictions: pd.DataFrame | None = None,
     n_ch = img.shape[0]
     image_meta = {"name": [f"{name} ch{c}" for c in range(n_ch)] if n_ch > 1 else f"{name} crops",
                   "metadata": {"cellcurator_role": "image"}}
-    if n_ch > 1:
+    if n_ch == 3 and _from_colour_files(items):  # RGB photographs (stained smears): one layer
+        img = np.moveaxis(img, 0, -1)
+        img = np.clip(img / (255.0 if img.max() > 1 else 1.0), 0, 1)
+        image_meta.update(name=f"{name} crops", rgb=True)
+        n_ch = 1
+        img = img[None]
+    elif n_ch > 1:
         image_meta.update(channel_axis=0, blending="additive",
                           colormap=[CHANNEL_COLORMAPS[c % len(CHANNEL_COLORMAPS)]
                                     for c in range(n_ch)])
@@ -154,6 +160,13 @@ def celltype_layer_data(items: ItemSet, predictions: pd.DataFrame | None = None,
     }
     return [(img if n_ch > 1 else img[0], image_meta, "image"),
             (item_centres(items), points_meta, "points")]
+
+
+def _from_colour_files(items: ItemSet) -> bool:
+    """Whether the crops were cut from RGB photographs (JPEG/PNG/BMP), not channel stacks."""
+    column = "frame" if "frame" in items.table.columns else "source"
+    suffixes = items.table[column].astype(str).str.lower().str.rsplit(".", n=1).str[-1]
+    return len(suffixes) > 0 and suffixes.isin(["jpg", "jpeg", "png", "bmp"]).all()
 
 
 def layer_data_for(task: str, items: ItemSet, predictions: pd.DataFrame | None = None,

@@ -85,9 +85,16 @@ def add_proportion_map(viewer, session) -> None:
         return
     pmap = mixture.proportion_map(pred, movie.shape, tile, stride)
     pmap = np.asarray(pmap, dtype=np.float32)
-    scale = (stride, stride)
-    # map pixel (0, 0) covers the first tile's centre region
-    translate = (tile / 2 - 0.5, tile / 2 - 0.5)
+    # map cell (i, j) sits on the centre of tile (i, j); map plane k on the frames of the k-th
+    # snippet start (t0_k .. t0_k + length - 1), so it changes with the time slider
+    starts = np.unique(pred["t0"]) if "t0" in pred.columns else np.array([0])
+    t_step = float(np.diff(starts).min()) if len(starts) > 1 else 1.0
+    length = int(items.arrays["frames"].shape[1])
+    scale = (t_step, stride, stride)
+    translate = (float(starts[0]) + (length - 1) / 2 if len(starts) > 1 else 0.0,
+                 tile / 2 - 0.5, tile / 2 - 0.5)
+    if movie.ndim == 2 or pmap.shape[0] == 1:
+        pmap, scale, translate = pmap[0], scale[1:], translate[1:]
     name = "proportion map"
     if name in viewer.layers:
         viewer.layers[name].data = pmap
