@@ -191,10 +191,29 @@ def test_explain_unknown_item_writes_nothing(model, good_data, tmp_path, capsys)
     assert not out.exists()
 
 
-def test_unknown_class_names_in_labels(model, tmp_path, capsys):
+def test_unknown_class_names_in_labels_are_scored_as_errors(model, tmp_path, capsys):
+    """A held-out set with a class the model never saw is still evaluated: those items count
+    as errors (recall 0), the JSON names the unknown class, and a warning says so."""
     root = class_folders(tmp_path / "d", classes=("A", "B", "Zebra"))
-    cli_fails(["evaluate", "--model", str(model), "--data", str(root)], capsys,
-              "Zebra", "not among the model's classes")
+    with pytest.warns(InputWarning, match="Zebra"):
+        code = main(["evaluate", "--model", str(model), "--data", str(root), "--json"])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["unknown_classes"] == ["Zebra"]
+    assert metrics["per_class"]["Zebra"]["recall"] == 0.0
+    assert metrics["per_class"]["Zebra"]["support"] > 0
+
+
+def test_targets_refuse_a_class_outside_the_list():
+    """Training targets still refuse a label they cannot map (metrics extend the list)."""
+    import pandas as pd
+
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.tasks import get_task
+
+    table = pd.DataFrame({"item_id": ["1"], "source": ["x"], "label": ["Zebra"]})
+    with pytest.raises(InputError, match="Zebra"):
+        get_task("celltype").targets(table, ["A", "B"])
 
 
 def test_wrong_channel_count_for_the_model(model, tmp_path, capsys):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import warnings
 import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from napari_cellcurator.core.errors import CellCuratorError, InputError
+from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
 from napari_cellcurator.core.metrics import classification_metrics, proportion_metrics
 
@@ -220,8 +221,19 @@ class ClassificationTask(Task):
         mask = table["label"].notna().to_numpy()
         if not mask.any():
             return {"n": 0}
-        y = self.targets(table[mask], classes)
-        return classification_metrics(y, scores[mask].argmax(axis=1), classes)
+        labels = table.loc[mask, "label"].astype(str)
+        # classes the model never saw still count: as errors it cannot avoid, so a held-out
+        # set with a rare extra class gets an honest score instead of no score at all
+        unknown = sorted(set(labels) - set(classes), key=_natural_key)
+        if unknown:
+            warnings.warn(f"labels {unknown} are not among the model's classes {list(classes)}; "
+                          "they are scored as errors", InputWarning, stacklevel=2)
+        all_classes = list(classes) + unknown
+        y = self.targets(table[mask], all_classes)
+        out = classification_metrics(y, scores[mask].argmax(axis=1), all_classes)
+        if unknown:
+            out["unknown_classes"] = unknown
+        return out
 
     def primary_metric(self) -> str:
         return "macro_f1"
