@@ -22,6 +22,7 @@ def test_compare_runs_on_a_tiny_real_subset(jurkat_subset, tmp_path):
     res = compare("celltype", [str(jurkat_subset)], [0, 2], str(tmp_path), fractions=(0.5, 1.0),
                   epochs=1)
     assert [p["fraction"] for p in res["curve"]] == [0.5, 1.0]
+    assert [p["epochs"] for p in res["curve"]] == [2, 1]  # ~equal steps per point
     assert res["curve"][0]["n_train"] < res["curve"][1]["n_train"] == res["n_train"]
     for method in ("cnn", "knn_pixels", "svm_pixels", "knn_cnn", "svm_cnn"):
         assert 0 <= res["curve"][1][method]["accuracy"] <= 1, method

@@ -76,14 +76,15 @@ def compare(task_name: str, data: list[str], channels: list[int] | None = None,
     Parameters
     ----------
     epochs
-        CNN epochs per curve point; default a third of the task's (at least 3), which keeps
-        the whole comparison to a few training runs' time.
+        CNN epochs at the full training set; default a third of the task's (at least 3).
+        A fraction f trains for ``min(3 * epochs, epochs / f)`` epochs (about the same number
+        of steps), so the whole comparison costs a few training runs.
 
     Returns
     -------
     dict
         ``{"task", "n_train", "n_val", "classes", "epochs", "curve": [{"fraction",
-        "n_train", "cnn", "knn_pixels", "svm_pixels", "knn_cnn", "svm_cnn"}...],
+        "n_train", "epochs", "cnn", "knn_pixels", "svm_pixels", "knn_cnn", "svm_cnn"}...],
         "full": per-method full metrics at the largest fraction, "files": [...]}``.
     """
     from napari_cellcurator.core.models.registry import build_model
@@ -107,7 +108,10 @@ def compare(task_name: str, data: list[str], channels: list[int] | None = None,
         sub, y_sub = train.subset(idx), y_tr_all[idx]
         seed_everything(seed)
         model = build_model(arch, **spec)
-        cfg = TrainConfig(epochs=n_epochs, batch_size=hyper.batch_size, lr=hyper.lr,
+        # smaller fractions get more epochs (up to 3×) so the CNN is not judged on fewer
+        # optimisation steps rather than on fewer labels
+        frac_epochs = int(min(3 * n_epochs, np.ceil(n_epochs / max(frac, 1e-6))))
+        cfg = TrainConfig(epochs=frac_epochs, batch_size=hyper.batch_size, lr=hyper.lr,
                           weight_decay=hyper.weight_decay, balance=hyper.balance, seed=seed)
         done = [u for u in fit(task, model, sub, val, prep, classes, cfg, arch)
                 if isinstance(u, TrainingDone)]
@@ -120,7 +124,7 @@ def compare(task_name: str, data: list[str], channels: list[int] | None = None,
         feat = _classical(f_tr, y_sub, f_va, y_va, classes, reduce=False)
         res.update({f"{k}_pixels": v for k, v in pix.items()})
         res.update({f"{k}_cnn": v for k, v in feat.items()})
-        curve.append({"fraction": float(frac), "n_train": int(len(idx)),
+        curve.append({"fraction": float(frac), "n_train": int(len(idx)), "epochs": frac_epochs,
                       "seconds": round(time.perf_counter() - t0, 1),
                       **{k: _summary(v) for k, v in res.items()}})
         full = res
@@ -151,6 +155,9 @@ def _write(result: dict, out: Path) -> list[str]:
             xs = [p["n_train"] for p in result["curve"] if m in p]
             ax.plot(xs, [p[m][metric] for p in result["curve"] if m in p], "o-", label=m)
         ax.set_xscale("log")
+        ticks = [p["n_train"] for p in result["curve"]]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("training items")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
