@@ -138,17 +138,18 @@ def compare(task_name: str, data: list[str], channels: list[int] | None = None,
 
 
 def _write(result: dict, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Figure + Agg canvas, not pyplot: never switches the backend of a running napari
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from napari_cellcurator.core.store.atomic import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "compare.json"
     atomic_write_text(json_path, json.dumps(result, indent=2))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
     methods = [k for k in result["curve"][0] if isinstance(result["curve"][0][k], dict)]
     for ax, metric in zip(axes, ("macro_f1", "accuracy"), strict=True):
         for m in methods:
@@ -166,5 +167,4 @@ def _write(result: dict, out: Path) -> list[str]:
     fig.tight_layout()
     png = out / "compare.png"
     fig.savefig(png, dpi=100)
-    plt.close(fig)
     return [str(json_path), str(png)]
