@@ -45,7 +45,8 @@ def test_points_reader_real_chula(chula_subset):
     first = items.table.iloc[0]
     assert (first["x"], first["y"], first["label"]) == (594, 95, "normal")
     assert len(items.meta["frames"]) == 3
-    assert items.meta["classes"][0] == "normal"
+    assert items.meta["classes"][0] == "normal" and len(items.meta["classes"]) == 13
+    assert items.meta["classes"][12] == "elliptocyte"  # declared even when absent
 
 
 def test_crop_is_centred_on_x_column_y_row(chula):

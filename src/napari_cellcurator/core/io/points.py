@@ -227,10 +227,11 @@ def read_points_folder(root: Path, options) -> ItemSet:
                                           f"{sorted(channels_n)}")
     table = pd.concat([p.table for p in parts], ignore_index=True)
     crops = np.concatenate([p.arrays["image"] for p in parts])
-    order = sorted(names, key=int) if names else []
     items = ItemSet(table, {"image": crops}, {
         "path": readable(root), "frames": frame_list, "crop_size": crop,
-        "classes": [names[i] for i in order if names[i] in set(table["label"])] or None,
-        "class_ids": {names[i]: int(i) for i in order} or None,
+        # Chula: all 13 classes, index == id, so a model trained without (say) elliptocytes
+        # still evaluates a folder that has them (they count as errors, not as a crash)
+        "classes": list(CHULA_NAMES) if names else None,
+        "class_ids": {n: i for i, n in enumerate(CHULA_NAMES)} if names else None,
     })
     return apply_qc(items, extra.get("qc", True))
