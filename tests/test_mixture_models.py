@@ -26,7 +26,7 @@ SAMPLE = REPO / "sample_data" / "mixture"
 
 
 def test_archs_registered():
-    assert {"cnn", "dcnn", "dcnn_map", "c3d"} <= set(available_models("mixture"))
+    assert {"cnn", "dcnn", "cnn_fc", "dcnn_fc", "c3d"} <= set(available_models("mixture"))
 
 
 def test_tiles_match_direct_numpy(tmp_path):
@@ -64,7 +64,7 @@ def test_dx_matches_numpy():
     assert len(model.streams) == 3
 
 
-@pytest.mark.parametrize("arch", ["cnn", "dcnn", "dcnn_map", "c3d"])
+@pytest.mark.parametrize("arch", ["cnn", "dcnn", "cnn_fc", "dcnn_fc", "c3d"])
 def test_each_model_overfits_a_tiny_batch(arch):
     torch.set_num_threads(1)
     torch.manual_seed(0)

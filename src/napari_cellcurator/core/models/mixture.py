@@ -6,8 +6,11 @@
   concatenated, dropout, a linear layer to one logit.
 * ``c3d``  — 3-D convolutions over (t, y, x).
 
-All end in global average pooling, so any tile size divisible by 8 works and the output is
-an average over the field of view (what a proportion is). L2 regularisation comes from the
+``cnn``/``dcnn`` use a proportion-map head by default: 1×1 convolutions give a logit per
+position of the last feature map, the proportion is the mean of their sigmoids (a proportion
+is an area average), returned as a logit. ``cnn_fc``/``dcnn_fc`` keep the paper's head
+(global pooling + FC per stream, concatenated, linear). Any tile size divisible by 8 works.
+L2 regularisation comes from the
 task's AdamW weight decay (λ = 0.05 by default, the paper's best value).
 """
 
@@ -120,23 +123,28 @@ class C3D(nn.Module):
 
 @register_model("cnn", task="mixture", description="single-stream CNN on the frames X")
 def build_cnn(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
-              dropout: float = 0.5, **_) -> nn.Module:
-    return DifferentialCNN(in_frames, diff_orders=(), dropout=dropout)
+              dropout: float = 0.5, head: str = "map", **_) -> nn.Module:
+    return DifferentialCNN(in_frames, diff_orders=(), dropout=dropout, head=head)
 
 
 @register_model("dcnn", task="mixture",
-                description="differential CNN: streams on X and dX (default)")
+                description="differential CNN: streams on X and dX, proportion-map head (default)")
 def build_dcnn(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
-               diff_orders: Sequence[int] = (1,), dropout: float = 0.5, head: str = "fc",
+               diff_orders: Sequence[int] = (1,), dropout: float = 0.5, head: str = "map",
                **_) -> nn.Module:
     return DifferentialCNN(in_frames, diff_orders=diff_orders, dropout=dropout, head=head)
 
 
-@register_model("dcnn_map", task="mixture",
-                description="differential CNN with a per-position proportion map head")
-def build_dcnn_map(in_frames: int = 5, input_size: int = 64, n_outputs: int = 1,
-                   diff_orders: Sequence[int] = (1,), dropout: float = 0.5, **_) -> nn.Module:
-    return DifferentialCNN(in_frames, diff_orders=diff_orders, dropout=dropout, head="map")
+@register_model("cnn_fc", task="mixture", description="single-stream CNN, pooled FC head")
+def build_cnn_fc(in_frames: int = 5, dropout: float = 0.5, **_) -> nn.Module:
+    return DifferentialCNN(in_frames, diff_orders=(), dropout=dropout, head="fc")
+
+
+@register_model("dcnn_fc", task="mixture",
+                description="differential CNN with the paper's FC fusion head")
+def build_dcnn_fc(in_frames: int = 5, diff_orders: Sequence[int] = (1,), dropout: float = 0.5,
+                  **_) -> nn.Module:
+    return DifferentialCNN(in_frames, diff_orders=diff_orders, dropout=dropout, head="fc")
 
 
 @register_model("c3d", task="mixture", description="3-D convolutions over (t, y, x)")
