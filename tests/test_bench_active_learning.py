@@ -68,6 +68,7 @@ def test_stratified_test_keeps_every_class(al):
     assert set(labels[test]) == {"a", "b", "c"} and len(test) == 15 + 3 + 1
 
 
+@pytest.mark.slow  # ~20 s of wall time on an idle 2-core machine, ~50 s when it is busy
 def test_quick_run_writes_results(shared_data, tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "active_learning.py"), "--quick",
                            "--out", str(tmp_path)], capture_output=True, text=True,
