@@ -173,3 +173,16 @@ def test_class_folders_count_qc_but_keep_every_crop(jurkat_subset):
                                                   extra={"qc": {"blur_ratio": 0.9}}))
     assert strict.meta["qc"]["applied"] and len(strict) == 36 - strict.meta["qc"]["flagged"][
         "defocus"] < 36
+
+
+def test_frame_normalisation_removes_a_slide_wide_colour_shift(chula):
+    from napari_cellcurator.core.io.points import normalise_frame
+
+    img = read_image_chw(chula / "images" / "12.jpg")
+    dim = np.round(img * np.array([0.7, 0.8, 0.9])[:, None, None]).astype(np.uint8)
+    a, b = normalise_frame(img).astype(float), normalise_frame(dim).astype(float)
+    assert np.abs(img.astype(float) - dim).mean() > 15
+    assert np.abs(a - b).mean() < 3
+    dark = np.zeros((1, 100, 100), dtype=np.float32)
+    dark[0, 40:60, 40:60] = 5.0  # fluorescence-like: left alone
+    np.testing.assert_array_equal(normalise_frame(dark), dark)

@@ -88,10 +88,40 @@ def _resize(crop: np.ndarray, size: int) -> np.ndarray:
     return np.round(out) if crop.dtype == np.uint8 else out
 
 
+BACKGROUND_LEVEL = 200.0  # bright-field background is scaled to this grey value (uint8 scale)
+
+
+def normalise_frame(chw: np.ndarray) -> np.ndarray:
+    """Scale each channel so the frame's background has the same brightness in every frame.
+
+    Smears differ in stain and illumination from slide to slide; a model trained on some
+    slides then sees a colour shift on new ones. Dividing by the per-channel median of the
+    background (pixels outside the Otsu cell mask) removes that shift. Applied only to
+    bright-field-like frames (bright background); fluorescence frames are returned unchanged.
+    """
+    from napari_cellcurator.core.data.proposals import foreground_mask
+
+    arr = np.asarray(chw, dtype=np.float32)
+    top = 255.0 if chw.dtype == np.uint8 else float(np.percentile(arr, 99.9)) or 1.0
+    try:
+        background = ~foreground_mask(arr)
+    except InputError:  # a flat frame: nothing to normalise
+        return chw
+    if background.sum() < 0.05 * background.size:
+        return chw
+    level = np.median(arr[:, background], axis=1)
+    if level.min() < 0.2 * top:  # dark background (fluorescence): keep raw intensities
+        return chw
+    out = arr * (BACKGROUND_LEVEL * top / 255.0 / level)[:, None, None]
+    if chw.dtype == np.uint8:
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return out
+
+
 def items_from_points(image: np.ndarray, points_yx: np.ndarray, labels: list | None = None,
                       crop_size: int = POINT_CROP, input_size: int | None = POINT_INPUT,
                       qc: QCOptions | bool = False, frame: str = "image",
-                      channels: list[int] | None = None) -> ItemSet:
+                      channels: list[int] | None = None, frame_norm: bool = True) -> ItemSet:
     """Items cut around ``points_yx`` (row, col) of one image (napari Points layer → crops).
 
     Parameters
@@ -101,10 +131,15 @@ def items_from_points(image: np.ndarray, points_yx: np.ndarray, labels: list | N
     qc
         Quality control; False (default, the GUI) keeps every point so items align with the
         layer's points; QC values are always in the table (``qc_*`` columns).
+    frame_norm
+        Bright-field frames: scale channels so the background matches across frames
+        (:func:`normalise_frame`), as the folder reader does by default.
     """
     chw = as_chw(image)
     if channels is not None:
         chw = chw[channels]
+    if frame_norm:
+        chw = normalise_frame(chw)
     pts = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
     if labels is not None and len(labels) != len(pts):
         raise InputError(None, f"{len(labels)} labels for {len(pts)} points")
@@ -216,8 +251,8 @@ def read_points_folder(root: Path, options) -> ItemSet:
 
         chw = select_channels(read_image_chw(f), options.channels, f)
         labels = [names.get(i, i) if i is not None else None for i in ids]
-        part = items_from_points(chw, pts, labels, crop, size, qc=False,
-                                 frame=readable(f))
+        part = items_from_points(chw, pts, labels, crop, size, qc=False, frame=readable(f),
+                                 frame_norm=bool(extra.get("frame_norm", True)))
         part.table["group"] = readable(f.stem)
         part.table["item_id"] = [f"{readable(f.stem)}:{i}" for i in range(len(part.table))]
         parts.append(part)
