@@ -67,8 +67,10 @@ class MixtureTask(ProportionTask):
         return {"frames": torch.from_numpy(np.ascontiguousarray(x))}
 
     def model_spec(self, prep, classes):
+        # the head is recorded so a later change of the builders' default cannot silently
+        # make saved models unloadable (the *_fc architectures ignore it)
         return {"in_frames": prep["in_frames"], "input_size": prep["input_size"],
-                "n_outputs": 1}
+                "n_outputs": 1, "head": "map"}
 
 
 def proportion_map(pred_table: pd.DataFrame, movie_shape: tuple[int, ...], tile: int,
