@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="MODEL_DIR")
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="confusion matrix, or error versus true proportion for mixture")
     _add_device(p)
 
     p = sub.add_parser("explain", help="occlusion / Grad-CAM / activations of one item")
@@ -168,6 +170,10 @@ def _cmd_evaluate(a) -> int:
     from napari_cellcurator.core.pipeline import evaluate
 
     metrics = evaluate(a.model, a.data, device=a.device)
+    if a.plot:
+        from napari_cellcurator.core.plots import plot_evaluation
+
+        plot_evaluation(metrics, a.plot)
     if a.json:
         print(json.dumps(metrics))
     else:

@@ -47,7 +47,16 @@ def proportion_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict:
     if len(y_true) == 0:
         return {"n": 0, "A": float("nan"), "bce": float("nan")}
     bce = -np.mean(y_true * np.log(y_prob) + (1 - y_true) * np.log(1 - y_prob))
+    # the paper's Fig. 9: how the error depends on the true proportion
+    by_target = {}
+    for target in np.unique(np.round(y_true, 3)):
+        sel = np.isclose(y_true, target, atol=5e-4)
+        err = y_prob[sel] - y_true[sel]
+        by_target[f"{target:g}"] = {"n": int(sel.sum()), "mean_error": float(err.mean()),
+                                    "mean_abs_error": float(np.abs(err).mean()),
+                                    "std_prediction": float(y_prob[sel].std())}
     return {
+        "error_by_target": by_target,
         "n": int(len(y_true)),
         "A": float(1 - np.mean(np.abs(y_true - y_prob))),
         "bce": float(bce),
