@@ -186,3 +186,26 @@ def test_frame_normalisation_removes_a_slide_wide_colour_shift(chula):
     dark = np.zeros((1, 100, 100), dtype=np.float32)
     dark[0, 40:60, 40:60] = 5.0  # fluorescence-like: left alone
     np.testing.assert_array_equal(normalise_frame(dark), dark)
+
+
+def test_reader_defaults_are_recorded_in_the_preprocessing(shared_data, tmp_path):
+    """A model records the reader settings it was trained with (defaults included), so a later
+    change of a default cannot silently change what it sees."""
+    import shutil
+
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    src = shared_data / "celltype" / "chula_rbc12"
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+    for stem in ("1", "12"):
+        shutil.copy(src / "images" / f"{stem}.jpg", tmp_path / "images")
+        shutil.copy(src / "labels" / f"{stem}.txt", tmp_path / "labels")
+    task = get_task("celltype")
+    items = task.read_many([tmp_path], ReadOptions())
+    prep = task.fit_preprocessing(items, ReadOptions())
+    extra = prep["read_options"]["extra"]
+    assert extra["frame_norm"] is True and extra["point_crop"] == items.meta["crop_size"]
+    again = task.read_many([tmp_path], task.read_options_from(prep))
+    np.testing.assert_array_equal(np.asarray(again.arrays["image"]),
+                                  np.asarray(items.arrays["image"]))

@@ -268,5 +268,9 @@ def read_points_folder(root: Path, options) -> ItemSet:
         # still evaluates a folder that has them (they count as errors, not as a crash)
         "classes": list(CHULA_NAMES) if names else None,
         "class_ids": {n: i for i, n in enumerate(CHULA_NAMES)} if names else None,
+        # the settings actually used, defaults included: saved in the model config so a model
+        # keeps reading data the way it was trained even if a default changes later
+        "read_settings": {"point_crop": crop, "input_size": size,
+                          "frame_norm": bool(extra.get("frame_norm", True))},
     })
     return apply_qc(items, extra.get("qc", True))

@@ -47,7 +47,7 @@ class CellTypeTask(ClassificationTask):
             "augment": {"max_shift": max(1, int(images.shape[-1]) // 16), "noise": 0.05,
                         "blur_p": 0.2, "gain": 0.05},
             "read_options": {"channels": options.channels, "crop_size": images.shape[-1],
-                             "extra": dict(options.extra)},
+                             "extra": {**_read_settings(items), **dict(options.extra)}},
             "input_size": int(images.shape[-1]),
             "in_channels": int(images.shape[1]),
             "channel_mean": mean.tolist(),
@@ -75,3 +75,11 @@ class CellTypeTask(ClassificationTask):
         if prep.get("norm") is not None:  # configs written before stem strides existed omit it
             spec["stem_stride"] = stem_stride_for(prep["input_size"])
         return spec
+
+
+def _read_settings(items: ItemSet) -> dict:
+    """Reader settings (defaults included) recorded by the reader, possibly per data path."""
+    settings = dict(items.meta.get("read_settings") or {})
+    for part in items.meta.get("parts", []):
+        settings.update(part.get("read_settings") or {})
+    return settings
