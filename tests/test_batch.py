@@ -51,3 +51,18 @@ def test_zarr_output(tiny_celltype_model, jurkat_subset, tmp_path):
     root = zarr.open_group(str(out), mode="r")
     assert root["scores"].shape == (36, 3)
     assert len(root.attrs["item_ids"]) == 36
+
+
+def test_default_batch_size_bounds_activation_memory():
+    from napari_cellcurator.core.batch import default_batch_size
+    from napari_cellcurator.core.io.items import ItemSet
+
+    def items(**shapes):
+        table = pd.DataFrame({"item_id": ["a"], "source": "", "label": [None]})
+        return ItemSet(table, {k: np.zeros((1, *s), np.float32) for k, s in shapes.items()})
+
+    crops = default_batch_size(items(image=(2, 40, 40)))
+    snippets = default_batch_size(items(frames=(5, 64, 64)))
+    assert crops == 256
+    assert 16 <= snippets <= 128 and snippets & (snippets - 1) == 0
+    assert default_batch_size(items(frames=(5, 512, 512))) == 16

@@ -105,9 +105,20 @@ def score_items(model_dir: str, items: ItemSet, device: str = "cpu", batch_size:
     return np.concatenate(parts)
 
 
+def default_batch_size(items: ItemSet, budget_values: float = 1.5e6) -> int:
+    """A batch size that keeps activations bounded: large items (5-frame 64 px snippets) get
+    small batches, small crops large ones (a power of two in [16, 256])."""
+    per_item = sum(int(np.prod(a.shape[1:])) for a in items.arrays.values()) or 1
+    size = 2 ** int(np.floor(np.log2(max(1.0, budget_values / per_item))))
+    return int(min(256, max(16, size)))
+
+
 def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
-                    scheduler: str = "threads", batch_size: int = 256) -> Path:
-    """Predict every item of ``data`` and write ``out`` (.csv, .parquet or .zarr) atomically."""
+                    scheduler: str = "threads", batch_size: int | None = None) -> Path:
+    """Predict every item of ``data`` and write ``out`` (.csv, .parquet or .zarr) atomically.
+
+    ``batch_size`` None picks one from the item size (:func:`default_batch_size`), so memory
+    stays bounded for big snippets as well as small crops."""
     from napari_cellcurator.core.device import resolve_device
     from napari_cellcurator.core.pipeline import read_for_model
     from napari_cellcurator.core.store.modelio import read_config
@@ -121,7 +132,8 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
         raise InputError(out_path, "has an unknown output format", ".csv, .parquet or .zarr")
     items = read_for_model(config, data, task)
     dev = str(resolve_device(device))
-    scores = score_items(model_dir, items, dev, batch_size, scheduler)
+    scores = score_items(model_dir, items, dev, batch_size or default_batch_size(items),
+                         scheduler)
     table = task.prediction_table(items.table, scores, config.classes)
     extra = [c for c in items.table.columns if c not in table.columns]
     table = pd.concat([items.table[extra].reset_index(drop=True), table], axis=1)
