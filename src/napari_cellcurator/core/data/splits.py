@@ -45,6 +45,7 @@ def hash_split(
 def data_hash(table: pd.DataFrame) -> str:
     """A short hash of which items, with which labels, a model was trained on."""
     h = hashlib.sha256()
-    for item_id, label in zip(table["item_id"].astype(str), table["label"].astype(str), strict=True):
+    ids, labels = table["item_id"].astype(str), table["label"].astype(str)
+    for item_id, label in zip(ids, labels, strict=True):
         h.update(f"{item_id}\t{label}\n".encode())
     return h.hexdigest()[:16]
