@@ -9,7 +9,7 @@ XVFB_PKGS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-rende
              libxcb-xinerama0 libxcb-xinput0 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0 \
              libegl1 libgl1 libfontconfig1 libdbus-1-3
 
-.PHONY: env test demo bench lint xvfb clean
+.PHONY: env test demo bench bench-all lint xvfb clean
 
 env: $(STAMP)
 
@@ -39,8 +39,14 @@ test: $(STAMP) xvfb
 demo: $(STAMP) xvfb
 	$(VENV)/bin/cellcurator demo --out demo_out
 
+# the speed/memory/GUI figures (issue 8) and the active-learning curve: ~9 min on 2 cores
+BENCHES := inference memory responsiveness retrain occlusion gpu active_learning
 bench: $(STAMP) xvfb
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
+
+# plus the few-labels pretraining study (~13 min more)
+bench-all: bench
+	$(PY) bench/few_labels.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
