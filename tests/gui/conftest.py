@@ -19,15 +19,21 @@ def jurkat_copy(jurkat_subset, tmp_path) -> Path:
 @pytest.fixture
 def loaded(make_napari_viewer, qtbot, jurkat_copy, tiny_celltype_model):
     """A viewer with the Jurkat copy loaded through the Load widget and a current model."""
-    from napari_cellcurator._qt.common import hub_for, open_project
-    from napari_cellcurator._qt.load_widget import LoadWidget
+    from napari_cellcurator._qt.common import open_project
 
     open_project(jurkat_copy).models.add_folder(tiny_celltype_model)
-    viewer = make_napari_viewer()
+    return load_jurkat(make_napari_viewer(), qtbot, jurkat_copy)
+
+
+def load_jurkat(viewer, qtbot, folder: Path):
+    """Load ``folder`` (label-free channels) through the Load widget; (viewer, session)."""
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
     load = LoadWidget(viewer)
     viewer.window.add_dock_widget(load)
     load._channels.value = "0,2"
-    worker = load.load(jurkat_copy, "celltype")
+    worker = load.load(folder, "celltype")
     with qtbot.waitSignal(worker.finished, timeout=30_000):
         pass
     qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)

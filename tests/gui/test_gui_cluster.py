@@ -10,17 +10,9 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def loaded_plain(make_napari_viewer, qtbot, jurkat_copy):
-    from napari_cellcurator._qt.common import hub_for
-    from napari_cellcurator._qt.load_widget import LoadWidget
+    from conftest import load_jurkat
 
-    viewer = make_napari_viewer()
-    load = LoadWidget(viewer)
-    load._channels.value = "0,2"
-    worker = load.load(jurkat_copy, "celltype")
-    with qtbot.waitSignal(worker.finished, timeout=30_000):
-        pass
-    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
-    return viewer, hub_for(viewer).session
+    return load_jurkat(make_napari_viewer(), qtbot, jurkat_copy)
 
 
 def test_cluster_link_accept_undo(loaded_plain, qtbot):

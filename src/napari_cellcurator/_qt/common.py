@@ -306,3 +306,10 @@ def predict_chunks(model, config, items: ItemSet, device: str = "auto", chunk: i
         scores.append(s)
         yield (int(idx[-1]) + 1 if len(idx) else 0, n)
     return pd.concat(tables, ignore_index=True), np.concatenate(scores)
+
+
+def device_combo():
+    """The device chooser shared by the Predict and Train widgets (``auto`` = cuda, mps, cpu)."""
+    from magicgui.widgets import ComboBox
+
+    return ComboBox(label="device", choices=("auto", "cpu", "cuda", "mps"), value="auto")

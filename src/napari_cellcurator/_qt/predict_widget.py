@@ -9,6 +9,7 @@ from qtpy.QtCore import QTimer
 
 from napari_cellcurator._qt.common import (
     WorkerFailed,
+    device_combo,
     hub_for,
     notify_error,
     notify_info,
@@ -47,8 +48,7 @@ class PredictWidget(Container):
         self._viewer = real_viewer(viewer)
         self._source = ComboBox(label="model", choices=(CURRENT, FOLDER), value=CURRENT)
         self._folder = FileEdit(label="folder", mode="d", visible=False)
-        self._device = ComboBox(label="device", choices=("auto", "cpu", "cuda", "mps"),
-                                value="auto")
+        self._device = device_combo()
         self._run = PushButton(text="Predict")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(value=0, min=0, max=1, label="progress")

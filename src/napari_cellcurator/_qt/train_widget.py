@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import napari.viewer
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import Container, Label, ProgressBar, PushButton, SpinBox
 from napari.qt.threading import thread_worker
 from psygnal import Signal
 
 from napari_cellcurator._qt.common import (
     WorkerFailed,
+    device_combo,
     guarded,
     hub_for,
     notify_error,
@@ -87,8 +88,7 @@ class TrainWidget(Container):
 
         self._viewer = real_viewer(viewer)
         self._epochs = SpinBox(label="epochs", value=5, min=1, max=500)
-        self._device = ComboBox(label="device", choices=("auto", "cpu", "cuda", "mps"),
-                                value="auto")
+        self._device = device_combo()
         self._run = PushButton(text="Fine-tune on my labels")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(value=0, min=0, max=1, label="epoch")
