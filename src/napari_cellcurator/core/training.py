@@ -102,8 +102,13 @@ def iterate_batches(n: int, batch_size: int):
 
 
 def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dict,
-                   batch_size: int = 128, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Logits of every item, batched, under ``inference_mode`` (no augmentation)."""
+                   batch_size: int = 128, device: str | torch.device = "cpu",
+                   tta: bool = True) -> torch.Tensor:
+    """Logits of every item, batched, under ``inference_mode`` (no random augmentation).
+
+    With ``tta`` the logits are averaged over the task's :meth:`Task.test_time_views`
+    (e.g. flips of a crop, as the model config asks); ``tta=False`` uses the batch alone.
+    """
     from napari_cellcurator.core.device import use_channels_last
 
     rng = np.random.default_rng(0)
@@ -113,7 +118,9 @@ def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dic
         for idx in iterate_batches(len(items), batch_size):
             batch = task.make_batch(items, idx, prep, augment=False, rng=rng)
             batch = {k: v.to(device) for k, v in batch.items()}
-            outs.append(model(**batch).float().cpu())
+            views = task.test_time_views(batch, prep) if tta else [batch]
+            logits = torch.stack([model(**v).float() for v in views]).mean(dim=0)
+            outs.append(logits.cpu())
     if not outs:
         return torch.zeros((0, 1))
     return torch.cat(outs)
@@ -186,7 +193,9 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
             yield StepDone(epoch, step + 1, steps, losses[-1])
         val_loss, val_metrics = None, {}
         if val is not None and len(val):
-            logits = predict_logits(task, model, val, prep, config.batch_size * 2, device)
+            # per-epoch validation without test-time views (cheaper); the final score uses them
+            logits = predict_logits(task, model, val, prep, config.batch_size * 2, device,
+                                    tta=False)
             y_val = torch.as_tensor(np.array(task.targets(val.table, classes)))
             val_loss = float(task.loss(logits, y_val, None if weights is None else weights.cpu(),
                                        arch))

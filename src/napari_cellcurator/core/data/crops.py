@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def pad_to_square(arr: np.ndarray) -> np.ndarray:
@@ -87,4 +88,29 @@ def augment_crops(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 
             np.float32)
     if noise:
         out += rng.normal(0, noise, size=out.shape).astype(np.float32)
+    return out
+
+
+#: test-time views as (quarter turns, horizontal flip): 2 = identity + mirror, 4 = the four
+#: rotations, 8 = the whole dihedral group of the square
+VIEW_SETS = {
+    1: ((0, False),),
+    2: ((0, False), (0, True)),
+    4: ((0, False), (1, False), (2, False), (3, False)),
+    8: tuple((k, f) for f in (False, True) for k in range(4)),
+}
+
+
+def dihedral_views(image: torch.Tensor, n_views: int) -> list[torch.Tensor]:
+    """``n_views`` (1, 2, 4 or 8) flipped/rotated copies of a ``(B, C, H, W)`` batch.
+
+    Cells have no preferred orientation and training already sees flips and rotations, so
+    averaging predictions over such views removes orientation noise (test-time augmentation).
+    """
+    if n_views not in VIEW_SETS:
+        raise ValueError(f"n_views must be one of {sorted(VIEW_SETS)}, not {n_views}")
+    out = []
+    for k, flip in VIEW_SETS[n_views]:
+        view = torch.rot90(image, k, dims=(2, 3)) if k else image
+        out.append(torch.flip(view, dims=(3,)) if flip else view)
     return out

@@ -14,7 +14,9 @@ from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import readable
 from napari_cellcurator.core.tasks.base import ReadOptions
 
-DEFAULT_CROP = 48
+#: largest model input side read from crop folders: bigger crops are shrunk (a stride-2 stem
+#: then works at 32 px, which keeps default training within minutes on a CPU)
+MAX_INPUT = 64
 
 
 def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
@@ -51,6 +53,58 @@ def resize_chw(arr: np.ndarray, size: int) -> np.ndarray:
                   preserve_range=True, anti_aliasing=True).astype(np.float32)
 
 
+def crops_of_one_size(raw: list[np.ndarray], options: ReadOptions
+                      ) -> tuple[np.ndarray, dict]:
+    """Bring ``(C, H, W)`` crops to one square input side; also return the settings used.
+
+    Crops of one square size keep it (shrunk to :data:`MAX_INPUT` if larger). Crops of varying
+    size (e.g. RGB JPEG crops cut around cells) are all scaled by ONE factor and centred on a
+    square canvas padded with their border colour: cell size and aspect ratio, which are class
+    cues (macrocytes, ovalocytes), survive; stretching each crop to the canvas would erase
+    them. The settings are recorded in the model so new data are read the same way.
+    """
+    extra = options.extra or {}
+    sides = np.array([c.shape[1:] for c in raw])
+    same = len(np.unique(sides, axis=0)) == 1 and sides[0, 0] == sides[0, 1]
+    # an explicit crop size without a fit is a model saved before fits existed: it resized
+    fit = extra.get("fit") or ("resize" if same or options.crop_size else "canvas")
+    if fit == "resize":
+        size = int(options.crop_size or min(int(sides[0].max()), MAX_INPUT))
+        return np.stack([resize_chw(c, size) for c in raw]), {"fit": "resize"}
+    if fit != "canvas":
+        raise InputError(None, f"unknown crop fit {fit!r}", "'resize' or 'canvas'")
+    # the canvas holds 95 % of the crops whole; larger ones are shrunk to fit
+    typical = float(np.percentile(sides.max(axis=1), 95))
+    scale = float(extra.get("scale", min(1.0, MAX_INPUT / typical)))
+    size = int(options.crop_size or min(MAX_INPUT, int(np.ceil(typical * scale))))
+    out = np.stack([_on_canvas(c, scale, size) for c in raw])
+    return out, {"fit": "canvas", "scale": round(scale, 6)}
+
+
+def _on_canvas(arr: np.ndarray, scale: float, size: int) -> np.ndarray:
+    """Scale a crop by ``scale`` (never beyond ``size``) and centre it on a square canvas."""
+    from napari_cellcurator.core.data.crops import pad_to_square
+
+    h, w = arr.shape[1:]
+    f = min(scale, size / max(h, w))
+    new_h, new_w = max(1, round(h * f)), max(1, round(w * f))
+    if (new_h, new_w) != (h, w):
+        from skimage.transform import resize
+
+        arr = resize(arr.astype(np.float32), (arr.shape[0], new_h, new_w), order=1,
+                     preserve_range=True, anti_aliasing=f < 1)
+    square = pad_to_square(arr.astype(np.float32))
+    if square.shape[1] == size:
+        return square
+    # pad the square to the canvas with its border colour (pad_to_square's median)
+    canvas = np.empty((arr.shape[0], size, size), dtype=np.float32)
+    canvas[:] = np.median(np.concatenate([square[:, 0], square[:, -1], square[:, :, 0],
+                                          square[:, :, -1]], axis=1), axis=1)[:, None, None]
+    o = (size - square.shape[1]) // 2
+    canvas[:, o:o + square.shape[1], o:o + square.shape[1]] = square
+    return canvas
+
+
 def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
     """``root/<class>/*.tif|png|jpg`` → crops of one size, label = folder name."""
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -68,16 +122,11 @@ def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
     if not files:
         raise InputError(root, "contains no images in its class folders",
                          "<class>/*.tif|png|jpg")
-    size = options.crop_size
-    crops = []
-    for f in files:
-        arr = select_channels(read_image_chw(f), options.channels, f)
-        if size is None:
-            size = arr.shape[1] if arr.shape[1] == arr.shape[2] else DEFAULT_CROP
-        crops.append(resize_chw(arr, size))
-    n_ch = {c.shape[0] for c in crops}
+    raw = [select_channels(read_image_chw(f), options.channels, f) for f in files]
+    n_ch = {c.shape[0] for c in raw}
     if len(n_ch) > 1:
         raise InputError(root, f"images have different channel counts {sorted(n_ch)}")
+    crops, settings = crops_of_one_size(raw, options)
     # file names that are not UTF-8 (bytes on Linux) become \xNN text, see names.readable
     table = pd.DataFrame({
         "item_id": [readable(f"{lab}/{f.name}") for lab, f in zip(labels, files, strict=True)],
@@ -90,7 +139,8 @@ def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
     for col, values in crop_quality(crops, np.zeros(len(crops))).items():
         table[col] = values
     items = ItemSet(table, {"image": crops},
-                    {"path": str(root), "classes": [readable(d.name) for d in class_dirs]})
+                    {"path": str(root), "classes": [readable(d.name) for d in class_dirs],
+                     "read_settings": settings})
     # pre-cut crops (imaging flow cytometry): QC counts only by default; dropping would
     # remove real, merely dim cells (extra {"qc": true} or a QCOptions dict turns it on)
     return apply_qc(items, options.extra.get("qc", False))

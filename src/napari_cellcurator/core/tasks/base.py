@@ -119,6 +119,15 @@ class Task(ABC):
     def model_spec(self, prep: dict, classes: list[str]) -> dict:
         """Keyword arguments for :func:`build_model` (in_channels, n_outputs, input_size...)."""
 
+    def test_time_views(self, batch: dict[str, torch.Tensor], prep: dict
+                        ) -> list[dict[str, torch.Tensor]]:
+        """Views of a batch whose logits prediction averages (test-time augmentation).
+
+        The default is the batch alone; tasks with symmetric inputs may add flips/rotations
+        (as recorded in ``prep``, so a saved model predicts the way it was evaluated).
+        """
+        return [batch]
+
     def read_options_from(self, prep: dict) -> ReadOptions:
         """Read options that reproduce, at prediction time, how training data were read."""
         return ReadOptions(**prep.get("read_options", {}))

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_cellcurator.core.data.crops import augment_crops, normalise_crops, normalise_per_cell
+from napari_cellcurator.core.data.crops import (
+    VIEW_SETS,
+    augment_crops,
+    dihedral_views,
+    normalise_crops,
+    normalise_per_cell,
+)
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.celltype_readers import read_celltype_path
 from napari_cellcurator.core.io.items import ItemSet
@@ -26,6 +32,9 @@ class CellTypeTask(ClassificationTask):
     #: normalisations: "dataset" keeps absolute brightness/size (cell-cycle: DNA content and
     #: cell size); "cell" standardises each crop (robust to illumination, loses brightness)
     NORMS = ("dataset", "cell")
+    #: test-time views averaged at prediction (flips/rotations, see ``dihedral_views``);
+    #: read option ``tta`` overrides, models saved without the key predict with 1 view
+    TTA_VIEWS = 4
 
     def read(self, path: Path, options: ReadOptions) -> ItemSet:
         return read_celltype_path(path, options)
@@ -42,8 +51,12 @@ class CellTypeTask(ClassificationTask):
             sample = normalise_per_cell(sample)
         mean = sample.mean(axis=(0, 2, 3))
         std = sample.std(axis=(0, 2, 3)) + 1e-6
+        tta = int(options.extra.get("tta", self.TTA_VIEWS))
+        if tta not in VIEW_SETS:
+            raise InputError(None, f"tta={tta} test-time views", f"one of {sorted(VIEW_SETS)}")
         return {
             "norm": norm,
+            "tta": tta,
             "augment": {"max_shift": max(1, int(images.shape[-1]) // 16), "noise": 0.05,
                         "blur_p": 0.2, "gain": 0.05},
             "read_options": {"channels": options.channels, "crop_size": images.shape[-1],
@@ -68,6 +81,12 @@ class CellTypeTask(ClassificationTask):
             # the seed paper's balancing augmentation: flips, rotations, shifts, blur, noise
             crops = augment_crops(crops, rng, **prep.get("augment", {}))
         return {"image": torch.from_numpy(np.ascontiguousarray(crops))}
+
+    def test_time_views(self, batch, prep):
+        n_views = int(prep.get("tta", 1))
+        if n_views == 1:
+            return [batch]
+        return [{"image": v} for v in dihedral_views(batch["image"], n_views)]
 
     def model_spec(self, prep, classes):
         spec = {"in_channels": prep["in_channels"], "n_outputs": len(classes),

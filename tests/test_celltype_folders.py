@@ -1,0 +1,113 @@
+"""Folder-of-classes crops of varying size (RGB JPEG): one scale, cell size and shape kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_cellcurator.core.io.celltype_readers import MAX_INPUT, read_class_folders
+from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+
+def _cell(h: int, w: int, radius: float, rng: np.random.Generator) -> np.ndarray:
+    """A dark disc (a cell) on a light background, RGB uint8, ``h`` × ``w`` pixels."""
+    yy, xx = np.mgrid[:h, :w]
+    disc = np.hypot(yy - h / 2, xx - w / 2) < radius
+    img = np.full((h, w, 3), 220, np.float32) + rng.normal(0, 3, (h, w, 3))
+    img[disc] = (150, 60, 90)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _write_folder(root: Path, sizes: dict[str, list[tuple[int, int, float]]]) -> Path:
+    rng = np.random.default_rng(0)
+    for cls, shapes in sizes.items():
+        (root / cls).mkdir(parents=True)
+        for i, (h, w, r) in enumerate(shapes):
+            Image.fromarray(_cell(h, w, r, rng)).save(root / cls / f"{cls}_{i}.jpg", quality=95)
+    return root
+
+
+def _dark_area(crop: np.ndarray) -> float:
+    return float((crop.mean(axis=0) < 185).sum())
+
+
+@pytest.fixture()
+def varying(tmp_path) -> Path:
+    # small cells in small crops, large cells in large crops, one non-square crop
+    small = [(30, 30, 8), (34, 30, 8), (28, 32, 8), (30, 30, 8)]
+    large = [(60, 60, 20), (58, 62, 20), (64, 60, 20), (60, 60, 20)]
+    return _write_folder(tmp_path / "data", {"small": small, "large": large})
+
+
+def test_varying_sizes_share_one_scale_so_cell_size_survives(varying):
+    items = read_class_folders(varying, ReadOptions())
+    crops = items.arrays["image"]
+    assert crops.shape[1] == 3 and crops.shape[2] == crops.shape[3] <= MAX_INPUT
+    assert items.meta["read_settings"]["fit"] == "canvas"
+    areas = np.array([_dark_area(c) for c in crops])
+    small = areas[(items.table["label"] == "small").to_numpy()]
+    large = areas[(items.table["label"] == "large").to_numpy()]
+    # radius 20 vs 8: areas differ ~6×; stretching every crop to the canvas would give ~1×
+    assert large.min() > 4 * small.max()
+
+
+def test_non_square_crop_keeps_its_aspect_ratio(tmp_path):
+    root = _write_folder(tmp_path / "d", {"a": [(40, 40, 10), (40, 40, 10)],
+                                          "b": [(20, 40, 6), (40, 40, 10)]})
+    items = read_class_folders(root, ReadOptions())
+    crop = items.arrays["image"][(items.table["item_id"] == "b/b_0.jpg").to_numpy()][0]
+    rows = np.flatnonzero((crop.mean(axis=0) < 185).any(axis=1))
+    cols = np.flatnonzero((crop.mean(axis=0) < 185).any(axis=0))
+    assert abs(len(rows) - len(cols)) <= 2  # a round cell stays round (not squashed 2:1)
+
+
+def test_same_size_square_crops_keep_their_size_up_to_the_cap(tmp_path):
+    rng = np.random.default_rng(1)
+    for side in (40, 100):
+        root = tmp_path / f"s{side}"
+        for cls in ("a", "b"):
+            (root / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(_cell(side, side, side / 4, rng)).save(root / cls / f"{i}.png")
+        items = read_class_folders(root, ReadOptions())
+        assert items.arrays["image"].shape[-1] == min(side, MAX_INPUT)
+        assert items.meta["read_settings"]["fit"] == "resize"
+
+
+def test_prediction_reads_new_crops_with_the_training_scale(varying, tmp_path):
+    task = get_task("celltype")
+    train = task.read(varying, ReadOptions())
+    prep = task.fit_preprocessing(train, ReadOptions())
+    assert prep["read_options"]["extra"]["fit"] == "canvas"
+    # new data with only large crops: the recorded scale, not a new one, must be applied
+    new = _write_folder(tmp_path / "new", {"large": [(90, 90, 30), (90, 90, 30)],
+                                           "small": [(30, 30, 8), (30, 30, 8)]})
+    again = task.read(new, task.read_options_from(prep))
+    assert again.arrays["image"].shape[1:] == train.arrays["image"].shape[1:]
+    scale = prep["read_options"]["extra"]["scale"]
+    small_train = _dark_area(train.arrays["image"][0 + 4])  # first "small" item
+    small_new = _dark_area(again.arrays["image"][2])
+    assert small_new == pytest.approx(small_train, rel=0.3)
+    assert 0 < scale <= 1
+
+
+def test_legacy_config_with_crop_size_and_no_fit_still_resizes(varying):
+    items = read_class_folders(varying, ReadOptions(crop_size=24))
+    assert items.arrays["image"].shape[-1] == 24
+    assert items.meta["read_settings"]["fit"] == "resize"
+
+
+def test_jpeg_crops_of_varying_size_train_and_evaluate_unchanged(varying, tmp_path):
+    import torch
+
+    from napari_cellcurator.core.pipeline import TrainRequest, evaluate, train
+
+    torch.set_num_threads(1)
+    saved = train(TrainRequest(task="celltype", data=[str(varying)], out=str(tmp_path / "m"),
+                               epochs=1, batch_size=4, device="cpu"))
+    metrics = evaluate(str(tmp_path / "m"), str(varying), device="cpu")
+    assert metrics["n"] == 8 and 0 <= metrics["accuracy"] <= 1
+    assert saved.config.preprocessing["read_options"]["extra"]["fit"] == "canvas"
