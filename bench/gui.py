@@ -155,6 +155,16 @@ def wait_for(signal, timeout_s: float) -> bool:
     return bool(fired)
 
 
+def wait_until(condition, timeout_s: float) -> bool:
+    """Run the Qt event loop until ``condition()`` is true (True) or ``timeout_s`` passes."""
+    stop = time.perf_counter() + timeout_s
+    while not condition():
+        if time.perf_counter() > stop:
+            return False
+        spin(0.05)
+    return True
+
+
 def spin(seconds: float) -> None:
     """Let the event loop run for ``seconds`` (draws, pending signals)."""
     from qtpy.QtCore import QEventLoop, QTimer

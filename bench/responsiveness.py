@@ -29,13 +29,15 @@ def main(quick: bool = False, out: Path | None = None, crashes: int = 0) -> dict
         data = gui.jurkat_subset(tmp / "jurkat", n_items)
         gui.add_random_model(data, tmp)
         viewer, session = gui.open_viewer_with(data)
-        predict_widget, train_widget = gui.add_widgets(viewer)
-        # the widgets warm torch on the GUI thread at the first click (one-time imports and
-        # kernel set-up); done here first, as a user session would have, and timed apart
-        from napari_cellcurator._qt.common import warm_torch
+        # opening the widgets warms torch on the GUI thread (one tiny forward) and starts a
+        # background warm-up (imports the workers need, then gc.freeze); a user opens the
+        # dock before clicking, so the clicks are timed after it, and the warm-up apart
+        from napari_cellcurator._qt.common import WARM_DONE
 
         tw = time.perf_counter()
-        warm_torch()
+        predict_widget, train_widget = gui.add_widgets(viewer)
+        warm_gui_s = time.perf_counter() - tw
+        gui.wait_until(WARM_DONE.is_set, 120)
         warm_s = time.perf_counter() - tw
         gui.spin(0.5)  # first draws
         beat = gui.Heartbeat(10)
@@ -63,7 +65,8 @@ def main(quick: bool = False, out: Path | None = None, crashes: int = 0) -> dict
         "max_gap_ms_train": train["max_gap_ms"],
         "target_ms": TARGET_MS,
         "gui_crashes_before": crashes,
-        "warm_torch_seconds_on_gui_thread_once": warm_s,
+        "warm_up_seconds_on_gui_thread_once": warm_gui_s,
+        "warm_up_seconds_in_background_once": warm_s,
         "predict": {**predict, "seconds": predict_s, "n_items": len(session.items)},
         "train": {**train, "seconds_click_to_rescored": train_s, "epochs": epochs,
                   "outcome": outcome, "n_labelled": int(session.items.labelled.sum())},
@@ -78,7 +81,8 @@ def main(quick: bool = False, out: Path | None = None, crashes: int = 0) -> dict
         show(f"  p99 gap / ticks / gaps > 100 ms ({key})",
              f"{stats['p99_gap_ms'] or 0:.0f} / {stats['ticks']} / {stats['gaps_over_100ms']}")
     show("outcome of training", outcome)
-    show("one-time warm_torch() on the GUI thread", warm_s, "s", "(before timing)")
+    show("one-time warm-up at widget opening (GUI thread / all)",
+         f"{warm_gui_s:.2f} s / {warm_s:.2f} s", "", "(before timing)")
     for st in stalls:
         print(f"    stalled {st['seconds']:.2f} s in {st['gui_thread_stack'][:400]}")
     write_result("responsiveness", result, out or RESULTS)

@@ -56,6 +56,7 @@ def test_labels_layer_keys_and_trace(make_napari_viewer, allen_items, tmp_path):
     colour = layer.colormap.color_dict[row + 1]
     assert colour[3] == pytest.approx(1.0)
     # the trace plot shows the current candidate's trace
+    curate.trace_plot.wait_idle()  # plots are drawn in their own thread
     line = curate.trace_plot.axes[0].lines[0]
     assert np.allclose(line.get_ydata(), allen_items.arrays["trace"][row])
     press("u")
@@ -116,6 +117,7 @@ def test_suite2p_load_train_predict_explain(make_napari_viewer, qtbot, tmp_path)
     # occlusion of the trace is shaded under the candidate's trace
     n_samples = session.items.arrays["trace"].shape[1]
     assert session.explanation["trace_importance"].shape == (n_samples,)
+    curate.trace_plot.wait_idle()
     assert curate.trace_plot.axes[0].collections
     heat = viewer.layers["explanation"]
     # the map is centred on the candidate's centre in the field of view

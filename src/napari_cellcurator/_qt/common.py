@@ -241,17 +241,42 @@ def warm_torch() -> None:
         conv(torch.zeros(1, 1, 8, 8)).softmax(1).sum().item()
     # the first optimiser imports torch._dynamo and sympy (~800 modules, seconds): pure-Python
     # import work that yields the GIL, so it runs in the background instead of freezing the GUI
-    threading.Thread(target=_warm_optimizer, name="cellcurator-warm-optim", daemon=True).start()
+    threading.Thread(target=_warm_background, name="cellcurator-warm", daemon=True).start()
     _TORCH_WARM = True
 
 
-def _warm_optimizer() -> None:
-    import torch
+#: set once the background warm-up (imports workers need, then gc.freeze) is done
+WARM_DONE = threading.Event()
 
-    param = torch.nn.Parameter(torch.zeros(2))
-    opt = torch.optim.AdamW([param], lr=1e-3)
-    param.sum().backward()
-    opt.step()
+
+def _warm_background() -> None:
+    """Imports the workers would otherwise do mid-run, then freeze the heap for the GC.
+
+    Measured under Xvfb: module imports inside a training/scoring worker (sympy via the first
+    optimiser, scikit-learn/scipy via the metrics) and full garbage collections that walk the
+    few million objects of napari + torch + scipy hold the GIL for 100–700 ms at a time, which
+    freezes napari's event loop. After the imports, :func:`gc.freeze` moves every object alive
+    now into the permanent generation, so later collections only walk what the run creates.
+    """
+    import gc
+
+    try:
+        import torch
+
+        param = torch.nn.Parameter(torch.zeros(2))
+        opt = torch.optim.AdamW([param], lr=1e-3)
+        param.sum().backward()
+        opt.step()
+        import sklearn.metrics  # noqa: F401  (labelled metrics, evaluation)
+
+        from napari_cellcurator.core import pipeline, training  # noqa: F401
+        from napari_cellcurator.core.tasks import TASK_MODULES, get_task
+
+        for name in TASK_MODULES:
+            get_task(name)
+    finally:
+        gc.freeze()
+        WARM_DONE.set()
 
 
 def worker_setup() -> None:

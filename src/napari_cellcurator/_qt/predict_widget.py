@@ -60,6 +60,8 @@ class PredictWidget(Container):
         self._cancel.changed.connect(self.cancel)
         self.worker = None
         self.chunk = 256  # items per step between progress updates / cancel points
+        # opening the widget starts the warm-up (imports, GC freeze) before the first click
+        warm_torch()
 
     def predict(self):
         """Start the prediction worker; returns it (tests wait on its signals)."""

@@ -106,6 +106,8 @@ class TrainWidget(Container):
         self.rescore_worker = None
         self._result = None
         self._failure: str | None = None
+        # opening the widget starts the warm-up (imports, GC freeze) before the first click
+        warm_torch()
 
     def train(self):
         """Start fine-tuning; returns the worker (None when it could not start)."""
