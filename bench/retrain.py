@@ -23,7 +23,7 @@ TARGET_S = 60.0
 
 
 def main(quick: bool = False, out: Path | None = None, crashes: int = 0) -> dict:
-    from napari_cellcurator._qt.common import warm_torch
+    from napari_cellcurator._qt.common import WARM_DONE
 
     display = gui.ensure_display()
     tmp = Path(tempfile.mkdtemp(prefix="cc_bench_retrain_"))
@@ -33,8 +33,8 @@ def main(quick: bool = False, out: Path | None = None, crashes: int = 0) -> dict
         data = gui.jurkat_subset(tmp / "jurkat", n_items)
         gui.add_random_model(data, tmp)
         viewer, session = gui.open_viewer_with(data)
-        predict_widget, train_widget = gui.add_widgets(viewer)
-        warm_torch()
+        predict_widget, train_widget = gui.add_widgets(viewer)  # starts the warm-up
+        gui.wait_until(WARM_DONE.is_set, 120)
         gui.click_predict(predict_widget)
         beat = gui.Heartbeat(10)
         gui.spin(0.3)
