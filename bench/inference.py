@@ -136,7 +136,9 @@ def bench_task(name: str, tmp: Path, quick: bool, seconds: float = 5.0) -> dict:
     forward_only = fwd["fp32_channels_last"]  # what the core path runs (fp32, NHWC weights)
 
     out = tmp / f"{name}_pred.parquet"
-    t_e2e = _end_to_end(model_dir, store, table, task, case.classes, batch_size, out)
+    # best of two, like the forward-only figure (each run loads the model and reads the store)
+    t_e2e = min(_end_to_end(model_dir, store, table, task, case.classes, batch_size, out)
+                for _ in range(2))
     e2e = n / t_e2e
     scores = pd.read_parquet(out)
     e2e_vs_ref = float(np.abs(_score_matrix(scores, task, case.classes) - ref).max())
