@@ -18,7 +18,8 @@ def pad_to_square(arr: np.ndarray) -> np.ndarray:
     side = max(h, w)
     border = np.concatenate([arr[:, 0, :], arr[:, -1, :], arr[:, :, 0], arr[:, :, -1]], axis=1)
     out = np.empty((c, side, side), dtype=np.float32)
-    out[:] = np.median(border, axis=1).astype(np.float32)[:, None, None]
+    # float64: the median averages two values, which can overflow float32 near its maximum
+    out[:] = np.median(border.astype(np.float64), axis=1).astype(np.float32)[:, None, None]
     y0, x0 = (side - h) // 2, (side - w) // 2
     out[:, y0:y0 + h, x0:x0 + w] = arr
     return out

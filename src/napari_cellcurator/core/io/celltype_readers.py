@@ -85,6 +85,8 @@ def _on_canvas(arr: np.ndarray, scale: float, size: int) -> np.ndarray:
     """Scale a crop by ``scale`` (never beyond ``size``) and centre it on a square canvas."""
     from napari_cellcurator.core.data.crops import pad_to_square
 
+    big = np.finfo(np.float32).max  # float64 pixels beyond float32 would become inf
+    arr = np.clip(arr, -big, big) if arr.dtype == np.float64 else arr
     h, w = arr.shape[1:]
     f = min(scale, size / max(h, w))
     new_h, new_w = max(1, round(h * f)), max(1, round(w * f))
@@ -98,8 +100,10 @@ def _on_canvas(arr: np.ndarray, scale: float, size: int) -> np.ndarray:
         return square
     # pad the square to the canvas with its border colour (pad_to_square's median)
     canvas = np.empty((arr.shape[0], size, size), dtype=np.float32)
-    canvas[:] = np.median(np.concatenate([square[:, 0], square[:, -1], square[:, :, 0],
-                                          square[:, :, -1]], axis=1), axis=1)[:, None, None]
+    border = np.concatenate([square[:, 0], square[:, -1], square[:, :, 0], square[:, :, -1]],
+                            axis=1)
+    # float64: the median averages two values, which can overflow float32 near its maximum
+    canvas[:] = np.median(border.astype(np.float64), axis=1)[:, None, None]
     o = (size - square.shape[1]) // 2
     canvas[:, o:o + square.shape[1], o:o + square.shape[1]] = square
     return canvas
