@@ -13,7 +13,7 @@ from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quali
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io import celltype_readers as cr
 from napari_cellcurator.core.io.images import read_image_chw
-from napari_cellcurator.core.io.points import cut_crops, read_points_file
+from napari_cellcurator.core.io.points import POINT_INPUT, cut_crops, read_points_file
 from napari_cellcurator.core.tasks import ReadOptions, get_task
 
 
@@ -38,7 +38,7 @@ def test_points_reader_real_chula(chula_subset):
     items = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
     n_lines = sum(len(read_points_file(p)[0]) for p in (chula_subset / "labels").glob("*.txt"))
     assert len(items) == n_lines == items.meta["qc"]["n_in"]
-    assert items.arrays["image"].shape[1:] == (3, 32, 32)
+    assert items.arrays["image"].shape[1:] == (3, POINT_INPUT, POINT_INPUT)
     assert set(items.table["group"]) == {"1", "12", "103"}
     assert {"y", "x", "frame", "group"} <= set(items.table.columns)
     # Chula ids become names; the first line of 1.txt is "594 95 0" (x=col, y=row)
@@ -146,7 +146,7 @@ def test_items_from_points_and_labels_layer_rgb(chula):
     rgb = np.moveaxis(read_image_chw(chula / "images" / "1.jpg"), 0, -1)  # napari RGB layer
     pts = np.array([[95, 594], [151, 601]], dtype=float)
     items = cr.items_from_points(rgb, pts, ["normal", float("nan")], 64)
-    assert items.arrays["image"].shape == (2, 3, 32, 32)
+    assert items.arrays["image"].shape == (2, 3, POINT_INPUT, POINT_INPUT)
     assert list(items.table["label"].isna()) == [False, True]
     np.testing.assert_allclose(items.table[["y", "x"]].to_numpy(), pts)
     lab = np.zeros(rgb.shape[:2], dtype=np.int32)
