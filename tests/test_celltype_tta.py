@@ -1,4 +1,4 @@
-"""Test-time augmentation of the celltype task: views, invariance, recorded in the model config."""
+"""Celltype task: test-time augmentation (views, invariance, model config) and its loss."""
 
 from __future__ import annotations
 
@@ -101,3 +101,16 @@ def test_tta_survives_the_model_folder_round_trip(tmp_path):
     _, scores = predict_items(loaded, cfg, items, device="cpu")
     expected = torch.softmax(predict_logits(task, model, items, prep), dim=1).numpy()
     np.testing.assert_allclose(scores, expected, atol=1e-5)
+
+
+def test_training_loss_is_label_smoothed():
+    task = get_task("celltype")
+    certain = torch.tensor([[30.0, -30.0, -30.0]])
+    target = torch.tensor([0])
+    smoothed = task.loss(certain, target)
+    # smoothing puts 0.1/3 of the target mass on each class: an over-confident right answer
+    # still costs (≈ 2/3 · 0.1 · 60), unlike plain cross-entropy (≈ 0)
+    assert torch.nn.functional.cross_entropy(certain, target) < 1e-6
+    assert smoothed.item() == pytest.approx(2 / 3 * task.LABEL_SMOOTHING * 60, rel=1e-3)
+    moderate = torch.tensor([[3.0, 0.0, 0.0]])
+    assert task.loss(moderate, target) < smoothed  # the optimum is no longer infinite logits

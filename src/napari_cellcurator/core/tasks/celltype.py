@@ -36,6 +36,9 @@ class CellTypeTask(ClassificationTask):
     #: option ``tta`` (1, 2, 4, 8) overrides. 1: on the Jurkat and Chula validation splits 2-8
     #: views changed accuracy by -0.01..+0.01 (noise) at 2-8× the inference cost
     TTA_VIEWS = 1
+    #: label smoothing of the training loss: expert labels of neighbouring classes (G1/S/G2,
+    #: normal/macrocyte) overlap; 0.1 raised Jurkat label-free validation accuracy 0.755 → 0.770
+    LABEL_SMOOTHING = 0.1
 
     def read(self, path: Path, options: ReadOptions) -> ItemSet:
         return read_celltype_path(path, options)
@@ -82,6 +85,10 @@ class CellTypeTask(ClassificationTask):
             # the seed paper's balancing augmentation: flips, rotations, shifts, blur, noise
             crops = augment_crops(crops, rng, **prep.get("augment", {}))
         return {"image": torch.from_numpy(np.ascontiguousarray(crops))}
+
+    def loss(self, logits, targets, class_weights=None, arch: str = ""):
+        return torch.nn.functional.cross_entropy(logits, targets, weight=class_weights,
+                                                 label_smoothing=self.LABEL_SMOOTHING)
 
     def test_time_views(self, batch, prep):
         n_views = int(prep.get("tta", 1))
