@@ -27,7 +27,8 @@ class CellTypeTask(ClassificationTask):
     name = "celltype"
     default_arch = "resnet"
     input_keys = ("image",)
-    # 20 epochs: ~5 min on Jurkat, ~7 min on Chula (stride-2 stem at 48 px) on 2 CPU cores
+    # 20 epochs: 185 s on Jurkat (40 px), 276 s on Chula (64 px, stride-2 stem), 2 CPU cores
+    # (bench/celltype_report.py); sqrt-balanced sampling keeps rare-class recall (macro-F1)
     hyper = Hyper(epochs=20, batch_size=64, lr=2e-3, weight_decay=1e-4, balance="sampler")
     #: normalisations: "dataset" keeps absolute brightness/size (cell-cycle: DNA content and
     #: cell size); "cell" standardises each crop (robust to illumination, loses brightness)
