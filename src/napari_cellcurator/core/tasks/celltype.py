@@ -27,7 +27,7 @@ class CellTypeTask(ClassificationTask):
     name = "celltype"
     default_arch = "resnet"
     input_keys = ("image",)
-    # 20 epochs: 185 s on Jurkat (40 px), ~280 s on Chula (32 px), 2 CPU cores
+    # 20 epochs: 185 s on Jurkat (40 px), 230 s on Chula (32 px), 2 CPU cores
     # (bench/celltype_report.py); sqrt-balanced sampling keeps rare-class recall (macro-F1)
     hyper = Hyper(epochs=20, batch_size=64, lr=2e-3, weight_decay=1e-4, balance="sampler")
     #: normalisations: "dataset" keeps absolute brightness/size (cell-cycle: DNA content and
