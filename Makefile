@@ -44,9 +44,10 @@ BENCHES := inference memory responsiveness retrain occlusion gpu active_learning
 bench: $(STAMP) xvfb
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
-# plus the few-labels pretraining study (~13 min more)
+# plus the few-labels pretraining study (~13 min) and the issue-4 celltype report (~12 min)
 bench-all: bench
 	$(PY) bench/few_labels.py
+	$(PY) bench/celltype_report.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
