@@ -40,3 +40,12 @@ def tiny_celltype_model(jurkat_subset, tmp_path_factory) -> Path:
     train(TrainRequest(task="celltype", data=[str(jurkat_subset)], out=str(out), arch="seedcnn",
                        channels=[0, 2], epochs=1, batch_size=8))
     return out
+
+
+@pytest.fixture
+def bench_module(monkeypatch):
+    """Import a script of ``bench/`` by name (bench scripts import each other by plain name)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    return importlib.import_module

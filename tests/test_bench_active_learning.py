@@ -16,11 +16,8 @@ BENCH = REPO / "bench"
 
 
 @pytest.fixture
-def al(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    import active_learning
-
-    return active_learning
+def al(bench_module):
+    return bench_module("active_learning")
 
 
 def _toy(n_per_class: int = 60, seed: int = 0):

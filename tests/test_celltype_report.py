@@ -14,11 +14,8 @@ BENCH = REPO / "bench"
 
 
 @pytest.fixture
-def report_module(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    import celltype_report
-
-    return celltype_report
+def report_module(bench_module):
+    return bench_module("celltype_report")
 
 
 def test_merging_interphase_counts_g1_s_g2_confusions_as_correct(report_module):
