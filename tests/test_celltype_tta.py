@@ -101,6 +101,13 @@ def test_tta_survives_the_model_folder_round_trip(tmp_path):
     _, scores = predict_items(loaded, cfg, items, device="cpu")
     expected = torch.softmax(predict_logits(task, model, items, prep), dim=1).numpy()
     np.testing.assert_allclose(scores, expected, atol=1e-5)
+    # dask batch scoring (`cellcurator predict`) averages the same views
+    from napari_cellcurator.core.batch import score_items
+
+    batch_scores = score_items(str(tmp_path / "m"), items, "cpu", batch_size=4)
+    np.testing.assert_allclose(batch_scores, expected, atol=1e-5)
+    single = torch.softmax(predict_logits(task, model, items, prep, tta=False), dim=1).numpy()
+    assert not np.allclose(batch_scores, single, atol=1e-5)
 
 
 def test_training_loss_is_label_smoothed():

@@ -44,6 +44,7 @@ def score_batch(model_dir: str, arrays: dict[str, np.ndarray], device: str = "cp
     import torch
 
     from napari_cellcurator.core.tasks import get_task
+    from napari_cellcurator.core.training import forward_views
 
     model, config = _cached_model(model_dir, device)
     task = get_task(config.task)
@@ -53,7 +54,8 @@ def score_batch(model_dir: str, arrays: dict[str, np.ndarray], device: str = "cp
     batch = task.make_batch(items, np.arange(n), config.preprocessing, False,
                             np.random.default_rng(0))
     with _FORWARD_LOCK, torch.inference_mode():
-        logits = model(**{k: v.to(device) for k, v in batch.items()})
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = forward_views(task, model, batch, config.preprocessing)
     return task.outputs_to_scores(logits)
 
 

@@ -101,6 +101,19 @@ def iterate_batches(n: int, batch_size: int):
         yield np.arange(start, min(n, start + batch_size))
 
 
+def forward_views(task: Task, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                  prep: dict, tta: bool = True) -> torch.Tensor:
+    """float32 logits of one preprocessed batch, averaged over the task's test-time views
+    (:meth:`Task.test_time_views`, as the model config asks) unless ``tta`` is False.
+
+    Every prediction path (in-memory and dask batch scoring) calls this, so a model predicts
+    the same way wherever it runs."""
+    views = task.test_time_views(batch, prep) if tta else [batch]
+    if len(views) == 1:
+        return model(**views[0]).float()
+    return torch.stack([model(**v).float() for v in views]).mean(dim=0)
+
+
 def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dict,
                    batch_size: int = 128, device: str | torch.device = "cpu",
                    tta: bool = True) -> torch.Tensor:
@@ -118,9 +131,7 @@ def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dic
         for idx in iterate_batches(len(items), batch_size):
             batch = task.make_batch(items, idx, prep, augment=False, rng=rng)
             batch = {k: v.to(device) for k, v in batch.items()}
-            views = task.test_time_views(batch, prep) if tta else [batch]
-            logits = torch.stack([model(**v).float() for v in views]).mean(dim=0)
-            outs.append(logits.cpu())
+            outs.append(forward_views(task, model, batch, prep, tta).cpu())
     if not outs:
         return torch.zeros((0, 1))
     return torch.cat(outs)
