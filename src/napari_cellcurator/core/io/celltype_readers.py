@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.errors import InputError, InputWarning
-from napari_cellcurator.core.io.images import IMAGE_SUFFIXES, read_image_chw
+from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import readable
 from napari_cellcurator.core.tasks.base import ReadOptions
@@ -26,11 +26,15 @@ def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
     path = Path(path)
     if is_points_folder(path):
         return read_points_folder(path, options)
+    splits = split_folders(path)
+    if splits:
+        return read_split_folders(path, splits, options)
     if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
         return read_class_folders(path, options)
     raise InputError(path, "is not a recognised cell-type data layout",
-                     "a folder of class folders <class>/*.tif|png|jpg, or images/ + "
-                     "labels/<stem>.txt ('x y class' lines)")
+                     "a folder of class folders <class>/*.tif|png|jpg, train/ val/ test/ "
+                     "folders of class folders, or images/ + labels/<stem>.txt ('x y class' "
+                     "lines)")
 
 
 def select_channels(arr: np.ndarray, channels: list[int] | None, path: Path) -> np.ndarray:
@@ -109,33 +113,46 @@ def _on_canvas(arr: np.ndarray, scale: float, size: int) -> np.ndarray:
     return canvas
 
 
-def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
-    """``root/<class>/*.tif|png|jpg`` → crops of one size, label = folder name."""
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_files(root: Path) -> tuple[list[Path], list[str], list[Path]]:
+    """Image files of ``root/<class>/``, their class names and the class folders without
+    images (hidden folders, ``__MACOSX`` and junk files such as ``._x.tif`` left out)."""
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_junk_file(p)
+                        and p.name != "__MACOSX")
     files, labels, empty = [], [], []
     for d in class_dirs:
-        found = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        found = image_files(d)
         files += found
         labels += [d.name] * len(found)
         if not found:
             empty.append(d)
+    return files, labels, empty
+
+
+def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
+    """``root/<class>/*.tif|png|jpg`` → crops of one size, label = folder name."""
+    files, labels, empty = _class_files(root)
     if empty and files:  # a class without examples cannot be learnt: say so, read the rest
         warnings.warn(f"{readable(root)}: class folders without images are ignored: "
                       f"{[readable(d.name) for d in empty]}", InputWarning, stacklevel=2)
-        class_dirs = [d for d in class_dirs if d not in empty]
     if not files:
         raise InputError(root, "contains no images in its class folders",
                          "<class>/*.tif|png|jpg")
-    raw = [select_channels(read_image_chw(f), options.channels, f) for f in files]
-    n_ch = {c.shape[0] for c in raw}
-    if len(n_ch) > 1:
-        raise InputError(root, f"images have different channel counts {sorted(n_ch)}")
+    ids = [f"{lab}/{f.name}" for lab, f in zip(labels, files, strict=True)]
+    return _crop_items(root, files, labels, ids, {}, options)
+
+
+def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str],
+                columns: dict[str, list], options: ReadOptions) -> ItemSet:
+    """Read ``files`` as crops of one size; the item table with labels, ids and ``columns``."""
+    raw = _same_channel_count(root, files, [
+        select_channels(read_image_chw(f), options.channels, f) for f in files])
     crops, settings = crops_of_one_size(raw, options)
     # file names that are not UTF-8 (bytes on Linux) become \xNN text, see names.readable
     table = pd.DataFrame({
-        "item_id": [readable(f"{lab}/{f.name}") for lab, f in zip(labels, files, strict=True)],
+        "item_id": [readable(i) for i in ids],
         "source": [readable(f) for f in files],
         "label": [readable(lab) for lab in labels],
+        **columns,
     })
     crops = np.stack(crops)
     from napari_cellcurator.core.data.quality import apply_qc, crop_quality
@@ -143,11 +160,92 @@ def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
     for col, values in crop_quality(crops, np.zeros(len(crops))).items():
         table[col] = values
     items = ItemSet(table, {"image": crops},
-                    {"path": str(root), "classes": [readable(d.name) for d in class_dirs],
+                    {"path": str(root), "classes": sorted(set(table["label"])),
                      "read_settings": settings})
     # pre-cut crops (imaging flow cytometry): QC counts only by default; dropping would
     # remove real, merely dim cells (extra {"qc": true} or a QCOptions dict turns it on)
     return apply_qc(items, options.extra.get("qc", False))
+
+
+def _same_channel_count(root: Path, files: list[Path], raw: list[np.ndarray]
+                        ) -> list[np.ndarray]:
+    """One channel count for all crops. Grey PNG/JPEG/BMP files among colour ones (a common
+    mix in exported crops) get their grey copied to R, G and B, with a warning; any other
+    mix is an error naming a file of each count."""
+    n_ch = {c.shape[0] for c in raw}
+    if len(n_ch) == 1:
+        return raw
+    pil_only = all(f.suffix.lower() not in (".tif", ".tiff") for f in files)
+    if n_ch == {1, 3} and pil_only:
+        grey = [f for f, c in zip(files, raw, strict=True) if c.shape[0] == 1]
+        warnings.warn(f"{readable(root)}: {len(grey)} grey image(s) among colour ones read as "
+                      f"colour (grey copied to R, G, B), e.g. {readable(grey[0])}",
+                      InputWarning, stacklevel=3)
+        return [np.repeat(c, 3, axis=0) if c.shape[0] == 1 else c for c in raw]
+    examples = {c.shape[0]: f for f, c in zip(files, raw, strict=True)}
+    named = ", ".join(f"{n}: {readable(f)}" for n, f in sorted(examples.items()))
+    raise InputError(root, f"images have different channel counts {sorted(n_ch)} ({named})",
+                     "the same channels in every image")
+
+
+#: folder names of a pre-split data set (torchvision ImageFolder / Kaggle style), lower case
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+               "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+
+
+def split_folders(root: Path) -> dict[str, list[Path]]:
+    """``{"train"|"val"|"test": [folders]}`` when every sub-folder of ``root`` is a split
+    name holding class folders (``root/train/<class>/*``); else empty."""
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    subs = [p for p in root.iterdir() if p.is_dir() and not is_junk_file(p)
+            and p.name != "__MACOSX"]
+    if not subs or any(p.name.lower() not in SPLIT_NAMES for p in subs):
+        return {}
+    if not all(any(c.is_dir() for c in p.iterdir()) for p in subs):
+        return {}
+    out: dict[str, list[Path]] = {}
+    for p in sorted(subs):
+        out.setdefault(SPLIT_NAMES[p.name.lower()], []).append(p)
+    return out
+
+
+def read_split_folders(root: Path, splits: dict[str, list[Path]],
+                       options: ReadOptions) -> ItemSet:
+    """A pre-split data set ``root/train|val|test/<class>/*``.
+
+    train + val are the labelled data and keep their sides of the train/validation split
+    (each item's ``group`` is chosen so the hash split puts it there); without ``val/`` the
+    usual hash split divides ``train/``. ``test/`` is held out, with a warning: evaluate on it
+    with ``--data root/test``. A folder with only ``test/`` is read as it is.
+    """
+    used = [s for s in ("train", "val") if s in splits] or ["test"]
+    if "test" in splits and used != ["test"]:
+        n = sum(len(_class_files(d)[0]) for d in splits["test"])
+        warnings.warn(f"{readable(root)}: {n} images of {[d.name for d in splits['test']]} "
+                      "are kept aside as the test set (not read); evaluate on them with "
+                      f"--data {readable(splits['test'][0])}", InputWarning, stacklevel=2)
+    files, labels, ids, side = [], [], [], []
+    for split in used:
+        for d in splits[split]:
+            f, lab, _ = _class_files(d)
+            files += f
+            labels += lab
+            ids += [f"{d.name}/{c}/{x.name}" for c, x in zip(lab, f, strict=True)]
+            side += [split] * len(f)
+    if not files:
+        raise InputError(root, f"its {'/'.join(used)} folders hold no images in class folders",
+                         "train/<class>/*.tif|png|jpg")
+    if "val" in used:
+        from napari_cellcurator.core.io.mixture_readers import forced_group
+        from napari_cellcurator.core.tasks.celltype import CellTypeTask
+
+        frac = CellTypeTask.hyper.val_fraction
+        groups = [forced_group(s, i, frac) for s, i in zip(side, ids, strict=True)]
+    else:
+        groups = list(ids)
+    return _crop_items(root, files, labels, ids, {"split": side, "group": groups}, options)
 
 
 def __getattr__(name: str):

@@ -13,24 +13,32 @@ from napari_cellcurator.core.io.names import readable
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 
 
+def is_junk_file(path: Path) -> bool:
+    """Files a folder of images may hold that are not images of the user: hidden files and
+    macOS AppleDouble companions (``._cell.tif``, ``.DS_Store``), Windows ``Thumbs.db``."""
+    name = Path(path).name
+    return name.startswith((".", "~$")) or name.lower() in ("thumbs.db", "desktop.ini")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (any case of a known suffix), junk files left out."""
+    return sorted(f for f in Path(folder).iterdir()
+                  if f.suffix.lower() in IMAGE_SUFFIXES and not is_junk_file(f) and f.is_file())
+
+
 def read_image_chw(path: str | Path) -> np.ndarray:
     """Read an image file as ``(C, H, W)``.
 
-    TIFFs may be ``(C, H, W)``, ``(H, W, C)`` (C ≤ 4, last axis) or ``(H, W)``; RGB(A) files become
-    3 (4) channels. Raises :class:`InputError` naming the file when it cannot be decoded.
+    TIFFs may be ``(C, H, W)``, ``(H, W, C)`` (RGB samples, or a channel axis clearly shorter
+    than the image sides) or ``(H, W)``; axes of length 1 (ImageJ ``TZCYX`` stacks) are dropped.
+    PNG/JPEG/BMP: grey → 1 channel, colour → 3 (palette images as their colours, alpha dropped:
+    transparency is not a measurement). Raises :class:`InputError` naming the file when it
+    cannot be decoded.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(path)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                arr = np.asarray(im)
+        arr, axes = _read_tiff(path) if suffix in (".tif", ".tiff") else (_read_pil(path), "")
     except Exception as exc:  # decoders raise many unrelated types on corrupt files
         raise InputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})",
                          "a TIFF, PNG or JPEG image") from None
@@ -42,13 +50,69 @@ def read_image_chw(path: str | Path) -> np.ndarray:
         raise InputError(path, f"has unsupported pixel type {arr.dtype}",
                          "integer or floating-point pixels")
     arr = _finite(arr, path)
+    if arr.ndim > 3:  # drop length-1 axes of ImageJ / OME stacks (never the image sides)
+        keep = [i for i in range(arr.ndim) if arr.shape[i] > 1 or i >= arr.ndim - 2]
+        axes = "".join(axes[i] for i in keep) if len(axes) == arr.ndim else ""
+        arr = arr.reshape([arr.shape[i] for i in keep])
     if arr.ndim == 2:
         return arr[None]
     if arr.ndim == 3:
-        if arr.shape[-1] <= 4 and arr.shape[0] > 4:
-            return np.moveaxis(arr, -1, 0)
-        return arr
+        return np.moveaxis(arr, -1, 0) if _channels_last(arr.shape, axes) else arr
     raise InputError(path, f"has shape {arr.shape}", "a 2-D image or a 3-D multichannel image")
+
+
+def _channels_last(shape: tuple[int, ...], axes: str) -> bool:
+    """Whether a 3-D image stores channels on its last axis.
+
+    tifffile names RGB / contiguous samples ``YXS``; planar samples and ImageJ channels come
+    first (``SYX``, ``CYX``). Otherwise (pages of unknown meaning) the channel axis is the
+    short one: last when it has ≤ 4 entries and the first has more, or when it is at most half
+    of both image sides (a 12-channel flow-cytometry export saved ``(40, 40, 12)``).
+    """
+    if axes.endswith("S"):
+        return True
+    if axes[:1] in ("C", "S"):
+        return False
+    first, second, last = shape
+    return (last <= 4 < first) or 2 * last <= min(first, second)
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:  # a TIFF header without image pages: reported as "no pixels"
+            return np.empty(0), ""
+        series = tif.series[0]
+        return series.asarray(), str(series.axes)
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    """PNG / JPEG / BMP pixels: palette → colours, bilevel → 0/255, CMYK → RGB, alpha dropped;
+    16-bit grey keeps its 16 bits."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode == "PA":
+            im = im.convert("RGBA")
+        elif mode == "1":
+            im = im.convert("L")
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+            im = im.convert("RGB")
+        elif mode == "La":
+            im = im.convert("LA")
+        elif mode == "RGBa":
+            im = im.convert("RGBA")
+        arr = np.asarray(im)
+        if im.mode in ("RGBA", "LA"):
+            arr = arr[..., :-1]
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        return arr
 
 
 def _finite(arr: np.ndarray, path: Path) -> np.ndarray:

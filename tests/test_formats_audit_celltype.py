@@ -1,0 +1,241 @@
+"""Audit: folder-of-classes layouts and image encodings a biologist may hand the celltype task.
+
+Built from real Jurkat imaging-flow-cytometry TIFFs (``(3, 40, 40)`` uint16) and Chula RGB
+JPEG smears, re-saved in other layouts and encodings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.images import read_image_chw
+from napari_cellcurator.core.tasks import get_task
+
+TASK = get_task("celltype")
+
+
+def _jurkat(shared_data: Path, cls: str, n: int) -> list[np.ndarray]:
+    files = sorted((shared_data / "celltype" / "jurkat_ifc" / cls).glob("*.tif"))[:n]
+    return [tifffile.imread(f) for f in files]
+
+
+def _split_tree(root: Path, shared_data: Path, splits: dict[str, int]) -> Path:
+    """``root/<split>/<class>/*.tif`` from real Jurkat cells (different cells per split)."""
+    for cls in ("G1", "G2"):
+        cells = _jurkat(shared_data, cls, sum(splits.values()))
+        start = 0
+        for split, n in splits.items():
+            (root / split / cls).mkdir(parents=True)
+            for i, arr in enumerate(cells[start:start + n]):
+                tifffile.imwrite(root / split / cls / f"{cls}_{start + i}.tif", arr,
+                                 photometric="minisblack")
+            start += n
+    return root
+
+
+# ---- (a) ImageFolder split layout: root/train|val|test/<class>/* ------------------------------
+def test_split_layout_trains_on_train_and_val_with_the_split_kept(shared_data, tmp_path):
+    from napari_cellcurator.core.data.splits import hash_split
+
+    root = _split_tree(tmp_path / "d", shared_data, {"train": 6, "val": 3, "test": 2})
+    with pytest.warns(InputWarning, match="test"):
+        items = TASK.read_many([root])
+    assert set(items.table["label"]) == {"G1", "G2"}  # never 'train' / 'val' as classes
+    assert len(items) == 18  # test/ kept aside for evaluation
+    assert set(items.table["split"]) == {"train", "val"}
+    train_idx, val_idx = hash_split(items.table, TASK.hyper.val_fraction)
+    assert set(items.table.loc[val_idx, "split"]) == {"val"}
+    assert set(items.table.loc[train_idx, "split"]) == {"train"}
+    assert items.table["item_id"].is_unique
+
+
+def test_split_layout_without_val_uses_the_hash_split(shared_data, tmp_path):
+    root = _split_tree(tmp_path / "d", shared_data, {"Train": 8, "Test": 2})
+    with pytest.warns(InputWarning, match="Test"):
+        items = TASK.read_many([root])
+    assert len(items) == 16 and set(items.table["label"]) == {"G1", "G2"}
+    assert items.table["group"].nunique() == 16  # no forced side: each cell hashed alone
+
+
+def test_split_layout_test_folder_evaluates(shared_data, tmp_path):
+    root = _split_tree(tmp_path / "d", shared_data, {"train": 6, "val": 2, "test": 3})
+    items = TASK.read_many([root / "test"])
+    assert len(items) == 6 and set(items.table["label"]) == {"G1", "G2"}
+
+
+def test_split_layout_cli_train_then_evaluate_test(shared_data, tmp_path):
+    from napari_cellcurator.cli import main
+
+    root = _split_tree(tmp_path / "d", shared_data, {"train": 6, "val": 3, "test": 3})
+    out = tmp_path / "m"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        assert main(["train", "--task", "celltype", "--data", str(root), "--out", str(out),
+                     "--arch", "seedcnn", "--epochs", "1", "--batch-size", "8",
+                     "--device", "cpu"]) == 0
+        assert main(["evaluate", "--model", str(out), "--data", str(root / "test")]) == 0
+    import json
+
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["classes"] == ["G1", "G2"]
+    assert cfg["metrics"]["n_val"] == 6 and cfg["metrics"]["n_train"] == 12
+
+
+def test_only_a_test_split_is_read(shared_data, tmp_path):
+    root = _split_tree(tmp_path / "d", shared_data, {"test": 3})
+    items = TASK.read_many([root])
+    assert len(items) == 6 and set(items.table["split"]) == {"test"}
+
+
+# ---- (b) extensions and junk files ---------------------------------------------------------
+def test_mixed_extensions_and_junk_files(shared_data, tmp_path):
+    root = tmp_path / "d"
+    for cls in ("G1", "G2"):
+        (root / cls).mkdir(parents=True)
+        for i, arr in enumerate(_jurkat(shared_data, cls, 3)):
+            suffix = (".TIF", ".tiff", ".Tif")[i]
+            tifffile.imwrite(root / cls / f"c{i}{suffix}", arr, photometric="minisblack")
+        (root / cls / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        (root / cls / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+        (root / cls / "._c0.TIF").write_bytes(b"\x00\x05\x16\x07AppleDouble junk")
+        (root / cls / "notes.txt").write_text("counts")
+    (root / ".hidden_class").mkdir()
+    (root / "__MACOSX").mkdir()
+    (root / "__MACOSX" / "._x.tif").write_bytes(b"\x00\x05\x16\x07")
+    items = TASK.read_many([root])
+    assert len(items) == 6
+    assert set(items.table["label"]) == {"G1", "G2"}
+
+
+@pytest.mark.parametrize("suffix", [".jpeg", ".JPG", ".png", ".PNG", ".bmp", ".BMP"])
+def test_pil_extensions_upper_and_lower_case(suffix, tmp_path):
+    root = tmp_path / "d"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            img = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+            Image.fromarray(img).save(root / cls / f"{i}{suffix}")
+    items = TASK.read_many([root])
+    assert items.arrays["image"].shape[:2] == (4, 3)
+
+
+# ---- (c) encodings ---------------------------------------------------------------------------
+def test_8bit_and_16bit_grayscale_png(shared_data, tmp_path):
+    dna = _jurkat(shared_data, "G2", 1)[0][1]  # uint16 DNA channel
+    p16, p8 = tmp_path / "a16.png", tmp_path / "a8.png"
+    Image.fromarray(dna.astype(np.uint16)).save(p16)
+    Image.fromarray((dna >> 4).astype(np.uint8)).save(p8)
+    a16, a8 = read_image_chw(p16), read_image_chw(p8)
+    assert a16.shape == (1, 40, 40) and a8.shape == (1, 40, 40)
+    np.testing.assert_array_equal(a16[0], dna)  # 16-bit values kept, not squashed to 8 bits
+    assert a8.dtype == np.uint8
+
+
+def test_rgba_png_drops_alpha(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 255, (20, 20, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, np.full((20, 20), 255, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "x.png")
+    arr = read_image_chw(tmp_path / "x.png")
+    assert arr.shape == (3, 20, 20)
+    np.testing.assert_array_equal(np.moveaxis(arr, 0, -1), rgb)
+
+
+def test_rgb_and_rgba_png_mix_in_one_folder(tmp_path):
+    rng = np.random.default_rng(2)
+    root = tmp_path / "d"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        img = rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / cls / "rgb.png")
+        Image.fromarray(np.dstack([img, np.full((20, 20), 255, np.uint8)])).save(
+            root / cls / "rgba.png")
+    items = TASK.read_many([root])
+    assert items.arrays["image"].shape == (4, 3, 20, 20)
+
+
+def test_palette_and_bilevel_png(tmp_path):
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[4:12, 4:12] = (200, 30, 60)
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "p.png")
+    arr = read_image_chw(tmp_path / "p.png")
+    assert arr.shape == (3, 16, 16)
+    assert tuple(arr[:, 8, 8]) == (200, 30, 60)  # colours, not palette indices
+    mask = np.zeros((16, 16), bool)
+    mask[4:12, 4:12] = True
+    Image.fromarray(mask).save(tmp_path / "b.png")
+    arr = read_image_chw(tmp_path / "b.png")
+    assert arr.shape == (1, 16, 16) and arr[0, 8, 8] > arr[0, 0, 0]
+
+
+def test_gray_jpeg_among_rgb_jpegs_is_promoted(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "d"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                root / cls / f"{i}.jpg")
+    Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(root / "a" / "g.jpg")
+    with pytest.warns(InputWarning, match="g.jpg"):
+        items = TASK.read_many([root])
+    assert items.arrays["image"].shape == (5, 3, 20, 20)
+
+
+def test_tiff_channels_last_and_2d_and_singleton_axes(shared_data, tmp_path):
+    cell = _jurkat(shared_data, "G1", 1)[0]  # (3, 40, 40)
+    tifffile.imwrite(tmp_path / "hwc.tif", np.moveaxis(cell, 0, -1))
+    tifffile.imwrite(tmp_path / "hwc_rgb.tif", np.moveaxis(cell, 0, -1), photometric="rgb")
+    tifffile.imwrite(tmp_path / "chw.tif", cell, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "one.tif", cell[0])
+    tifffile.imwrite(tmp_path / "imagej.tif", cell[None, :, None], imagej=True)  # TZCYX
+    for name in ("hwc", "hwc_rgb", "chw", "imagej"):
+        np.testing.assert_array_equal(read_image_chw(tmp_path / f"{name}.tif"), cell, name)
+    assert read_image_chw(tmp_path / "one.tif").shape == (1, 40, 40)
+
+
+def test_many_channels_last_tiff(tmp_path):
+    """An imaging-flow-cytometry export with 12 channels stored last (H, W, 12)."""
+    arr = np.random.default_rng(4).integers(0, 4000, (40, 40, 12)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "x.tif", arr, photometric="minisblack", planarconfig="contig")
+    out = read_image_chw(tmp_path / "x.tif")
+    assert out.shape == (12, 40, 40)
+    np.testing.assert_array_equal(out, np.moveaxis(arr, -1, 0))
+
+
+# ---- (d) empty class folder, (e) corrupt file -------------------------------------------------
+def test_empty_class_folder_warns_and_is_not_a_class(shared_data, tmp_path):
+    root = tmp_path / "d"
+    for cls in ("G1", "G2"):
+        (root / cls).mkdir(parents=True)
+        for i, arr in enumerate(_jurkat(shared_data, cls, 3)):
+            tifffile.imwrite(root / cls / f"{i}.tif", arr, photometric="minisblack")
+    (root / "Anaphase").mkdir()
+    (root / "Anaphase" / ".DS_Store").write_bytes(b"junk")
+    with pytest.warns(InputWarning, match="Anaphase"):
+        items = TASK.read_many([root])
+    assert items.meta["classes"] == ["G1", "G2"]
+
+
+def test_truncated_jurkat_tiff_is_one_error_naming_it(shared_data, tmp_path):
+    src = shared_data / "celltype" / "jurkat_ifc" / "G1"
+    root = tmp_path / "d"
+    for cls in ("G1", "G2"):
+        (root / cls).mkdir(parents=True)
+        for f in sorted((shared_data / "celltype" / "jurkat_ifc" / cls).glob("*.tif"))[:3]:
+            shutil.copy(f, root / cls / f.name)
+    data = (src / "G1_0001.tif").read_bytes()
+    bad = root / "G2" / "broken.tif"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as err:
+        TASK.read_many([root])
+    assert str(bad) in str(err.value)
+    assert "\n" not in str(err.value)
