@@ -12,14 +12,15 @@ resized to ``input_size`` so one pixel keeps one physical size (cell size is a c
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quality
-from napari_cellcurator.core.errors import InputError
-from napari_cellcurator.core.io.images import IMAGE_SUFFIXES, read_image_chw
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import readable
 
@@ -192,26 +193,80 @@ def _clean_label(value) -> str | None:
     return text or None
 
 
+#: header names (lower case, without spaces, ``_``, ``-``) of the x (column) and y (row)
+#: coordinates and of the class: ours, napari's Points CSV (``axis-0`` = row), scikit-image
+#: regionprops tables (``centroid-0`` = row), and common spreadsheet names
+X_NAMES = {"x", "col", "column", "cx", "xc", "axis1", "centroid1", "xcoord", "xcoordinate",
+           "xpos", "posx", "positionx", "centroidx", "centerx", "centrex", "xcenter", "xcentre",
+           "xpx", "xpixel", "xpixels"}
+Y_NAMES = {"y", "row", "cy", "yc", "axis0", "centroid0", "ycoord", "ycoordinate", "ypos",
+           "posy", "positiony", "centroidy", "centery", "centrey", "ycenter", "ycentre", "ypx",
+           "ypixel", "ypixels"}
+CLASS_NAMES = {"class", "label", "type", "classid", "classname", "category", "celltype",
+               "labelid", "cls", "classes"}
+EXPECTED_LINES = ("lines 'x y class' (x = column, y = row; spaces, tabs, commas or semicolons "
+                  "between them), optionally below a header naming the x, y and class columns")
+
+
+def _fields(line: str, sep: str | None) -> list[str]:
+    """The fields of one line: CSV quoting understood; decimal commas of ';' / tab files."""
+    if sep is None:
+        return line.split()
+    import csv
+
+    fields = [f.strip() for f in next(csv.reader([line], delimiter=sep))]
+    return [f.replace(",", ".") for f in fields] if sep != "," else fields
+
+
+def _header_columns(header: list[str], path: Path, n: int) -> tuple[int, int, int | None]:
+    """Positions of x, y and class named in a header line."""
+    names = ["".join(ch for ch in h.lower() if ch.isalnum()) for h in header]
+    cols = [next((i for i, v in enumerate(names) if v in group), None)
+            for group in (X_NAMES, Y_NAMES, CLASS_NAMES)]
+    if cols[0] is None or cols[1] is None:
+        raise InputError(path, f"line {n} {', '.join(header)[:60]!r} is not numeric and names "
+                         "no x and y columns", EXPECTED_LINES)
+    return cols[0], cols[1], cols[2]
+
+
+def _number(text: str) -> float:
+    return float(text.strip().strip('"'))
+
+
 def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
-    """``x y class`` lines → points ``(N, 2)`` as (row, col) and class id strings."""
+    """Point label file → points ``(N, 2)`` as (row, col) and class id strings.
+
+    Lines ``x y class`` (class optional) separated by spaces, tabs, commas or semicolons;
+    ``#`` comments and blank lines skipped. A first line that is not numeric is a header: its
+    names choose the x, y and class columns (``x``/``col``/``axis-1``, ``y``/``row``/``axis-0``,
+    ``class``/``label``/``type``...), so napari Points CSVs and spreadsheet exports read too.
+    """
     pts, ids = [], []
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise InputError(path, f"cannot be read ({exc})") from None
+    sep, cols, first = None, (0, 1, 2), True
     for n, line in enumerate(text.splitlines(), 1):
-        parts = line.replace(",", " ").split()
-        if not parts or parts[0].startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
+        if first:
+            sep = next((c for c in ("\t", ";", ",") if c in line), None)
+        parts = _fields(line, sep)
         try:
-            x, y = float(parts[0]), float(parts[1])
+            x, y = _number(parts[cols[0]]), _number(parts[cols[1]])
         except (ValueError, IndexError):
-            raise InputError(path, f"line {n} is {line.strip()[:60]!r}",
-                             "lines 'x y class' with numeric x (column) and y (row)") from None
+            if first:
+                cols, first = _header_columns(parts, path, n), False
+                continue
+            raise InputError(path, f"line {n} is {line.strip()[:60]!r}", EXPECTED_LINES) from None
+        first = False
         if not (np.isfinite(x) and np.isfinite(y)):
             raise InputError(path, f"line {n} has a non-finite coordinate")
         pts.append((y, x))
-        ids.append(parts[2] if len(parts) > 2 else None)
+        cls = parts[cols[2]].strip().strip('"') if cols[2] is not None and \
+            len(parts) > cols[2] else ""
+        ids.append(None if cls.lower() in ("", "nan", "none") else cls)
     return np.asarray(pts, dtype=np.float64).reshape(-1, 2), ids
 
 
@@ -227,17 +282,63 @@ def class_names_for(ids: set[str], frame_shape: tuple[int, ...] | None = None
     return {}
 
 
+LABEL_SUFFIXES = (".txt", ".csv", ".tsv")
+
+
+def label_files(root: Path) -> dict[str, Path]:
+    """``labels/`` files by stem (``.txt`` before ``.csv`` / ``.tsv``; any letter case)."""
+    found: dict[str, Path] = {}
+    files = [f for f in (root / "labels").iterdir() if f.is_file() and not is_junk_file(f)
+             and f.suffix.lower() in LABEL_SUFFIXES]
+    for f in sorted(files, key=lambda f: (LABEL_SUFFIXES.index(f.suffix.lower()), f.name)):
+        found.setdefault(f.stem, f)
+    return found
+
+
+def _frames_and_labels(root: Path) -> dict[Path, Path]:
+    """Each frame with its label file; frames without one are skipped (not an error), label
+    files without a frame are named in a warning (a misspelt name loses labels silently)."""
+    frames = image_files(root / "images")
+    if not frames:
+        raise InputError(root / "images", "contains no images", "*.jpg|png|tif frames")
+    stems: dict[str, Path] = {}
+    for f in frames:
+        if f.stem in stems:
+            raise InputError(f, f"shares the name {f.stem!r} with {stems[f.stem].name}; "
+                             f"labels/{f.stem}.txt cannot belong to both", "one image per name")
+        stems[f.stem] = f
+    labels = label_files(root)
+    orphans = sorted(set(labels) - set(stems))
+    if orphans:
+        warnings.warn(f"{readable(root / 'labels')}: {len(orphans)} label file(s) match no "
+                      f"image in images/ and are not read: "
+                      f"{[readable(labels[o].name) for o in orphans[:5]]}",
+                      InputWarning, stacklevel=3)
+    return {stems[s]: labels[s] for s in sorted(stems, key=lambda s: stems[s])
+            if s in labels}
+
+
+def _inside(pts: np.ndarray, ids: list, shape: tuple[int, ...], label_file: Path
+            ) -> np.ndarray:
+    """Positions of the points on the frame (a pixel of slack); the others are dropped with
+    a warning (their positions are kept out of item ids, so ids still follow the file)."""
+    h, w = shape[-2:]
+    ok = (pts[:, 0] >= -1) & (pts[:, 0] <= h) & (pts[:, 1] >= -1) & (pts[:, 1] <= w)
+    if not ok.all():
+        warnings.warn(f"{readable(label_file)}: {int((~ok).sum())} point(s) lie outside the "
+                      f"{w}×{h} image and are ignored (x = column, y = row)",
+                      InputWarning, stacklevel=4)
+    return np.flatnonzero(ok)
+
+
 def read_points_folder(root: Path, options) -> ItemSet:
     """``images/`` + ``labels/<stem>.txt`` → labelled crops, one group per frame."""
     root = Path(root)
-    frames = sorted(f for f in (root / "images").iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not frames:
-        raise InputError(root / "images", "contains no images", "*.jpg|png|tif frames")
+    pairs = _frames_and_labels(root)
     extra = dict(options.extra or {})
     crop = int(extra.get("point_crop", POINT_CROP))
     size = int(options.crop_size or extra.get("input_size", POINT_INPUT))
-    parsed = {f: read_points_file(root / "labels" / f"{f.stem}.txt") for f in frames
-              if (root / "labels" / f"{f.stem}.txt").is_file()}
+    parsed = {f: read_points_file(lab) for f, lab in pairs.items()}
     if not any(len(p) for p, _ in parsed.values()):
         raise InputError(root / "labels", "has no points for the images",
                          "labels/<image stem>.txt with lines 'x y class'")
@@ -253,12 +354,19 @@ def read_points_folder(root: Path, options) -> ItemSet:
         from napari_cellcurator.core.io.celltype_readers import select_channels
 
         chw = select_channels(read_image_chw(f), options.channels, f)
+        keep = _inside(pts, ids, chw.shape, pairs[f])
+        if not len(keep):
+            continue
+        pts, ids = pts[keep], [ids[k] for k in keep]
         labels = [names.get(i, i) if i is not None else None for i in ids]
         part = items_from_points(chw, pts, labels, crop, size, qc=False, frame=readable(f),
                                  frame_norm=bool(extra.get("frame_norm", True)))
         part.table["group"] = readable(f.stem)
-        part.table["item_id"] = [f"{readable(f.stem)}:{i}" for i in range(len(part.table))]
+        part.table["item_id"] = [f"{readable(f.stem)}:{i}" for i in keep]
         parts.append(part)
+    if not parts:
+        raise InputError(root / "labels", "has no points inside the images",
+                         "x (column) and y (row) within each image")
     channels_n = {p.arrays["image"].shape[1] for p in parts}
     if len(channels_n) > 1:
         raise InputError(root / "images", f"frames have different channel counts "

@@ -1,0 +1,139 @@
+"""Audit: Chula-style ``images/`` + ``labels/`` folders written the ways other tools write them
+(headers, commas, tabs, CSV files, other column orders, blank lines, points off the image,
+images without labels, labels without images). Built from real Chula RBC-12 smears."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.points import read_points_file
+from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+TASK = get_task("celltype")
+NO_QC = ReadOptions(extra={"qc": False})
+
+
+@pytest.fixture(scope="module")
+def chula(shared_data) -> Path:
+    return shared_data / "celltype" / "chula_rbc12"
+
+
+def _folder(tmp_path: Path, chula: Path, labels: dict[str, str],
+            stems: tuple[str, ...] = ("1", "12")) -> Path:
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for stem in stems:
+        shutil.copy(chula / "images" / f"{stem}.jpg", root / "images")
+    for name, text in labels.items():
+        (root / "labels" / name).write_text(text)
+    return root
+
+
+def _chula_lines(chula: Path, stem: str) -> list[list[str]]:
+    text = (chula / "labels" / f"{stem}.txt").read_text()
+    return [ln.split() for ln in text.splitlines() if ln.strip()]
+
+
+def _reference(tmp_path: Path, chula: Path):
+    root = _folder(tmp_path / "ref", chula, {f"{s}.txt": (chula / "labels" / f"{s}.txt")
+                                             .read_text() for s in ("1", "12")})
+    return TASK.read_many([root], NO_QC)
+
+
+@pytest.mark.parametrize("style", ["header", "comma", "tab", "csv", "crlf_blank", "semicolon",
+                                   "reordered", "TXT", "napari"])
+def test_label_file_styles_read_like_the_original(style, tmp_path, chula):
+    ref = _reference(tmp_path, chula)
+    labels = {}
+    for stem in ("1", "12"):
+        rows = _chula_lines(chula, stem)
+        if style == "header":
+            name, text = f"{stem}.txt", "x y class\n" + "\n".join(" ".join(r) for r in rows)
+        elif style == "comma":
+            name, text = f"{stem}.txt", "\n".join(",".join(r) for r in rows)
+        elif style == "tab":
+            name, text = f"{stem}.txt", "\n".join("\t".join(r) for r in rows)
+        elif style == "csv":
+            name, text = f"{stem}.csv", "x,y,class\n" + "\n".join(",".join(r) for r in rows)
+        elif style == "crlf_blank":
+            name, text = f"{stem}.txt", "\r\n".join(" ".join(r) for r in rows) + "\r\n\r\n\n  \n"
+        elif style == "semicolon":
+            name, text = f"{stem}.csv", "x;y;class\n" + "\n".join(";".join(r) for r in rows)
+        elif style == "reordered":  # a table exported with named columns in another order
+            name = f"{stem}.csv"
+            text = "label,y,x\n" + "\n".join(f"{r[2]},{r[1]},{r[0]}" for r in rows)
+        elif style == "napari":  # napari Points layer saved as CSV: axis-0 = row
+            name = f"{stem}.csv"
+            text = "index,axis-0,axis-1,class\n" + "\n".join(
+                f"{i},{r[1]}.0,{r[0]}.0,{r[2]}" for i, r in enumerate(rows))
+        else:
+            name, text = f"{stem}.TXT", "\n".join(" ".join(r) for r in rows)
+        labels[name] = text
+    items = TASK.read_many([_folder(tmp_path, chula, labels)], NO_QC)
+    assert len(items) == len(ref)
+    assert list(items.table["label"]) == list(ref.table["label"])
+    np.testing.assert_array_equal(items.table[["y", "x"]], ref.table[["y", "x"]])
+
+
+def test_header_only_on_the_first_line(tmp_path):
+    p = tmp_path / "a.txt"
+    p.write_text("x y class\n10 20 0\nx y class\n")
+    with pytest.raises(InputError, match="line 3"):
+        read_points_file(p)
+
+
+def test_points_outside_the_image_are_dropped_with_a_warning(tmp_path, chula):
+    rows = _chula_lines(chula, "1")[:5]
+    text = "\n".join(" ".join(r) for r in rows) + "\n5000 100 0\n-300 -40 1\n"
+    root = _folder(tmp_path, chula, {"1.txt": text}, stems=("1",))
+    with pytest.warns(InputWarning, match="2 point.*outside") as record:
+        items = TASK.read_many([root], NO_QC)
+    assert any(str(root / "labels" / "1.txt") in str(w.message) for w in record)
+    assert len(items) == 5  # points off the 640×480 frame are not cells of it
+    assert list(items.table["item_id"]) == [f"1:{i}" for i in range(5)]
+
+
+def test_only_points_outside_is_one_error(tmp_path, chula):
+    root = _folder(tmp_path, chula, {"1.txt": "5000 100 0\n"}, stems=("1",))
+    with pytest.warns(InputWarning), pytest.raises(InputError, match="inside"):
+        TASK.read_many([root], NO_QC)
+
+
+def test_image_without_labels_and_labels_without_image(tmp_path, chula):
+    root = _folder(tmp_path, chula, {"1.txt": (chula / "labels" / "1.txt").read_text(),
+                                     "1 (copy).txt": "10 10 0\n"}, stems=("1", "12"))
+    with pytest.warns(InputWarning, match=r"1 \(copy\)"):
+        items = TASK.read_many([root], NO_QC)
+    assert set(items.table["group"]) == {"1"}  # 12.jpg has no label file: no items, no error
+
+
+def test_junk_files_in_images_and_labels(tmp_path, chula):
+    root = _folder(tmp_path, chula, {"1.txt": (chula / "labels" / "1.txt").read_text(),
+                                     "._1.txt": "\x00\x05\x16\x07"}, stems=("1",))
+    (root / "images" / "._1.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (root / "images" / ".DS_Store").write_bytes(b"junk")
+    (root / "images" / "Thumbs.db").write_bytes(b"junk")
+    items = TASK.read_many([root], NO_QC)
+    assert set(items.table["group"]) == {"1"}
+
+
+def test_corrupt_frame_is_one_error_naming_it(tmp_path, chula):
+    root = _folder(tmp_path, chula, {"1.txt": "10 10 0\n", "12.txt": "10 10 1\n"})
+    data = (root / "images" / "12.jpg").read_bytes()
+    (root / "images" / "12.jpg").write_bytes(data[:200])
+    with pytest.raises(InputError) as err:
+        TASK.read_many([root], NO_QC)
+    assert str(root / "images" / "12.jpg") in str(err.value)
+
+
+def test_non_numeric_header_that_names_no_columns_is_an_error(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("foo,bar,baz\n1,2,3\n")
+    with pytest.raises(InputError, match="x.*y"):
+        read_points_file(p)
