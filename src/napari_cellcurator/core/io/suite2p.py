@@ -52,6 +52,21 @@ def _full_frame(img: np.ndarray | None, ops: dict, shape: tuple[int, int]) -> np
     return out
 
 
+#: Suite2p 1.x splits ops.npy's content over these files (db: Ly, Lx; reg_outputs: meanImg,
+#: yrange, xrange; detect_outputs: max_proj, Vcorr; settings: fs); ops.npy, when present, wins
+OPS_PARTS = ("settings.npy", "db.npy", "reg_outputs.npy", "detect_outputs.npy", "ops.npy")
+
+
+def _plane_ops(plane: Path) -> dict:
+    """The plane's ops dict: 0.x ``ops.npy``, or 1.x's parts merged (ops.npy may be absent)."""
+    ops: dict = {}
+    for name in OPS_PARTS:
+        part = _load_optional(plane / name)
+        if isinstance(part, dict):
+            ops.update(part)
+    return ops
+
+
 def _load_optional(path: Path) -> np.ndarray | None:
     return load_npy(path) if path.is_file() else None
 
@@ -128,8 +143,7 @@ def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
         if iscell.shape[0] != n:
             raise InputError(plane / "iscell.npy", f"has {iscell.shape[0]} rows but stat.npy has "
                              f"{n} ROIs", f"({n}, 2)")
-    ops = _load_optional(plane / "ops.npy")
-    ops = ops if isinstance(ops, dict) else {}
+    ops = _plane_ops(plane)
     footprints = _stat_footprints(stat, plane)
     if "Ly" in ops and "Lx" in ops:
         try:
@@ -143,9 +157,6 @@ def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
         shape = (ymax, xmax)
     _check_inside(footprints, shape, plane)
     mean = ops.get("meanImg")
-    if mean is None and (plane / "reg_outputs.npy").is_file():
-        reg = load_npy(plane / "reg_outputs.npy")
-        mean = reg.get("meanImg") if isinstance(reg, dict) else None
     labels, columns = None, {}
     if iscell is not None:
         if extra.get("suite2p_labels", "iscell") != "none":
@@ -161,8 +172,17 @@ def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
         columns=columns,
         meta={"images": {k: v for k, v in images.items() if v is not None},
               "suite2p_version": version, "fs": float(ops.get("fs", 0) or 0) or None,
-              "id_prefix": f"{plane.parent.name}/{plane.name}"},
+              "id_prefix": _id_prefix(plane)},
     )
+
+
+def _id_prefix(plane: Path) -> str:
+    """``<parent>/<plane>``; Suite2p's own ``suite2p/planeN`` also names the recording folder
+    above it, so two recordings read together keep distinct item ids."""
+    parts = [plane.parent.name, plane.name]
+    if plane.parent.name.lower() == "suite2p" and plane.parent.parent.name:
+        parts.insert(0, plane.parent.parent.name)
+    return "/".join(parts)
 
 
 def read_suite2p(path: Path, extra: dict | None = None) -> list[RoiSet]:
