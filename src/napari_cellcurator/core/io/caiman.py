@@ -41,7 +41,31 @@ def _dataset(group, key: str):
     return np.asarray(value)
 
 
+def _dims(fh, est, path: Path) -> tuple[int, int]:
+    """Frame (height, width): ``dims`` at the root, in ``estimates``, in ``params/data``
+    (CaImAn keeps copies in all three), else the shape of the ``Cn`` image."""
+    for group, key in ((fh, "dims"), (est, "dims"), (fh.get("params/data"), "dims")):
+        dims = _dataset(group, key) if group is not None else None
+        if dims is not None:
+            break
+    if dims is None:
+        cn = _dataset(est, "Cn")
+        dims = np.asarray(cn.shape) if cn is not None and cn.ndim == 2 else None
+    if dims is None:
+        raise InputError(path, "has no 'dims' (frame height and width)",
+                         "dims = (height, width) as CaImAn saves it")
+    dims = np.asarray(dims).ravel()
+    if len(dims) == 3:
+        raise InputError(path, f"holds 3-D (volumetric) results, dims {tuple(dims)}",
+                         "2-D CaImAn results, one plane per file")
+    if len(dims) != 2:
+        raise InputError(path, f"has dims {tuple(dims)}", "dims = (height, width)")
+    return int(dims[0]), int(dims[1])
+
+
 def _footprints(a_group, dims: tuple[int, int], path: Path) -> list[tuple]:
+    if not hasattr(a_group, "keys"):  # A saved dense (pixels × components)
+        return _dense_footprints(a_group, dims, path)
     try:
         data = np.asarray(a_group["data"][()], np.float32)
         indices = np.asarray(a_group["indices"][()], np.int64)
@@ -61,6 +85,20 @@ def _footprints(a_group, dims: tuple[int, int], path: Path) -> list[tuple]:
     return fps
 
 
+def _dense_footprints(dataset, dims: tuple[int, int], path: Path) -> list[tuple]:
+    a = _dataset(dataset.parent, dataset.name.rsplit("/", 1)[-1])
+    if a is None or a.ndim != 2 or a.shape[0] != dims[0] * dims[1]:
+        raise InputError(path, f"estimates/A has shape {None if a is None else a.shape}, which "
+                         f"does not fit dims {dims}", "(height × width, n_components)")
+    fps = []
+    for k in range(a.shape[1]):
+        rows = np.flatnonzero(a[:, k] > 0)
+        ypix, xpix = np.unravel_index(rows, dims, order="F")
+        fps.append((ypix.astype(np.int64), xpix.astype(np.int64),
+                    a[rows, k].astype(np.float32)))
+    return fps
+
+
 def read_caiman(path: Path, extra: dict | None = None) -> RoiSet:
     """Read a CaImAn results file; labels from idx_components (cell) / _bad (not_cell)."""
     path = Path(path)
@@ -73,16 +111,14 @@ def read_caiman(path: Path, extra: dict | None = None) -> RoiSet:
         if "estimates" not in fh or "A" not in fh["estimates"] or "C" not in fh["estimates"]:
             raise InputError(path, "has no estimates/A and estimates/C", "a CaImAn results file")
         est = fh["estimates"]
-        dims = _dataset(fh, "dims")
-        if dims is None:
-            dims = _dataset(est, "dims")
-        if dims is None or len(dims) != 2:
-            raise InputError(path, "has no 2-D 'dims'", "dims = (height, width)")
-        dims = (int(dims[0]), int(dims[1]))
+        dims = _dims(fh, est, path)
         fps = _footprints(est["A"], dims, path)
         c = _dataset(est, "C")
-        if c is None or c.ndim != 2 or c.shape[0] != len(fps):
-            raise InputError(path, f"estimates/C has shape {None if c is None else c.shape} for "
+        if c is None:
+            raise InputError(path, "has no traces: estimates/C is empty ('NoneType')",
+                             "results saved after CNMF fitting (cnm.fit, then cnm.save)")
+        if c.ndim != 2 or c.shape[0] != len(fps):
+            raise InputError(path, f"estimates/C has shape {c.shape} for "
                              f"{len(fps)} footprints", "(n_components, n_frames)")
         yra = _dataset(est, "YrA")
         traces = c + yra if yra is not None and yra.shape == c.shape else c
