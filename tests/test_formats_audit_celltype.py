@@ -239,3 +239,39 @@ def test_truncated_jurkat_tiff_is_one_error_naming_it(shared_data, tmp_path):
         TASK.read_many([root])
     assert str(bad) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_class_folders_with_patient_subfolders(shared_data, tmp_path):
+    """``<class>/<patient>/*.tif``: every image read, the patient is the split group."""
+    from napari_cellcurator.core.data.splits import hash_split
+
+    root = tmp_path / "d"
+    for cls in ("G1", "G2"):
+        for k, arr in enumerate(_jurkat(shared_data, cls, 8)):
+            sub = root / cls / f"patient{k % 4}"
+            sub.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(sub / f"{k}.tif", arr, photometric="minisblack")
+        tifffile.imwrite(root / cls / "loose.tif", arr, photometric="minisblack")
+    (root / "G1" / ".thumbs").mkdir()
+    (root / "G1" / ".thumbs" / "0.tif").write_bytes(b"junk")
+    items = TASK.read_many([root])
+    assert len(items) == 18 and items.table["item_id"].is_unique
+    assert "G1/patient0/0.tif" in set(items.table["item_id"])
+    train, val = hash_split(items.table, TASK.hyper.val_fraction)
+    groups = items.table["group"]
+    assert not set(groups[train]) & set(groups[val])
+    patient = items.table["item_id"].str.extract(r"(patient\d)")[0]
+    for p in patient.dropna().unique():  # one patient: one side, across both classes
+        rows = np.flatnonzero((patient == p).to_numpy())
+        assert set(rows) <= set(train) or set(rows) <= set(val)
+
+
+def test_symlink_loop_in_a_class_folder_is_read_once(shared_data, tmp_path):
+    root = tmp_path / "d"
+    for cls in ("G1", "G2"):
+        (root / cls).mkdir(parents=True)
+        for i, arr in enumerate(_jurkat(shared_data, cls, 2)):
+            tifffile.imwrite(root / cls / f"{i}.tif", arr, photometric="minisblack")
+    (root / "G1" / "loop").symlink_to(root / "G1", target_is_directory=True)
+    items = TASK.read_many([root])
+    assert len(items) == 4

@@ -136,3 +136,21 @@ def test_suite2p_folder_without_planes_names_what_it_wants(tmp_path):
     with pytest.raises(InputError) as err:
         TASK.read_many([root])
     assert str(root) in str(err.value) and "stat.npy" in str(err.value)
+
+
+def test_cli_train_on_a_multiplane_root_then_evaluate_and_predict(multiplane, tmp_path):
+    import json
+
+    import torch
+
+    from napari_cellcurator.cli import main
+
+    torch.set_num_threads(1)
+    out, pred = tmp_path / "m", tmp_path / "p.csv"
+    assert main(["train", "--task", "cellness", "--data", str(multiplane), "--out", str(out),
+                 "--epochs", "1", "--batch-size", "16", "--device", "cpu"]) == 0
+    assert json.loads((out / "config.json").read_text())["classes"] == ["not_cell", "cell"]
+    assert main(["evaluate", "--model", str(out), "--data", str(multiplane.parent)]) == 0
+    assert main(["predict", "--model", str(out), "--data", str(multiplane / "plane1"),
+                 "--out", str(pred), "--device", "cpu"]) == 0
+    assert len(pd.read_csv(pred)) == 15

@@ -114,13 +114,14 @@ def _on_canvas(arr: np.ndarray, scale: float, size: int) -> np.ndarray:
 
 
 def _class_files(root: Path) -> tuple[list[Path], list[str], list[Path]]:
-    """Image files of ``root/<class>/``, their class names and the class folders without
-    images (hidden folders, ``__MACOSX`` and junk files such as ``._x.tif`` left out)."""
+    """Image files of ``root/<class>/`` (sub-folders included), their class names and the
+    class folders without images (hidden folders, ``__MACOSX`` and junk files such as
+    ``._x.tif`` left out)."""
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_junk_file(p)
                         and p.name != "__MACOSX")
     files, labels, empty = [], [], []
     for d in class_dirs:
-        found = image_files(d)
+        found = image_files(d, recursive=True)
         files += found
         labels += [d.name] * len(found)
         if not found:
@@ -129,7 +130,12 @@ def _class_files(root: Path) -> tuple[list[Path], list[str], list[Path]]:
 
 
 def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
-    """``root/<class>/*.tif|png|jpg`` → crops of one size, label = folder name."""
+    """``root/<class>/*.tif|png|jpg`` → crops of one size, label = folder name.
+
+    Images in sub-folders of a class folder (``G1/patient3/*.tif``) belong to the class; the
+    first sub-folder name is their split group, so cells of one patient / slide / run stay on
+    one side of the train/validation split (across classes too).
+    """
     files, labels, empty = _class_files(root)
     if empty and files:  # a class without examples cannot be learnt: say so, read the rest
         warnings.warn(f"{readable(root)}: class folders without images are ignored: "
@@ -137,8 +143,13 @@ def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
     if not files:
         raise InputError(root, "contains no images in its class folders",
                          "<class>/*.tif|png|jpg")
-    ids = [f"{lab}/{f.name}" for lab, f in zip(labels, files, strict=True)]
-    return _crop_items(root, files, labels, ids, {}, options)
+    rel = [f.relative_to(root) for f in files]
+    ids = ["/".join(r.parts) for r in rel]
+    columns = {}
+    if any(len(r.parts) > 2 for r in rel):
+        columns["group"] = [f"sub:{r.parts[1]}" if len(r.parts) > 2 else i
+                            for r, i in zip(rel, ids, strict=True)]
+    return _crop_items(root, files, labels, ids, columns, options)
 
 
 def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str],
@@ -232,7 +243,7 @@ def read_split_folders(root: Path, splits: dict[str, list[Path]],
             f, lab, _ = _class_files(d)
             files += f
             labels += lab
-            ids += [f"{d.name}/{c}/{x.name}" for c, x in zip(lab, f, strict=True)]
+            ids += ["/".join(x.relative_to(root).parts) for x in f]
             side += [split] * len(f)
     if not files:
         raise InputError(root, f"its {'/'.join(used)} folders hold no images in class folders",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -20,10 +21,25 @@ def is_junk_file(path: Path) -> bool:
     return name.startswith((".", "~$")) or name.lower() in ("thumbs.db", "desktop.ini")
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (any case of a known suffix), junk files left out."""
-    return sorted(f for f in Path(folder).iterdir()
-                  if f.suffix.lower() in IMAGE_SUFFIXES and not is_junk_file(f) and f.is_file())
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (any case of a known suffix), junk files left out; with
+    ``recursive`` also in its sub-folders (hidden ones and ``__MACOSX`` skipped)."""
+    folder = Path(folder)
+    if not recursive:
+        return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+                      and not is_junk_file(f) and f.is_file())
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symbolic link back up the tree: read each folder once
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not is_junk_file(Path(d))
+                             and d != "__MACOSX")
+        found += [Path(dirpath) / f for f in filenames
+                  if Path(f).suffix.lower() in IMAGE_SUFFIXES and not is_junk_file(Path(f))]
+    return sorted(found, key=lambda f: f.relative_to(folder).parts)
 
 
 def read_image_chw(path: str | Path) -> np.ndarray:
