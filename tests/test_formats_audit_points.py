@@ -137,3 +137,32 @@ def test_non_numeric_header_that_names_no_columns_is_an_error(tmp_path):
     p.write_text("foo,bar,baz\n1,2,3\n")
     with pytest.raises(InputError, match="x.*y"):
         read_points_file(p)
+
+
+def test_label_file_name_differs_only_in_letter_case(tmp_path, chula):
+    root = _folder(tmp_path, chula, {"img_1.txt": "100 100 0\n200 200 1\n"}, stems=())
+    shutil.copy(chula / "images" / "1.jpg", root / "images" / "IMG_1.JPG")
+    items = TASK.read_many([root], NO_QC)
+    assert len(items) == 2 and set(items.table["group"]) == {"IMG_1"}
+
+
+def test_cli_train_and_predict_with_csv_labels(tmp_path, chula):
+    import pandas as pd
+    import torch
+
+    from napari_cellcurator.cli import main
+
+    torch.set_num_threads(1)
+    labels = {}
+    for stem in ("1", "12"):
+        rows = _chula_lines(chula, stem)
+        labels[f"{stem}.csv"] = "x,y,class\n" + "\n".join(",".join(r) for r in rows) + "\n\n"
+    root = _folder(tmp_path, chula, labels)
+    out, pred = tmp_path / "m", tmp_path / "p.csv"
+    assert main(["train", "--task", "celltype", "--data", str(root), "--out", str(out),
+                 "--arch", "seedcnn", "--epochs", "1", "--batch-size", "16",
+                 "--device", "cpu"]) == 0
+    assert main(["predict", "--model", str(out), "--data", str(root), "--out", str(pred),
+                 "--device", "cpu"]) == 0
+    table = pd.read_csv(pred)
+    assert len(table) == len(TASK.read_many([root]))

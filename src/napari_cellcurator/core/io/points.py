@@ -308,6 +308,10 @@ def _frames_and_labels(root: Path) -> dict[Path, Path]:
                              f"labels/{f.stem}.txt cannot belong to both", "one image per name")
         stems[f.stem] = f
     labels = label_files(root)
+    lower = {k.lower(): k for k in labels}
+    for stem in stems:  # IMG_1.JPG labelled by img_1.txt: match regardless of letter case
+        if stem not in labels and stem.lower() in lower and lower[stem.lower()] not in stems:
+            labels[stem] = labels.pop(lower[stem.lower()])
     orphans = sorted(set(labels) - set(stems))
     if orphans:
         warnings.warn(f"{readable(root / 'labels')}: {len(orphans)} label file(s) match no "
