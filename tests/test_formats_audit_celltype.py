@@ -17,7 +17,7 @@ from PIL import Image
 
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.images import read_image_chw
-from napari_cellcurator.core.tasks import get_task
+from napari_cellcurator.core.tasks import ReadOptions, get_task
 
 TASK = get_task("celltype")
 
@@ -275,3 +275,47 @@ def test_symlink_loop_in_a_class_folder_is_read_once(shared_data, tmp_path):
     (root / "G1" / "loop").symlink_to(root / "G1", target_is_directory=True)
     items = TASK.read_many([root])
     assert len(items) == 4
+
+
+# ---- one file per channel (imaging flow cytometry export) ----------------------------------
+def _per_channel_tree(root: Path, shared_data: Path, n: int = 4) -> Path:
+    """Jurkat cells exported IDEAS-style: ``<class>/<cell>_Ch3|Ch4|Ch6.ome.tif``."""
+    for cls in ("G1", "G2"):
+        (root / cls).mkdir(parents=True)
+        for i, cell in enumerate(_jurkat(shared_data, cls, n)):
+            for ch, plane in zip((3, 4, 6), cell, strict=True):
+                tifffile.imwrite(root / cls / f"{i + 1}_Ch{ch}.ome.tif", plane)
+    return root
+
+
+def test_one_file_per_channel_is_one_multichannel_cell(shared_data, tmp_path):
+    root = _per_channel_tree(tmp_path / "d", shared_data)
+    items = TASK.read_many([root])
+    assert len(items) == 8 and items.arrays["image"].shape == (8, 3, 40, 40)
+    assert "G1/1" in set(items.table["item_id"])
+    cells = _jurkat(shared_data, "G1", 1)[0]
+    row = int(np.flatnonzero(items.table["item_id"] == "G1/1")[0])
+    np.testing.assert_array_equal(items.arrays["image"][row], cells)  # Ch3, Ch4, Ch6 in order
+    label_free = TASK.read_many([root], ReadOptions(channels=[0, 2]))
+    np.testing.assert_array_equal(label_free.arrays["image"][row], cells[[0, 2]])
+
+
+def test_one_file_per_channel_with_a_channel_missing(shared_data, tmp_path):
+    root = _per_channel_tree(tmp_path / "d", shared_data, n=2)
+    (root / "G2" / "2_Ch4.ome.tif").unlink()
+    with pytest.raises(InputError, match=r"channels \[3, 6\]") as err:
+        TASK.read_many([root])
+    assert str(root / "G2" / "2_Ch*") in str(err.value)
+
+
+def test_names_ending_in_ch_digits_without_channel_sets_stay_single_files(tmp_path):
+    rng = np.random.default_rng(5)
+    root = tmp_path / "d"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            tifffile.imwrite(root / cls / f"cell{i}_ch1.tif",
+                             rng.integers(0, 255, (3, 16, 16), dtype=np.uint8),
+                             photometric="minisblack")
+    items = TASK.read_many([root])
+    assert items.arrays["image"].shape == (4, 3, 16, 16)

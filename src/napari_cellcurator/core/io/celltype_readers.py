@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -155,8 +156,20 @@ def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
 def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str],
                 columns: dict[str, list], options: ReadOptions) -> ItemSet:
     """Read ``files`` as crops of one size; the item table with labels, ids and ``columns``."""
-    raw = _same_channel_count(root, files, [
-        select_channels(read_image_chw(f), options.channels, f) for f in files])
+    cells = channel_file_groups(root, files)
+    if cells is not None:  # one file per channel (IDEAS export): one item per cell
+        first = [group[0] for group in cells.values()]
+        keep = [files.index(f) for f in first]
+        labels, columns = [labels[k] for k in keep], {c: [v[k] for k in keep]
+                                                      for c, v in columns.items()}
+        ids = [ids[k].rsplit("/", 1)[0] + "/" + cell.name for k, cell in zip(keep, cells,
+                                                                              strict=True)]
+        raw = [_stack_channels(group) for group in cells.values()]
+        files = first  # the source of a cell: its first channel file
+    else:
+        raw = [read_image_chw(f) for f in files]
+    raw = _same_channel_count(root, files, [select_channels(r, options.channels, f)
+                                            for r, f in zip(raw, files, strict=True)])
     crops, settings = crops_of_one_size(raw, options)
     # file names that are not UTF-8 (bytes on Linux) become \xNN text, see names.readable
     table = pd.DataFrame({
@@ -197,6 +210,48 @@ def _same_channel_count(root: Path, files: list[Path], raw: list[np.ndarray]
     named = ", ".join(f"{n}: {readable(f)}" for n, f in sorted(examples.items()))
     raise InputError(root, f"images have different channel counts {sorted(n_ch)} ({named})",
                      "the same channels in every image")
+
+
+#: a file of one channel of one cell, as imaging flow cytometry software exports them
+#: (Amnis IDEAS: ``<cell>_Ch3.ome.tif``); case-insensitive, ``_``, ``-`` or space before Ch
+CHANNEL_FILE = re.compile(r"^(?P<cell>.+?)[_\- ]ch(?P<ch>\d+)$", re.IGNORECASE)
+
+
+def channel_file_groups(root: Path, files: list[Path]) -> dict[Path, list[Path]] | None:
+    """``{cell: [channel files in channel-number order]}`` when EVERY file is named
+    ``<cell>_Ch<k>``; None otherwise (each file is then one cell). The cell key is the file
+    path without the ``_Ch<k>`` part. Cells must all have the same channels."""
+    found: dict[Path, dict[int, Path]] = {}
+    for f in files:
+        m = CHANNEL_FILE.match(f.name[: -len(f.suffix)].removesuffix(".ome"))
+        if m is None:
+            return None
+        chans = found.setdefault(f.with_name(m["cell"]), {})
+        if int(m["ch"]) in chans:  # x_Ch1.tif and x_Ch1.png: not a channel layout
+            return None
+        chans[int(m["ch"])] = f
+    if len(found) == len(files):  # a single channel per cell: plain files named ..._Ch<k>
+        return None
+    sets = {tuple(sorted(c)) for c in found.values()}
+    if len(sets) > 1:
+        full = max(sets, key=len)
+        cell, chans = next((k, c) for k, c in found.items() if tuple(sorted(c)) != full)
+        raise InputError(cell.parent / f"{cell.name}_Ch*",
+                         f"has channels {sorted(chans)} but other cells have {list(full)}",
+                         "one file per channel for every cell")
+    return {cell: [chans[k] for k in sorted(chans)] for cell, chans in found.items()}
+
+
+def _stack_channels(files: list[Path]) -> np.ndarray:
+    """One ``(C, H, W)`` cell from single-channel files of one size."""
+    planes = [read_image_chw(f) for f in files]
+    for f, p in zip(files, planes, strict=True):
+        if p.shape[0] != 1 or p.shape[1:] != planes[0].shape[1:]:
+            raise InputError(f, f"has shape {p.shape[1:]} ({p.shape[0]} channel(s)); "
+                             f"{files[0].name} has {planes[0].shape[1:]}",
+                             "single-channel images of one size for the channels of a cell")
+    dtype = np.result_type(*[p.dtype for p in planes])
+    return np.concatenate([p.astype(dtype, copy=False) for p in planes])
 
 
 #: folder names of a pre-split data set (torchvision ImageFolder / Kaggle style), lower case
