@@ -319,3 +319,65 @@ def test_names_ending_in_ch_digits_without_channel_sets_stay_single_files(tmp_pa
                              photometric="minisblack")
     items = TASK.read_many([root])
     assert items.arrays["image"].shape == (4, 3, 16, 16)
+
+
+# ---- a table of crop files and classes ------------------------------------------------------
+def _flat_with_csv(root: Path, shared_data: Path, sep: str = ",") -> Path:
+    (root / "crops").mkdir(parents=True)
+    lines = [sep.join(["Filename", "Class", "patient"])]
+    for cls in ("G1", "G2"):
+        for i, arr in enumerate(_jurkat(shared_data, cls, 4)):
+            tifffile.imwrite(root / "crops" / f"{cls}_{i}.tif", arr, photometric="minisblack")
+            lines.append(sep.join([f"crops/{cls}_{i}.tif", cls, f"p{i % 2}"]))
+    tifffile.imwrite(root / "crops" / "new.tif", arr, photometric="minisblack")
+    lines.append(sep.join(["crops/new.tif", "", "p9"]))
+    (root / "cells.csv").write_text("\n".join(lines) + "\n")
+    return root / "cells.csv"
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_crop_table_csv(sep, shared_data, tmp_path):
+    csv = _flat_with_csv(tmp_path / "d", shared_data, sep)
+    items = TASK.read_many([csv])
+    assert len(items) == 9 and items.arrays["image"].shape == (9, 3, 40, 40)
+    assert items.table["label"].isna().sum() == 1  # the unlabelled new cell
+    assert items.meta["classes"] == ["G1", "G2"]
+    assert "crops/G1_0.tif" in set(items.table["item_id"])
+    assert set(items.table["patient"]) == {"p0", "p1", "p9"}
+
+
+def test_crop_table_missing_file_and_no_file_column(shared_data, tmp_path):
+    csv = _flat_with_csv(tmp_path / "d", shared_data)
+    (tmp_path / "d" / "crops" / "G2_1.tif").unlink()
+    with pytest.raises(InputError, match="G2_1.tif does not exist") as err:
+        TASK.read_many([csv])
+    assert str(csv) in str(err.value)
+    (tmp_path / "d" / "bad.csv").write_text("foo,bar\n1,2\n")
+    with pytest.raises(InputError, match="no file column"):
+        TASK.read_many([tmp_path / "d" / "bad.csv"])
+
+
+def test_crop_table_cli_train_and_predict(shared_data, tmp_path):
+    import pandas as pd
+
+    from napari_cellcurator.cli import main
+
+    csv = _flat_with_csv(tmp_path / "d", shared_data)
+    out, pred = tmp_path / "m", tmp_path / "p.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        assert main(["train", "--task", "celltype", "--data", str(csv), "--out", str(out),
+                     "--arch", "seedcnn", "--epochs", "1", "--batch-size", "8",
+                     "--device", "cpu"]) == 0
+        assert main(["predict", "--model", str(out), "--data", str(csv), "--out", str(pred),
+                     "--device", "cpu"]) == 0
+    assert len(pd.read_csv(pred)) == 9
+
+
+def test_crop_table_with_a_file_column_only(shared_data, tmp_path):
+    csv = _flat_with_csv(tmp_path / "d", shared_data)
+    only = tmp_path / "d" / "only.csv"
+    only.write_text("filename\n" + "\n".join(line.split(",")[0] for line in
+                                            csv.read_text().splitlines()[1:]) + "\n")
+    items = TASK.read_many([only])
+    assert len(items) == 9 and items.table["label"].isna().all()

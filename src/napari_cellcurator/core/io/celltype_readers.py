@@ -32,10 +32,61 @@ def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
         return read_split_folders(path, splits, options)
     if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
         return read_class_folders(path, options)
+    if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
+        return read_crop_table(path, options)
     raise InputError(path, "is not a recognised cell-type data layout",
                      "a folder of class folders <class>/*.tif|png|jpg, train/ val/ test/ "
-                     "folders of class folders, or images/ + labels/<stem>.txt ('x y class' "
-                     "lines)")
+                     "folders of class folders, images/ + labels/<stem>.txt ('x y class' "
+                     "lines), or a CSV with file and label columns")
+
+
+#: column names (lower case, alphanumerics only) of a crop table's file and class columns
+FILE_COLUMNS = ("path", "file", "filename", "filepath", "image", "imagepath", "imagefile",
+                "imagename", "img", "name")
+LABEL_COLUMNS = ("label", "class", "classname", "category", "type", "celltype", "target",
+                 "labelname", "phase")
+
+
+def _column(table: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    norm = {"".join(ch for ch in str(c).lower() if ch.isalnum()): c for c in table.columns}
+    return next((norm[n] for n in names if n in norm), None)
+
+
+def read_crop_table(csv: Path, options: ReadOptions) -> ItemSet:
+    """A CSV (or TSV) listing crop files and their classes, e.g. ``filename,label``.
+
+    File paths are relative to the CSV's folder (or absolute); a row without a label is an
+    unlabelled cell (predicted, not trained on). Other columns are kept in the item table.
+    """
+    try:
+        with open(csv, encoding="utf-8-sig") as fh:
+            header = fh.readline()
+        # the header's separator (pandas' sniffer splits a one-column 'filename' file at 'e')
+        sep = "\t" if "\t" in header else ";" if header.count(";") > header.count(",") else ","
+        table = pd.read_csv(csv, sep=sep, dtype=str, keep_default_na=False,
+                            skip_blank_lines=True, encoding="utf-8-sig")
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise InputError(csv, f"cannot be read as a table ({exc})",
+                         "a CSV with file and label columns") from None
+    file_col, label_col = _column(table, FILE_COLUMNS), _column(table, LABEL_COLUMNS)
+    if file_col is None or table.empty:
+        raise InputError(csv, f"has no file column among {list(table.columns)[:8]}"
+                         if file_col is None else "has no rows",
+                         "a CSV with columns such as filename,label")
+    files = [Path(v.strip()) if Path(v.strip()).is_absolute() else csv.parent / v.strip()
+             for v in table[file_col]]
+    missing = [(n + 2, f) for n, f in enumerate(files) if not f.is_file()]
+    if missing:
+        line, f = missing[0]
+        raise InputError(csv, f"line {line}: {readable(f)} does not exist "
+                         f"({len(missing)} of {len(files)} files missing)",
+                         "file paths relative to the CSV's folder")
+    labels = [v.strip() or None for v in table[label_col]] if label_col else [None] * len(files)
+    ids = ["/".join(f.relative_to(csv.parent).parts) if f.is_relative_to(csv.parent)
+           else str(f) for f in files]
+    extra = {c: table[c].tolist() for c in table.columns
+             if c not in (file_col, label_col) and c not in ("item_id", "source", "label")}
+    return _crop_items(csv, files, labels, ids, extra, options)
 
 
 def select_channels(arr: np.ndarray, channels: list[int] | None, path: Path) -> np.ndarray:
@@ -159,7 +210,8 @@ def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str]
     cells = channel_file_groups(root, files)
     if cells is not None:  # one file per channel (IDEAS export): one item per cell
         first = [group[0] for group in cells.values()]
-        keep = [files.index(f) for f in first]
+        position = {f: k for k, f in enumerate(files)}
+        keep = [position[f] for f in first]
         labels, columns = [labels[k] for k in keep], {c: [v[k] for k in keep]
                                                       for c, v in columns.items()}
         ids = [ids[k].rsplit("/", 1)[0] + "/" + cell.name for k, cell in zip(keep, cells,
@@ -175,7 +227,8 @@ def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str]
     table = pd.DataFrame({
         "item_id": [readable(i) for i in ids],
         "source": [readable(f) for f in files],
-        "label": [readable(lab) for lab in labels],
+        "label": pd.Series([None if lab is None else readable(lab) for lab in labels],
+                           dtype=object),
         **columns,
     })
     crops = np.stack(crops)
@@ -184,7 +237,7 @@ def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str]
     for col, values in crop_quality(crops, np.zeros(len(crops))).items():
         table[col] = values
     items = ItemSet(table, {"image": crops},
-                    {"path": str(root), "classes": sorted(set(table["label"])),
+                    {"path": str(root), "classes": sorted(set(table["label"].dropna())),
                      "read_settings": settings})
     # pre-cut crops (imaging flow cytometry): QC counts only by default; dropping would
     # remove real, merely dim cells (extra {"qc": true} or a QCOptions dict turns it on)
