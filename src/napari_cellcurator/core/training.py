@@ -6,7 +6,6 @@ plot them, tests iterate it. Closing the generator (``worker.quit()``) cancels t
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Iterator
@@ -31,6 +30,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     max_steps_per_epoch: int | None = None
+    #: exponential moving average of the weights (and BN statistics), 0 = off; validation,
+    #: best-epoch choice and the returned model use the averaged weights
+    ema_decay: float = 0.0
 
 
 # ---- typed progress updates (careamics-napari style) -----------------------------------------
@@ -93,6 +95,15 @@ def _epoch_order(targets: np.ndarray | None, n: int, balance: str, rng: np.rando
         p = 1.0 / np.sqrt(counts[targets])
         return rng.choice(n, size=n, replace=True, p=p / p.sum())
     return rng.permutation(n)
+
+
+def _ema_of(model: torch.nn.Module, decay: float):
+    """An :class:`AveragedModel` keeping an EMA of ``model``'s weights and buffers, or None."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def iterate_batches(n: int, batch_size: int):
@@ -179,6 +190,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=max(2, steps * config.epochs), pct_start=0.15
     )
+    ema = _ema_of(model, config.ema_decay)
     primary = task.primary_metric()
     best_score, best_state, best_epoch = -math.inf, None, 0
     history: list[dict] = []
@@ -200,12 +212,15 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
             if failure is not None:
                 yield failure
                 return
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(float(loss.detach()))
             yield StepDone(epoch, step + 1, steps, losses[-1])
         val_loss, val_metrics = None, {}
+        scored = model if ema is None else ema.module
         if val is not None and len(val):
             # per-epoch validation without test-time views (cheaper); the final score uses them
-            logits = predict_logits(task, model, val, prep, config.batch_size * 2, device,
+            logits = predict_logits(task, scored, val, prep, config.batch_size * 2, device,
                                     tta=False)
             y_val = torch.as_tensor(np.array(task.targets(val.table, classes)))
             val_loss = float(task.loss(logits, y_val, None if weights is None else weights.cpu(),
@@ -216,7 +231,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
         is_best = score >= best_score
         if is_best:
             best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
                   "val_loss": val_loss, **{f"val_{k}": v for k, v in val_metrics.items()
                                            if isinstance(v, int | float)}}
