@@ -118,7 +118,9 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
     fmts = {str(p.get("path")): p.get("format") for p in parts}
     sources = sorted(set(items.table["source"].astype(str)))
     if target is not None:
-        sources = [s for s in sources if Path(s) == Path(target)] or [str(target)]
+        # the target is one source or a folder above several (a suite2p/ root of its planes)
+        sources = [s for s in sources if Path(s) == Path(target) or Path(target) in
+                   Path(s).parents] or [str(target)]
     written = None
     for source in sources:
         fmt = fmts.get(source)

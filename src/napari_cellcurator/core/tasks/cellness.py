@@ -27,6 +27,8 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
     if options.crop_size:
         extra.setdefault("patch_size", options.crop_size)
     suffix = path.suffix.lower()
+    if suffix == ".npy" and (path.parent / "stat.npy").is_file():
+        path, suffix = path.parent, ""  # stat.npy / F.npy / iscell.npy: their plane folder
     if path.is_dir() and suffix != ".zarr":
         if suite2p.is_suite2p_folder(path):
             sets = [roiset_to_items(r, extra) for r in suite2p.read_suite2p(path, extra)]
