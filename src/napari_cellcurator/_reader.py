@@ -26,9 +26,8 @@ def detect_task(path: str | Path) -> str | None:
             return "cellness"
         if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
             return "cellness"
-        if suffix == ".csv":  # our own feature CSVs (item_id column) are left to napari
-            header = (_head(path).splitlines() or [""])[0]
-            return None if "item_id" in header else "mixture"
+        if suffix in (".csv", ".tsv"):
+            return _table_task((_head(path).splitlines() or [""])[0])
         return None
     if not path.is_dir():
         return None
@@ -36,8 +35,28 @@ def detect_task(path: str | Path) -> str | None:
 
     if is_suite2p_folder(path):
         return "cellness"
+    from napari_cellcurator.core.io.celltype_readers import split_folders
+
+    if split_folders(path):  # train/ val/ test/ folders of class folders
+        return "celltype"
     if any(p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
            for p in path.iterdir() if not p.name.startswith(".")):
+        return "celltype"
+    return None
+
+
+def _table_task(header: str) -> str | None:
+    """Task of a CSV/TSV from its header: a mixture manifest has a ``proportion`` column, a
+    crop table a file and a class column; our own exports (``item_id``) are left to napari."""
+    from napari_cellcurator.core.io.celltype_readers import FILE_COLUMNS, LABEL_COLUMNS
+
+    names = {"".join(ch for ch in c.lower() if ch.isalnum())
+             for c in header.replace("\t", ",").replace(";", ",").split(",")}
+    if "itemid" in names:
+        return None
+    if "proportion" in names:
+        return "mixture"
+    if names & set(FILE_COLUMNS) and names & set(LABEL_COLUMNS):
         return "celltype"
     return None
 
