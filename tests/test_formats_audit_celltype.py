@@ -176,14 +176,20 @@ def test_palette_and_bilevel_png(tmp_path):
     assert arr.shape == (1, 16, 16) and arr[0, 8, 8] > arr[0, 0, 0]
 
 
-def test_gray_jpeg_among_rgb_jpegs_is_promoted(tmp_path):
-    rng = np.random.default_rng(3)
-    root = tmp_path / "d"
+def _random_classes(root: Path, rng: np.random.Generator, shape: tuple[int, ...],
+                    save) -> Path:
+    """Two class folders ``a``, ``b`` of two random uint8 images each, written by ``save``."""
     for cls in ("a", "b"):
         (root / cls).mkdir(parents=True)
         for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
-                root / cls / f"{i}.jpg")
+            save(rng.integers(0, 255, shape, dtype=np.uint8), root / cls, i)
+    return root
+
+
+def test_gray_jpeg_among_rgb_jpegs_is_promoted(tmp_path):
+    rng = np.random.default_rng(3)
+    root = _random_classes(tmp_path / "d", rng, (20, 20, 3),
+                           lambda a, d, i: Image.fromarray(a).save(d / f"{i}.jpg"))
     Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(root / "a" / "g.jpg")
     with pytest.warns(InputWarning, match="g.jpg"):
         items = TASK.read_many([root])
@@ -211,13 +217,18 @@ def test_many_channels_last_tiff(tmp_path):
     np.testing.assert_array_equal(out, np.moveaxis(arr, -1, 0))
 
 
-# ---- (d) empty class folder, (e) corrupt file -------------------------------------------------
-def test_empty_class_folder_warns_and_is_not_a_class(shared_data, tmp_path):
-    root = tmp_path / "d"
+def _jurkat_classes(root: Path, shared_data: Path, n: int) -> Path:
+    """``G1/`` and ``G2/`` folders of ``n`` real Jurkat cells each."""
     for cls in ("G1", "G2"):
         (root / cls).mkdir(parents=True)
-        for i, arr in enumerate(_jurkat(shared_data, cls, 3)):
+        for i, arr in enumerate(_jurkat(shared_data, cls, n)):
             tifffile.imwrite(root / cls / f"{i}.tif", arr, photometric="minisblack")
+    return root
+
+
+# ---- (d) empty class folder, (e) corrupt file -------------------------------------------------
+def test_empty_class_folder_warns_and_is_not_a_class(shared_data, tmp_path):
+    root = _jurkat_classes(tmp_path / "d", shared_data, 3)
     (root / "Anaphase").mkdir()
     (root / "Anaphase" / ".DS_Store").write_bytes(b"junk")
     with pytest.warns(InputWarning, match="Anaphase"):
@@ -267,11 +278,7 @@ def test_class_folders_with_patient_subfolders(shared_data, tmp_path):
 
 
 def test_symlink_loop_in_a_class_folder_is_read_once(shared_data, tmp_path):
-    root = tmp_path / "d"
-    for cls in ("G1", "G2"):
-        (root / cls).mkdir(parents=True)
-        for i, arr in enumerate(_jurkat(shared_data, cls, 2)):
-            tifffile.imwrite(root / cls / f"{i}.tif", arr, photometric="minisblack")
+    root = _jurkat_classes(tmp_path / "d", shared_data, 2)
     (root / "G1" / "loop").symlink_to(root / "G1", target_is_directory=True)
     items = TASK.read_many([root])
     assert len(items) == 4
@@ -310,13 +317,8 @@ def test_one_file_per_channel_with_a_channel_missing(shared_data, tmp_path):
 
 def test_names_ending_in_ch_digits_without_channel_sets_stay_single_files(tmp_path):
     rng = np.random.default_rng(5)
-    root = tmp_path / "d"
-    for cls in ("a", "b"):
-        (root / cls).mkdir(parents=True)
-        for i in range(2):
-            tifffile.imwrite(root / cls / f"cell{i}_ch1.tif",
-                             rng.integers(0, 255, (3, 16, 16), dtype=np.uint8),
-                             photometric="minisblack")
+    root = _random_classes(tmp_path / "d", rng, (3, 16, 16), lambda a, d, i: tifffile.imwrite(
+        d / f"cell{i}_ch1.tif", a, photometric="minisblack"))
     items = TASK.read_many([root])
     assert items.arrays["image"].shape == (4, 3, 16, 16)
 
