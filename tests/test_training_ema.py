@@ -1,7 +1,6 @@
 """Weight averaging (EMA) in the one training loop: what validation and the saved model use."""
 
 import copy
-import dataclasses
 
 import torch
 
@@ -30,10 +29,10 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
                                           for k in sa)
 
 
-def test_ema_decay_one_keeps_the_first_step_weights(jurkat_subset):
-    # decay 1.0: the average is the copy taken after step 1 and never moves, so 3 steps with
-    # EMA must return exactly the weights (and BN statistics) seen after step 1
-    averaged, one_step = _fit(jurkat_subset, ema_decay=1.0)
+def test_an_endless_average_keeps_the_first_step_weights(jurkat_subset):
+    # decay ~1: the average is the copy taken after step 1 and never moves, so 3 steps with
+    # EMA must return the weights (and BN statistics) seen after step 1
+    averaged, one_step = _fit(jurkat_subset, ema_epochs=1e12)
     raw, _ = _fit(jurkat_subset)
     assert _same(averaged, one_step)
     assert not _same(raw, one_step)
@@ -43,5 +42,21 @@ def test_ema_is_the_celltype_default():
     from napari_cellcurator.core.tasks import get_task
 
     hyper = get_task("celltype").hyper
-    assert 0.9 < hyper.ema_decay < 1.0
-    assert dataclasses.replace(hyper).ema_decay == hyper.ema_decay
+    assert 1 <= hyper.ema_epochs < hyper.epochs
+
+
+def test_ema_horizon_is_counted_in_epochs():
+    from napari_cellcurator.core.training import _ema_of
+
+    model = torch.nn.Linear(2, 2)
+    assert _ema_of(model, 0.0, 34) is None
+    # decay = 1 - 1/(epochs·steps): 3 epochs of 34 steps ≈ 0.99; 3 epochs of 1 step = 2/3,
+    # so a fine-tune on a few labels still follows its weights
+    for steps, decay in ((34, 1 - 1 / 102), (1, 2 / 3)):
+        ema = _ema_of(model, 3.0, steps)
+        with torch.no_grad():
+            model.weight.fill_(0.0)
+            ema.update_parameters(model)
+            model.weight.fill_(1.0)
+            ema.update_parameters(model)
+        assert torch.allclose(ema.module.weight, torch.full((2, 2), 1 - decay))

@@ -135,7 +135,7 @@ def train_iter(req: TrainRequest, items: ItemSet | None = None,
     cfg = TrainConfig(
         epochs=req.epochs or hyper.epochs, batch_size=req.batch_size or hyper.batch_size,
         lr=req.lr or hyper.lr, weight_decay=hyper.weight_decay, balance=hyper.balance,
-        seed=req.seed, device=str(device), ema_decay=hyper.ema_decay,
+        seed=req.seed, device=str(device), ema_epochs=hyper.ema_epochs,
     )
     done = None
     for update in fit(task, model, train, val, prep, classes, cfg, arch):

@@ -30,9 +30,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     max_steps_per_epoch: int | None = None
-    #: exponential moving average of the weights (and BN statistics), 0 = off; validation,
-    #: best-epoch choice and the returned model use the averaged weights
-    ema_decay: float = 0.0
+    #: exponential moving average of the weights (and BN statistics) over about this many
+    #: epochs, 0 = off; validation, best-epoch choice and the returned model use the average.
+    #: Counted in epochs, not steps, so a fine-tune on a few labels (1 step per epoch)
+    #: averages its last few steps instead of freezing on its first ones
+    ema_epochs: float = 0.0
 
 
 # ---- typed progress updates (careamics-napari style) -----------------------------------------
@@ -97,11 +99,14 @@ def _epoch_order(targets: np.ndarray | None, n: int, balance: str, rng: np.rando
     return rng.permutation(n)
 
 
-def _ema_of(model: torch.nn.Module, decay: float):
-    """An :class:`AveragedModel` keeping an EMA of ``model``'s weights and buffers, or None."""
-    if not decay:
+def _ema_of(model: torch.nn.Module, epochs: float, steps_per_epoch: int):
+    """An :class:`AveragedModel` keeping an EMA of ``model``'s weights and buffers over about
+    ``epochs`` epochs (decay 1 - 1/steps), or None when ``epochs`` is 0."""
+    if not epochs:
         return None
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    decay = 1.0 - 1.0 / max(1.0, epochs * steps_per_epoch)
 
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
@@ -190,7 +195,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=max(2, steps * config.epochs), pct_start=0.15
     )
-    ema = _ema_of(model, config.ema_decay)
+    ema = _ema_of(model, config.ema_epochs, steps)
     primary = task.primary_metric()
     best_score, best_state, best_epoch = -math.inf, None, 0
     history: list[dict] = []

@@ -62,7 +62,7 @@ class Hyper:
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
     balance: str = "sampler"  # "sampler" | "weights" | "none": how class imbalance is met
-    ema_decay: float = 0.0  # EMA of the weights used for validation and the saved model; 0 off
+    ema_epochs: float = 0.0  # EMA of the weights over ~this many epochs (TrainConfig); 0 off
 
 
 class Task(ABC):
