@@ -29,7 +29,8 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
                                           for k in sa)
 
 
-def test_an_endless_average_keeps_the_first_step_weights(jurkat_subset):
+def test_an_endless_average_keeps_the_first_step_weights(jurkat_subset, monkeypatch):
+    monkeypatch.setattr("napari_cellcurator.core.training.EMA_MAX_FRACTION", float("inf"))
     # decay ~1: the average is the copy taken after step 1 and never moves, so 3 steps with
     # EMA must return the weights (and BN statistics) seen after step 1
     averaged, one_step = _fit(jurkat_subset, ema_epochs=1e12)
@@ -49,11 +50,12 @@ def test_ema_horizon_is_counted_in_epochs():
     from napari_cellcurator.core.training import _ema_of
 
     model = torch.nn.Linear(2, 2)
-    assert _ema_of(model, 0.0, 34) is None
-    # decay = 1 - 1/(epochs·steps): 3 epochs of 34 steps ≈ 0.99; 3 epochs of 1 step = 2/3,
-    # so a fine-tune on a few labels still follows its weights
-    for steps, decay in ((34, 1 - 1 / 102), (1, 2 / 3)):
-        ema = _ema_of(model, 3.0, steps)
+    assert _ema_of(model, 0.0, 34, 680) is None
+    # decay = 1 - 1/horizon, horizon = min(epochs·steps, 15 % of all steps): 3 epochs of 34
+    # steps in 20 epochs ≈ 0.99; 3 epochs of 1 step = 2/3 (a fine-tune on a few labels still
+    # follows its weights); 3 epochs of 8 steps in an 8-epoch run: capped at 9.6 steps
+    for steps, total, decay in ((34, 680, 1 - 1 / 102), (1, 20, 2 / 3), (8, 64, 1 - 1 / 9.6)):
+        ema = _ema_of(model, 3.0, steps, total)
         with torch.no_grad():
             model.weight.fill_(0.0)
             ema.update_parameters(model)

@@ -99,15 +99,21 @@ def _epoch_order(targets: np.ndarray | None, n: int, balance: str, rng: np.rando
     return rng.permutation(n)
 
 
-def _ema_of(model: torch.nn.Module, epochs: float, steps_per_epoch: int):
+#: the weight average never spans more than this fraction of all steps: a short run (few
+#: epochs) must not carry its early, barely trained weights into the saved model
+EMA_MAX_FRACTION = 0.15
+
+
+def _ema_of(model: torch.nn.Module, epochs: float, steps_per_epoch: int, total_steps: int):
     """An :class:`AveragedModel` keeping an EMA of ``model``'s weights and buffers over about
-    ``epochs`` epochs (decay 1 - 1/steps), or None when ``epochs`` is 0."""
+    ``epochs`` epochs (at most ``EMA_MAX_FRACTION`` of ``total_steps``; decay 1 - 1/horizon),
+    or None when ``epochs`` is 0."""
     if not epochs:
         return None
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    decay = 1.0 - 1.0 / max(1.0, epochs * steps_per_epoch)
-
+    horizon = min(epochs * steps_per_epoch, EMA_MAX_FRACTION * total_steps)
+    decay = 1.0 - 1.0 / max(1.0, horizon)
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
@@ -195,7 +201,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=max(2, steps * config.epochs), pct_start=0.15
     )
-    ema = _ema_of(model, config.ema_epochs, steps)
+    ema = _ema_of(model, config.ema_epochs, steps, steps * config.epochs)
     primary = task.primary_metric()
     best_score, best_state, best_epoch = -math.inf, None, 0
     history: list[dict] = []
