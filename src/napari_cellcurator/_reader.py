@@ -48,10 +48,13 @@ def detect_task(path: str | Path) -> str | None:
 def _table_task(header: str) -> str | None:
     """Task of a CSV/TSV from its header: a mixture manifest has a ``proportion`` column, a
     crop table a file and a class column; our own exports (``item_id``) are left to napari."""
-    from napari_cellcurator.core.io.celltype_readers import FILE_COLUMNS, LABEL_COLUMNS
+    from napari_cellcurator.core.io.celltype_readers import (
+        FILE_COLUMNS,
+        LABEL_COLUMNS,
+        column_key,
+    )
 
-    names = {"".join(ch for ch in c.lower() if ch.isalnum())
-             for c in header.replace("\t", ",").replace(";", ",").split(",")}
+    names = {column_key(c) for c in header.replace("\t", ",").replace(";", ",").split(",")}
     if "itemid" in names:
         return None
     if "proportion" in names:

@@ -47,8 +47,14 @@ LABEL_COLUMNS = ("label", "class", "classname", "category", "type", "celltype", 
                  "labelname", "phase")
 
 
+def column_key(name: object) -> str:
+    """A column name as compared with ``FILE_COLUMNS`` / ``LABEL_COLUMNS``: lower case,
+    letters and digits only (``"Image File"`` → ``"imagefile"``)."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
 def _column(table: pd.DataFrame, names: tuple[str, ...]) -> str | None:
-    norm = {"".join(ch for ch in str(c).lower() if ch.isalnum()): c for c in table.columns}
+    norm = {column_key(c): c for c in table.columns}
     return next((norm[n] for n in names if n in norm), None)
 
 
