@@ -53,8 +53,9 @@ def _table_task(header: str) -> str | None:
         LABEL_COLUMNS,
         column_key,
     )
+    from napari_cellcurator.core.io.names import field_separator
 
-    names = {column_key(c) for c in header.replace("\t", ",").replace(";", ",").split(",")}
+    names = {column_key(c) for c in header.split(field_separator(header))}
     if "itemid" in names:
         return None
     if "proportion" in names:

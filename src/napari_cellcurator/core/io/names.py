@@ -1,4 +1,5 @@
-"""File names as text that every table, CSV, JSON and SQLite column can hold."""
+"""File names as text that every table, CSV, JSON and SQLite column can hold; the field
+separator of a user's text table."""
 
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ def readable(name: str | PathLike) -> str:
     except UnicodeEncodeError:  # surrogates that did not come from a file name
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return raw.decode("utf-8", "backslashreplace")
+
+
+def field_separator(line: str, default: str | None = ",") -> str | None:
+    """The separator of a text table from one of its lines (the header): tab, then ``;``
+    (spreadsheets with decimal commas), then ``,``; ``default`` when none occurs."""
+    return next((c for c in ("\t", ";", ",") if c in line), default)

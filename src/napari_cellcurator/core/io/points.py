@@ -22,7 +22,7 @@ from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quali
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
 from napari_cellcurator.core.io.items import ItemSet
-from napari_cellcurator.core.io.names import readable
+from napari_cellcurator.core.io.names import field_separator, readable
 
 POINT_CROP = 64  # px around a point: one RBC (~40 px at 1000×) plus context
 #: model input side: 64 px crops halved (RBC shape kept, 4× less memory). The whole 64 px crop
@@ -251,7 +251,7 @@ def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if first:
-            sep = next((c for c in ("\t", ";", ",") if c in line), None)
+            sep = field_separator(line, None)
         parts = _fields(line, sep)
         try:
             x, y = _number(parts[cols[0]]), _number(parts[cols[1]])
