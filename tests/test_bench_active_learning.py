@@ -59,6 +59,17 @@ def test_simulate_counts_corrections_and_wrong_predictions(al):
     assert al.first_reaching(curve, 1.01) == (None, None)
 
 
+def test_balanced_order_reaches_the_rare_class(al):
+    """The product's default order finds the rare, far class and learns it (toy data)."""
+    x, y = _toy(seed=1)
+    test = al.stratified_test(y.astype(str), 0.3)
+    pool = np.setdiff1d(np.arange(len(y)), test)
+    curve = al.simulate(x, y, ["a", "b", "c"], pool, test, "balanced", seed=0, n_seed=6, k=4,
+                        rounds=8)
+    assert curve["reviewed_per_class"]["c"] >= 1
+    assert curve["macro_f1"][-1] > 0.8
+
+
 def test_stratified_test_keeps_every_class(al):
     labels = np.array(["a"] * 50 + ["b"] * 10 + ["c"] * 2)
     test = al.stratified_test(labels, 0.3)
@@ -77,7 +88,7 @@ def test_quick_run_writes_results(shared_data, tmp_path):
         assert key in res, key
     assert res["dataset"] == "jurkat_ch02" and res["quick"] is True
     assert 0 < res["target_macro_f1"] < res["full_label_macro_f1"] <= 1
-    for order in ("uncertainty", "random"):
+    for order in ("uncertainty", "margin", "random"):
         curves = res["curves"][order]
         assert len(curves) == len(res["seeds"])
         for c in curves:

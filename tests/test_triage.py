@@ -1,4 +1,4 @@
-"""Review order (uncertain / entropy / random / class) and merging journal labels."""
+"""Review order (balanced / uncertain / entropy / random / class) and merging journal labels."""
 
 from __future__ import annotations
 
@@ -65,6 +65,26 @@ def test_class_mode_groups_uncertain_first():
     assert list(classes) == ["a", "a", "a", "b", "b", "c"]
     assert list(order[:3]) == [3, 1, 0]  # within class a: most uncertain first
     assert list(order[3:5]) == [4, 2]
+
+
+def test_balanced_puts_classes_with_few_labels_first():
+    df = _preds()
+    # class a has 100 labels, b none: b's uncertain row 4 (margin 0.05, weight 1) comes before
+    # a's rows 3 and 1 (uncertainty 0.99 / 0.95, weight 1/10)
+    order = review_order(df, "balanced", label_counts={"a": 100, "c": 9})
+    # scores: row 4 0.95, row 2 0.3 (b, weight 1); row 5 0.6 / 3 (c); rows 3, 1, 0 ≤ 0.099 (a)
+    assert list(order) == [4, 2, 5, 3, 1, 0]
+    # equal counts: the same order as plain margin uncertainty
+    even = review_order(df, "balanced", label_counts=dict.fromkeys("abc", 9))
+    assert list(even) == list(review_order(df, "uncertain"))
+    assert sorted(review_order(df, "balanced")) == list(range(6))  # no counts: all weight 1
+
+
+def test_balanced_without_classes_is_uncertain():
+    df = pd.DataFrame({"item_id": ["a", "b", "c"], "proportion": [0.95, 0.5, 0.2]})
+    assert list(review_order(df, "balanced", label_counts={"x": 3})) == [1, 2, 0]
+    bare = pd.DataFrame({"item_id": ["a", "b", "c"], "uncertainty": [0.1, 0.9, 0.5]})
+    assert list(review_order(bare, "balanced")) == [1, 2, 0]
 
 
 def test_labelled_go_last_or_are_excluded():

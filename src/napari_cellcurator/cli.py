@@ -28,6 +28,14 @@ def _add_device(p: argparse.ArgumentParser) -> None:
                    help="auto picks cuda, then mps, then cpu")
 
 
+def _add_curation_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="PATH", help="the data set being curated")
+    p.add_argument("--project", metavar="DIR",
+                   help="project folder (default: <data>.cellcurator next to the data)")
+    p.add_argument("--task", choices=TASKS, help="default: detected from the data")
+    p.add_argument("--user", help="recorded with labels (default: the login name)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cellcurator",
@@ -110,6 +118,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.add_argument("--channels", type=_channels)
     p.add_argument("--epochs", type=int)
+
+    p = sub.add_parser("labels", help="the label journal of a data set: export, set, undo, "
+                       "history")
+    _add_curation_data(p)
+    act = p.add_mutually_exclusive_group(required=True)
+    act.add_argument("--export", metavar="FILE", help="current labels to .csv / .parquet")
+    act.add_argument("--set", nargs=2, metavar=("ITEM", "LABEL"), help="label one item")
+    act.add_argument("--undo", action="store_true", help="undo the last label action")
+    act.add_argument("--history", nargs="?", const="", metavar="ITEM",
+                     help="every label event (of one item), oldest first")
+
+    p = sub.add_parser("review", help="items in the order to review them (most uncertain, "
+                       "rare classes first)")
+    _add_curation_data(p)
+    p.add_argument("--predictions", required=True, metavar="FILE",
+                   help="a `cellcurator predict` output (.csv / .parquet)")
+    p.add_argument("--order", default="balanced",
+                   choices=["balanced", "uncertain", "entropy", "random", "class"])
+    p.add_argument("--top", type=int, help="only the first N items")
+    p.add_argument("--include-labelled", action="store_true",
+                   help="keep items a person already labelled (at the end)")
+    p.add_argument("--out", metavar="FILE", help=".csv / .parquet (default: print)")
+
+    p = sub.add_parser("export", help="the curated result (your labels over the model's "
+                       "predictions) to CSV/Parquet or back into Suite2p / CaImAn files",
+                       description="One decision per item: your label; else an expert label "
+                       "from the files (celltype); else the model's prediction; for cellness "
+                       "the model replaces the pipeline's own iscell / idx_components.")
+    _add_curation_data(p)
+    p.add_argument("--predictions", metavar="FILE", help="a `cellcurator predict` output")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="FILE", help=".csv / .parquet")
+    where.add_argument("--write-back", action="store_true",
+                       help="update iscell.npy / idx_components (originals backed up)")
 
     p = sub.add_parser("demo", help="train, predict and explain on the bundled sample data")
     p.add_argument("--out", default="demo_out", metavar="DIR")
@@ -224,6 +266,100 @@ def _cmd_pretrain(a) -> int:
     return 0
 
 
+def _open_curation(a, read_items: bool = True):
+    """(task, items or None, project) of the curation commands' --data/--project/--task."""
+    from napari_cellcurator._reader import detect_task
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.store.project import Project
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    name = a.task or detect_task(a.data)
+    if name is None:
+        raise InputError(a.data, "cannot tell which task this data is for", "pass --task")
+    task = get_task(name)
+    items = task.read_many([a.data], ReadOptions()) if read_items else None
+    project = (Project(a.project, user=a.user) if a.project
+               else Project.for_data(a.data, user=a.user))
+    return task, items, project
+
+
+def _read_predictions(path: str):
+    import pandas as pd
+
+    from napari_cellcurator.core.errors import InputError
+
+    suffix = Path(path).suffix.lower()
+    try:
+        table = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read the prediction table ({exc})") from None
+    if "item_id" not in table.columns:
+        raise InputError(path, "has no item_id column", "a `cellcurator predict` output")
+    return table.assign(item_id=table["item_id"].astype(str))
+
+
+def _cmd_labels(a) -> int:
+    from napari_cellcurator.core.errors import InputError
+
+    _, items, project = _open_curation(a, read_items=a.set is not None)
+    with project:
+        journal = project.journal
+        if a.export:
+            print(f"wrote {journal.export(a.export)}: {len(journal.current_labels())} labels")
+        elif a.set:
+            item, label = a.set
+            if item not in set(items.table["item_id"].astype(str)):
+                raise InputError(a.data, f"has no item {item!r}")
+            journal.set_label(item, label, source="human")
+            print(f"{item}: {label}")
+        elif a.undo:
+            undone = journal.undo()
+            print("nothing to undo" if not undone else
+                  "undid " + ", ".join(f"{e.item_id} ({e.label})" for e in undone))
+        else:
+            history = journal.history(a.history or None)
+            print(history.to_string(index=False) if len(history) else "no label events")
+    return 0
+
+
+def _cmd_review(a) -> int:
+    from napari_cellcurator.core.curation import export_table
+    from napari_cellcurator.core.triage import merge_labels, review_order
+
+    _, items, project = _open_curation(a)
+    predictions = _read_predictions(a.predictions)
+    with project:
+        merged = merge_labels(items.table, project.journal.current_labels())
+    human = merged[merged["label_source"] == "human"]
+    order = review_order(predictions, a.order, labelled=set(human["item_id"].astype(str)),
+                         label_counts=human["label"].astype(str).value_counts().to_dict(),
+                         exclude_labelled=not a.include_labelled)
+    table = predictions.iloc[order[:a.top] if a.top else order].reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    if a.out:
+        print(f"wrote {export_table(table, a.out)}: {len(table)} items")
+    else:
+        print(table.to_string(index=False, max_rows=60))
+    return 0
+
+
+def _cmd_export(a) -> int:
+    from napari_cellcurator.core.curation import curated_table, export_table, write_back_curated
+
+    task, items, project = _open_curation(a)
+    predictions = _read_predictions(a.predictions) if a.predictions else None
+    with project:
+        table = curated_table(items.table, predictions, project.journal.current_labels(),
+                              model_over_file_labels=task.file_labels_are_predictions)
+    counts = table["curated_from"].value_counts().to_dict()
+    if a.write_back:
+        written = write_back_curated(task, items, table)
+        print(f"wrote {written} (backed up first); decisions {counts}")
+    else:
+        print(f"wrote {export_table(table, a.out)}: {len(table)} items, decisions {counts}")
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from napari_cellcurator.demo import run_demo
 
@@ -234,7 +370,8 @@ def _cmd_demo(a) -> int:
 COMMANDS = {
     "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
     "explain": _cmd_explain, "compare": _cmd_compare, "cluster": _cmd_cluster,
-    "pretrain": _cmd_pretrain, "demo": _cmd_demo,
+    "pretrain": _cmd_pretrain, "labels": _cmd_labels, "review": _cmd_review,
+    "export": _cmd_export, "demo": _cmd_demo,
 }
 
 

@@ -21,7 +21,8 @@ from napari_cellcurator._qt.common import (
     real_viewer,
 )
 
-ORDERS = ("uncertain", "entropy", "random", "class")
+ORDERS = (("most uncertain, rare classes first", "balanced"), ("most uncertain", "uncertain"),
+          ("highest entropy", "entropy"), ("random", "random"), ("by class", "class"))
 COLUMNS = ("item_id", "label", "prediction", "probability", "label_source")
 POSITIVE, NEGATIVE = ("cell", "is_cell", "1"), ("not_cell", "notcell", "0")
 
@@ -31,7 +32,7 @@ class CurateWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self._viewer = real_viewer(viewer)
-        self._order_mode = ComboBox(label="review order", choices=ORDERS, value="uncertain")
+        self._order_mode = ComboBox(label="review order", choices=ORDERS, value="balanced")
         self._advance = CheckBox(text="next item after labelling", value=True)
         self._current = Label(value="no item")
         self._help = Label(value="c/x cell·not, 1-9 class, n/p next/prev, u undo, Space overlay")
@@ -112,8 +113,10 @@ class CurateWidget(Container):
         else:
             from napari_cellcurator.core.triage import review_order
 
-            human = set(s.merged_table().query("label_source == 'human'")["item_id"])
-            s.order = review_order(s.predictions, self._order_mode.value, labelled=human)
+            human = s.merged_table().query("label_source == 'human'")
+            counts = human["label"].astype(str).value_counts().to_dict()
+            s.order = review_order(s.predictions, self._order_mode.value,
+                                   labelled=set(human["item_id"]), label_counts=counts)
         self.position = -1
 
     def current_row(self) -> int | None:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.errors import InputError
 
-MODES = ("uncertain", "entropy", "random", "class")
+MODES = ("balanced", "uncertain", "entropy", "random", "class")
 #: journal sources that override a label read from the data files
 _OVERRIDING_SOURCES = ("human", "cluster", "import")
 
 
 def review_order(predictions: pd.DataFrame, mode: str = "uncertain", seed: int = 0,
                  labelled: set[str] | None = None, prob_columns: list[str] | None = None,
-                 exclude_labelled: bool = False) -> np.ndarray:
+                 exclude_labelled: bool = False,
+                 label_counts: Mapping[str, int] | None = None) -> np.ndarray:
     """Row positions of ``predictions`` in the order a human should review them.
 
     Parameters
@@ -24,6 +27,11 @@ def review_order(predictions: pd.DataFrame, mode: str = "uncertain", seed: int =
     mode
         ``"uncertain"``: smallest margin between the two most probable classes first
         (1 − (p1 − p2) from the probability columns, else the ``uncertainty`` column);
+        ``"balanced"``: margin uncertainty weighted by 1/√n of the predicted class, n = the
+        class's human labels so far (``label_counts``; at least 1), so uncertain items of rare
+        or never-labelled classes come first — for macro-F1 it needs fewer corrections than
+        plain margin (``bench/active_learning.py``); without class probabilities it is
+        ``"uncertain"``;
         ``"entropy"``: highest normalised entropy of the probabilities first;
         ``"random"``: a seeded shuffle; ``"class"``: grouped by predicted class, most
         uncertain first within each class.
@@ -35,6 +43,9 @@ def review_order(predictions: pd.DataFrame, mode: str = "uncertain", seed: int =
         Probability columns to use (default: every ``prob_*`` column, or ``proportion``).
     exclude_labelled
         Drop labelled items instead of putting them last.
+    label_counts
+        Labels per class so far (class name → count), used by ``"balanced"``; classes not in
+        it count as 0.
 
     Returns
     -------
@@ -53,6 +64,8 @@ def review_order(predictions: pd.DataFrame, mode: str = "uncertain", seed: int =
         keys = [tiebreak, -_uncertainty(predictions, prob_columns), group]
     elif mode == "entropy":
         keys = [tiebreak, -_entropy(predictions, prob_columns)]
+    elif mode == "balanced":
+        keys = [tiebreak, -_balanced_uncertainty(predictions, prob_columns, label_counts)]
     else:
         keys = [tiebreak, -_uncertainty(predictions, prob_columns)]
     done = np.zeros(n, dtype=bool)
@@ -91,6 +104,21 @@ def _uncertainty(predictions: pd.DataFrame, prob_columns: list[str] | None) -> n
         return predictions["uncertainty"].to_numpy(dtype=float)
     raise InputError(None, "prediction table has no probability or uncertainty columns",
                      "prob_<class> columns or an 'uncertainty' column")
+
+
+def _balanced_uncertainty(predictions: pd.DataFrame, prob_columns: list[str] | None,
+                          label_counts: Mapping[str, int] | None) -> np.ndarray:
+    """Margin uncertainty / √(labels of the predicted class), or plain margin without classes."""
+    if prob_columns is None:
+        prob_columns = [c for c in predictions.columns if str(c).startswith("prob_")]
+    uncertainty = _uncertainty(predictions, prob_columns)
+    if not prob_columns:  # proportions or a bare uncertainty column: no classes to balance
+        return uncertainty
+    probs = np.nan_to_num(_probabilities(predictions, prob_columns), nan=-1.0)
+    counts = dict(label_counts or {})
+    per_class = np.array([counts.get(str(c)[len("prob_"):], 0) for c in prob_columns], float)
+    weight = 1.0 / np.sqrt(np.maximum(per_class, 1.0))
+    return uncertainty * weight[probs.argmax(axis=1)]
 
 
 def _entropy(predictions: pd.DataFrame, prob_columns: list[str] | None) -> np.ndarray:

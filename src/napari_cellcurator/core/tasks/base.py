@@ -73,6 +73,10 @@ class Task(ABC):
     default_arch: ClassVar[str]
     input_keys: ClassVar[tuple[str, ...]]
     hyper: ClassVar[Hyper] = Hyper()
+    #: labels read from the data files are another classifier's output (Suite2p ``iscell``),
+    #: which the model's predictions replace in the curated result (``core.curation``);
+    #: False: they are an expert's labels and beat the model
+    file_labels_are_predictions: ClassVar[bool] = False
     #: input on which occlusion maps are drawn, and spatial axes of that input
     explain_input: ClassVar[str] = "image"
 

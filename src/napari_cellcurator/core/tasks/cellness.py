@@ -80,6 +80,8 @@ class CellnessTask(ClassificationTask):
 
     name = "cellness"
     default_arch = "twobranch"
+    # Suite2p iscell / CaImAn idx_components come from those pipelines' own classifiers
+    file_labels_are_predictions = True
     input_keys = ("image", "trace")
     hyper = Hyper(epochs=30, batch_size=32, lr=1e-3, weight_decay=1e-3, val_fraction=0.2,
                   balance="sampler")

@@ -1,0 +1,134 @@
+"""The curated result: model predictions with the journal's labels on top; export, write-back.
+
+What a user means by "my curation" is one decision per item: their own label where they gave
+one; else, for labels read from the data files, it depends on what those are — an expert's
+labels (celltype class folders, point labels) beat the model, while the output of the
+pipeline's own classifier (Suite2p ``iscell``, CaImAn ``idx_components``: the task says so with
+``file_labels_are_predictions``) is what the model's prediction replaces. This module builds
+that table and writes it out (CSV/Parquet, or the task's native files such as Suite2p's
+``iscell.npy``), so the GUI, the CLI and Python calls share one rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.store.atomic import atomic_write
+from napari_cellcurator.core.triage import merge_labels
+
+#: journal sources whose label is a person's decision (they beat the model's prediction)
+DECIDING_SOURCES = ("human", "cluster", "import")
+#: item-table columns carried into the export (when present)
+_ITEM_COLUMNS = ("item_id", "source", "roi_index", "frame", "y", "x")
+
+
+def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
+                  journal_labels: pd.DataFrame, model_over_file_labels: bool = False
+                  ) -> pd.DataFrame:
+    """One row per item: the labels, the model's prediction and the curated decision.
+
+    Parameters
+    ----------
+    items_table
+        The item table (``item_id`` and usually ``label`` read from the files).
+    predictions
+        A prediction table (``item_id``, ``prediction``, ``probability``, ``prob_<class>``...)
+        or None when no model has scored the items.
+    journal_labels
+        :meth:`LabelJournal.current_labels`.
+    model_over_file_labels
+        True when labels read from the files are another classifier's output (the task's
+        ``file_labels_are_predictions``): the prediction then beats them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``item_id`` (+ source/position columns), ``label``, ``label_source`` (``human``,
+        ``file``, ...), the prediction columns, ``curated`` (the decision) and
+        ``curated_from`` (``label`` when a person's or the file's label decided, ``model``
+        when the prediction did).
+    """
+    merged = merge_labels(items_table, journal_labels)
+    keep = [c for c in _ITEM_COLUMNS if c in merged.columns]
+    out = merged[[*keep, "label", "label_source"]].reset_index(drop=True)
+    deciding = DECIDING_SOURCES if model_over_file_labels else (*DECIDING_SOURCES, "file")
+    decided = out["label_source"].isin(deciding).to_numpy()
+    curated = out["label"].astype(object).where(decided, None)
+    curated_from = pd.Series(np.where(decided, "label", None), dtype=object)
+    if predictions is not None and len(predictions):
+        pred = predictions.drop(columns=[c for c in ("label", "label_source")
+                                         if c in predictions.columns])
+        pred = pred.drop_duplicates("item_id", keep="last")
+        pred = pred.assign(item_id=pred["item_id"].astype(str))
+        out = out.assign(item_id=out["item_id"].astype(str)).merge(
+            pred, on="item_id", how="left", suffixes=("", "_prediction"))
+        column = "prediction" if "prediction" in out.columns else "proportion"
+        if column in out.columns:
+            use = ~decided & out[column].notna().to_numpy()
+            curated[use] = out.loc[use, column].to_numpy(dtype=object)
+            curated_from[use] = "model"
+    rest = curated.isna().to_numpy() & out["label"].notna().to_numpy()
+    curated[rest] = out.loc[rest, "label"].to_numpy(dtype=object)
+    curated_from[rest] = "label"
+    out["curated"] = curated.to_numpy(dtype=object)
+    out["curated_from"] = curated_from.to_numpy(dtype=object)
+    return out
+
+
+def export_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table to ``.csv`` or ``.parquet`` (by suffix), atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputError(path, f"cannot export as {suffix or 'no suffix'!r}",
+                         "a .csv or .parquet file name")
+    if suffix == ".csv":
+        return atomic_write(path, lambda p: table.to_csv(p, index=False))
+    mixed = [c for c in table.columns if table[c].dtype == object]
+    safe = table.astype(dict.fromkeys(mixed, "string"))  # Parquet needs one type per column
+    return atomic_write(path, lambda p: safe.to_parquet(p, index=False))
+
+
+def curated_predictions(curated: pd.DataFrame) -> pd.DataFrame:
+    """A prediction table whose ``prediction`` is the curated decision.
+
+    Items a person decided get probability 1 for their class (``prob_<class>`` one-hot), so a
+    writer that stores probabilities (Suite2p's second ``iscell`` column) records certainty.
+    """
+    out = curated.copy()
+    decided = (out["curated_from"] == "label").to_numpy()
+    out["prediction"] = out["curated"]
+    probs = [c for c in out.columns if str(c).startswith("prob_")]
+    for column in probs:
+        hit = out["curated"].astype(str) == str(column)[len("prob_"):]
+        out.loc[decided, column] = hit[decided].astype(float).to_numpy()
+    if "probability" in out.columns:
+        out.loc[decided, "probability"] = 1.0
+    return out
+
+
+def write_back_curated(task, items: ItemSet, curated: pd.DataFrame,
+                       target: str | Path | None = None) -> Path:
+    """Write the curated decisions into the task's native files (e.g. Suite2p ``iscell.npy``).
+
+    Every item must have a decision (a label or a prediction); the original file is backed up
+    by the task's writer before it is replaced.
+    """
+    undecided = curated["curated"].isna()
+    if undecided.any():
+        first = curated.loc[undecided, "item_id"].astype(str).head(3).tolist()
+        raise InputError(target, f"{int(undecided.sum())} items have neither a label nor a "
+                         f"prediction (e.g. {first})", "predict first, or label them")
+    try:
+        return task.write_back(items, curated_predictions(curated),
+                               None if target is None else Path(target))
+    except NotImplementedError as exc:
+        raise InputError(target, str(exc), "export CSV or Parquet instead") from None
+
+
+__all__ = ["curated_predictions", "curated_table", "export_table", "write_back_curated"]

@@ -1,0 +1,145 @@
+"""Curation from the command line: labels (set/undo/history/export), review order, export and
+write-back of the curated result — the same journal and rules as the Curate widget."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_cellcurator.cli import main
+from napari_cellcurator.core.curation import curated_table
+from napari_cellcurator.core.store.journal import LabelJournal
+
+SAMPLE = Path(__file__).resolve().parents[1] / "src" / "napari_cellcurator" / "sample_data"
+PRETRAINED = (Path(__file__).resolve().parents[1] / "src" / "napari_cellcurator" / "core"
+              / "pretrained" / "cellness_twobranch")
+
+
+@pytest.fixture
+def plane(tmp_path) -> Path:
+    """A writable copy of the bundled simulated Suite2p plane."""
+    dest = tmp_path / "rec" / "plane0"
+    shutil.copytree(SAMPLE / "cellness_sim" / "plane0", dest)
+    return dest
+
+
+@pytest.fixture
+def predictions(plane, tmp_path, capsys) -> Path:
+    """Real predictions of the shipped cellness model on the plane."""
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(PRETRAINED), "--data", str(plane), "--out",
+                 str(out)]) == 0
+    capsys.readouterr()
+    return out
+
+
+def test_labels_set_undo_history_export(plane, tmp_path, capsys):
+    project = tmp_path / "proj"
+    common = ["--data", str(plane), "--project", str(project), "--user", "ana"]
+    assert main(["labels", *common, "--set", "rec/plane0:0", "cell"]) == 0
+    assert main(["labels", *common, "--set", "rec/plane0:1", "not_cell"]) == 0
+    assert main(["labels", *common, "--undo"]) == 0
+    assert "undid rec/plane0:1 (not_cell)" in capsys.readouterr().out
+    with LabelJournal(project / "labels.sqlite") as journal:
+        current = journal.current_labels()
+    assert list(current["item_id"]) == ["rec/plane0:0"] and list(current["user"]) == ["ana"]
+    assert main(["labels", *common, "--history"]) == 0
+    assert capsys.readouterr().out.count("ana") == 3  # set, set, undo
+    assert main(["labels", *common, "--export", str(tmp_path / "labels.parquet")]) == 0
+    assert list(pd.read_parquet(tmp_path / "labels.parquet")["label"]) == ["cell"]
+    # an unknown item is refused, and nothing is written
+    assert main(["labels", *common, "--set", "no-such-roi", "cell"]) == 2
+    assert "no-such-roi" in capsys.readouterr().err
+    with LabelJournal(project / "labels.sqlite") as journal:
+        assert len(journal) == 3
+
+
+def test_review_orders_unlabelled_items(plane, predictions, tmp_path, capsys):
+    project = ["--data", str(plane), "--project", str(tmp_path / "proj")]
+    preds = pd.read_csv(predictions, dtype={"item_id": str})
+    most_uncertain = preds.loc[preds["uncertainty"].idxmax(), "item_id"]
+    assert main(["review", *project, "--predictions", str(predictions), "--order", "uncertain",
+                 "--out", str(tmp_path / "order.csv")]) == 0
+    order = pd.read_csv(tmp_path / "order.csv", dtype={"item_id": str})
+    assert len(order) == len(preds) and order["item_id"].iloc[0] == most_uncertain
+    assert list(order["rank"]) == list(range(1, len(preds) + 1))
+    # once labelled, the item leaves the queue (default) or goes last
+    assert main(["labels", *project, "--set", most_uncertain, "cell"]) == 0
+    assert main(["review", *project, "--predictions", str(predictions), "--top", "5",
+                 "--out", str(tmp_path / "top.csv")]) == 0
+    top = pd.read_csv(tmp_path / "top.csv", dtype={"item_id": str})
+    assert len(top) == 5 and most_uncertain not in set(top["item_id"])
+    assert main(["review", *project, "--predictions", str(predictions), "--include-labelled",
+                 "--out", str(tmp_path / "all.csv")]) == 0
+    assert pd.read_csv(tmp_path / "all.csv", dtype={"item_id": str})["item_id"].iloc[-1] \
+        == most_uncertain
+
+
+def test_export_and_write_back_the_curated_result(plane, predictions, tmp_path, capsys):
+    project = ["--data", str(plane), "--project", str(tmp_path / "proj")]
+    preds = pd.read_csv(predictions, dtype={"item_id": str})
+    flip = preds["item_id"].iloc[0]
+    human = "not_cell" if preds["prediction"].iloc[0] == "cell" else "cell"
+    assert main(["labels", *project, "--set", flip, human]) == 0
+    assert main(["export", *project, "--predictions", str(predictions), "--out",
+                 str(tmp_path / "curated.csv")]) == 0
+    table = pd.read_csv(tmp_path / "curated.csv", dtype={"item_id": str}).set_index("item_id")
+    assert table.loc[flip, "curated"] == human and table.loc[flip, "curated_from"] == "label"
+    rest = table.drop(index=flip)
+    assert (rest["curated_from"] == "model").all()
+    assert (rest["curated"] == preds.set_index("item_id").loc[rest.index, "prediction"]).all()
+
+    original = np.load(plane / "iscell.npy")
+    assert main(["export", *project, "--predictions", str(predictions), "--write-back"]) == 0
+    assert len(list(plane.glob("iscell.bak-*.npy"))) == 1
+    new = np.load(plane / "iscell.npy")
+    assert new.shape == original.shape
+    roi = table["roi_index"].astype(int)  # the model replaces Suite2p's classifier ...
+    expected = (table["curated"] == "cell").to_numpy()
+    np.testing.assert_array_equal(new[roi.to_numpy(), 0].astype(bool), expected)
+    assert new[roi[flip], 0] == (human == "cell")  # ... and the person's label beats both
+    assert new[roi[flip], 1] == float(human == "cell")
+
+
+def test_write_back_refuses_undecided_items_and_other_tasks(tmp_path, capsys):
+    from napari_cellcurator.core.curation import write_back_curated
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    plane = tmp_path / "plane0"
+    shutil.copytree(SAMPLE / "cellness_sim" / "plane0", plane)
+    before = (plane / "iscell.npy").read_bytes()
+    task = get_task("cellness")
+    items = task.read(plane, ReadOptions(extra={"suite2p_labels": "none"}))
+    table = curated_table(items.table, None, pd.DataFrame(columns=["item_id", "label", "source"]),
+                          model_over_file_labels=True)
+    with pytest.raises(InputError, match="neither a label nor a prediction"):
+        write_back_curated(task, items, table)
+    assert (plane / "iscell.npy").read_bytes() == before
+    crops = SAMPLE / "celltype" / "jurkat_small"
+    code = main(["export", "--data", str(crops), "--project", str(tmp_path / "p"),
+                 "--write-back"])
+    assert code == 2 and "export CSV or Parquet" in capsys.readouterr().err
+
+
+def test_curated_table_rules():
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "label": ["x", None, None, "y"]})
+    preds = pd.DataFrame({"item_id": ["a", "b", "d"], "prediction": ["y", "y", "x"],
+                          "probability": [0.6, 0.9, 0.7]})
+    journal = pd.DataFrame({"item_id": ["d"], "label": ["z"], "source": ["human"]})
+    # expert labels in the files beat the model; a person's label beats everything
+    out = curated_table(items, preds, journal).set_index("item_id")
+    assert out.loc["d", "curated"] == "z" and out.loc["d", "curated_from"] == "label"
+    assert out.loc["a", "curated"] == "x" and out.loc["a", "curated_from"] == "label"
+    assert out.loc["b", "curated"] == "y" and out.loc["b", "curated_from"] == "model"
+    assert pd.isna(out.loc["c", "curated"]) and pd.isna(out.loc["c", "curated_from"])
+    # labels that are another classifier's output give way to the model
+    pipeline = curated_table(items, preds, journal, model_over_file_labels=True)
+    assert list(pipeline["curated"].fillna("-")) == ["y", "y", "-", "z"]
+    assert list(pipeline["curated_from"].fillna("-")) == ["model", "model", "-", "label"]
+    no_model = curated_table(items, None, journal, model_over_file_labels=True)
+    assert list(no_model["curated"].fillna("-")) == ["x", "-", "-", "z"]
