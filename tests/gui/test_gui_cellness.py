@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from app_model.types import KeyBinding
 
@@ -125,3 +126,30 @@ def test_suite2p_load_train_predict_explain(make_napari_viewer, qtbot, tmp_path)
     s, t = np.array(heat.scale[-2:]), np.array(heat.translate[-2:])
     centre = t + (shape - 1) / 2 * s
     assert np.allclose(centre, session.centre_of(2), atol=1.0 * s.max())
+
+    # Export: a key press in Curate, then the curated result to Parquet and into iscell.npy
+    from napari_cellcurator._qt.export_widget import ExportWidget
+
+    curate._advance.value = False
+    row = curate.current_row()
+    human = "not_cell" if feats["prediction"][row] == "cell" else "cell"
+    session.layer.keymap[KeyBinding.from_str("x" if human == "not_cell" else "c")](session.layer)
+    item_id = feats["item_id"][row]
+    assert session.journal.label_of(item_id) == human
+    export = ExportWidget(viewer)
+    assert export._write_back.enabled  # cellness data: Suite2p write-back offered
+    export._path.value = tmp_path / "curated.parquet"
+    table = pd.read_parquet(export.export()).set_index("item_id")
+    assert table.loc[item_id, "curated"] == human
+    others = table.drop(index=item_id)
+    assert (others["curated"] == others["prediction"]).all()  # the model replaces iscell
+    written = export.write_back()
+    assert written == data / "plane0" / "iscell.npy"
+    iscell = np.load(written)
+    rois = session.items.table.set_index("item_id")["roi_index"]
+    assert iscell[rois[item_id], 0] == (human == "cell")
+    assert (iscell[rois[others.index].to_numpy(), 0].astype(bool)
+            == (others["curated"] == "cell").to_numpy()).all()
+    assert list((data / "plane0").glob("iscell.bak-*.npy"))
+    export.close()
+    curate.close()

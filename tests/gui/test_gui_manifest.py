@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.gui
 
-WIDGETS = {"Cell curator", "Load", "Predict", "Curate", "Cluster", "Train", "Explain"}
+WIDGETS = {"Cell curator", "Load", "Predict", "Curate", "Cluster", "Train", "Explain", "Export"}
 SAMPLES = {"jurkat_small", "chula_small", "mixture", "cellness_sim"}
 
 
@@ -64,9 +64,11 @@ def test_dock_opens_through_napari(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Cell curator")
     assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == [
-        "Load", "Predict", "Curate", "Cluster", "Train", "Explain"]
+        "Load", "Predict", "Curate", "Cluster", "Train", "Explain", "Export"]
     _, load = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Load")
     assert type(load).__name__ == "LoadWidget"
+    _, export = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Export")
+    assert type(export).__name__ == "ExportWidget"
     _, cluster = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Cluster")
     assert isinstance(cluster, ClusterWidget)
     # widgets opened one by one get different proxies of the viewer but share its session

@@ -1,4 +1,5 @@
-"""One dock with the whole curation loop: Load, Predict, Curate, Cluster, Train, Explain."""
+"""One dock with the whole curation loop: Load, Predict, Curate, Cluster, Train, Explain,
+Export."""
 
 import napari.viewer
 from magicgui.widgets import Container
@@ -8,6 +9,7 @@ from napari_cellcurator._qt.cluster_widget import ClusterWidget
 from napari_cellcurator._qt.common import call_when_undocked, real_viewer
 from napari_cellcurator._qt.curate_widget import CurateWidget
 from napari_cellcurator._qt.explain_widget import ExplainWidget
+from napari_cellcurator._qt.export_widget import ExportWidget
 from napari_cellcurator._qt.load_widget import LoadWidget
 from napari_cellcurator._qt.predict_widget import PredictWidget
 from napari_cellcurator._qt.train_widget import TrainWidget
@@ -25,17 +27,19 @@ class CuratorDock(Container):
         self.cluster = ClusterWidget(viewer)
         self.train = TrainWidget(viewer)
         self.explain = ExplainWidget(viewer)
+        self.export = ExportWidget(viewer)
         self.tabs = QTabWidget()
         for name, widget in (("Load", self.load), ("Predict", self.predict),
                              ("Curate", self.curate), ("Cluster", self.cluster),
-                             ("Train", self.train),
-                             ("Explain", self.explain)):
+                             ("Train", self.train), ("Explain", self.explain),
+                             ("Export", self.export)):
             self.tabs.addTab(widget.native, name)
         self.native.layout().addWidget(self.tabs)
         call_when_undocked(self, self.curate.unbind)
 
     def close(self) -> None:
         self.curate.close()
+        self.export.close()
         super().close()
 
 

@@ -1,0 +1,99 @@
+"""Export widget: the curated result to CSV/Parquet, or back into Suite2p / CaImAn files.
+
+Thin over :mod:`napari_cellcurator.core.curation` (the same rule as ``cellcurator export``):
+one decision per item — the person's label, else an expert label from the files, else the
+model's prediction (for cellness the model replaces the pipeline's own classifier).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari.viewer
+from magicgui.widgets import Container, FileEdit, Label, PushButton
+
+from napari_cellcurator._qt.common import (
+    hub_for,
+    notify_error,
+    notify_info,
+    real_viewer,
+    require_session,
+)
+from napari_cellcurator.core.errors import CellCuratorError
+
+
+class ExportWidget(Container):
+    """Save what was curated; write cell / not-cell back where Suite2p / CaImAn read it."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        viewer = self._viewer = real_viewer(viewer)
+        self._path = FileEdit(label="save to", mode="w", filter="*.csv *.parquet",
+                              tooltip="a .csv or .parquet file (written atomically)")
+        self._export = PushButton(text="Export labels + predictions")
+        self._write_back = PushButton(
+            text="Write back to Suite2p / CaImAn",
+            tooltip="update iscell.npy / idx_components; the original is backed up beside it")
+        self._status = Label(value="")
+        super().__init__(widgets=[self._path, self._export, self._write_back, self._status])
+        self._export.changed.connect(self.export)
+        self._write_back.changed.connect(self.write_back)
+        self._hub = hub_for(viewer)
+        self._hub.changed.connect(self._on_hub)
+        self._on_hub()
+
+    def _on_hub(self, *_) -> None:
+        s = self._hub.session
+        self._write_back.enabled = s is not None and s.task_name == "cellness"
+        if s is not None and str(self._path.value) in ("", "."):
+            self._path.value = s.data_path.with_name(f"{s.data_path.stem}_curated.csv")
+
+    def curated(self):
+        """The curated table of the loaded session (see :func:`core.curation.curated_table`)."""
+        from napari_cellcurator.core.curation import curated_table
+        from napari_cellcurator.core.tasks import get_task
+
+        s = require_session(self._viewer)
+        journal = s.journal.current_labels() if s.journal is not None else None
+        if journal is None:
+            import pandas as pd
+
+            journal = pd.DataFrame(columns=["item_id", "label", "source"])
+        prefer_model = get_task(s.task_name).file_labels_are_predictions
+        return curated_table(s.items.table, s.predictions, journal,
+                             model_over_file_labels=prefer_model)
+
+    def export(self, *_) -> Path | None:
+        from napari_cellcurator.core.curation import export_table
+
+        try:
+            table = self.curated()
+            path = export_table(table, Path(self._path.value))
+        except (CellCuratorError, RuntimeError, OSError, ValueError) as exc:
+            notify_error(f"export failed: {exc}")
+            return None
+        self._say(f"wrote {path.name}: {len(table)} items", table)
+        return path
+
+    def write_back(self, *_) -> Path | None:
+        from napari_cellcurator.core.curation import write_back_curated
+        from napari_cellcurator.core.tasks import get_task
+
+        try:
+            s = require_session(self._viewer)
+            table = self.curated()
+            path = write_back_curated(get_task(s.task_name), s.items, table)
+        except (CellCuratorError, RuntimeError, OSError, ValueError) as exc:
+            notify_error(f"write-back failed: {exc}")
+            return None
+        self._say(f"wrote {path} (original backed up)", table)
+        return path
+
+    def _say(self, text: str, table) -> None:
+        counts = table["curated_from"].value_counts().to_dict()
+        self._status.value = f"{text}; from labels {counts.get('label', 0)}, " \
+                             f"from the model {counts.get('model', 0)}"
+        notify_info(self._status.value)
+
+    def close(self) -> None:
+        self._hub.changed.disconnect(self._on_hub)
+        super().close()
