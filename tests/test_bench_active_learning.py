@@ -59,6 +59,23 @@ def test_simulate_counts_corrections_and_wrong_predictions(al):
     assert al.first_reaching(curve, 1.01) == (None, None)
 
 
+def test_simulate_goes_on_until_the_target_or_the_pool_ends(al):
+    x, y = _toy()
+    test = al.stratified_test(y.astype(str), 0.3)
+    pool = np.setdiff1d(np.arange(len(y)), test)
+    first = al.simulate(x, y, ["a", "b", "c"], pool, test, "random", seed=0, n_seed=4, k=5,
+                        rounds=1)
+    target = 0.9
+    assert first["macro_f1"][-1] < target  # one round is not enough ...
+    curve = al.simulate(x, y, ["a", "b", "c"], pool, test, "random", seed=0, n_seed=4, k=5,
+                        rounds=1, target=target)
+    assert curve["macro_f1"][:2] == first["macro_f1"]  # ... so the same run goes on
+    assert curve["macro_f1"][-1] >= target and max(curve["macro_f1"][:-1]) < target
+    never = al.simulate(x, y, ["a", "b", "c"], pool, test, "random", seed=0, n_seed=4, k=50,
+                        rounds=1, target=1.01)
+    assert never["corrections"][-1] == len(pool) - 4  # stops when the pool is used up
+
+
 def test_balanced_order_reaches_the_rare_class(al):
     """The product's default order finds the rare, far class and learns it (toy data)."""
     x, y = _toy(seed=1)
