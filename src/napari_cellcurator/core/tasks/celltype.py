@@ -10,6 +10,7 @@ import torch
 from napari_cellcurator.core.data.crops import (
     VIEW_SETS,
     augment_crops,
+    dataset_symmetries,
     dihedral_views,
     normalise_crops,
     normalise_per_cell,
@@ -65,11 +66,17 @@ class CellTypeTask(ClassificationTask):
         tta = int(options.extra.get("tta", self.TTA_VIEWS))
         if tta not in VIEW_SETS:
             raise InputError(None, f"tta={tta} test-time views", f"one of {sorted(VIEW_SETS)}")
+        symmetry = options.extra.get("symmetry", "auto")
+        if symmetry not in ("auto", "all"):
+            raise InputError(None, f"symmetry={symmetry!r}", "'auto' or 'all'")
+        symmetries = (dataset_symmetries(sample) if symmetry == "auto"
+                      else [list(v) for v in VIEW_SETS[8]])
         return {
             "norm": norm,
             "tta": tta,
             "augment": {"max_shift": max(1, int(images.shape[-1]) // 16), "noise": 0.05,
-                        "blur_p": 0.2, "gain": 0.05},
+                        "blur_p": 0.2, "gain": 0.05,
+                        "symmetries": [[int(k), bool(m)] for k, m in symmetries]},
             "read_options": {"channels": options.channels, "crop_size": images.shape[-1],
                              "extra": {**_read_settings(items), **dict(options.extra)}},
             "input_size": int(images.shape[-1]),
