@@ -141,8 +141,10 @@ def dataset_symmetries(crops: np.ndarray, min_correlation: float = SYMMETRY_MIN_
     mean = crops.mean(axis=0)
     mean = mean - mean.mean(axis=(1, 2), keepdims=True)
     spread = crops.std(axis=0).mean(axis=(1, 2)) + 1e-6
-    # a mean crop whose structure is tiny next to the cell-to-cell spread says nothing
-    structured = mean.std(axis=(1, 2)) / spread > 0.1
+    # structure in the mean crop counts only when it stands out from the cell-to-cell spread
+    # and from the mean's own sampling noise (a few random crops never look symmetric)
+    noise_floor = np.maximum(0.1, 4.0 / np.sqrt(len(crops))) * spread
+    structured = mean.std(axis=(1, 2)) > noise_floor
     keep = []
     for turns, mirror in VIEW_SETS[8]:
         moved = dihedral_transform(mean, turns, mirror)
@@ -154,16 +156,23 @@ def dataset_symmetries(crops: np.ndarray, min_correlation: float = SYMMETRY_MIN_
     return keep
 
 
-def dihedral_views(image: torch.Tensor, n_views: int) -> list[torch.Tensor]:
+def dihedral_views(image: torch.Tensor, n_views: int,
+                   allowed: list | None = None) -> list[torch.Tensor]:
     """``n_views`` (1, 2, 4 or 8) flipped/rotated copies of a ``(B, C, H, W)`` batch.
 
     Cells have no preferred orientation and training already sees flips and rotations, so
     averaging predictions over such views removes orientation noise (test-time augmentation).
+    ``allowed``: only the (quarter turns, mirror) pairs training augmented with (see
+    :func:`dataset_symmetries`); the identity is always kept.
     """
     if n_views not in VIEW_SETS:
         raise ValueError(f"n_views must be one of {sorted(VIEW_SETS)}, not {n_views}")
+    views = VIEW_SETS[n_views]
+    if allowed is not None:
+        keep = {(int(k), bool(m)) for k, m in allowed} | {(0, False)}
+        views = tuple(v for v in views if v in keep)
     out = []
-    for k, flip in VIEW_SETS[n_views]:
+    for k, flip in views:
         view = torch.rot90(image, k, dims=(2, 3)) if k else image
         out.append(torch.flip(view, dims=(3,)) if flip else view)
     return out
