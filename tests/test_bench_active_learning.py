@@ -31,6 +31,15 @@ def _toy(n_per_class: int = 60, seed: int = 0):
     return torch.from_numpy(x.astype(np.float32)), y
 
 
+def _session(al, order: str, seed: int = 0, **kw) -> dict:
+    """One simulated annotator session on the toy data (30 % stratified test split)."""
+    x, y = _toy(seed=seed)
+    test = al.stratified_test(y.astype(str), 0.3)
+    pool = np.setdiff1d(np.arange(len(y)), test)
+    kw = {"seed": 0, "n_seed": 4, "k": 5, **kw}
+    return al.simulate(x, y, ["a", "b", "c"], pool, test, order, **kw), len(pool)
+
+
 def test_head_learns_only_labelled_classes(al):
     x, y = _toy()
     seen = np.flatnonzero(y < 2)
@@ -45,11 +54,7 @@ def test_head_learns_only_labelled_classes(al):
 
 
 def test_simulate_counts_corrections_and_wrong_predictions(al):
-    x, y = _toy()
-    test = al.stratified_test(y.astype(str), 0.3)
-    pool = np.setdiff1d(np.arange(len(y)), test)
-    curve = al.simulate(x, y, ["a", "b", "c"], pool, test, "uncertain", seed=0, n_seed=4, k=5,
-                        rounds=6)
+    curve, _ = _session(al, "uncertain", rounds=6)
     assert curve["corrections"] == [0, 5, 10, 15, 20, 25, 30]
     wrong = np.diff(curve["wrong_predictions"])
     assert np.all(wrong >= 0) and np.all(wrong <= 5)
@@ -60,29 +65,19 @@ def test_simulate_counts_corrections_and_wrong_predictions(al):
 
 
 def test_simulate_goes_on_until_the_target_or_the_pool_ends(al):
-    x, y = _toy()
-    test = al.stratified_test(y.astype(str), 0.3)
-    pool = np.setdiff1d(np.arange(len(y)), test)
-    first = al.simulate(x, y, ["a", "b", "c"], pool, test, "random", seed=0, n_seed=4, k=5,
-                        rounds=1)
+    first, _ = _session(al, "random", rounds=1)
     target = 0.9
     assert first["macro_f1"][-1] < target  # one round is not enough ...
-    curve = al.simulate(x, y, ["a", "b", "c"], pool, test, "random", seed=0, n_seed=4, k=5,
-                        rounds=1, target=target)
+    curve, _ = _session(al, "random", rounds=1, target=target)
     assert curve["macro_f1"][:2] == first["macro_f1"]  # ... so the same run goes on
     assert curve["macro_f1"][-1] >= target and max(curve["macro_f1"][:-1]) < target
-    never = al.simulate(x, y, ["a", "b", "c"], pool, test, "random", seed=0, n_seed=4, k=50,
-                        rounds=1, target=1.01)
-    assert never["corrections"][-1] == len(pool) - 4  # stops when the pool is used up
+    never, n_pool = _session(al, "random", rounds=1, target=1.01, k=50)
+    assert never["corrections"][-1] == n_pool - 4  # stops when the pool is used up
 
 
 def test_balanced_order_reaches_the_rare_class(al):
     """The product's default order finds the rare, far class and learns it (toy data)."""
-    x, y = _toy(seed=1)
-    test = al.stratified_test(y.astype(str), 0.3)
-    pool = np.setdiff1d(np.arange(len(y)), test)
-    curve = al.simulate(x, y, ["a", "b", "c"], pool, test, "balanced", seed=0, n_seed=6, k=4,
-                        rounds=8)
+    curve, _ = _session(al, "balanced", seed=1, n_seed=6, k=4, rounds=8)
     assert curve["reviewed_per_class"]["c"] >= 1
     assert curve["macro_f1"][-1] > 0.8
 
