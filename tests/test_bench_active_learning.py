@@ -103,8 +103,9 @@ def test_quick_run_writes_results(shared_data, tmp_path):
     for order in ("uncertainty", "margin", "random"):
         curves = res["curves"][order]
         assert len(curves) == len(res["seeds"])
-        for c in curves:
-            assert len(c["macro_f1"]) == res["rounds"] + 1
-            assert c["corrections"][-1] == res["rounds"] * res["k"]
-        assert 0 <= res[f"corrections_{order}"] <= res["rounds"] * res["k"]
+        for c in curves:  # runs that miss the target go on past the plotted rounds
+            assert len(c["macro_f1"]) >= res["rounds"] + 1
+            assert c["corrections"][-1] >= res["rounds"] * res["k"]
+            assert len(c["corrections"]) == len(c["macro_f1"])
+        assert 0 <= res[f"corrections_{order}"] <= res["n_pool"] - res["seed_set_size"]
     assert (tmp_path / "active_learning.png").stat().st_size > 1000

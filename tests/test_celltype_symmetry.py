@@ -61,6 +61,21 @@ def test_dihedral_transform_matches_the_test_time_views():
     np.testing.assert_array_equal(only[1].numpy(), dihedral_transform(x, 2, True))
 
 
+def test_whole_group_keeps_the_original_random_draws():
+    """All eight allowed: the same draws as before symmetries existed (models reproduce)."""
+    x = np.random.default_rng(0).normal(size=(16, 1, 6, 6)).astype(np.float32)
+    rng = np.random.default_rng(3)
+    expected = []
+    for c in x:  # the original recipe: a quarter-turn count, then a mirror half of the time
+        c = np.rot90(c, k=int(rng.integers(4)), axes=(1, 2))
+        expected.append(c[:, :, ::-1] if rng.random() < 0.5 else c)
+    out = augment_crops(x, np.random.default_rng(3), max_shift=0, noise=0.0)
+    np.testing.assert_array_equal(out, np.stack(expected))
+    listed = augment_crops(x, np.random.default_rng(3), max_shift=0, noise=0.0,
+                           symmetries=[list(v) for v in VIEW_SETS[8]])
+    np.testing.assert_array_equal(listed, out)
+
+
 def test_augmentation_draws_only_allowed_transforms():
     x = np.random.default_rng(0).normal(size=(64, 1, 6, 6)).astype(np.float32)
     allowed = [(0, False), (2, True)]
@@ -74,15 +89,15 @@ def test_augmentation_draws_only_allowed_transforms():
     assert seen == set(allowed)  # both are drawn
 
 
-def test_task_records_the_symmetries_and_can_be_told_to_use_all():
+def test_task_records_the_symmetries_when_asked_and_uses_all_by_default():
     crops = _cells(400, lit_from_left=True)
     table = pd.DataFrame({"item_id": [f"c{i}" for i in range(len(crops))], "source": "x",
                           "label": ["a", "b"] * (len(crops) // 2)})
     items = ItemSet(table, {"image": crops}, {"path": "x"})
     task = get_task("celltype")
-    prep = task.fit_preprocessing(items, ReadOptions())
+    prep = task.fit_preprocessing(items, ReadOptions(extra={"symmetry": "auto"}))
     assert prep["augment"]["symmetries"] == [[0, False], [2, True]]
-    forced = task.fit_preprocessing(items, ReadOptions(extra={"symmetry": "all"}))
-    assert len(forced["augment"]["symmetries"]) == 8
+    default = task.fit_preprocessing(items, ReadOptions())
+    assert len(default["augment"]["symmetries"]) == 8
     with pytest.raises(InputError, match="symmetry"):
         task.fit_preprocessing(items, ReadOptions(extra={"symmetry": "some"}))

@@ -74,10 +74,14 @@ def augment_crops(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 
     ``symmetries``: the (quarter turns, mirror) pairs to draw from (default: all eight; see
     :func:`dataset_symmetries` for images with a fixed optical axis).
     """
-    views = [tuple(v) for v in symmetries] if symmetries else VIEW_SETS[8]
+    views = [tuple(v) for v in symmetries] if symmetries else list(VIEW_SETS[8])
+    whole_group = set(views) == set(VIEW_SETS[8])
     out = np.empty_like(crops)
     for i, c in enumerate(crops):
-        turns, mirror = views[int(rng.integers(len(views)))]
+        if whole_group:  # turn, then mirror half of the time (the draws models were trained on)
+            turns, mirror = int(rng.integers(4)), bool(rng.random() < 0.5)
+        else:
+            turns, mirror = views[int(rng.integers(len(views)))]
         c = np.rot90(c, k=int(turns), axes=(1, 2))
         if mirror:
             c = c[:, :, ::-1]
