@@ -341,17 +341,9 @@ class LabelJournal:
 
     def export(self, path: str | Path) -> Path:
         """Write the current labels to ``.csv`` or ``.parquet`` (by suffix), atomically."""
-        from napari_cellcurator.core.store.atomic import atomic_write
+        from napari_cellcurator.core.curation import export_table
 
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".csv", ".parquet"):
-            raise InputError(path, f"cannot export labels as {suffix or 'no suffix'!r}",
-                             "a .csv or .parquet file name")
-        df = self.current_labels()
-        if suffix == ".csv":
-            return atomic_write(path, lambda p: df.to_csv(p, index=False))
-        return atomic_write(path, lambda p: df.astype("string").to_parquet(p, index=False))
+        return export_table(self.current_labels(), path)
 
     # -------------------------------------------------------------- lifetime
     def close(self) -> None:
