@@ -143,3 +143,20 @@ def test_curated_table_rules():
     assert list(pipeline["curated_from"].fillna("-")) == ["model", "model", "-", "label"]
     no_model = curated_table(items, None, journal, model_over_file_labels=True)
     assert list(no_model["curated"].fillna("-")) == ["x", "-", "-", "z"]
+
+
+def test_prediction_file_item_ids_stay_text(tmp_path):
+    from napari_cellcurator.cli import _read_predictions
+
+    path = tmp_path / "p.csv"
+    pd.DataFrame({"item_id": ["007", "010"], "prediction": ["a", "b"]}).to_csv(path, index=False)
+    assert list(_read_predictions(str(path))["item_id"]) == ["007", "010"]
+
+
+def test_human_labels_feed_the_review_order():
+    from napari_cellcurator.core.triage import human_labels
+
+    merged = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "label": ["x", "x", "y", "z"],
+                           "label_source": ["human", "human", "file", "human"]})
+    ids, counts = human_labels(merged)
+    assert ids == {"a", "b", "d"} and counts == {"x": 2, "z": 1}

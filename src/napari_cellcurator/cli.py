@@ -134,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_curation_data(p)
     p.add_argument("--predictions", required=True, metavar="FILE",
                    help="a `cellcurator predict` output (.csv / .parquet)")
-    p.add_argument("--order", default="balanced",
-                   choices=["balanced", "uncertain", "entropy", "random", "class"])
+    from napari_cellcurator.core.triage import MODES
+
+    p.add_argument("--order", default="balanced", choices=MODES)
     p.add_argument("--top", type=int, help="only the first N items")
     p.add_argument("--include-labelled", action="store_true",
                    help="keep items a person already labelled (at the end)")
@@ -290,7 +291,8 @@ def _read_predictions(path: str):
 
     suffix = Path(path).suffix.lower()
     try:
-        table = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+        table = (pd.read_parquet(path) if suffix == ".parquet"  # ids stay text ("007")
+                 else pd.read_csv(path, dtype={"item_id": str}))
     except (OSError, ValueError) as exc:
         raise InputError(path, f"cannot read the prediction table ({exc})") from None
     if "item_id" not in table.columns:
@@ -324,15 +326,14 @@ def _cmd_labels(a) -> int:
 
 def _cmd_review(a) -> int:
     from napari_cellcurator.core.curation import export_table
-    from napari_cellcurator.core.triage import merge_labels, review_order
+    from napari_cellcurator.core.triage import human_labels, merge_labels, review_order
 
     _, items, project = _open_curation(a)
     predictions = _read_predictions(a.predictions)
     with project:
-        merged = merge_labels(items.table, project.journal.current_labels())
-    human = merged[merged["label_source"] == "human"]
-    order = review_order(predictions, a.order, labelled=set(human["item_id"].astype(str)),
-                         label_counts=human["label"].astype(str).value_counts().to_dict(),
+        labelled, counts = human_labels(merge_labels(items.table,
+                                                     project.journal.current_labels()))
+    order = review_order(predictions, a.order, labelled=labelled, label_counts=counts,
                          exclude_labelled=not a.include_labelled)
     table = predictions.iloc[order[:a.top] if a.top else order].reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))

@@ -111,12 +111,11 @@ class CurateWidget(Container):
         if s.predictions is None:
             s.order = np.arange(len(s.items))
         else:
-            from napari_cellcurator.core.triage import review_order
+            from napari_cellcurator.core.triage import human_labels, review_order
 
-            human = s.merged_table().query("label_source == 'human'")
-            counts = human["label"].astype(str).value_counts().to_dict()
-            s.order = review_order(s.predictions, self._order_mode.value,
-                                   labelled=set(human["item_id"]), label_counts=counts)
+            labelled, counts = human_labels(s.merged_table())
+            s.order = review_order(s.predictions, self._order_mode.value, labelled=labelled,
+                                   label_counts=counts)
         self.position = -1
 
     def current_row(self) -> int | None:

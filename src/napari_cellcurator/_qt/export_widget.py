@@ -54,10 +54,6 @@ class ExportWidget(Container):
 
         s = require_session(self._viewer)
         journal = s.journal.current_labels() if s.journal is not None else None
-        if journal is None:
-            import pandas as pd
-
-            journal = pd.DataFrame(columns=["item_id", "label", "source"])
         prefer_model = get_task(s.task_name).file_labels_are_predictions
         return curated_table(s.items.table, s.predictions, journal,
                              model_over_file_labels=prefer_model)

@@ -28,7 +28,7 @@ _ITEM_COLUMNS = ("item_id", "source", "roi_index", "frame", "y", "x")
 
 
 def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
-                  journal_labels: pd.DataFrame, model_over_file_labels: bool = False
+                  journal_labels: pd.DataFrame | None, model_over_file_labels: bool = False
                   ) -> pd.DataFrame:
     """One row per item: the labels, the model's prediction and the curated decision.
 
@@ -40,7 +40,7 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
         A prediction table (``item_id``, ``prediction``, ``probability``, ``prob_<class>``...)
         or None when no model has scored the items.
     journal_labels
-        :meth:`LabelJournal.current_labels`.
+        :meth:`LabelJournal.current_labels`, or None without a journal.
     model_over_file_labels
         True when labels read from the files are another classifier's output (the task's
         ``file_labels_are_predictions``): the prediction then beats them.
@@ -53,6 +53,8 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
         ``curated_from`` (``label`` when a person's or the file's label decided, ``model``
         when the prediction did).
     """
+    if journal_labels is None:
+        journal_labels = pd.DataFrame(columns=["item_id", "label", "source"])
     merged = merge_labels(items_table, journal_labels)
     keep = [c for c in _ITEM_COLUMNS if c in merged.columns]
     out = merged[[*keep, "label", "label_source"]].reset_index(drop=True)

@@ -147,6 +147,14 @@ def _class_groups(predictions: pd.DataFrame, prob_columns: list[str] | None) -> 
     raise InputError(None, "class ordering needs a 'prediction' or probability columns")
 
 
+def human_labels(merged: pd.DataFrame) -> tuple[set[str], dict[str, int]]:
+    """Item ids a person labelled and their count per class, from a :func:`merge_labels` table
+    (what :func:`review_order` takes as ``labelled`` and ``label_counts``)."""
+    human = merged[merged["label_source"] == "human"]
+    return (set(human["item_id"].astype(str)),
+            human["label"].astype(str).value_counts().to_dict())
+
+
 def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame) -> pd.DataFrame:
     """Fill ``label`` and ``label_source`` of an item table from the journal's current labels.
 

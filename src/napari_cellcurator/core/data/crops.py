@@ -101,11 +101,11 @@ def augment_crops(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 
     return out
 
 
-#: test-time views as (quarter turns, horizontal flip): 2 = identity + mirror, 4 = the four
-#: rotations, 8 = the whole dihedral group of the square
 #: a mean crop at least this correlated with its flipped/turned self counts as symmetric under
 #: that transform (Jurkat IFC dark field: 0.93 up-down, 0.02 left-right; smears: > 0.9 all)
 SYMMETRY_MIN_CORRELATION = 0.8
+#: test-time views as (quarter turns, horizontal flip): 2 = identity + mirror, 4 = the four
+#: rotations, 8 = the whole dihedral group of the square
 VIEW_SETS = {
     1: ((0, False),),
     2: ((0, False), (0, True)),
