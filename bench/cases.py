@@ -99,7 +99,10 @@ def build_case(name: str, n: int, seed: int = 0):
     from napari_cellcurator.core.tasks import ReadOptions, get_task
 
     case = CASES[name](n, np.random.default_rng(seed))
-    items = ItemSet(_table(n, case.classes, seed), case.arrays, {"classes": case.classes})
+    table = _table(n, case.classes, seed)
+    if get_task(name).kind == "proportion":  # mixture items are labelled with a proportion
+        table["label"] = np.random.default_rng(seed).uniform(0, 1, size=n)
+    items = ItemSet(table, case.arrays, {"classes": case.classes})
     prep = get_task(name).fit_preprocessing(items, ReadOptions(extra=dict(case.read_extra)))
     return case, items, prep
 

@@ -3,8 +3,10 @@
 Skipped (``{"skipped": "no CUDA device"}``) where torch sees no CUDA GPU. Per task (default
 architecture, random BN-calibrated weights): forward-only items/s in float32 and under
 autocast (bf16 where the GPU supports it, else fp16) with the accuracy change, end-to-end
-items/s through :func:`napari_cellcurator.core.batch.score_items` on ``cuda`` from a zarr store,
-and forward-only AMP items/s for batch sizes 32 … 4096 (until memory runs out).
+items/s through :func:`napari_cellcurator.core.batch.score_items` on ``cuda`` from a zarr store
+(the product's default there: mixed precision), forward-only AMP items/s for batch sizes
+32 … 4096 (until memory runs out), and training items/s through ``fit`` (preprocessing and
+augmentation on the CPU included) in float32 and in mixed precision.
 """
 
 from __future__ import annotations
@@ -51,6 +53,29 @@ def _gpu_batches(task, items, prep, batch_size: int) -> list[dict]:
     return out
 
 
+def _training_items_per_s(name: str, items, prep, classes, amp: bool, steps: int) -> float:
+    """Items/s of ``fit`` steps on CUDA after 5 warm-up steps (one epoch of ``steps``)."""
+    import torch
+
+    from napari_cellcurator.core.models.registry import build_model
+    from napari_cellcurator.core.tasks import get_task
+    from napari_cellcurator.core.training import StepDone, TrainConfig, fit
+
+    task = get_task(name)
+    model = build_model(task.default_arch, **task.model_spec(prep, classes))
+    config = TrainConfig(epochs=1, batch_size=task.hyper.batch_size, device="cuda", amp=amp,
+                         balance="none", max_steps_per_epoch=steps)
+    warm, t0 = 5, None
+    for update in fit(task, model, items, None, prep, classes, config):
+        if isinstance(update, StepDone) and update.step == warm:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        if isinstance(update, StepDone) and update.step == update.steps:
+            torch.cuda.synchronize()
+            return (update.steps - warm) * config.batch_size / (time.perf_counter() - t0)
+    raise RuntimeError("training ended before its last step")
+
+
 def bench_task(name: str, tmp: Path, quick: bool) -> dict:
     import dask.array as da
     import pandas as pd
@@ -93,15 +118,20 @@ def bench_task(name: str, tmp: Path, quick: bool) -> dict:
     lazy = ItemSet(items.table, {k: da.from_zarr(root[k]) for k in root.array_keys()})
     core_batch._MODEL_CACHE.clear()
     t0 = time.perf_counter()
-    scores = core_batch.score_items(str(model_dir), lazy, "cuda", 1024, "threads")
+    scores = core_batch.score_items(str(model_dir), lazy, "cuda", 1024, "threads", amp=True)
     pd.DataFrame(task.prediction_table(lazy.table, scores, case.classes)).to_parquet(
         tmp / f"{name}.parquet")
     e2e = n / (time.perf_counter() - t0)
+    steps = 15 if quick else 60
+    train_rate = {label: _training_items_per_s(name, items, prep, case.classes, amp, steps)
+                  for label, amp in (("fp32", False), ("amp", True))}
     return {"n_items": n, "amp_dtype": str(amp).replace("torch.", ""),
             "forward_fp32_items_per_s": n / t32, "forward_amp_items_per_s": n / tamp,
             "amp_max_abs_diff": float(np.abs(ref - low).max()),
             "amp_decision_agreement": float(np.mean(agree)),
-            "end_to_end_fp32_items_per_s": e2e, "ratio_end_to_end_vs_forward_fp32": e2e * t32 / n,
+            "end_to_end_amp_items_per_s": e2e, "ratio_end_to_end_vs_forward_amp": e2e * tamp / n,
+            "training_fp32_items_per_s": train_rate["fp32"],
+            "training_amp_items_per_s": train_rate["amp"],
             "forward_amp_items_per_s_by_batch_size": by_batch}
 
 

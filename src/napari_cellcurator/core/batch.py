@@ -39,10 +39,13 @@ def _cached_model(model_dir: str, device: str):
         return _MODEL_CACHE[key]
 
 
-def score_batch(model_dir: str, arrays: dict[str, np.ndarray], device: str = "cpu") -> np.ndarray:
-    """Scores (probabilities or proportions) of one batch of raw input arrays."""
+def score_batch(model_dir: str, arrays: dict[str, np.ndarray], device: str = "cpu",
+                amp: bool = False) -> np.ndarray:
+    """Scores (probabilities or proportions) of one batch of raw input arrays (mixed
+    precision on CUDA when ``amp`` is True)."""
     import torch
 
+    from napari_cellcurator.core.device import autocast
     from napari_cellcurator.core.tasks import get_task
     from napari_cellcurator.core.training import forward_views
 
@@ -53,20 +56,20 @@ def score_batch(model_dir: str, arrays: dict[str, np.ndarray], device: str = "cp
     items = ItemSet(table, {k: np.asarray(v) for k, v in arrays.items()})
     batch = task.make_batch(items, np.arange(n), config.preprocessing, False,
                             np.random.default_rng(0))
-    with _FORWARD_LOCK, torch.inference_mode():
+    with _FORWARD_LOCK, torch.inference_mode(), autocast(device, amp):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = forward_views(task, model, batch, config.preprocessing)
     return task.outputs_to_scores(logits)
 
 
-def _batch_tasks(model_dir: str, items: ItemSet, batch_size: int, device: str):
+def _batch_tasks(model_dir: str, items: ItemSet, batch_size: int, device: str, amp: bool):
     import dask
 
     tasks = []
     for start in range(0, len(items), batch_size):
         stop = min(len(items), start + batch_size)
         arrays = {k: v[start:stop] for k, v in items.arrays.items()}
-        tasks.append(dask.delayed(score_batch, pure=True)(model_dir, arrays, device))
+        tasks.append(dask.delayed(score_batch, pure=True)(model_dir, arrays, device, amp))
     return tasks
 
 
@@ -86,13 +89,14 @@ def _client_for(scheduler: str):
 
 
 def score_items(model_dir: str, items: ItemSet, device: str = "cpu", batch_size: int = 256,
-                scheduler: str = "threads") -> np.ndarray:
-    """Scores of every item, computed batch-wise on the chosen dask scheduler."""
+                scheduler: str = "threads", amp: bool = False) -> np.ndarray:
+    """Scores of every item, computed batch-wise on the chosen dask scheduler (mixed
+    precision on CUDA when ``amp`` is True)."""
     import dask
 
     if len(items) == 0:
         return np.zeros((0,))
-    tasks = _batch_tasks(model_dir, items, batch_size, device)
+    tasks = _batch_tasks(model_dir, items, batch_size, device, amp)
     if scheduler in ("threads", "sync", "synchronous", "processes"):
         kw = {"scheduler": scheduler}
         if scheduler == "threads":
@@ -120,7 +124,8 @@ def default_batch_size(items: ItemSet, budget_values: float = 1.5e6) -> int:
 
 
 def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
-                    scheduler: str = "threads", batch_size: int | None = None) -> Path:
+                    scheduler: str = "threads", batch_size: int | None = None,
+                    amp: bool = False) -> Path:
     """Predict every item of ``data`` and write ``out`` (.csv, .parquet or .zarr) atomically.
 
     ``batch_size`` None picks one from the item size (:func:`default_batch_size`), so memory
@@ -139,7 +144,7 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
     items = read_for_model(config, data, task)
     dev = str(resolve_device(device))
     scores = score_items(model_dir, items, dev, batch_size or default_batch_size(items),
-                         scheduler)
+                         scheduler, amp)
     table = task.prediction_table(items.table, scores, config.classes)
     extra = [c for c in items.table.columns if c not in table.columns]
     table = pd.concat([items.table[extra].reset_index(drop=True), table], axis=1)

@@ -1,7 +1,8 @@
-"""Device choice and CPU thread limits."""
+"""Device choice, mixed precision and CPU thread limits."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -55,3 +56,27 @@ def use_channels_last(model: torch.nn.Module) -> torch.nn.Module:
     if not on_mps and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
         model.to(memory_format=torch.channels_last)
     return model
+
+
+def amp_dtype(device: str | torch.device) -> torch.dtype | None:
+    """The autocast dtype of mixed precision on ``device``, or None where it stays float32.
+
+    CUDA GPUs with bf16 tensor cores (compute capability 8 and newer: A100, H100, RTX 30xx…)
+    get bfloat16, which needs no loss scaling; older CUDA GPUs get float16 (training then
+    scales the loss). CPU and MPS keep float32: autocast there is slower or unsupported
+    for these small convolutional networks.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def autocast(device: str | torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for forward passes on ``device`` (a no-op where
+    :func:`amp_dtype` is None or ``enabled`` is False)."""
+    dtype = amp_dtype(device) if enabled else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)

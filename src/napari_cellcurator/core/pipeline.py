@@ -50,6 +50,8 @@ class TrainRequest:
     batch_size: int | None = None
     lr: float | None = None
     read_extra: dict | None = None
+    #: mixed precision where the device supports it (CUDA; see TrainConfig.amp)
+    amp: bool = False
 
 
 @dataclass
@@ -133,9 +135,10 @@ def train_iter(req: TrainRequest, items: ItemSet | None = None,
     task, arch, classes, prep, spec, model, train, val, labelled = prepare_training(req, items)
     hyper = task.hyper
     cfg = TrainConfig(
-        epochs=req.epochs or hyper.epochs, batch_size=req.batch_size or hyper.batch_size,
+        epochs=req.epochs or hyper.epochs_for(len(train)),
+        batch_size=req.batch_size or hyper.batch_size,
         lr=req.lr or hyper.lr, weight_decay=hyper.weight_decay, balance=hyper.balance,
-        seed=req.seed, device=str(device), ema_epochs=hyper.ema_epochs,
+        seed=req.seed, device=str(device), ema_epochs=hyper.ema_epochs, amp=req.amp,
     )
     done = None
     for update in fit(task, model, train, val, prep, classes, cfg, arch):
@@ -184,12 +187,14 @@ def read_for_model(config: ModelConfig, data: list[str] | str, task: Task | None
 
 
 def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
-                  device: str = "auto", batch_size: int = 256) -> tuple[pd.DataFrame, np.ndarray]:
-    """Prediction table (one row per item) and raw scores for an :class:`ItemSet`."""
+                  device: str = "auto", batch_size: int = 256, amp: bool = False
+                  ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Prediction table (one row per item) and raw scores for an :class:`ItemSet`
+    (mixed precision on CUDA when ``amp`` is True)."""
     task = get_task(config.task)
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    logits = predict_logits(task, model, items, config.preprocessing, batch_size, dev)
+    logits = predict_logits(task, model, items, config.preprocessing, batch_size, dev, amp=amp)
     scores = task.outputs_to_scores(logits)
     table = task.prediction_table(items.table, scores, config.classes)
     extra = table.drop(columns=["item_id"])
@@ -198,15 +203,17 @@ def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
     return pd.concat([items.table[keep].reset_index(drop=True), extra], axis=1), scores
 
 
-def predict(model_dir: str, data: list[str] | str, device: str = "auto") -> pd.DataFrame:
+def predict(model_dir: str, data: list[str] | str, device: str = "auto",
+            amp: bool = False) -> pd.DataFrame:
     """Predict every item of ``data`` with the model in ``model_dir``."""
     model, config = load_model(model_dir)
     items = read_for_model(config, data)
-    table, _ = predict_items(model, config, items, device)
+    table, _ = predict_items(model, config, items, device, amp=amp)
     return table
 
 
-def evaluate(model_dir: str, data: list[str] | str, device: str = "auto") -> dict:
+def evaluate(model_dir: str, data: list[str] | str, device: str = "auto",
+             amp: bool = False) -> dict:
     """Metrics of the model in ``model_dir`` on the labelled items of ``data``."""
     model, config = load_model(model_dir)
     task = get_task(config.task)
@@ -214,7 +221,7 @@ def evaluate(model_dir: str, data: list[str] | str, device: str = "auto") -> dic
     if not items.labelled.any():
         raise InputError(str(data), "has no labelled items to evaluate against")
     labelled = items.subset(np.flatnonzero(items.labelled))
-    _, scores = predict_items(model, config, labelled, device)
+    _, scores = predict_items(model, config, labelled, device, amp=amp)
     metrics = task.metrics(labelled.table, scores, config.classes)
     metrics.update({"task": config.task, "arch": config.arch, "model": str(model_dir)})
     return _jsonable(metrics)

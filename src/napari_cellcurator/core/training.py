@@ -35,6 +35,11 @@ class TrainConfig:
     #: Counted in epochs, not steps, so a fine-tune on a few labels (1 step per epoch)
     #: averages its last few steps instead of freezing on its first ones
     ema_epochs: float = 0.0
+    #: mixed precision (bf16, or fp16 with loss scaling on older GPUs) where the device
+    #: supports it: CUDA only (see :func:`napari_cellcurator.core.device.amp_dtype`). Off by
+    #: default: on an H100 the default models trained 10-15 % slower with it (bench/gpu.py;
+    #: their steps wait on CPU preprocessing), so it only pays for larger models
+    amp: bool = False
 
 
 # ---- typed progress updates (careamics-napari style) -----------------------------------------
@@ -138,13 +143,14 @@ def forward_views(task: Task, model: torch.nn.Module, batch: dict[str, torch.Ten
 
 def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dict,
                    batch_size: int = 128, device: str | torch.device = "cpu",
-                   tta: bool = True) -> torch.Tensor:
+                   tta: bool = True, amp: bool = False) -> torch.Tensor:
     """Logits of every item, batched, under ``inference_mode`` (no random augmentation).
 
     With ``tta`` the logits are averaged over the task's :meth:`Task.test_time_views`
     (e.g. flips of a crop, as the model config asks); ``tta=False`` uses the batch alone.
+    ``amp`` runs the forward in mixed precision where the device supports it (CUDA).
     """
-    from napari_cellcurator.core.device import use_channels_last
+    from napari_cellcurator.core.device import autocast, use_channels_last
 
     rng = np.random.default_rng(0)
     outs = []
@@ -153,22 +159,31 @@ def predict_logits(task: Task, model: torch.nn.Module, items: ItemSet, prep: dic
         for idx in iterate_batches(len(items), batch_size):
             batch = task.make_batch(items, idx, prep, augment=False, rng=rng)
             batch = {k: v.to(device) for k, v in batch.items()}
-            outs.append(forward_views(task, model, batch, prep, tta).cpu())
+            with autocast(device, amp):
+                outs.append(forward_views(task, model, batch, prep, tta).cpu())
     if not outs:
         return torch.zeros((0, 1))
     return torch.cat(outs)
 
 
 def optimisation_step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched, epoch: int,
-                      step: int) -> TrainingFailed | None:
+                      step: int, scaler: torch.amp.GradScaler | None = None
+                      ) -> TrainingFailed | None:
     """Back-propagate ``loss`` and step optimiser and schedule; a non-finite loss stops
-    training with a :class:`TrainingFailed` instead of silently corrupting the weights."""
+    training with a :class:`TrainingFailed` instead of silently corrupting the weights.
+    With a float16 ``scaler`` the loss is scaled (steps with overflowing gradients are
+    skipped by the scaler, as usual)."""
     if not torch.isfinite(loss):
         return TrainingFailed(f"loss became {loss.item()} at epoch {epoch}, step {step}; "
                               "try a lower learning rate")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     sched.step()
     return None
 
@@ -186,7 +201,12 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     device = torch.device(config.device)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    from napari_cellcurator.core.device import use_channels_last
+    from napari_cellcurator.core.device import amp_dtype, autocast, use_channels_last
+
+    use_amp = config.amp and amp_dtype(device) is not None
+    # bf16 keeps float32's exponent range; only float16 needs the loss scaled
+    scaler = (torch.amp.GradScaler(device.type)
+              if use_amp and amp_dtype(device) == torch.float16 else None)
 
     use_channels_last(model.to(device))  # NHWC conv weights: faster steps, same numbers
     y_train = task.targets(train.table, classes)
@@ -218,8 +238,10 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
             batch = task.make_batch(train, idx, prep, augment=True, rng=rng)
             batch = {k: v.to(device) for k, v in batch.items()}
             target = torch.as_tensor(np.array(y_train[idx]), device=device)
-            loss = task.loss(model(**batch), target, weights, arch)
-            failure = optimisation_step(loss, opt, sched, epoch, step)
+            with autocast(device, use_amp):
+                outputs = model(**batch)
+            loss = task.loss(outputs.float(), target, weights, arch)
+            failure = optimisation_step(loss, opt, sched, epoch, step, scaler)
             if failure is not None:
                 yield failure
                 return
@@ -232,7 +254,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
         if val is not None and len(val):
             # per-epoch validation without test-time views (cheaper); the final score uses them
             logits = predict_logits(task, scored, val, prep, config.batch_size * 2, device,
-                                    tta=False)
+                                    tta=False, amp=use_amp)
             y_val = torch.as_tensor(np.array(task.targets(val.table, classes)))
             val_loss = float(task.loss(logits, y_val, None if weights is None else weights.cpu(),
                                        arch))
@@ -254,6 +276,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     model.eval()
     best_metrics = {}
     if val is not None and len(val):
-        logits = predict_logits(task, model, val, prep, config.batch_size * 2, device)
+        logits = predict_logits(task, model, val, prep, config.batch_size * 2, device,
+                                amp=use_amp)
         best_metrics = task.metrics(val.table, task.outputs_to_scores(logits), classes)
     yield TrainingDone(model, best_epoch, best_metrics, history)

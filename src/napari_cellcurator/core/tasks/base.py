@@ -6,6 +6,7 @@ line in :data:`napari_cellcurator.core.tasks.TASK_MODULES`.
 
 from __future__ import annotations
 
+import math
 import pickle
 import struct
 import warnings
@@ -63,6 +64,17 @@ class Hyper:
     val_fraction: float = 0.2
     balance: str = "sampler"  # "sampler" | "weights" | "none": how class imbalance is met
     ema_epochs: float = 0.0  # EMA of the weights over ~this many epochs (TrainConfig); 0 off
+    #: training samples one default run sees at most: larger data sets get fewer epochs
+    #: (never under ``min_epochs``), so default training time stops growing with the data
+    sample_budget: int | None = None
+    min_epochs: int = 10
+
+    def epochs_for(self, n_train: int) -> int:
+        """Default epochs for ``n_train`` training items (``epochs``, capped by the budget)."""
+        if not self.sample_budget or n_train <= 0:
+            return self.epochs
+        return max(min(self.min_epochs, self.epochs),
+                   min(self.epochs, math.ceil(self.sample_budget / n_train)))
 
 
 class Task(ABC):

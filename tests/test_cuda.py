@@ -1,0 +1,141 @@
+"""CUDA and mixed precision: training and inference really run on a GPU, in bf16 (or fp16
+with loss scaling), and agree with float32 on the CPU.
+
+The CUDA tests skip where torch sees no GPU (CI); the CPU tests check that the ``amp``
+switch is a no-op there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cellcurator.core import device as core_device
+from napari_cellcurator.core.device import amp_dtype, autocast
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.tasks import get_task
+from napari_cellcurator.core.training import (
+    EpochDone,
+    TrainConfig,
+    TrainingDone,
+    fit,
+    predict_logits,
+)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+TASKS = ("celltype", "cellness", "mixture")
+
+
+def _model_and_items(bench_module, name: str, n: int = 32):
+    from napari_cellcurator.core.models.registry import build_model
+
+    cases = bench_module("cases")
+    _, items, prep = cases.build_case(name, n)
+    task = get_task(name)
+    classes = list(items.meta["classes"])
+    torch.manual_seed(0)
+    model = build_model(task.default_arch, **task.model_spec(prep, classes))
+    return task, model, items, prep, classes
+
+
+def _train(task, model, items: ItemSet, prep, classes, device: str, amp: bool = True,
+           epochs: int = 30):
+    config = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, balance="none", device=device,
+                         amp=amp)
+    losses, done = [], None
+    for update in fit(task, model, items, None, prep, classes, config):
+        if isinstance(update, EpochDone):
+            losses.append(update.train_loss)
+        elif isinstance(update, TrainingDone):
+            done = update
+    assert done is not None, "training did not finish"
+    assert all(np.isfinite(losses))
+    return done.model, losses
+
+
+def _assert_learns_like_float32(bench_module, name: str, amp_losses: list[float]) -> None:
+    """Mixed-precision training fits the items about as well as float32 training does."""
+    task, model, items, prep, classes = _model_and_items(bench_module, name)
+    _, fp32_losses = _train(task, model, items, prep, classes, "cuda", amp=False)
+    assert amp_losses[-1] < 0.9 * amp_losses[0], f"{name}: AMP loss did not fall: {amp_losses}"
+    assert amp_losses[-1] <= 1.25 * fp32_losses[-1] + 0.05, (
+        f"{name}: AMP final loss {amp_losses[-1]:.3f} vs float32 {fp32_losses[-1]:.3f}")
+
+
+def test_cpu_and_mps_keep_float32():
+    assert amp_dtype("cpu") is None
+    with autocast("cpu"):
+        out = torch.ones(4, 4) @ torch.ones(4, 4)
+    assert out.dtype == torch.float32
+
+
+def test_the_amp_switch_changes_nothing_on_the_cpu(bench_module):
+    task, model, items, prep, _ = _model_and_items(bench_module, "celltype", 16)
+    model.eval()
+    on = predict_logits(task, model, items, prep, 8, "cpu", amp=True)
+    off = predict_logits(task, model, items, prep, 8, "cpu", amp=False)
+    assert torch.equal(on, off)
+
+
+@needs_cuda
+def test_gpu_autocast_dtype_follows_the_compute_capability():
+    major, _ = torch.cuda.get_device_capability()
+    assert amp_dtype("cuda") == (torch.bfloat16 if major >= 8 else torch.float16)
+    with autocast("cuda"):
+        out = torch.ones(8, 8, device="cuda") @ torch.ones(8, 8, device="cuda")
+    assert out.dtype == amp_dtype("cuda")
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", TASKS)
+def test_mixed_precision_training_on_the_gpu_learns_and_matches_cpu_inference(
+        bench_module, name):
+    """Each task's default model fits 32 items on CUDA under autocast as well as in float32;
+    its CUDA AMP predictions match float32 CPU predictions of the same weights."""
+    task, model, items, prep, classes = _model_and_items(bench_module, name)
+    trained, losses = _train(task, model, items, prep, classes, "cuda")
+    _assert_learns_like_float32(bench_module, name, losses)
+    assert next(trained.parameters()).device.type == "cuda"
+    gpu = task.outputs_to_scores(
+        predict_logits(task, trained, items, prep, 16, "cuda", amp=True))
+    cpu = task.outputs_to_scores(
+        predict_logits(task, trained.cpu().float(), items, prep, 16, "cpu", amp=False))
+    assert np.abs(gpu - cpu).max() < 0.05
+    same = (gpu.argmax(1) == cpu.argmax(1)) if gpu.ndim == 2 else ((gpu >= .5) == (cpu >= .5))
+    assert same.mean() >= 0.9
+
+
+@needs_cuda
+def test_float16_training_scales_the_loss(bench_module, monkeypatch):
+    """GPUs without bf16 (compute capability < 8) train in fp16 with a GradScaler."""
+    monkeypatch.setattr(core_device, "amp_dtype", lambda device: (
+        torch.float16 if torch.device(device).type == "cuda" else None))
+    steps = []
+    real_scaler = torch.amp.GradScaler
+
+    class CountingScaler(real_scaler):
+        def step(self, optimizer, *args, **kwargs):
+            steps.append(self.get_scale())
+            return super().step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", CountingScaler)
+    task, model, items, prep, classes = _model_and_items(bench_module, "celltype")
+    _, losses = _train(task, model, items, prep, classes, "cuda")
+    assert steps, "the fp16 path did not use a GradScaler"
+    _assert_learns_like_float32(bench_module, "celltype", losses)
+
+
+@needs_cuda
+def test_dask_batch_scoring_on_the_gpu_matches_the_cpu(bench_module, tmp_path):
+    from napari_cellcurator.core import batch as core_batch
+
+    common = bench_module("common")
+    cases = bench_module("cases")
+    case, items, prep = cases.build_case("celltype", 64)
+    model_dir, model, _ = common.make_model_dir(tmp_path / "m", "celltype", prep, case.classes)
+    core_batch._MODEL_CACHE.clear()
+    gpu = core_batch.score_items(str(model_dir), items, "cuda", 32, amp=True)
+    cpu = core_batch.score_items(str(model_dir), items, "cpu", 32)
+    assert gpu.shape == cpu.shape
+    assert np.abs(gpu - cpu).max() < 0.05
