@@ -4,7 +4,7 @@ Skipped (``{"skipped": "no CUDA device"}``) where torch sees no CUDA GPU. Per ta
 architecture, random BN-calibrated weights): forward-only items/s in float32 and under
 autocast (bf16 where the GPU supports it, else fp16) with the accuracy change, end-to-end
 items/s through :func:`napari_cellcurator.core.batch.score_items` on ``cuda`` from a zarr store
-(the product's default there: mixed precision), forward-only AMP items/s for batch sizes
+(with ``amp=True``, i.e. ``--amp``), forward-only AMP items/s for batch sizes
 32 … 4096 (until memory runs out), and training items/s through ``fit`` (preprocessing and
 augmentation on the CPU included) in float32 and in mixed precision.
 """
@@ -83,6 +83,7 @@ def bench_task(name: str, tmp: Path, quick: bool) -> dict:
     import zarr
 
     from napari_cellcurator.core import batch as core_batch
+    from napari_cellcurator.core.device import amp_dtype
     from napari_cellcurator.core.io.items import ItemSet
     from napari_cellcurator.core.store.modelio import save_model
     from napari_cellcurator.core.tasks import get_task
@@ -96,7 +97,7 @@ def bench_task(name: str, tmp: Path, quick: bool) -> dict:
     calibrate_batchnorm(model, batches[0])
     save_model(model_dir, model.cpu(), config)
     model = model.cuda().to(memory_format=torch.channels_last)
-    amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    amp = amp_dtype("cuda")  # the dtype the product's --amp uses on this GPU
     _forward(model, batches[:1])
     _forward(model, batches[:1], amp)
     t32 = min(_sync_time(lambda: _forward(model, batches)) for _ in range(2))
@@ -123,8 +124,8 @@ def bench_task(name: str, tmp: Path, quick: bool) -> dict:
         tmp / f"{name}.parquet")
     e2e = n / (time.perf_counter() - t0)
     steps = 15 if quick else 60
-    train_rate = {label: _training_items_per_s(name, items, prep, case.classes, amp, steps)
-                  for label, amp in (("fp32", False), ("amp", True))}
+    train_rate = {label: _training_items_per_s(name, items, prep, case.classes, mixed, steps)
+                  for label, mixed in (("fp32", False), ("amp", True))}
     return {"n_items": n, "amp_dtype": str(amp).replace("torch.", ""),
             "forward_fp32_items_per_s": n / t32, "forward_amp_items_per_s": n / tamp,
             "amp_max_abs_diff": float(np.abs(ref - low).max()),

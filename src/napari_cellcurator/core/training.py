@@ -203,10 +203,10 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     torch.manual_seed(config.seed)
     from napari_cellcurator.core.device import amp_dtype, autocast, use_channels_last
 
-    use_amp = config.amp and amp_dtype(device) is not None
+    mixed_dtype = amp_dtype(device) if config.amp else None
+    use_amp = mixed_dtype is not None
     # bf16 keeps float32's exponent range; only float16 needs the loss scaled
-    scaler = (torch.amp.GradScaler(device.type)
-              if use_amp and amp_dtype(device) == torch.float16 else None)
+    scaler = torch.amp.GradScaler(device.type) if mixed_dtype == torch.float16 else None
 
     use_channels_last(model.to(device))  # NHWC conv weights: faster steps, same numbers
     y_train = task.targets(train.table, classes)
