@@ -160,3 +160,53 @@ def test_human_labels_feed_the_review_order():
                            "label_source": ["human", "human", "file", "human"]})
     ids, counts = human_labels(merged)
     assert ids == {"a", "b", "d"} and counts == {"x": 2, "z": 1}
+
+
+def test_labels_set_refuses_a_label_that_is_no_class(plane, tmp_path, capsys):
+    common = ["--data", str(plane), "--project", str(tmp_path / "proj")]
+    assert main(["labels", *common, "--set", "rec/plane0:0", "Cell"]) == 2
+    assert "'Cell' is not a cellness class" in capsys.readouterr().err
+    # cellness has two classes, always
+    assert main(["labels", *common, "--set", "rec/plane0:0", "dendrite", "--new-class"]) == 2
+    with LabelJournal(tmp_path / "proj" / "labels.sqlite") as journal:
+        assert len(journal) == 0
+
+
+def test_labels_set_new_celltype_class_needs_new_class(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("G1", "G2"):
+        (tmp_path / "crops" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                tmp_path / "crops" / cls / f"{i}.png")
+    common = ["--data", str(tmp_path / "crops"), "--project", str(tmp_path / "proj"),
+              "--task", "celltype"]
+    assert main(["labels", *common, "--export", str(tmp_path / "none.csv")]) == 0
+    items = pd.read_csv(tmp_path / "none.csv")  # empty journal, but the ids come from a read
+    assert len(items) == 0
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    ids = get_task("celltype").read_many([tmp_path / "crops"], ReadOptions()).table["item_id"]
+    first, second = str(ids.iloc[0]), str(ids.iloc[1])
+    assert main(["labels", *common, "--set", first, " G2 "]) == 0  # stray spaces dropped
+    assert main(["labels", *common, "--set", second, "g2"]) == 2  # a typo is refused
+    assert "'g2' is not one of the classes ['G1', 'G2']" in capsys.readouterr().err
+    assert main(["labels", *common, "--set", second, "Mitosis", "--new-class"]) == 0
+    with LabelJournal(tmp_path / "proj" / "labels.sqlite") as journal:
+        labels = journal.current_labels().set_index("item_id")["label"]
+    assert labels.to_dict() == {first: "G2", second: "Mitosis"}
+    # once in the journal, the new class is known
+    assert main(["labels", *common, "--set", first, "Mitosis"]) == 0
+
+
+def test_mixture_labels_are_proportions():
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.tasks import get_task
+
+    task = get_task("mixture")
+    assert task.check_label("0.250", []) == "0.25"
+    for bad in ("1.5", "-0.1", "nan", "T98G"):
+        with pytest.raises(InputError, match="not a proportion"):
+            task.check_label(bad, [])

@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     act = p.add_mutually_exclusive_group(required=True)
     act.add_argument("--export", metavar="FILE", help="current labels to .csv / .parquet")
     act.add_argument("--set", nargs=2, metavar=("ITEM", "LABEL"), help="label one item")
+    p.add_argument("--new-class", action="store_true",
+                   help="with --set: a label that is not yet a class starts a new class")
     act.add_argument("--undo", action="store_true", help="undo the last label action")
     act.add_argument("--history", nargs="?", const="", metavar="ITEM",
                      help="every label event (of one item), oldest first")
@@ -307,7 +309,7 @@ def _read_predictions(path: str):
 def _cmd_labels(a) -> int:
     from napari_cellcurator.core.errors import InputError
 
-    _, items, project = _open_curation(a, read_items=a.set is not None)
+    task, items, project = _open_curation(a, read_items=a.set is not None)
     with project:
         journal = project.journal
         if a.export:
@@ -316,6 +318,9 @@ def _cmd_labels(a) -> int:
             item, label = a.set
             if item not in set(items.table["item_id"].astype(str)):
                 raise InputError(a.data, f"has no item {item!r}")
+            journal_labels = journal.current_labels()["label"].astype(str)
+            known = list(dict.fromkeys([*task.classes_from(items), *journal_labels]))
+            label = task.check_label(label, known, new_class=a.new_class)
             journal.set_label(item, label, source="human")
             print(f"{item}: {label}")
         elif a.undo:

@@ -120,6 +120,20 @@ class Task(ABC):
             raise InputError(path, f"could not be read: {type(exc).__name__}: {first}",
                              f"data for the {self.name} task") from exc
 
+    def check_label(self, label: str, known: list[str], new_class: bool = False) -> str:
+        """A label typed by a person, as it will be stored, or :class:`InputError`.
+
+        Parameters
+        ----------
+        label
+            What was typed.
+        known
+            Classes the data and the journal already have.
+        new_class
+            Whether a label outside ``known`` may start a new class.
+        """
+        return label
+
     # ---- tensors -------------------------------------------------------------------------
     @abstractmethod
     def fit_preprocessing(self, items: ItemSet, options: ReadOptions) -> dict:
@@ -214,6 +228,16 @@ class ClassificationTask(Task):
             return list(declared) + [c for c in found if c not in declared]
         return found
 
+    def check_label(self, label: str, known: list[str], new_class: bool = False) -> str:
+        label = label.strip()
+        if not label:
+            raise InputError(None, "the label is empty", "a class name")
+        if label in known or new_class:
+            return label
+        # a typo ("G 1", "g1") would otherwise start a class of its own, silently
+        raise InputError(None, f"label {label!r} is not one of the classes {known}",
+                         "one of them, or --new-class to start a new class")
+
     def targets(self, table: pd.DataFrame, classes: list[str]) -> np.ndarray:
         lookup = {c: i for i, c in enumerate(classes)}
         labels = table["label"].astype(str)
@@ -273,6 +297,16 @@ class ProportionTask(Task):
 
     def classes_from(self, items: ItemSet) -> list[str]:
         return list(items.meta.get("classes", ["type_a", "type_b"]))
+
+    def check_label(self, label: str, known: list[str], new_class: bool = False) -> str:
+        try:
+            value = float(label)
+        except ValueError:
+            value = float("nan")
+        if not 0.0 <= value <= 1.0:  # also NaN
+            raise InputError(None, f"label {label!r} is not a proportion",
+                             "a number from 0 to 1 (the fraction of the second cell type)")
+        return f"{value:g}"
 
     def targets(self, table, classes):
         return table["label"].astype(float).to_numpy(dtype=np.float32)

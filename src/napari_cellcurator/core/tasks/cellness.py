@@ -97,6 +97,11 @@ class CellnessTask(ClassificationTask):
                              "cellness classes", f"{CLASSES}")
         return list(CLASSES)
 
+    def check_label(self, label: str, known: list[str], new_class: bool = False) -> str:
+        if label.strip() not in CLASSES:  # two classes, always: no new ones
+            raise InputError(None, f"label {label!r} is not a cellness class", f"{CLASSES}")
+        return label.strip()
+
     def fit_preprocessing(self, items: ItemSet, options: ReadOptions) -> dict:
         images = items.arrays["image"]
         if len(images) == 0:
