@@ -1,8 +1,8 @@
 """CUDA and mixed precision: training and inference really run on a GPU, in bf16 (or fp16
 with loss scaling), and agree with float32 on the CPU.
 
-The CUDA tests skip where torch sees no GPU (CI); the CPU tests check that the ``amp``
-switch is a no-op there.
+The CUDA tests skip where torch sees no GPU (CI); the CPU tests check bf16 on CPUs that
+have it natively (the training default there) and float32 on the others.
 """
 
 from __future__ import annotations
@@ -77,19 +77,48 @@ def _assert_learns_like_float32(bench_module, name: str, amp_losses: list[float]
         f"{name}: AMP final loss {amp_losses[-1]:.3f} vs float32 {fp32_losses[-1]:.3f}")
 
 
-def test_cpu_and_mps_keep_float32():
+def test_cpus_without_native_bf16_keep_float32(monkeypatch):
+    monkeypatch.setattr(core_device, "cpu_has_native_bf16", lambda: False)
     assert amp_dtype("cpu") is None
+    assert not core_device.default_training_amp("cpu")
     with autocast("cpu"):
         out = torch.ones(4, 4) @ torch.ones(4, 4)
     assert out.dtype == torch.float32
 
 
-def test_the_amp_switch_changes_nothing_on_the_cpu(bench_module):
+def test_cpus_with_native_bf16_train_in_bf16_by_default(monkeypatch):
+    monkeypatch.setattr(core_device, "cpu_has_native_bf16", lambda: True)
+    assert amp_dtype("cpu") == torch.bfloat16
+    assert core_device.default_training_amp("cpu")
+    assert not core_device.default_training_amp("cuda")  # measured slower on an H100
+    with autocast("cpu"):
+        assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.bfloat16
+
+
+def test_the_amp_switch_on_the_cpu(bench_module, monkeypatch):
+    """Without native bf16 the switch changes nothing; with it, bf16 scores stay close."""
     task, model, items, prep, _ = _model_and_items(bench_module, "celltype", 16)
     model.eval()
-    on = predict_logits(task, model, items, prep, 8, "cpu", amp=True)
     off = predict_logits(task, model, items, prep, 8, "cpu", amp=False)
-    assert torch.equal(on, off)
+    with monkeypatch.context() as m:
+        m.setattr(core_device, "cpu_has_native_bf16", lambda: False)
+        assert torch.equal(predict_logits(task, model, items, prep, 8, "cpu", amp=True), off)
+    if core_device.cpu_has_native_bf16():
+        on = predict_logits(task, model, items, prep, 8, "cpu", amp=True)
+        diff = np.abs(task.outputs_to_scores(on) - task.outputs_to_scores(off)).max()
+        assert diff < 0.05
+
+
+def test_bf16_cpu_training_fits_like_float32(bench_module):
+    """Where the CPU has native bf16 (the default there) training fits 32 items as well."""
+    if not core_device.cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16")
+    task, model, items, prep, classes = _model_and_items(bench_module, "celltype")
+    _, bf16 = _train(task, model, items, prep, classes, "cpu", amp=True, epochs=20)
+    task, model, items, prep, classes = _model_and_items(bench_module, "celltype")
+    _, fp32 = _train(task, model, items, prep, classes, "cpu", amp=False, epochs=20)
+    assert bf16[-1] < 0.9 * bf16[0]
+    assert bf16[-1] <= 1.25 * fp32[-1] + 0.05
 
 
 @needs_cuda

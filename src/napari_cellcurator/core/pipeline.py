@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from napari_cellcurator.core.data.splits import data_hash, hash_split
-from napari_cellcurator.core.device import resolve_device, seed_everything
+from napari_cellcurator.core.device import default_training_amp, resolve_device, seed_everything
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.metrics import jsonable as _jsonable
@@ -50,8 +50,8 @@ class TrainRequest:
     batch_size: int | None = None
     lr: float | None = None
     read_extra: dict | None = None
-    #: mixed precision where the device supports it (CUDA; see TrainConfig.amp)
-    amp: bool = False
+    #: mixed precision where the device has it; None: where measured faster (TrainConfig.amp)
+    amp: bool | None = None
 
 
 @dataclass
@@ -138,7 +138,8 @@ def train_iter(req: TrainRequest, items: ItemSet | None = None,
         epochs=req.epochs or hyper.epochs_for(len(train)),
         batch_size=req.batch_size or hyper.batch_size,
         lr=req.lr or hyper.lr, weight_decay=hyper.weight_decay, balance=hyper.balance,
-        seed=req.seed, device=str(device), ema_epochs=hyper.ema_epochs, amp=req.amp,
+        seed=req.seed, device=str(device), ema_epochs=hyper.ema_epochs,
+        amp=default_training_amp(device) if req.amp is None else req.amp,
     )
     done = None
     for update in fit(task, model, train, val, prep, classes, cfg, arch):

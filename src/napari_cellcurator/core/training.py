@@ -35,11 +35,11 @@ class TrainConfig:
     #: Counted in epochs, not steps, so a fine-tune on a few labels (1 step per epoch)
     #: averages its last few steps instead of freezing on its first ones
     ema_epochs: float = 0.0
-    #: mixed precision (bf16, or fp16 with loss scaling on older GPUs) where the device
-    #: supports it: CUDA only (see :func:`napari_cellcurator.core.device.amp_dtype`). Off by
-    #: default: on an H100 the default models trained 10-15 % slower with it (bench/gpu.py;
-    #: their steps wait on CPU preprocessing), so it only pays for larger models
-    amp: bool = False
+    #: mixed precision (bf16, or fp16 with loss scaling on older GPUs) where the device has
+    #: it (:func:`napari_cellcurator.core.device.amp_dtype`); None: where measured faster
+    #: (:func:`~napari_cellcurator.core.device.default_training_amp`: CPUs with native bf16).
+    #: Validation and the returned model's scores are computed in float32 either way
+    amp: bool | None = None
 
 
 # ---- typed progress updates (careamics-napari style) -----------------------------------------
@@ -201,9 +201,15 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     device = torch.device(config.device)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    from napari_cellcurator.core.device import amp_dtype, autocast, use_channels_last
+    from napari_cellcurator.core.device import (
+        amp_dtype,
+        autocast,
+        default_training_amp,
+        use_channels_last,
+    )
 
-    mixed_dtype = amp_dtype(device) if config.amp else None
+    wanted = default_training_amp(device) if config.amp is None else config.amp
+    mixed_dtype = amp_dtype(device) if wanted else None
     use_amp = mixed_dtype is not None
     # bf16 keeps float32's exponent range; only float16 needs the loss scaled
     scaler = torch.amp.GradScaler(device.type) if mixed_dtype == torch.float16 else None
@@ -254,7 +260,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
         if val is not None and len(val):
             # per-epoch validation without test-time views (cheaper); the final score uses them
             logits = predict_logits(task, scored, val, prep, config.batch_size * 2, device,
-                                    tta=False, amp=use_amp)
+                                    tta=False)
             y_val = torch.as_tensor(np.array(task.targets(val.table, classes)))
             val_loss = float(task.loss(logits, y_val, None if weights is None else weights.cpu(),
                                        arch))
@@ -276,7 +282,6 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     model.eval()
     best_metrics = {}
     if val is not None and len(val):
-        logits = predict_logits(task, model, val, prep, config.batch_size * 2, device,
-                                amp=use_amp)
+        logits = predict_logits(task, model, val, prep, config.batch_size * 2, device)
         best_metrics = task.metrics(val.table, task.outputs_to_scores(logits), classes)
     yield TrainingDone(model, best_epoch, best_metrics, history)
