@@ -40,6 +40,12 @@ def test_model_folder_has_weights_and_full_config(trained):
         assert key in cfg
     assert cfg["channels"] == [0, 2]
     assert cfg["classes"] == ["G1", "G2", "Prophase"]
+    # the precision it trained in is on record: bf16 where this CPU has it natively
+    from napari_cellcurator.core.device import cpu_has_native_bf16
+
+    hyper = cfg["hyperparameters"]
+    assert hyper["amp"] is cpu_has_native_bf16()
+    assert hyper["amp_dtype"] == ("bfloat16" if cpu_has_native_bf16() else None)
 
 
 def test_reloaded_model_predicts_like_the_trained_one(trained, jurkat_subset):

@@ -154,7 +154,8 @@ def train_iter(req: TrainRequest, items: ItemSet | None = None,
         channels=req.channels, data_hash=data_hash(labelled.table),
         metrics={"validation": _jsonable(done.val_metrics), "n_train": len(train),
                  "n_val": len(val), "best_epoch": done.best_epoch},
-        seed=req.seed, hyperparameters={**asdict(cfg), "data": [str(d) for d in req.data]},
+        seed=req.seed, hyperparameters={**asdict(cfg), "data": [str(d) for d in req.data],
+                                        "amp_dtype": _amp_dtype_name(device, cfg.amp)},
         history=done.history, parent=parent or req.init,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -162,6 +163,14 @@ def train_iter(req: TrainRequest, items: ItemSet | None = None,
     if out is not None:
         save_model(out, done.model.cpu(), config)
     yield ModelSaved(done.model.cpu().eval(), config, out)
+
+
+def _amp_dtype_name(device: torch.device, amp: bool | None) -> str | None:
+    """The dtype training ran its forward passes in under autocast ("bfloat16"...), or None."""
+    from napari_cellcurator.core.device import amp_dtype
+
+    dtype = amp_dtype(device) if amp else None
+    return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def train(req: TrainRequest, on_update: Callable[[TrainingUpdate], None] | None = None
