@@ -62,6 +62,7 @@ def run(name: str, data: Path, channels: list[int] | None, quick: bool, tmp: Pat
         "input_size": cfg.preprocessing["input_size"], "n_train": cfg.metrics["n_train"],
         "n_val": cfg.metrics["n_val"], "train_seconds": round(seconds, 1),
         "train_cpu_seconds": round(cpu, 1),  # summed over threads
+        "training_precision": cfg.hyperparameters.get("amp_dtype") or "float32",
         "accuracy": val["accuracy"], "macro_f1": val["macro_f1"],
         "balanced_accuracy": val["balanced_accuracy"],
         "per_class_recall": {c: v["recall"] for c, v in val["per_class"].items()

@@ -28,8 +28,9 @@ class CellTypeTask(ClassificationTask):
     name = "celltype"
     default_arch = "resnet"
     input_keys = ("image",)
-    # 40 epochs: 411 s on Jurkat (40 px), 508 s on Chula (32 px), 2 CPU cores
-    # (bench/celltype_report.py); sqrt-balanced sampling keeps rare-class recall (macro-F1).
+    # 40 epochs: 285 s on Jurkat (40 px), 308 s on Chula (32 px), 2 CPU cores with bf16
+    # training (411 s / 508 s in float32; bench/celltype_report.py); sqrt-balanced sampling
+    # keeps rare-class recall (macro-F1).
     # EMA of the weights over ~3 epochs (decay 0.99 at Jurkat's 34 steps/epoch): Jurkat
     # label-free accuracy 0.772/0.746 → 0.784/0.786 (seeds 0/1); Chula 0.730 → 0.726 (seed 0,
     # within the ±0.03 seed spread)
