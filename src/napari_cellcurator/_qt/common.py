@@ -237,6 +237,12 @@ def warm_torch() -> None:
     loss = torch.nn.functional.cross_entropy(conv(torch.zeros(2, 1, 8, 8)).mean((2, 3)),
                                              torch.zeros(2, dtype=torch.long))
     loss.backward()
+    from napari_cellcurator.core.device import autocast, default_training_amp
+
+    if default_training_amp("cpu"):  # training's bf16 kernels initialise on first use too
+        with autocast("cpu"):
+            out = conv(torch.zeros(2, 1, 8, 8))
+        out.float().mean().backward()
     with torch.inference_mode():
         conv(torch.zeros(1, 1, 8, 8)).softmax(1).sum().item()
     # the first optimiser imports torch._dynamo and sympy (~800 modules, seconds): pure-Python
