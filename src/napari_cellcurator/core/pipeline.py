@@ -17,7 +17,12 @@ import pandas as pd
 import torch
 
 from napari_cellcurator.core.data.splits import data_hash, hash_split
-from napari_cellcurator.core.device import default_training_amp, resolve_device, seed_everything
+from napari_cellcurator.core.device import (
+    amp_dtype,
+    default_training_amp,
+    resolve_device,
+    seed_everything,
+)
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.metrics import jsonable as _jsonable
@@ -167,8 +172,6 @@ def train_iter(req: TrainRequest, items: ItemSet | None = None,
 
 def _amp_dtype_name(device: torch.device, amp: bool | None) -> str | None:
     """The dtype training ran its forward passes in under autocast ("bfloat16"...), or None."""
-    from napari_cellcurator.core.device import amp_dtype
-
     dtype = amp_dtype(device) if amp else None
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
