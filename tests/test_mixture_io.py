@@ -189,3 +189,45 @@ def test_several_manifests_concatenate_lazily_and_display(tmp_path):
     first = one.arrays["frames"][:, 0]  # what the widget shows without a single movie
     assert first.shape == (len(one), 16, 16)
     np.testing.assert_allclose(np.asarray(first[2]), one.load(np.array([2]), "frames")[0, 0])
+
+
+def _frame_folder(tmp_path, stack, suffix=".png"):
+    """One file per frame, named so that plain text order is wrong (t10 before t2)."""
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(stack):
+        name = folder / f"t{t}{suffix}"
+        if suffix == ".png":
+            Image.fromarray(frame).save(name)
+        else:
+            tifffile.imwrite(name, frame)
+    (folder / "notes.txt").write_text("not a frame")
+    return folder
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_a_folder_of_frames_is_a_movie_in_natural_order(tmp_path, suffix):
+    stack = _movie(t=12)
+    mv = open_movie(_frame_folder(tmp_path, stack, suffix), min_frames=5)
+    assert mv.shape == stack.shape
+    np.testing.assert_array_equal(mv.read(7, 12, 5, 21, 7, 30), stack[7:12, 5:21, 7:30])
+    np.testing.assert_array_equal(mv.dask[10].compute(), stack[10])
+    # the mixture task tiles it like any other movie to predict
+    items = get_task("mixture").read(mv.path, ReadOptions(extra={"tile": 16}))
+    assert len(items) > 0
+    snippet = items.load(np.array([0]), "frames")
+    assert snippet.shape[1:] == (5, 16, 16)
+
+
+def test_frame_folder_errors_name_the_file(tmp_path):
+    stack = _movie(t=6)
+    folder = _frame_folder(tmp_path, stack, ".tif")
+    tifffile.imwrite(folder / "t3.tif", stack[3][:20])  # a frame of another size
+    mv = open_movie(folder)
+    with pytest.raises(InputError, match=r"t3\.tif: is a frame of shape \(1, 20, 48\)"):
+        mv.read(0, 6, 0, 10, 0, 10)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="has no frame images"):
+        open_movie(tmp_path / "empty")

@@ -1,7 +1,9 @@
-"""Open time-lapse stacks lazily (T × Y × X) from TIFF, zarr v2/v3, OME-Zarr and ``.npy``.
+"""Open time-lapse stacks lazily (T × Y × X) from TIFF, zarr v2/v3, OME-Zarr, ``.npy`` and
+folders of one image per frame.
 
 Nothing here reads a whole movie: TIFF goes through tifffile's zarr view (one chunk per page or
-strip), zarr and OME-Zarr are opened in place, ``.npy`` is memory-mapped. :func:`open_movie`
+strip), zarr and OME-Zarr are opened in place, ``.npy`` is memory-mapped, a frame folder reads
+the files of the frames asked for. :func:`open_movie`
 returns a :class:`Movie` whose ``data`` is the raw array-like (cheap basic slicing) and whose
 ``dask`` property is the same data as a dask array for display.
 """
@@ -22,7 +24,8 @@ MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
 #: frames up to this size (bytes, float32) are cached decoded; the cache holds CACHE_BYTES
 FRAME_CACHE_MAX = 2 * 1024 * 1024
 CACHE_BYTES = 48 * 1024 * 1024
-EXPECTED = "a T×Y×X (or T×C×Y×X / T×Y×X×C) time-lapse stack: .tif/.tiff, .zarr, OME-Zarr or .npy"
+EXPECTED = ("a T×Y×X (or T×C×Y×X / T×Y×X×C) time-lapse stack: .tif/.tiff, .zarr, OME-Zarr, "
+            ".npy, or a folder of one image per frame (t000.tif, t001.tif...)")
 
 
 @dataclass
@@ -125,7 +128,9 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
     Parameters
     ----------
     path
-        ``.tif``/``.tiff``, ``.npy``, a zarr v2/v3 array or group, or an OME-Zarr image.
+        ``.tif``/``.tiff``, ``.npy``, a zarr v2/v3 array or group, an OME-Zarr image, or a
+        folder of same-size 2-D images, one per frame, in natural order of their names
+        (``t2.png`` before ``t10.png``; Cell Tracking Challenge and microscope exports).
     channel
         Channel to keep for multi-channel stacks (default 0), or ``"mean"``.
     min_frames
@@ -146,11 +151,57 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
         raw, axes = _open_npy(path)
     elif suffix == ".zarr" or (path.is_dir() and _is_zarr(path)):
         raw, axes = _open_zarr(path)
+    elif path.is_dir():
+        raw, axes = FrameFolder.open(path), "tcyx"
     else:
         raise InputError(path, f"has an unsupported movie format {suffix!r}", EXPECTED)
     movie = Movie(path, raw, axes, 0 if channel is None else channel)
     _validate(movie, min_frames)
     return movie
+
+
+class FrameFolder:
+    """A folder of same-size frame images as a lazy (T, C, Y, X) array: basic slicing reads
+    only the files of the frames asked for (``shape``/``dtype``/``chunks`` for dask)."""
+
+    def __init__(self, files: list[Path], first: np.ndarray):
+        self.files = files
+        self.shape = (len(files), *first.shape)
+        self.dtype = first.dtype
+        self.ndim = len(self.shape)
+        self.chunks = (1, *first.shape)
+
+    @classmethod
+    def open(cls, folder: Path) -> FrameFolder:
+        """The frame images of ``folder`` (not its subfolders), in natural name order."""
+        from napari_cellcurator.core.io.images import image_files, read_image_chw
+        from napari_cellcurator.core.io.names import natural_key
+
+        files = sorted(image_files(folder), key=lambda f: natural_key(f.name))
+        if not files:
+            raise InputError(folder, "has no frame images and is not a zarr store", EXPECTED)
+        return cls(files, read_image_chw(files[0]))
+
+    def frame(self, t: int) -> np.ndarray:
+        """Frame ``t`` as (C, Y, X); a frame of another size or pixel type is refused."""
+        from napari_cellcurator.core.io.images import read_image_chw
+
+        arr = read_image_chw(self.files[t])
+        if arr.shape != self.shape[1:]:
+            raise InputError(self.files[t], f"is a frame of shape {arr.shape} (C, Y, X), "
+                             f"the first frame {self.files[0].name} is {self.shape[1:]}",
+                             "frames of one size")
+        return arr.astype(self.dtype, copy=False)
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        t, rest = key[0], key[1:]
+        if isinstance(t, int | np.integer):
+            return self.frame(int(t))[rest]
+        frames = [self.frame(i)[rest] for i in range(self.shape[0])[t]]
+        if frames:
+            return np.stack(frames)
+        return np.zeros((0, *np.empty(self.shape[1:])[rest].shape), self.dtype)
 
 
 def _is_zarr(path: Path) -> bool:

@@ -3,6 +3,7 @@ separator of a user's text table."""
 
 from __future__ import annotations
 
+import re
 from os import PathLike
 
 
@@ -30,3 +31,8 @@ def field_separator(line: str, default: str | None = ",") -> str | None:
     """The separator of a text table from one of its lines (the header): tab, then ``;``
     (spreadsheets with decimal commas), then ``,``; ``default`` when none occurs."""
     return next((c for c in ("\t", ";", ",") if c in line), default)
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders embedded numbers by value: ``t2`` before ``t10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]

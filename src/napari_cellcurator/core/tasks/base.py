@@ -22,6 +22,7 @@ import torch
 
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
+from napari_cellcurator.core.io.names import natural_key
 from napari_cellcurator.core.metrics import classification_metrics, proportion_metrics
 
 #: Exceptions decoders and array code raise on corrupt or oddly shaped files (tifffile, PIL,
@@ -223,7 +224,7 @@ class ClassificationTask(Task):
 
     def classes_from(self, items: ItemSet) -> list[str]:
         declared = items.meta.get("classes")
-        found = sorted(items.table["label"].dropna().astype(str).unique(), key=_natural_key)
+        found = sorted(items.table["label"].dropna().astype(str).unique(), key=natural_key)
         if declared:
             return list(declared) + [c for c in found if c not in declared]
         return found
@@ -274,7 +275,7 @@ class ClassificationTask(Task):
         labels = table.loc[mask, "label"].astype(str)
         # classes the model never saw still count: as errors it cannot avoid, so a held-out
         # set with a rare extra class gets an honest score instead of no score at all
-        unknown = sorted(set(labels) - set(classes), key=_natural_key)
+        unknown = sorted(set(labels) - set(classes), key=natural_key)
         if unknown:
             warnings.warn(f"labels {unknown} are not among the model's classes {list(classes)}; "
                           "they are scored as errors", InputWarning, stacklevel=2)
@@ -346,9 +347,3 @@ class ProportionTask(Task):
     def explain_score(self, logits, target):
         p = torch.sigmoid(logits.reshape(-1))
         return p if target in (None, 1) else 1 - p
-
-
-def _natural_key(s: str):
-    import re
-
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
