@@ -108,4 +108,15 @@ def test_quick_run_writes_results(shared_data, tmp_path):
             assert c["corrections"][-1] >= res["rounds"] * res["k"]
             assert len(c["corrections"]) == len(c["macro_f1"])
         assert 0 <= res[f"corrections_{order}"] <= res["n_pool"] - res["seed_set_size"]
+    low, high = res["ratio_uncertainty_to_random_95ci"]
+    assert low <= res["ratio_uncertainty_to_random"] <= high
     assert (tmp_path / "active_learning.png").stat().st_size > 1000
+
+
+def test_paired_bootstrap_interval_of_the_ratio(al):
+    assert al.paired_bootstrap_ratio([100, 200, 300], [200, 400, 600]) == (0.5, 0.5)
+    uncertainty, random = [160, 340, 200, 520, 240], [500, 380, 620, 760, 400]
+    low, high = al.paired_bootstrap_ratio(uncertainty, random)
+    assert low < np.mean(uncertainty) / np.mean(random) < high
+    assert min(u / r for u, r in zip(uncertainty, random, strict=True)) <= low
+    assert high <= max(u / r for u, r in zip(uncertainty, random, strict=True))
