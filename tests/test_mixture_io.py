@@ -228,6 +228,9 @@ def test_frame_folder_errors_name_the_file(tmp_path):
     mv = open_movie(folder)
     with pytest.raises(InputError, match=r"t3\.tif: is a frame of shape \(1, 20, 48\)"):
         mv.read(0, 6, 0, 10, 0, 10)
+    tifffile.imwrite(folder / "t3.tif", stack[3].astype(np.float32))  # another pixel type
+    with pytest.raises(InputError, match=r"t3\.tif: has float32 pixels"):
+        open_movie(folder).read(0, 6, 0, 10, 0, 10)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="has no frame images"):
         open_movie(tmp_path / "empty")

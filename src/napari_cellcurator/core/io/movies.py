@@ -191,7 +191,10 @@ class FrameFolder:
             raise InputError(self.files[t], f"is a frame of shape {arr.shape} (C, Y, X), "
                              f"the first frame {self.files[0].name} is {self.shape[1:]}",
                              "frames of one size")
-        return arr.astype(self.dtype, copy=False)
+        if arr.dtype != self.dtype:  # casting 16-bit to the first frame's 8 bits would wrap
+            raise InputError(self.files[t], f"has {arr.dtype} pixels, the first frame "
+                             f"{self.files[0].name} {self.dtype}", "frames of one pixel type")
+        return arr
 
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
