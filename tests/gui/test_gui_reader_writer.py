@@ -87,3 +87,31 @@ def test_open_sample_through_napari(make_napari_viewer):
     assert kinds == {"image", "labels"}
     labels = next(ly for ly in viewer.layers if ly._type_string == "labels")
     assert len(labels.features) == int(labels.data.max()) > 0
+
+
+def test_load_widget_reads_a_folder_of_frames_as_a_movie(make_napari_viewer, qtbot, tmp_path):
+    """Mixture time-lapse exported as one PNG per frame: Load (task mixture) shows the movie
+    and the snippet grid, frames in natural name order."""
+    import tifffile
+    from PIL import Image
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+    from napari_cellcurator._sample_data import sample_root
+
+    movie = tifffile.imread(sample_root() / "mixture" / "t98g_crop.tif")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t, frame in enumerate(movie):
+        Image.fromarray(frame).save(frames / f"frame_{t}.png")
+    viewer = make_napari_viewer()
+    load = LoadWidget(viewer)
+    worker = load.load(frames, task="mixture")
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    session = hub_for(viewer).session
+    assert session.task_name == "mixture" and len(session.items) > 0
+    shown = [ly for ly in viewer.layers if ly._type_string == "image"]
+    assert shown and shown[0].data.shape == movie.shape
+    np.testing.assert_array_equal(np.asarray(shown[0].data[len(movie) - 1]), movie[-1])
