@@ -26,6 +26,8 @@ def detect_task(path: str | Path) -> str | None:
             return "cellness"
         if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
             return "cellness"
+        if suffix == ".npz":  # arrays of crops + labels (MedMNIST-style)
+            return "celltype"
         if suffix in (".csv", ".tsv"):
             return _table_task((_head(path).splitlines() or [""])[0])
         return None

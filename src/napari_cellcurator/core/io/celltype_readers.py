@@ -22,9 +22,12 @@ MAX_INPUT = 64
 
 def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
     """Detect the layout of ``path`` and read it."""
+    from napari_cellcurator.core.io.arrays import is_array_file
     from napari_cellcurator.core.io.points import is_points_folder, read_points_folder
 
     path = Path(path)
+    if is_array_file(path):
+        return read_array_items(path, options)
     if is_points_folder(path):
         return read_points_folder(path, options)
     splits = split_folders(path)
@@ -37,7 +40,8 @@ def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
     raise InputError(path, "is not a recognised cell-type data layout",
                      "a folder of class folders <class>/*.tif|png|jpg, train/ val/ test/ "
                      "folders of class folders, images/ + labels/<stem>.txt ('x y class' "
-                     "lines), or a CSV with file and label columns")
+                     "lines), a CSV with file and label columns, or an .npz of images and "
+                     "labels")
 
 
 #: column names (lower case, alphanumerics only) of a crop table's file and class columns
@@ -228,11 +232,19 @@ def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str]
         raw = [read_image_chw(f) for f in files]
     raw = _same_channel_count(root, files, [select_channels(r, options.channels, f)
                                             for r, f in zip(raw, files, strict=True)])
+    return _items_of_crops(root, raw, [readable(f) for f in files], labels, ids, columns,
+                           options)
+
+
+def _items_of_crops(root: Path, raw: list[np.ndarray], sources: list[str],
+                    labels: list[str | None], ids: list[str], columns: dict[str, list],
+                    options: ReadOptions) -> ItemSet:
+    """Crops brought to one size, the item table and the QC columns."""
     crops, settings = crops_of_one_size(raw, options)
     # file names that are not UTF-8 (bytes on Linux) become \xNN text, see names.readable
     table = pd.DataFrame({
         "item_id": [readable(i) for i in ids],
-        "source": [readable(f) for f in files],
+        "source": sources,
         "label": pd.Series([None if lab is None else readable(lab) for lab in labels],
                            dtype=object),
         **columns,
@@ -371,6 +383,27 @@ def read_split_folders(root: Path, splits: dict[str, list[Path]],
     else:
         groups = list(ids)
     return _crop_items(root, files, labels, ids, {"split": side, "group": groups}, options)
+
+
+def read_array_items(path: Path, options: ReadOptions) -> ItemSet:
+    """An ``.npz`` of crops and labels (see :mod:`napari_cellcurator.core.io.arrays`)."""
+    from napari_cellcurator.core.io.arrays import read_array_file
+
+    file, raw, labels, ids, columns = read_array_file(path, options)
+    if not raw:
+        raise InputError(file, "holds no images")
+    raw = [select_channels(r, options.channels, file) for r in raw]
+    if len({r.shape[0] for r in raw}) > 1:
+        raise InputError(file, "its sets have different channel counts "
+                         f"{sorted({r.shape[0] for r in raw})}", "one channel count")
+    if "val" in columns.get("split", []):  # keep val on the validation side, as val/ folders
+        from napari_cellcurator.core.io.mixture_readers import forced_group
+        from napari_cellcurator.core.tasks.celltype import CellTypeTask
+
+        frac = CellTypeTask.hyper.val_fraction
+        columns["group"] = [forced_group(s, i, frac)
+                            for s, i in zip(columns["split"], ids, strict=True)]
+    return _items_of_crops(file, raw, [str(file)] * len(raw), labels, ids, columns, options)
 
 
 def __getattr__(name: str):

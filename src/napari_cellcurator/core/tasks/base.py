@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
+from napari_cellcurator.core.io.arrays import split_fragment
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
 from napari_cellcurator.core.io.names import natural_key
 from napari_cellcurator.core.metrics import classification_metrics, proportion_metrics
@@ -104,7 +105,7 @@ class Task(ABC):
         sets = []
         for p in paths:
             p = Path(p)
-            if not p.exists():
+            if not split_fragment(p)[0].exists():  # data.npz#test names a set inside a file
                 raise InputError(p, "does not exist")
             sets.append(self.read_checked(p, options))
         return concat_itemsets(sets)

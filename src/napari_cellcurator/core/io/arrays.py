@@ -1,0 +1,167 @@
+"""Crops stored as arrays: a NumPy ``.npz`` of images and labels (MedMNIST and ML exports).
+
+Layouts understood (key names compared case-insensitively):
+
+- ``images`` + ``labels`` (also ``x``/``y``, ``imgs``, ``data``/``targets``...): one set;
+- ``train_images``, ``val_images``, ``test_images`` + the matching ``*_labels`` (MedMNIST):
+  train and val are read (val stays on the validation side of the split), test is kept aside
+  and read with ``data.npz#test``;
+- optional ``classes`` / ``class_names``: the names of the integer labels.
+
+Images are ``(N, H, W)``, ``(N, H, W, C)`` (channels last, C ≤ 4) or ``(N, C, H, W)``.
+Arrays are loaded with ``allow_pickle=False``: an ``.npz`` holding Python objects is refused.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError, InputWarning
+
+ARRAY_SUFFIXES = (".npz",)
+IMAGE_KEYS = ("images", "image", "imgs", "x", "data", "crops")
+LABEL_KEYS = ("labels", "label", "y", "targets", "target", "classes_idx")
+NAME_KEYS = ("classes", "class_names", "label_names", "names")
+SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
+          "validation": "val", "test": "test"}
+
+
+def split_fragment(path: str | Path) -> tuple[Path, str | None]:
+    """``data.npz#test`` → (``data.npz``, ``"test"``); a path without a fragment → (path, None).
+
+    A real file whose name contains ``#`` is taken as it is.
+    """
+    path = Path(path)
+    if path.exists() or "#" not in path.name:
+        return path, None
+    stem, _, fragment = path.name.rpartition("#")
+    return path.with_name(stem), fragment.lower() or None
+
+
+def is_array_file(path: str | Path) -> bool:
+    """An ``.npz`` (a ``#split`` suffix allowed)."""
+    file, _ = split_fragment(path)
+    return file.suffix.lower() in ARRAY_SUFFIXES and file.is_file()
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except ValueError as exc:  # object arrays need pickle: never load them
+        raise InputError(path, f"holds arrays that need pickle to load ({exc})",
+                         "plain numeric/string arrays (np.savez(images=..., labels=...))"
+                         ) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(path, f"is not a readable .npz ({exc})") from None
+
+
+def _find(keys: dict[str, str], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` among ``keys`` (lower case → the file's own key)."""
+    return next((keys[n] for n in names if n in keys), None)
+
+
+def array_sets(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, str | None]]:
+    """``{split: (image key, label key or None)}``; split ``"all"`` for a one-set file."""
+    keys = {k.lower(): k for k in arrays}
+    found = {}
+    for name, split in SPLITS.items():
+        for sep in ("_", "-", ""):
+            # train_images (MedMNIST) or images_train / x_train (Keras)
+            for image_keys, label_keys in (
+                    ([name + sep + k for k in IMAGE_KEYS], [name + sep + k for k in LABEL_KEYS]),
+                    ([k + sep + name for k in IMAGE_KEYS], [k + sep + name for k in LABEL_KEYS])):
+                image = _find(keys, tuple(image_keys))
+                if image is not None and split not in found:
+                    found[split] = (image, _find(keys, tuple(label_keys)))
+    if found:
+        return found
+    image = _find(keys, IMAGE_KEYS)
+    if image is None:
+        raise InputError(path, f"has no image array among its keys {sorted(arrays)[:12]}",
+                         "keys such as images + labels, or train_images + train_labels")
+    return {"all": (image, _find(keys, LABEL_KEYS))}
+
+
+def to_nchw(images: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """Images as ``(N, C, H, W)``; channels last when the last axis is short (≤ 4)."""
+    if images.ndim == 3:
+        return images[:, None]
+    if images.ndim != 4:
+        raise InputError(path, f"array {key!r} has shape {images.shape}",
+                         "(N, H, W), (N, H, W, C) or (N, C, H, W) images")
+    if images.shape[-1] <= 4 and images.shape[1] > 4:
+        return np.moveaxis(images, -1, 1)
+    return images
+
+
+def label_names(labels: np.ndarray, names: np.ndarray | None, path: Path, key: str
+                ) -> list[str | None]:
+    """Labels as class names (integer labels mapped through ``names`` when given)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise InputError(path, f"labels {key!r} have shape {labels.shape} (several labels per "
+                         "image?)", "one class per image: shape (N,) or (N, 1)")
+    if labels.dtype.kind in "iu" and names is not None:
+        names = [str(n) for n in np.asarray(names).ravel()]
+        bad = labels[(labels < 0) | (labels >= len(names))]
+        if len(bad):
+            raise InputError(path, f"label {int(bad[0])} has no name among {len(names)} classes")
+        return [names[int(v)] for v in labels]
+    if labels.dtype.kind == "f":
+        if np.any(np.isnan(labels) | (labels != np.round(labels))):
+            raise InputError(path, f"labels {key!r} are not whole numbers",
+                             "integer class ids or class names")
+        labels = labels.astype(np.int64)
+    return [None if str(v) == "" else str(v) for v in labels]
+
+
+def read_array_file(path: str | Path, options) -> tuple:
+    """Arrays of ``path`` (``data.npz`` or ``data.npz#split``) as crops and labels.
+
+    Returns
+    -------
+    file, raw, labels, ids, columns
+        The ``.npz`` path, the ``(C, H, W)`` crops, their class names (None: unlabelled), item
+        ids and extra item-table columns (``split``) — ready for the crop-table builder.
+    """
+    file, wanted = split_fragment(path)
+    arrays = _load(file)
+    sets = array_sets(file, arrays)
+    if wanted is not None:
+        wanted = SPLITS.get(wanted, wanted)
+        if wanted not in sets:
+            raise InputError(file, f"has no {wanted!r} set", f"one of {sorted(sets)}")
+        used = [wanted]
+    else:
+        used = [s for s in ("train", "val") if s in sets] or sorted(sets)
+        if "test" in sets and used != ["test"]:
+            n = len(arrays[sets["test"][0]])
+            warnings.warn(f"{file.name}: its {n} test images are kept aside (not read); "
+                          f"evaluate on them with --data {file}#test", InputWarning, stacklevel=3)
+    keys = {k.lower(): k for k in arrays}
+    name_key = _find(keys, NAME_KEYS)
+    names = arrays[name_key] if name_key else None
+    raw, labels, ids, side = [], [], [], []
+    for split in used:
+        image_key, label_key = sets[split]
+        images = to_nchw(np.asarray(arrays[image_key]), file, image_key)
+        if label_key is None:
+            labs = [None] * len(images)
+        else:
+            labs = label_names(arrays[label_key], names, file, label_key)
+            if len(labs) != len(images):
+                raise InputError(file, f"{len(images)} images ({image_key!r}) but "
+                                 f"{len(labs)} labels ({label_key!r})")
+        raw += list(images)
+        labels += labs
+        prefix = "" if split == "all" else f"{split}/"
+        ids += [f"{prefix}{i}" for i in range(len(images))]
+        side += [split] * len(images)
+    return file, raw, labels, ids, {} if used == ["all"] else {"split": side}
