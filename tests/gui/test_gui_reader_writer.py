@@ -32,6 +32,26 @@ def test_reader_class_folders(jurkat_copy, tmp_path):
                        (3, 40, 40))
 
 
+def test_reader_npz_of_colour_crops_is_one_rgb_layer(shared_data, tmp_path):
+    """Real Chula smear cells saved as MedMNIST-style 8-bit RGB arrays."""
+    from PIL import Image
+
+    from napari_cellcurator._reader import get_reader
+
+    root = shared_data / "celltype" / "chula_rbc12"
+    smear = np.asarray(Image.open(root / "images" / "1.jpg").convert("RGB"))
+    rows = [tuple(int(v) for v in line.split()[:3])
+            for line in (root / "labels" / "1.txt").read_text().splitlines() if line.strip()]
+    rows = [(x, y, c) for x, y, c in rows if 16 <= x < smear.shape[1] - 16
+            and 16 <= y < smear.shape[0] - 16][:12]
+    crops = np.stack([smear[y - 16:y + 16, x - 16:x + 16] for x, y, _ in rows])
+    np.savez(tmp_path / "chula.npz", images=crops, labels=np.array([c for *_, c in rows]))
+    layers = get_reader(str(tmp_path / "chula.npz"))(str(tmp_path / "chula.npz"))
+    (image, meta, kind), (points, pmeta, _) = layers
+    assert kind == "image" and meta["rgb"] and image.shape[-1] == 3
+    assert len(points) == len(pmeta["features"]) == len(rows)
+
+
 def test_reader_detects_real_cellness_formats(shared_data, tmp_path):
     from napari_cellcurator._reader import detect_task
 

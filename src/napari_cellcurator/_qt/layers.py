@@ -164,6 +164,8 @@ def celltype_layer_data(items: ItemSet, predictions: pd.DataFrame | None = None,
 
 def _from_colour_files(items: ItemSet) -> bool:
     """Whether the crops were cut from RGB photographs (JPEG/PNG/BMP), not channel stacks."""
+    if items.meta.get("rgb"):  # the reader knew (8-bit RGB arrays of an .npz)
+        return True
     column = "frame" if "frame" in items.table.columns else "source"
     suffixes = items.table[column].astype(str).str.lower().str.rsplit(".", n=1).str[-1]
     return len(suffixes) > 0 and suffixes.isin(["jpg", "jpeg", "png", "bmp"]).all()

@@ -403,7 +403,10 @@ def read_array_items(path: Path, options: ReadOptions) -> ItemSet:
         frac = CellTypeTask.hyper.val_fraction
         columns["group"] = [forced_group(s, i, frac)
                             for s, i in zip(columns["split"], ids, strict=True)]
-    return _items_of_crops(file, raw, [str(file)] * len(raw), labels, ids, columns, options)
+    items = _items_of_crops(file, raw, [str(file)] * len(raw), labels, ids, columns, options)
+    # 8-bit three-channel arrays are colour photographs (MedMNIST's blood/derma/path sets)
+    items.meta["rgb"] = bool(raw[0].dtype == np.uint8 and raw[0].shape[0] == 3)
+    return items
 
 
 def __getattr__(name: str):
