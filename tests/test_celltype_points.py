@@ -209,3 +209,14 @@ def test_reader_defaults_are_recorded_in_the_preprocessing(shared_data, tmp_path
     again = task.read_many([tmp_path], task.read_options_from(prep))
     np.testing.assert_array_equal(np.asarray(again.arrays["image"]),
                                   np.asarray(items.arrays["image"]))
+
+
+def test_point_item_ids_survive_deleting_a_point(chula):
+    """Ids come from positions: removing a point from a napari layer must not move the
+    journal's labels onto other cells."""
+    rgb = np.moveaxis(read_image_chw(chula / "images" / "1.jpg"), 0, -1)
+    pts = np.array([[100.0, 120.0], [200.25, 300.0], [100.0, 120.0]])
+    ids = list(cr.items_from_points(rgb, pts, None, 64).table["item_id"])
+    assert ids == ["image:y100.0x120.0", "image:y200.2x300.0", "image:y100.0x120.0#2"]
+    after = list(cr.items_from_points(rgb, pts[1:], None, 64).table["item_id"])
+    assert after[0] == ids[1]

@@ -135,3 +135,72 @@ def test_load_widget_reads_a_folder_of_frames_as_a_movie(make_napari_viewer, qtb
     shown = [ly for ly in viewer.layers if ly._type_string == "image"]
     assert shown and shown[0].data.shape == movie.shape
     np.testing.assert_array_equal(np.asarray(shown[0].data[len(movie) - 1]), movie[-1])
+
+
+def test_use_layers_movie_and_labels_become_cellness_candidates(make_napari_viewer, qtbot,
+                                                                shared_data, tmp_path,
+                                                                monkeypatch):
+    """A (T, Y, X) movie + a Labels layer of ROIs (ids not 1..n): one candidate per label,
+    the user's Labels layer becomes the item layer and stays linked by label value."""
+    import tifffile
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
+    movie = tifffile.imread(shared_data / "calcium" / "miniscope_1p" / "miniscope_1p.tif")
+    yy, xx = np.mgrid[:100, :100]
+    masks = np.zeros((100, 100), np.int32)
+    masks[(yy - 30) ** 2 + (xx - 30) ** 2 <= 25] = 7
+    masks[(yy - 60) ** 2 + (xx - 70) ** 2 <= 16] = 3
+    viewer = make_napari_viewer()
+    image = viewer.add_image(movie, name="movie")
+    rois = viewer.add_labels(masks, name="my rois")
+    load = LoadWidget(viewer)
+    worker = load.load_layers(image, rois)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    session = hub_for(viewer).session
+    assert session.task_name == "cellness" and len(session.items) == 2
+    assert session.layer is rois
+    assert list(rois.features["index"]) == [3, 7]
+    np.testing.assert_allclose(session.items.table["npix"], [(masks == 3).sum(),
+                                                             (masks == 7).sum()])
+    session.set_label(1, "cell")  # the ROI drawn with value 7
+    session.refresh_layer()
+    assert rois.features.set_index("index").loc[7, "label"] == "cell"
+    # the layers had no file: the project sits under the user's data folder, found again
+    # from the image's content
+    folder = session.project.folder
+    assert folder.parent == tmp_path / "user" / "layers"
+    from napari_cellcurator.core.store.project import Project
+
+    again = Project.for_array("movie", movie)
+    assert again.folder == folder
+    assert again.journal.label_of(session.items.table["item_id"].iloc[1]) == "cell"
+
+
+def test_use_layers_smear_and_points_with_a_class_feature(make_napari_viewer, shared_data,
+                                                         tmp_path, monkeypatch):
+    """A Chula smear + its expert points as a Points layer with a ``class`` feature."""
+    import pandas as pd
+    from PIL import Image
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
+    root = shared_data / "celltype" / "chula_rbc12"
+    smear = np.asarray(Image.open(root / "images" / "1.jpg").convert("RGB"))
+    rows = np.array([[int(v) for v in line.split()[:3]] for line in
+                     (root / "labels" / "1.txt").read_text().splitlines() if line.strip()])
+    viewer = make_napari_viewer()
+    image = viewer.add_image(smear, name="smear", rgb=True)
+    points = viewer.add_points(rows[:, [1, 0]].astype(float), name="cells",
+                               features=pd.DataFrame({"class": rows[:, 2].astype(str)}))
+    LoadWidget(viewer).load_layers(image, points)
+    session = hub_for(viewer).session
+    assert session.task_name == "celltype" and len(session.items) == len(rows)
+    assert list(session.items.table["label"]) == list(rows[:, 2].astype(str))
+    assert session.layer is points

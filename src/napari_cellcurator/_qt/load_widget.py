@@ -21,6 +21,19 @@ from napari_cellcurator._qt.common import (
 TASKS = ("auto", "celltype", "cellness", "mixture")
 
 
+def _cellness_from_masks(movie: np.ndarray, masks: np.ndarray, source: str):
+    """Worker body: ROI items of a label image over a (T, Y, X) movie (numpy in and out)."""
+    from napari_cellcurator.core.io.roi_masks import rois_from_masks
+    from napari_cellcurator.core.io.rois import roiset_to_items
+
+    try:
+        items = roiset_to_items(rois_from_masks(movie, masks, Path(source)))
+    except Exception as exc:  # shown by the widget (see WorkerFailed)
+        return WorkerFailed(exc)
+    items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's label values
+    return items
+
+
 def _read(path: Path, task: str, channels: list[int] | None):
     """Worker body: read items with the task's reader (numpy in, numpy out)."""
     from napari_cellcurator.core.tasks import ReadOptions, get_task
@@ -45,7 +58,10 @@ class LoadWidget(Container):
         self._items_layer = ComboBox(label="cells layer",
                                      choices=self._layer_choices("points", "labels"))
         self._crop = SpinBox(label="crop size", value=48, min=8, max=512)
-        self._from_layers = PushButton(text="Use these layers (celltype)")
+        self._from_layers = PushButton(
+            text="Use these layers",
+            tooltip="image + Points/Labels → celltype crops; a (T, Y, X) movie + Labels of "
+                    "ROIs → cellness candidates")
         self._status = Label(value="")
         super().__init__(widgets=[self._path, self._task, self._channels, self._button,
                                   self._image_layer, self._items_layer, self._crop,
@@ -88,14 +104,18 @@ class LoadWidget(Container):
             return [ly.name for ly in self._viewer.layers if ly._type_string in kinds]
         return choices
 
-    def load_layers(self, image_layer=None, items_layer=None) -> None:
-        """Celltype items cut around the points (class from a ``class`` feature) or the
-        labels of a layer already in the viewer; that layer becomes the item layer."""
+    def load_layers(self, image_layer=None, items_layer=None):
+        """Items from layers already in the viewer; the points/labels layer becomes the item
+        layer. Celltype: crops cut around the points (class from a ``class`` feature) or the
+        labels. Cellness (task "cellness", or "auto" with a (T, Y, X) movie and a Labels
+        layer): one candidate per label, its trace read from the movie in a worker."""
         from napari_cellcurator.core.io import celltype_readers as cr
 
         try:
             image = image_layer or self._viewer.layers[self._image_layer.value]
             cells = items_layer or self._viewer.layers[self._items_layer.value]
+            if self._wants_cellness(image, cells):
+                return self._load_cellness_layers(image, cells)
             data = np.asarray(image.data)
             if cells._type_string == "points":
                 feats = cells.features
@@ -109,19 +129,55 @@ class LoadWidget(Container):
         except Exception as exc:  # shown, never raised into Qt
             notify_error(exc)
             return
+        self._use_layers("celltype", items, image, cells)
+        return None
+
+    def _wants_cellness(self, image, cells) -> bool:
+        if self._task.value == "cellness":
+            return True
+        return (self._task.value == "auto" and cells._type_string == "labels"
+                and image.ndim == 3 and not image.rgb)
+
+    def _load_cellness_layers(self, image, cells):
+        if cells._type_string != "labels":
+            raise ValueError("cellness from layers needs a Labels layer of ROIs")
+        source = getattr(getattr(image, "source", None), "path", None) or image.name
+        movie, masks = np.asarray(image.data), np.asarray(cells.data)
+        self._status.value = "reading traces…"
+        self.worker = thread_worker(_cellness_from_masks, start_thread=False)(
+            movie, masks, str(source))
+        self.worker.returned.connect(lambda items: self._cellness_ready(items, image, cells))
+        self.worker.errored.connect(self._failed)
+        self.worker.start()
+        return self.worker
+
+    def _cellness_ready(self, items, image, cells) -> None:
+        if isinstance(items, WorkerFailed):
+            self._failed(items)
+            return
+        self._use_layers("cellness", items, image, cells)
+
+    def _use_layers(self, task: str, items, image, cells) -> None:
+        """Start a session on ``items`` with the user's ``cells`` layer as the item layer."""
         source = getattr(getattr(image, "source", None), "path", None)
         project = None
-        if source:
-            try:
+        try:
+            if source:
                 project = open_project(source)
-            except Exception as exc:  # read-only location: curate without saving
-                notify_error(f"no project next to {source} ({exc}); labels will not be saved")
-        session = Session("celltype", items, source or image.name, project)
-        cells.metadata.update(cellcurator_role="items", cellcurator_task="celltype")
+            else:  # made in this session: a project found again by the image's content
+                from napari_cellcurator.core.store.project import Project
+
+                project = Project.for_array(image.name, image.data)
+                notify_info(f"labels of {image.name!r} are saved in {project.folder}")
+        except Exception as exc:  # read-only location: curate without saving
+            notify_error(f"no project for {source or image.name} ({exc}); labels will not "
+                         "be saved")
+        session = Session(task, items, source or image.name, project)
+        cells.metadata.update(cellcurator_role="items", cellcurator_task=task)
         session.layer = cells
         session.refresh_layer()
         hub_for(self._viewer).set_session(session)
-        self._status.value = f"{len(items)} items from layers"
+        self._status.value = f"{len(items)} {task} items from layers"
 
     def _failed(self, exc) -> None:
         self._status.value = "failed"

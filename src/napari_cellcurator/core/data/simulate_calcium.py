@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from napari_cellcurator.core.io.pcaica import extract_candidates, project_traces
+from napari_cellcurator.core.io.pcaica import (  # noqa: F401 (neuropil_traces: API)
+    extract_candidates,
+    neuropil_traces,
+    project_traces,
+)
 from napari_cellcurator.core.io.rois import RoiSet
 
 
@@ -126,27 +130,6 @@ def label_candidates(sim: SimRecording, rois: RoiSet, iou_min: float = 0.3) -> l
                     for m in truth), default=0.0)
         labels.append("cell" if best >= iou_min else "not_cell")
     return labels
-
-
-def neuropil_traces(movie: np.ndarray, footprints: list[tuple], inner: int = 2,
-                    outer: int = 10) -> np.ndarray:
-    """Suite2p-like neuropil: mean of an annulus around each ROI, excluding every ROI."""
-    from scipy.ndimage import binary_dilation
-
-    shape = movie.shape[1:]
-    any_roi = np.zeros(shape, bool)
-    for ypix, xpix, _ in footprints:
-        any_roi[ypix, xpix] = True
-    out = []
-    for ypix, xpix, _ in footprints:
-        m = np.zeros(shape, bool)
-        m[ypix, xpix] = True
-        ring = binary_dilation(m, iterations=outer) & ~binary_dilation(any_roi, iterations=inner)
-        if ring.sum() < 5:
-            ring = binary_dilation(m, iterations=outer) & ~m
-        yy, xx = np.nonzero(ring)
-        out.append((yy, xx, np.ones(len(yy), np.float32)))
-    return project_traces(movie, out)
 
 
 def simulate_candidates(seed: int = 0, **kwargs) -> tuple[SimRecording, RoiSet]:

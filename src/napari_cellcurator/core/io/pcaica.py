@@ -151,6 +151,37 @@ def project_traces(movie: np.ndarray,
     return out
 
 
+def neuropil_traces(movie: np.ndarray, footprints: list[tuple], inner: int = 2,
+                    outer: int = 10) -> np.ndarray:
+    """Suite2p-like neuropil: mean of an annulus around each ROI, excluding every ROI.
+
+    The annulus reaches ``outer`` pixels beyond the ROI and keeps ``inner`` pixels away from
+    every ROI (a smaller ring around the ROI alone where the neighbours leave < 5 pixels).
+    """
+    from scipy.ndimage import binary_dilation
+
+    shape = movie.shape[1:]
+    any_roi = np.zeros(shape, bool)
+    for ypix, xpix, _ in footprints:
+        any_roi[ypix, xpix] = True
+    excluded = binary_dilation(any_roi, iterations=inner) if inner > 0 else any_roi
+    rings = []
+    for ypix, xpix, _ in footprints:
+        # dilate inside the ROI's bounding box grown by ``outer`` (not the whole frame)
+        y0, x0 = max(int(np.min(ypix)) - outer, 0), max(int(np.min(xpix)) - outer, 0)
+        y1 = min(int(np.max(ypix)) + outer + 1, shape[0])
+        x1 = min(int(np.max(xpix)) + outer + 1, shape[1])
+        m = np.zeros((y1 - y0, x1 - x0), bool)
+        m[np.asarray(ypix) - y0, np.asarray(xpix) - x0] = True
+        grown = binary_dilation(m, iterations=outer)
+        ring = grown & ~excluded[y0:y1, x0:x1]
+        if ring.sum() < 5:
+            ring = grown & ~m
+        yy, xx = np.nonzero(ring)
+        rings.append((yy + y0, xx + x0, np.ones(len(yy), np.float32)))
+    return project_traces(movie, rings)
+
+
 def extract_candidates(movie: np.ndarray, path: Path | str = "movie", n_pcs: int = 40,
                        mu: float = 0.3, z_thresh: float = 3.0, min_area: int = 12,
                        seed: int = 0) -> RoiSet:

@@ -122,6 +122,19 @@ def normalise_frame(chw: np.ndarray) -> np.ndarray:
     return out
 
 
+def point_ids(frame: str, points_yx: np.ndarray) -> list[str]:
+    """Item ids from the points' positions (``frame:y120.5x33.0``): deleting or adding a point
+    in a napari layer leaves the other points' ids, and so their journal labels, in place
+    (row numbers would shift). Points at the same position get ``#2``, ``#3``..."""
+    seen: dict[str, int] = {}
+    ids = []
+    for y, x in np.asarray(points_yx, dtype=np.float64).reshape(-1, 2):
+        key = f"{frame}:y{y:.1f}x{x:.1f}"
+        seen[key] = seen.get(key, 0) + 1
+        ids.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return ids
+
+
 def items_from_points(image: np.ndarray, points_yx: np.ndarray, labels: list | None = None,
                       crop_size: int = POINT_CROP, input_size: int | None = POINT_INPUT,
                       qc: QCOptions | bool = False, frame: str = "image",
@@ -151,7 +164,7 @@ def items_from_points(image: np.ndarray, points_yx: np.ndarray, labels: list | N
     crops, outside = cut_crops(chw, pts, crop_size, size)
     clean = [_clean_label(v) for v in (labels if labels is not None else [None] * len(pts))]
     table = pd.DataFrame({
-        "item_id": [f"{frame}:{i}" for i in range(len(pts))],
+        "item_id": point_ids(frame, pts),
         "source": frame, "label": pd.Series(clean, dtype=object),
         "y": pts[:, 0], "x": pts[:, 1], "frame": frame, "group": frame,
     })

@@ -66,6 +66,15 @@ class Project:
         project._record_data(data_path)
         return project
 
+    @classmethod
+    def for_array(cls, name: str, array, user: str | None = None) -> Project:
+        """The project of in-memory data that has no file (a napari layer made in the
+        session): under the user's data directory, named after ``name`` and a digest of
+        the array's content, so the same image finds its labels again."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:60] or "data"
+        folder = user_data_dir() / "layers" / f"{safe}-{array_digest(array)}{SUFFIX}"
+        return cls(folder, user=user)
+
     def _record_data(self, data_path: Path) -> None:
         """Remember which data the project belongs to (useful for fallback folders)."""
         path = self.folder / PROJECT_NAME
@@ -117,6 +126,19 @@ def default_folder(data_path: str | Path) -> Path:
         return beside
     digest = hashlib.sha1(str(data_path).encode("utf-8")).hexdigest()[:10]
     return user_data_dir() / "projects" / f"{data_path.stem}-{digest}{SUFFIX}"
+
+
+def array_digest(array, samples_per_axis: int = 64) -> str:
+    """A short content digest of an image: shape, dtype and a strided sample of its pixels
+    (cheap on a long movie or a lazy dask array; edits that miss the sample go unnoticed)."""
+    import numpy as np
+
+    shape = tuple(int(s) for s in array.shape)
+    sample = array[tuple(slice(None, None, max(1, s // samples_per_axis)) for s in shape)]
+    sample = np.ascontiguousarray(np.asarray(sample))
+    h = hashlib.sha1(f"{shape}{sample.dtype}".encode())
+    h.update(sample.tobytes())
+    return h.hexdigest()[:12]
 
 
 def user_data_dir() -> Path:

@@ -45,6 +45,11 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
         return roiset_to_items(read_caiman(path, extra), extra)
     if suffix in (".tif", ".tiff", ".zarr", ".npy"):
         from napari_cellcurator.core.io.pcaica import read_movie_candidates
+        from napari_cellcurator.core.io.roi_masks import mask_file_for, read_movie_with_masks
+
+        masks = mask_file_for(path)
+        if masks is not None:  # ROIs segmented elsewhere (Cellpose, Fiji) lie beside it
+            return roiset_to_items(read_movie_with_masks(path, masks), extra)
 
         return roiset_to_items(read_movie_candidates(path, extra), extra)
     raise InputError(path, "is not a recognised cellness format", "Suite2p folder, CaImAn "

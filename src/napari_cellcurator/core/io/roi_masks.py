@@ -1,0 +1,129 @@
+"""ROI candidates drawn or segmented elsewhere: a movie + a label image of ROIs → cellness.
+
+Cellpose (``<name>_cp_masks.tif``, ``<name>_masks.tif``), ImageJ/Fiji label images and napari
+Labels layers store candidate ROIs as a 2-D integer image, one value per ROI (0 =
+background). With the recording as a ``(T, Y, X)`` movie this is everything a cellness item
+needs: the footprint (the mask) and the trace (the movie's mean inside the mask per frame,
+minus 0.7 × the mean of a ring around it that avoids every ROI, as Suite2p does).
+
+A movie read for the cellness task uses such a label image when one lies beside it
+(``movie.tif`` + ``movie_masks.tif`` / ``movie_cp_masks.tif`` / ``movie_rois.tif``), instead of
+extracting PCA/ICA candidates itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.rois import RoiSet
+
+#: names of a label image beside ``<stem>.<ext>``: ``<stem><suffix>.<ext>``
+MASK_SUFFIXES = ("_cp_masks", "_masks", "_rois", "_roi_masks", "_mask")
+MASK_EXTENSIONS = (".tif", ".tiff", ".png", ".npy")
+
+
+def mask_file_for(movie: Path) -> Path | None:
+    """The label image lying beside ``movie`` (see :data:`MASK_SUFFIXES`), if any."""
+    movie = Path(movie)
+    if movie.is_dir():
+        return None
+    stem = movie.name[: -len(movie.suffix)] if movie.suffix else movie.name
+    for suffix in MASK_SUFFIXES:
+        for ext in MASK_EXTENSIONS:
+            candidate = movie.with_name(stem + suffix + ext)
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_label_image(path: Path) -> np.ndarray:
+    """A 2-D integer label image from TIFF/PNG/NPY (one clear error otherwise)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            image = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                image = np.asarray(im)
+        else:
+            import tifffile
+
+            image = tifffile.imread(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot be read as a label image ({exc})") from None
+    image = np.squeeze(np.asarray(image))
+    if image.ndim != 2:
+        raise InputError(path, f"label image has shape {image.shape}", "a 2-D (Y, X) image")
+    if image.dtype.kind == "f":
+        if not np.all(np.isfinite(image)) or np.any(image != np.round(image)):
+            raise InputError(path, "label image holds fractional values",
+                             "integer ROI ids, 0 = background")
+    elif image.dtype.kind not in "iub":
+        raise InputError(path, f"label image has pixel type {image.dtype}", "integer ROI ids")
+    return image.astype(np.int64)
+
+
+def footprints_from_label_image(labels: np.ndarray) -> tuple[list, np.ndarray]:
+    """``(ypix, xpix, lam)`` per ROI id (ascending) with unit weights, and the ids."""
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    footprints = []
+    slices = ndimage.find_objects(labels.clip(0).astype(np.int64))
+    for roi in ids:
+        box = slices[int(roi) - 1]
+        ys, xs = np.nonzero(labels[box] == roi)
+        ypix, xpix = ys + box[0].start, xs + box[1].start
+        footprints.append((ypix.astype(np.int64), xpix.astype(np.int64),
+                           np.ones(len(ypix), np.float32)))
+    return footprints, ids
+
+
+def rois_from_masks(movie: np.ndarray, labels: np.ndarray, path: Path | str,
+                    mask_path: Path | str | None = None) -> RoiSet:
+    """ROI candidates of ``labels`` with their traces in ``movie`` (``(T, Y, X)``).
+
+    The table keeps each ROI's value in the label image (``mask_id``), so results can be
+    joined back to the user's masks.
+    """
+    from napari_cellcurator.core.io.pcaica import neuropil_traces, project_traces
+
+    path = Path(path)
+    where = Path(mask_path) if mask_path is not None else path
+    movie = np.asarray(movie)
+    if movie.ndim != 3:
+        raise InputError(path, f"movie has shape {movie.shape}", "(T, Y, X) frames")
+    labels = np.asarray(labels)
+    if labels.shape != movie.shape[1:]:
+        raise InputError(where, f"label image of shape {labels.shape} does not match the "
+                         f"movie's frames {movie.shape[1:]}", "one ROI id per movie pixel")
+    footprints, ids = footprints_from_label_image(labels)
+    if not footprints:
+        raise InputError(where, "label image holds no ROIs (all pixels are 0)")
+    traces = project_traces(movie, footprints)
+    # Suite2p-style neuropil rings (subtracted × 0.7 when items are made), as the simulated
+    # recordings the shipped cellness model learnt from
+    neuropil = neuropil_traces(movie, footprints)
+    return RoiSet(footprints, traces, movie.shape[1:], path, "masks", neuropil=neuropil,
+                  mean_image=movie.mean(axis=0, dtype=np.float64).astype(np.float32),
+                  # ids from the mask values: adding or removing a ROI later keeps every
+                  # other ROI's id, so its labels in the journal stay with it
+                  columns={"mask_id": ids.astype(np.int64),
+                           "item_id": [f"{path.stem}:mask{int(i)}" for i in ids]},
+                  meta={"n_frames": int(movie.shape[0]),
+                        "mask_path": str(mask_path) if mask_path else None})
+
+
+def read_movie_with_masks(movie_path: Path, mask_path: Path) -> RoiSet:
+    """The movie file and the label image beside it."""
+    from napari_cellcurator.core.io.pcaica import read_movie
+
+    return rois_from_masks(read_movie(movie_path), read_label_image(mask_path), movie_path,
+                           mask_path)
