@@ -106,3 +106,38 @@ def test_predict_cancel_leaves_no_predictions(loaded, qtbot):
     assert session.predictions is None
     assert (session.layer.features["prediction"] == "").all()
     assert widget._status.value == "cancelled"
+
+
+def test_label_as_reaches_classes_beyond_the_digit_keys(make_napari_viewer, shared_data,
+                                                        tmp_path, monkeypatch):
+    """Chula RBC-12 has 12 classes: "label as" + ``l`` labels with the 10th and later ones."""
+    import pandas as pd
+    from PIL import Image
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.curate_widget import CurateWidget
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path))
+    root = shared_data / "celltype" / "chula_rbc12"
+    smear = np.asarray(Image.open(root / "images" / "1.jpg").convert("RGB"))
+    xy = np.array([[int(v) for v in line.split()[:2]] for line in
+                   (root / "labels" / "1.txt").read_text().splitlines() if line.strip()])
+    names = [f"class_{k:02d}" for k in range(12)]  # every class present, the mechanics only
+    classes = [names[i % 12] for i in range(len(xy))]
+    viewer = make_napari_viewer()
+    image = viewer.add_image(smear, name="smear", rgb=True)
+    points = viewer.add_points(xy[:, ::-1].astype(float), name="cells",
+                               features=pd.DataFrame({"class": classes}))
+    LoadWidget(viewer).load_layers(image, points)
+    session = hub_for(viewer).session
+    curate = CurateWidget(viewer)
+    viewer.window.add_dock_widget(curate)
+    shown = [c[0] if isinstance(c, tuple) else c for c in curate._label_as.choices]
+    assert len(shown) == 12 and curate._label_as.choices[0] == "class_00"
+    curate._label_as.value = "class_11"
+    press(points, "n")
+    row = curate.current_row()
+    press(points, "l")
+    assert session.journal.label_of(session.items.table["item_id"].iloc[row]) == "class_11"
+    assert points.features["label"][row] == "class_11"

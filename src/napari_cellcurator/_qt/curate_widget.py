@@ -2,13 +2,14 @@
 
 Keys (bound on the item layer while this widget lives): ``c`` cell (or: accept the
 prediction, for tasks without a cell class), ``x`` not cell (or: the runner-up class),
-``1``–``9`` class k, ``n``/``p`` next/previous, ``u`` undo, ``Space`` explanation on/off.
+``1``–``9`` class k, ``l`` the class chosen in "label as" (any class, the 10th and beyond
+included), ``n``/``p`` next/previous, ``u`` undo, ``Space`` explanation on/off.
 Every label is written to the journal at once.
 """
 
 import napari.viewer
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
@@ -35,8 +36,13 @@ class CurateWidget(Container):
         self._order_mode = ComboBox(label="review order", choices=ORDERS, value="balanced")
         self._advance = CheckBox(text="next item after labelling", value=True)
         self._current = Label(value="no item")
-        self._help = Label(value="c/x cell·not, 1-9 class, n/p next/prev, u undo, Space overlay")
-        super().__init__(widgets=[self._order_mode, self._advance, self._current, self._help])
+        self._help = Label(value="c/x cell·not, 1-9 class, l label as, n/p next/prev, u undo, "
+                                 "Space overlay")
+        self._label_as = ComboBox(label="label as", choices=self._class_choices)
+        self._label_button = PushButton(text="Label current item (l)")
+        self._label_button.changed.connect(lambda: self.label_chosen())
+        super().__init__(widgets=[self._order_mode, self._advance, self._current,
+                                  self._label_as, self._label_button, self._help])
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -68,6 +74,7 @@ class CurateWidget(Container):
         if s is None or s.layer is None:
             return
         if what == "session":
+            self._label_as.reset_choices()
             self.bind(s.layer)
             self._add_trace_plot(s)
         if what == "explanation":  # only the trace plot changes
@@ -83,7 +90,8 @@ class CurateWidget(Container):
         self.unbind()
         keys = {"c": lambda _: self.label_key("c"), "x": lambda _: self.label_key("x"),
                 "n": lambda _: self.step(1), "p": lambda _: self.step(-1),
-                "u": lambda _: self.undo(), "Space": lambda _: self.toggle_overlay()}
+                "u": lambda _: self.undo(), "Space": lambda _: self.toggle_overlay(),
+                "l": lambda _: self.label_chosen()}
         for k in range(1, 10):
             keys[str(k)] = (lambda kk: (lambda _: self.label_class(kk - 1)))(k)
         for key, func in keys.items():
@@ -170,6 +178,16 @@ class CurateWidget(Container):
             notify_error(f"there is no class {k + 1} (classes: {', '.join(s.classes)})")
             return
         self._apply_label(s.classes[k])
+
+    def _class_choices(self, _widget=None) -> list[tuple[str, str]]:
+        """``("k: name", name)`` per class of the session: the digit keys' map, on screen."""
+        s = self._hub.session if hasattr(self, "_hub") else None
+        return [(f"{k + 1}: {c}" if k < 9 else c, c) for k, c in enumerate(s.classes if s else [])]
+
+    def label_chosen(self) -> None:
+        """Label the current item with the class chosen in "label as"."""
+        if self.session is not None and self._label_as.value is not None:
+            self._apply_label(self._label_as.value)
 
     def label_key(self, key: str) -> None:
         """``c``/``x``: cell/not cell, or accept the prediction / take the runner-up class."""
