@@ -146,3 +146,31 @@ def test_item_ids_follow_the_mask_values_not_the_row(miniscope):
     second = roiset_to_items(rois_from_masks(miniscope, labels, "rec.tif"))
     assert list(first.table["item_id"]) == ["rec:mask3", "rec:mask7"]
     assert list(second.table["item_id"]) == ["rec:mask1", "rec:mask3", "rec:mask7"]
+
+
+def test_write_back_makes_a_label_image_of_the_cells_only(miniscope, tmp_path):
+    """predict → a person overrides one ROI → export --write-back: ``rec_cells.tif`` keeps
+    the ROIs decided cells with their values; the user's mask file is untouched."""
+    from napari_cellcurator.cli import main
+
+    movie, masks = tmp_path / "rec.tif", tmp_path / "rec_masks.tif"
+    tifffile.imwrite(movie, miniscope)
+    labels = _two_rois(miniscope.shape[1:])
+    tifffile.imwrite(masks, labels)
+    before = masks.read_bytes()
+    pred = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(PRETRAINED), "--data", str(movie), "--out",
+                 str(pred), "--device", "cpu"]) == 0
+    predicted = pd.read_csv(pred).set_index("mask_id")["prediction"]
+    # the person says ROI 7 is a cell and ROI 3 is not, whatever the model said
+    assert main(["labels", "--data", str(movie), "--task", "cellness",
+                 "--set", "rec:mask7", "cell"]) == 0
+    assert main(["labels", "--data", str(movie), "--task", "cellness",
+                 "--set", "rec:mask3", "not_cell"]) == 0
+    assert main(["export", "--data", str(movie), "--task", "cellness", "--predictions",
+                 str(pred), "--write-back"]) == 0
+    cells = tifffile.imread(tmp_path / "rec_cells.tif")
+    assert set(np.unique(cells)) == {0, 7}
+    np.testing.assert_array_equal(cells == 7, labels == 7)
+    assert masks.read_bytes() == before
+    assert set(predicted.index) == {3, 7}

@@ -4,6 +4,8 @@
   keeping a timestamped copy of the original, so the Suite2p GUI opens the curated result.
 - CaImAn: ``estimates/idx_components`` / ``idx_components_bad`` rewritten in the HDF5 (on a
   copy, swapped in atomically, after a backup); a side ``.npz`` when the file is read-only.
+- ROI masks beside a movie: a new label image ``<movie>_cells.tif`` keeping only the ROIs
+  decided cells, with their original values (the user's mask file is never touched).
 """
 
 from __future__ import annotations
@@ -103,6 +105,26 @@ def write_caiman_idx(path: Path, roi_index: np.ndarray, is_cell: np.ndarray) -> 
     return atomic_write(path, write)
 
 
+def write_cell_masks(mask_path: Path, movie_path: Path, mask_ids: np.ndarray,
+                     is_cell: np.ndarray) -> Path:
+    """``<movie stem>_cells.tif`` beside the movie: the label image with only the ROIs
+    decided cells (values kept; ROIs not scored are kept too). A previous one is backed up."""
+    import tifffile
+
+    from napari_cellcurator.core.io.roi_masks import read_label_image
+
+    labels = read_label_image(Path(mask_path))
+    drop = np.asarray(mask_ids, dtype=np.int64)[~np.asarray(is_cell, dtype=bool)]
+    labels[np.isin(labels, drop)] = 0
+    dtype = np.uint16 if labels.max() < 2 ** 16 else np.uint32
+    movie_path = Path(movie_path)
+    target = movie_path.with_name(f"{movie_path.stem}_cells.tif")
+    if target.is_file():
+        backup(target)
+    return atomic_write(target, lambda tmp: tifffile.imwrite(tmp, labels.astype(dtype),
+                                                             photometric="minisblack"))
+
+
 def _savez(tmp: Path, good: np.ndarray, bad: np.ndarray) -> None:
     with open(tmp, "wb") as fh:
         np.savez(fh, idx_components=good, idx_components_bad=bad)
@@ -116,6 +138,7 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
     """
     parts = items.meta.get("parts", [items.meta])
     fmts = {str(p.get("path")): p.get("format") for p in parts}
+    masks = {str(p.get("path")): p.get("mask_path") for p in parts}
     sources = sorted(set(items.table["source"].astype(str)))
     if target is not None:
         # the target is one source or a folder above several (a suite2p/ root of its planes)
@@ -129,9 +152,15 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
             written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
         elif fmt == "caiman":
             written = write_caiman_idx(Path(source), idx, is_cell)
+        elif fmt == "masks" and masks.get(source):
+            rows = items.table[items.table["source"].astype(str) == source]
+            mask_of = dict(zip(rows["roi_index"], rows["mask_id"], strict=True))
+            written = write_cell_masks(Path(masks[source]), Path(source),
+                                       np.array([mask_of[i] for i in idx]), is_cell)
         else:
             raise InputError(source, f"format {fmt!r} has no native write-back",
-                             "Suite2p or CaImAn results; export CSV for other formats")
+                             "Suite2p or CaImAn results or a movie with its ROI masks "
+                             "file; export CSV for other formats")
     if written is None:
         raise InputError(target, "no items to write back")
     return written
