@@ -65,6 +65,10 @@ def test_a_movie_with_masks_beside_it_reads_them(miniscope, tmp_path):
     tifffile.imwrite(tmp_path / "rec.tif", miniscope)
     tifffile.imwrite(tmp_path / "rec_cp_masks.tif", _two_rois(miniscope.shape[1:]))
     assert mask_file_for(tmp_path / "rec.tif") == tmp_path / "rec_cp_masks.tif"
+    from napari_cellcurator._reader import detect_task
+
+    assert detect_task(tmp_path / "rec.tif") == "cellness"  # CLI and napari find the task
+    assert detect_task(tmp_path / "rec_cp_masks.tif") is None
     items = TASK.read_many([tmp_path / "rec.tif"])
     assert len(items) == 2 and items.meta["format"] == "masks"
     assert list(items.table["mask_id"]) == [3, 7]
@@ -167,7 +171,7 @@ def test_write_back_makes_a_label_image_of_the_cells_only(miniscope, tmp_path):
                  "--set", "rec:mask7", "cell"]) == 0
     assert main(["labels", "--data", str(movie), "--task", "cellness",
                  "--set", "rec:mask3", "not_cell"]) == 0
-    assert main(["export", "--data", str(movie), "--task", "cellness", "--predictions",
+    assert main(["export", "--data", str(movie), "--predictions",
                  str(pred), "--write-back"]) == 0
     cells = tifffile.imread(tmp_path / "rec_cells.tif")
     assert set(np.unique(cells)) == {0, 7}

@@ -28,6 +28,10 @@ def detect_task(path: str | Path) -> str | None:
             return "cellness"
         if suffix == ".npz":  # arrays of crops + labels (MedMNIST-style)
             return "celltype"
+        if suffix in (".tif", ".tiff", ".npy"):  # a movie with its ROI masks beside it
+            from napari_cellcurator.core.io.roi_masks import mask_file_for
+
+            return "cellness" if mask_file_for(path) is not None else None
         if suffix in (".csv", ".tsv"):
             return _table_task((_head(path).splitlines() or [""])[0])
         return None
