@@ -54,6 +54,9 @@ RECIPES: dict[str, tuple[str, list[int] | None, dict, dict, int | None]] = {
     "jurkat_120ep": ("jurkat_ifc", [0, 2], {"epochs": 120}, {}, None),
     "jurkat_80ep": ("jurkat_ifc", [0, 2], {"epochs": 80}, {}, None),
     "jurkat_w64_80ep": ("jurkat_ifc", [0, 2], {"epochs": 80}, {}, 64),
+    # symmetry-aware augmentation + test-time views over the same symmetries (Jurkat IFC:
+    # identity + up-down mirror, so 2 views)
+    "jurkat_symauto_tta": ("jurkat_ifc", [0, 2], {}, {"symmetry": "auto", "tta": 8}, None),
 }
 
 
