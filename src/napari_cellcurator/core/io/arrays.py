@@ -48,16 +48,36 @@ def is_array_file(path: str | Path) -> bool:
     return file.suffix.lower() in ARRAY_SUFFIXES and file.is_file()
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except ValueError as exc:  # object arrays need pickle: never load them
-        raise InputError(path, f"holds arrays that need pickle to load ({exc})",
-                         "plain numeric/string arrays (np.savez(images=..., labels=...))"
-                         ) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(path, f"is not a readable .npz ({exc})") from None
+class _Arrays:
+    """The arrays of an ``.npz``, each read when first asked for (a MedMNIST file's test
+    set is not loaded to train), never with pickle."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._npz = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(path, f"is not a readable .npz ({exc})") from None
+        self.files = list(self._npz.files)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            try:
+                self._cache[key] = self._npz[key]
+            except ValueError as exc:  # object arrays need pickle: never load them
+                raise InputError(self.path, f"array {key!r} needs pickle to load ({exc})",
+                                 "plain numeric/string arrays (np.savez(images=..., "
+                                 "labels=...))") from None
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise InputError(self.path, f"array {key!r} cannot be read ({exc})") from None
+        return self._cache[key]
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def close(self) -> None:
+        self._npz.close()
 
 
 def _find(keys: dict[str, str], names: tuple[str, ...]) -> str | None:
@@ -65,7 +85,7 @@ def _find(keys: dict[str, str], names: tuple[str, ...]) -> str | None:
     return next((keys[n] for n in names if n in keys), None)
 
 
-def array_sets(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, str | None]]:
+def array_sets(path: Path, arrays) -> dict[str, tuple[str, str | None]]:
     """``{split: (image key, label key or None)}``; split ``"all"`` for a one-set file."""
     keys = {k.lower(): k for k in arrays}
     found = {}
@@ -132,7 +152,14 @@ def read_array_file(path: str | Path, options) -> tuple:
         ids and extra item-table columns (``split``) — ready for the crop-table builder.
     """
     file, wanted = split_fragment(path)
-    arrays = _load(file)
+    arrays = _Arrays(file)
+    try:
+        return _read_sets(file, wanted, arrays)
+    finally:
+        arrays.close()
+
+
+def _read_sets(file: Path, wanted: str | None, arrays: _Arrays) -> tuple:
     sets = array_sets(file, arrays)
     if wanted is not None:
         wanted = SPLITS.get(wanted, wanted)
@@ -142,8 +169,7 @@ def read_array_file(path: str | Path, options) -> tuple:
     else:
         used = [s for s in ("train", "val") if s in sets] or sorted(sets)
         if "test" in sets and used != ["test"]:
-            n = len(arrays[sets["test"][0]])
-            warnings.warn(f"{file.name}: its {n} test images are kept aside (not read); "
+            warnings.warn(f"{file.name}: its test images are kept aside (not read); "
                           f"evaluate on them with --data {file}#test", InputWarning, stacklevel=3)
     keys = {k.lower(): k for k in arrays}
     name_key = _find(keys, NAME_KEYS)
