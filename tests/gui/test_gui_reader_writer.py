@@ -219,3 +219,14 @@ def test_use_layers_smear_and_points_with_a_class_feature(make_napari_viewer, sh
     assert session.task_name == "celltype" and len(session.items) == len(rows)
     assert list(session.items.table["label"]) == list(rows[:, 2].astype(str))
     assert session.layer is points
+
+
+def test_load_widget_browses_files_or_folders(make_napari_viewer):
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    load = LoadWidget(make_napari_viewer())
+    assert load._path.mode.value == "r"
+    load._pick_folder.value = True
+    assert load._path.mode.value == "d"
+    load._pick_folder.value = False
+    assert load._path.mode.value == "r"

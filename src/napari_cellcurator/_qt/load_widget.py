@@ -4,7 +4,16 @@ from pathlib import Path
 
 import napari.viewer
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
 from napari.qt.threading import thread_worker
 
 from napari_cellcurator._qt.common import (
@@ -50,6 +59,11 @@ class LoadWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         self._viewer = real_viewer(viewer)
         self._path = FileEdit(label="data", mode="r", tooltip="file or folder to load")
+        # a file dialog picks files or folders, not both: most data sets are folders
+        self._pick_folder = CheckBox(text="browse for a folder (class folders, Suite2p, "
+                                          "frames)", value=False)
+        self._pick_folder.changed.connect(
+            lambda folder: setattr(self._path, "mode", "d" if folder else "r"))
         self._task = ComboBox(label="task", choices=TASKS, value="auto")
         self._channels = LineEdit(label="channels", value="",
                                   tooltip="comma-separated channel indices; empty = all")
@@ -63,8 +77,8 @@ class LoadWidget(Container):
             tooltip="image + Points/Labels → celltype crops; a (T, Y, X) movie + Labels of "
                     "ROIs → cellness candidates")
         self._status = Label(value="")
-        super().__init__(widgets=[self._path, self._task, self._channels, self._button,
-                                  self._image_layer, self._items_layer, self._crop,
+        super().__init__(widgets=[self._path, self._pick_folder, self._task, self._channels,
+                                  self._button, self._image_layer, self._items_layer, self._crop,
                                   self._from_layers, self._status])
         self._button.changed.connect(self.load)
         self._from_layers.changed.connect(lambda: self.load_layers())
