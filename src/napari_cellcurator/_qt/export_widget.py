@@ -31,8 +31,9 @@ class ExportWidget(Container):
                               tooltip="a .csv or .parquet file (written atomically)")
         self._export = PushButton(text="Export labels + predictions")
         self._write_back = PushButton(
-            text="Write back to Suite2p / CaImAn",
-            tooltip="update iscell.npy / idx_components; the original is backed up beside it")
+            text="Write back to Suite2p / CaImAn / masks",
+            tooltip="update iscell.npy / idx_components (the original is backed up beside "
+                    "it), or write <movie>_cells.tif beside a movie read with its ROI masks")
         self._status = Label(value="")
         super().__init__(widgets=[self._path, self._export, self._write_back, self._status])
         self._export.changed.connect(self.export)
