@@ -167,17 +167,13 @@ def test_use_layers_movie_and_labels_become_cellness_candidates(make_napari_view
     assert list(rois.features["index"]) == [3, 7]
     np.testing.assert_allclose(session.items.table["npix"], [(masks == 3).sum(),
                                                              (masks == 7).sum()])
-    # predict with the shipped cellness model: scores land on the user's layer, by label value
-    from pathlib import Path
+    # a new project has no model: Predict uses the shipped cellness model; the scores land
+    # on the user's layer, by label value
+    from napari_cellcurator._qt.predict_widget import PredictWidget
 
-    import napari_cellcurator
-    from napari_cellcurator._qt.predict_widget import FOLDER, PredictWidget
-
-    predict = PredictWidget(viewer)
-    predict._source.value = FOLDER
-    predict._folder.value = (Path(napari_cellcurator.__file__).parent / "core" / "pretrained"
-                             / "cellness_twobranch")
-    worker = predict.predict()
+    worker = PredictWidget(viewer).predict()
+    assert worker is not None
+    assert session.version.endswith("cellness_twobranch")
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: rois.features["prediction"].notna().all(), timeout=10_000)
