@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +130,7 @@ def test_cli_predict_keeps_the_mask_ids(miniscope, tmp_path):
 
     tifffile.imwrite(tmp_path / "rec.tif", miniscope)
     tifffile.imwrite(tmp_path / "rec_masks.tif", _two_rois(miniscope.shape[1:]))
-    model = tmp_path / "model"
-    shutil.copytree(PRETRAINED, model)
-    assert main(["predict", "--model", str(model), "--data", str(tmp_path / "rec.tif"),
+    assert main(["predict", "--model", "shipped:cellness", "--data", str(tmp_path / "rec.tif"),
                  "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
     out = pd.read_csv(tmp_path / "p.csv")
     assert list(out["mask_id"]) == [3, 7] and set(out["prediction"]) <= {"cell", "not_cell"}
@@ -178,3 +175,13 @@ def test_write_back_makes_a_label_image_of_the_cells_only(miniscope, tmp_path):
     np.testing.assert_array_equal(cells == 7, labels == 7)
     assert masks.read_bytes() == before
     assert set(predicted.index) == {3, 7}
+
+
+def test_cli_shipped_model_names(capsys):
+    from napari_cellcurator.cli import main
+
+    for name, message in (("shipped:celltype", "no model is shipped"),
+                          ("shipped:nope", "unknown task")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["predict", "--model", name, "--data", "x", "--out", "y.csv"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

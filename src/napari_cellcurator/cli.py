@@ -23,6 +23,27 @@ def _channels(text: str) -> list[int]:
             f"--channels expects indices like 0,2; got {text!r}") from None
 
 
+SHIPPED = "shipped:"
+MODEL_HELP = "a model folder, or shipped:cellness for the model shipped with the package"
+
+
+def _model_dir(text: str) -> str:
+    """``--model``: a folder, or ``shipped:<task>`` (a task's model shipped with the package)."""
+    if not text.startswith(SHIPPED):
+        return text
+    from napari_cellcurator.core.tasks import TASK_MODULES, get_task
+
+    name = text[len(SHIPPED):]
+    if name not in TASK_MODULES:
+        raise argparse.ArgumentTypeError(f"{text}: unknown task (one of {list(TASK_MODULES)})")
+    task = get_task(name)
+    folder = task.default_init(task.default_arch)
+    if folder is None:
+        raise argparse.ArgumentTypeError(f"{text}: no model is shipped for the {name} task; "
+                                         "train one (cellcurator train)")
+    return folder
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto picks cuda, then mps, then cpu")
@@ -68,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict every item of a data path",
                        description="Write one row per item: prediction, probability, uncertainty.")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", type=_model_dir,
+                   help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
     p.add_argument("--scheduler", default="threads",
@@ -76,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
 
     p = sub.add_parser("evaluate", help="metrics of a model on labelled data")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", type=_model_dir,
+                   help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--plot", metavar="FILE.png",
@@ -84,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
 
     p = sub.add_parser("explain", help="occlusion / Grad-CAM / activations of one item")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", type=_model_dir,
+                   help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--item", required=True, metavar="ID")
     p.add_argument("--method", required=True, choices=["occlusion", "gradcam", "activations"])
