@@ -185,3 +185,16 @@ def test_cli_shipped_model_names(capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(["predict", "--model", name, "--data", "x", "--out", "y.csv"])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_sparse_and_negative_label_values():
+    from napari_cellcurator.core.io.roi_masks import footprints_from_label_image
+
+    labels = np.zeros((20, 20), np.int64)
+    labels[2:4, 2:4] = 1_000_000_000
+    labels[10:12, 5:8] = 5
+    labels[15, 15] = -3  # background
+    fps, ids = footprints_from_label_image(labels)
+    assert list(ids) == [5, 1_000_000_000]
+    assert [len(f[0]) for f in fps] == [6, 4]
+    assert (fps[1][0].min(), fps[1][1].min()) == (2, 2)

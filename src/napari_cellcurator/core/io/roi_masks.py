@@ -69,20 +69,23 @@ def read_label_image(path: Path) -> np.ndarray:
 
 
 def footprints_from_label_image(labels: np.ndarray) -> tuple[list, np.ndarray]:
-    """``(ypix, xpix, lam)`` per ROI id (ascending) with unit weights, and the ids."""
+    """``(ypix, xpix, lam)`` per ROI id (ascending) with unit weights, and the ids.
+
+    Negative values count as background; ids need not be contiguous (they are compacted
+    before ``find_objects``, so a stray id of 10⁹ costs nothing).
+    """
     from scipy import ndimage
 
-    labels = np.asarray(labels)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
+    labels = np.clip(np.asarray(labels, dtype=np.int64), 0, None)
+    uniq, compact = np.unique(labels, return_inverse=True)
+    compact = compact.reshape(labels.shape) + (0 if uniq[0] == 0 else 1)
+    ids = uniq[uniq > 0]
     footprints = []
-    slices = ndimage.find_objects(labels.clip(0).astype(np.int64))
-    for roi in ids:
-        box = slices[int(roi) - 1]
-        ys, xs = np.nonzero(labels[box] == roi)
-        ypix, xpix = ys + box[0].start, xs + box[1].start
-        footprints.append((ypix.astype(np.int64), xpix.astype(np.int64),
-                           np.ones(len(ypix), np.float32)))
+    for k, box in enumerate(ndimage.find_objects(compact), start=1):
+        ys, xs = np.nonzero(compact[box] == k)
+        footprints.append(((ys + box[0].start).astype(np.int64),
+                           (xs + box[1].start).astype(np.int64),
+                           np.ones(len(ys), np.float32)))
     return footprints, ids
 
 
