@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -142,15 +143,33 @@ def label_names(labels: np.ndarray, names: np.ndarray | None, path: Path, key: s
     return [None if str(v) == "" else str(v) for v in labels]
 
 
-def read_array_file(path: str | Path, options) -> tuple:
-    """Arrays of ``path`` (``data.npz`` or ``data.npz#split``) as crops and labels.
+@dataclass
+class ArrayCrops:
+    """Crops read from an ``.npz``, ready for the crop-table builder.
 
-    Returns
-    -------
-    file, raw, labels, ids, columns
-        The ``.npz`` path, the ``(C, H, W)`` crops, their class names (None: unlabelled), item
-        ids and extra item-table columns (``split``) — ready for the crop-table builder.
+    Attributes
+    ----------
+    file
+        The ``.npz`` path (without ``#split``).
+    raw
+        ``(C, H, W)`` crops in the file's pixel type.
+    labels
+        Class name per crop (None: unlabelled).
+    ids
+        Item ids (``train/12``; plain index for a one-set file).
+    columns
+        Extra item-table columns (``split`` for MedMNIST-style files).
     """
+
+    file: Path
+    raw: list[np.ndarray]
+    labels: list[str | None]
+    ids: list[str]
+    columns: dict[str, list] = field(default_factory=dict)
+
+
+def read_array_file(path: str | Path) -> ArrayCrops:
+    """Crops and labels of ``path`` (``data.npz`` or ``data.npz#split``)."""
     file, wanted = split_fragment(path)
     arrays = _Arrays(file)
     try:
@@ -159,7 +178,7 @@ def read_array_file(path: str | Path, options) -> tuple:
         arrays.close()
 
 
-def _read_sets(file: Path, wanted: str | None, arrays: _Arrays) -> tuple:
+def _read_sets(file: Path, wanted: str | None, arrays: _Arrays) -> ArrayCrops:
     sets = array_sets(file, arrays)
     if wanted is not None:
         wanted = SPLITS.get(wanted, wanted)
@@ -190,4 +209,4 @@ def _read_sets(file: Path, wanted: str | None, arrays: _Arrays) -> tuple:
         prefix = "" if split == "all" else f"{split}/"
         ids += [f"{prefix}{i}" for i in range(len(images))]
         side += [split] * len(images)
-    return file, raw, labels, ids, {} if used == ["all"] else {"split": side}
+    return ArrayCrops(file, raw, labels, ids, {} if used == ["all"] else {"split": side})

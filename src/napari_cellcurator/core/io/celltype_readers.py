@@ -389,7 +389,9 @@ def read_array_items(path: Path, options: ReadOptions) -> ItemSet:
     """An ``.npz`` of crops and labels (see :mod:`napari_cellcurator.core.io.arrays`)."""
     from napari_cellcurator.core.io.arrays import read_array_file
 
-    file, raw, labels, ids, columns = read_array_file(path, options)
+    crops = read_array_file(path)
+    file, raw, labels, ids, columns = (crops.file, crops.raw, crops.labels, crops.ids,
+                                       crops.columns)
     if not raw:
         raise InputError(file, "holds no images")
     raw = [select_channels(r, options.channels, file) for r in raw]
