@@ -10,7 +10,7 @@ import tifffile
 import zarr
 
 from napari_cellcurator.core.data.snippets import SnippetArray, grid_positions, robust_normalise
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.manifest import read_manifest
 from napari_cellcurator.core.io.movies import open_movie
 from napari_cellcurator.core.tasks import ReadOptions, get_task
@@ -41,7 +41,9 @@ def test_channels_first_or_mean(tmp_path):
     rng = np.random.default_rng(1)
     tcyx = rng.random((5, 2, 20, 24)).astype(np.float32)
     np.save(tmp_path / "c.npy", tcyx)
-    np.testing.assert_allclose(open_movie(tmp_path / "c.npy").read(0, 5, 0, 20, 0, 24), tcyx[:, 0])
+    with pytest.warns(InputWarning, match="2 channels; channel 0 is read"):
+        first = open_movie(tmp_path / "c.npy")
+    np.testing.assert_allclose(first.read(0, 5, 0, 20, 0, 24), tcyx[:, 0])
     np.testing.assert_allclose(open_movie(tmp_path / "c.npy", channel=1).dask.compute(),
                                tcyx[:, 1])
     np.testing.assert_allclose(open_movie(tmp_path / "c.npy", "mean").read(0, 5, 0, 20, 0, 24),
@@ -234,3 +236,14 @@ def test_frame_folder_errors_name_the_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="has no frame images"):
         open_movie(tmp_path / "empty")
+
+
+def test_grey_saved_as_rgb_reads_silently(tmp_path):
+    import warnings
+
+    grey = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "g.npy", np.repeat(grey[:, None], 3, axis=1))  # (T, C, Y, X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        np.testing.assert_allclose(open_movie(tmp_path / "g.npy").read(0, 4, 0, 16, 0, 16),
+                                   grey)

@@ -44,7 +44,7 @@ class SnippetOptions:
     stride: int | None = None
     t_stride: int | None = None
     scale: int = 1
-    channel: int | str = 0
+    channel: int | str | None = None  # None: channel 0, with a warning if channels differ
     max_snippets: int | None = 600
     n_regions: int = DEFAULT_REGIONS
     seed: int = 0

@@ -157,7 +157,34 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
         raise InputError(path, f"has an unsupported movie format {suffix!r}", EXPECTED)
     movie = Movie(path, raw, axes, 0 if channel is None else channel)
     _validate(movie, min_frames)
+    if channel is None:
+        _warn_if_channels_differ(movie)
     return movie
+
+
+def _warn_if_channels_differ(movie: Movie) -> None:
+    """Say which channel is read when none was chosen and the channels hold different
+    images (phase + fluorescence); grey saved as RGB stays silent."""
+    ci = movie.axes.find("c")
+    if ci < 0 or movie.raw.shape[ci] < 2:
+        return
+    index = [0 if a in "tz" else slice(None) for a in movie.axes]  # first frame (middle z)
+    zi = movie.axes.find("z")
+    if zi >= 0:
+        index[zi] = movie.raw.shape[zi] // 2
+    first = np.asarray(movie.raw[tuple(index)])
+    c_axis = [a for a in movie.axes if a not in "tz"].index("c")
+    planes = np.moveaxis(first, c_axis, 0)
+    if all(np.array_equal(planes[0], p) for p in planes[1:]):
+        return
+    import warnings
+
+    from napari_cellcurator.core.errors import InputWarning
+    from napari_cellcurator.core.io.names import readable
+
+    warnings.warn(f"{readable(movie.path)}: {planes.shape[0]} channels; channel 0 is read "
+                  "(choose another with --channels K, or the Load widget's channels)",
+                  InputWarning, stacklevel=3)
 
 
 class FrameFolder:
