@@ -478,7 +478,8 @@ def test_npz_cli_train_then_evaluate_and_predict_the_test_set(shared_data, tmp_p
     from napari_cellcurator.cli import main
 
     npz = _medmnist(tmp_path / "jurkat.npz", shared_data)
-    assert detect_task(npz) == "celltype"
+    assert detect_task(npz) == "celltype" and detect_task(f"{npz}#test") == "celltype"
+    assert detect_task(tmp_path / "missing.npz#test") is None
     out, pred = tmp_path / "m", tmp_path / "p.csv"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)

@@ -16,7 +16,12 @@ PROJECT_SUFFIX = ".cellcurator"
 
 def detect_task(path: str | Path) -> str | None:
     """Which task's reader understands ``path`` (None when none does)."""
+    from napari_cellcurator.core.io.arrays import split_fragment
+
     path = Path(path)
+    file, fragment = split_fragment(path)
+    if fragment is not None:  # data.npz#test: one set of an array file
+        return "celltype" if file.suffix.lower() == ".npz" and file.is_file() else None
     if path.suffix == PROJECT_SUFFIX:
         data = project_data_path(path)
         return None if data is None else detect_task(data)
