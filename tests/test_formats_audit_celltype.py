@@ -22,6 +22,14 @@ from napari_cellcurator.core.tasks import ReadOptions, get_task
 TASK = get_task("celltype")
 
 
+def _cli_train_tiny(data, out: Path) -> int:
+    """``cellcurator train`` of a small seed CNN for one epoch (a smoke run of a layout)."""
+    from napari_cellcurator.cli import main
+
+    return main(["train", "--task", "celltype", "--data", str(data), "--out", str(out),
+                 "--arch", "seedcnn", "--epochs", "1", "--batch-size", "8", "--device", "cpu"])
+
+
 def _jurkat(shared_data: Path, cls: str, n: int) -> list[np.ndarray]:
     files = sorted((shared_data / "celltype" / "jurkat_ifc" / cls).glob("*.tif"))[:n]
     return [tifffile.imread(f) for f in files]
@@ -78,9 +86,7 @@ def test_split_layout_cli_train_then_evaluate_test(shared_data, tmp_path):
     out = tmp_path / "m"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)
-        assert main(["train", "--task", "celltype", "--data", str(root), "--out", str(out),
-                     "--arch", "seedcnn", "--epochs", "1", "--batch-size", "8",
-                     "--device", "cpu"]) == 0
+        assert _cli_train_tiny(root, out) == 0
         assert main(["evaluate", "--model", str(out), "--data", str(root / "test")]) == 0
     import json
 
@@ -368,9 +374,7 @@ def test_crop_table_cli_train_and_predict(shared_data, tmp_path):
     out, pred = tmp_path / "m", tmp_path / "p.csv"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)
-        assert main(["train", "--task", "celltype", "--data", str(csv), "--out", str(out),
-                     "--arch", "seedcnn", "--epochs", "1", "--batch-size", "8",
-                     "--device", "cpu"]) == 0
+        assert _cli_train_tiny(csv, out) == 0
         assert main(["predict", "--model", str(out), "--data", str(csv), "--out", str(pred),
                      "--device", "cpu"]) == 0
     assert len(pd.read_csv(pred)) == 9
@@ -483,9 +487,7 @@ def test_npz_cli_train_then_evaluate_and_predict_the_test_set(shared_data, tmp_p
     out, pred = tmp_path / "m", tmp_path / "p.csv"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)
-        assert main(["train", "--task", "celltype", "--data", str(npz), "--out", str(out),
-                     "--arch", "seedcnn", "--epochs", "1", "--batch-size", "8",
-                     "--device", "cpu"]) == 0
+        assert _cli_train_tiny(npz, out) == 0
         assert main(["evaluate", "--model", str(out), "--data", f"{npz}#test"]) == 0
         assert main(["predict", "--model", str(out), "--data", f"{npz}#test", "--out",
                      str(pred), "--device", "cpu"]) == 0
