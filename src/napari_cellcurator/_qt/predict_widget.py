@@ -10,6 +10,7 @@ from qtpy.QtCore import QTimer
 from napari_cellcurator._qt.common import (
     WorkerFailed,
     device_combo,
+    freeze_heap,
     hub_for,
     notify_error,
     notify_info,
@@ -112,6 +113,7 @@ def start_prediction(viewer, session, device, progress=None, status=None, on_don
     """A (not started) worker predicting every item of ``session``; results go to the layer.
 
     Items are scored ``chunk`` at a time: progress and Cancel act between chunks."""
+    freeze_heap()  # no full GC of the session's heap inside the worker
     worker = thread_worker(predict_chunks, start_thread=False)(
         session.model, session.config, session.items, device, chunk)
 
