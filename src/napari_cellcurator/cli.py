@@ -36,8 +36,7 @@ def _model_dir(text: str) -> str:
     name = text[len(SHIPPED):]
     if name not in TASK_MODULES:
         raise argparse.ArgumentTypeError(f"{text}: unknown task (one of {list(TASK_MODULES)})")
-    task = get_task(name)
-    folder = task.default_init(task.default_arch)
+    folder = get_task(name).shipped_model()
     if folder is None:
         raise argparse.ArgumentTypeError(f"{text}: no model is shipped for the {name} task; "
                                          "train one (cellcurator train)")

@@ -24,32 +24,24 @@ CURRENT = "project: current version"
 FOLDER = "model folder"
 
 
-def shipped_model(task_name: str) -> str | None:
-    """The model folder shipped with the package for ``task_name`` (its default arch)."""
-    from napari_cellcurator.core.tasks import get_task
-
-    task = get_task(task_name)
-    return task.default_init(task.default_arch)
-
-
 def load_session_model(session, source: str = CURRENT, folder: str | Path | None = None):
     """Load the model a session should predict with; sets ``session.model/config/version``."""
-    if source == FOLDER:
-        from napari_cellcurator.core.store.modelio import load_model
+    from napari_cellcurator.core.store.modelio import load_model
+    from napari_cellcurator.core.tasks import get_task
 
-        session.model, session.config = load_model(folder)
-        session.version = str(folder)
-    elif session.project is not None and session.project.models.current() is None \
-            and shipped_model(session.task_name) is not None:
-        # a new project: start from the model shipped for the task (cellness: pretrained on
-        # simulated recordings) rather than asking for a folder inside site-packages
-        from napari_cellcurator.core.store.modelio import load_model
-
-        folder = shipped_model(session.task_name)
-        session.model, session.config = load_model(folder)
-        session.version = str(folder)
-        notify_info(f"no model in this project yet: predicting with the shipped "
-                    f"{session.task_name} model ({Path(folder).name}); Train makes your own")
+    model_dir = folder if source == FOLDER else None
+    if source != FOLDER and session.project is not None \
+            and session.project.models.current() is None:
+        # a new project: the model shipped for the task (cellness: pretrained on simulated
+        # recordings) rather than asking for a folder inside site-packages
+        model_dir = get_task(session.task_name).shipped_model()
+        if model_dir is not None:
+            notify_info(f"no model in this project yet: predicting with the shipped "
+                        f"{session.task_name} model ({Path(model_dir).name}); Train makes "
+                        "your own")
+    if model_dir is not None:
+        session.model, session.config = load_model(model_dir)
+        session.version = str(model_dir)
     else:
         if session.project is None:
             raise RuntimeError("no project: choose a model folder")

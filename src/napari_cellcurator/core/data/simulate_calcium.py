@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from napari_cellcurator.core.io.pcaica import (  # noqa: F401 (neuropil_traces: API)
+from napari_cellcurator.core.io.pcaica import (
     extract_candidates,
     neuropil_traces,
-    project_traces,
 )
 from napari_cellcurator.core.io.rois import RoiSet
 

@@ -374,15 +374,18 @@ def read_split_folders(root: Path, splits: dict[str, list[Path]],
     if not files:
         raise InputError(root, f"its {'/'.join(used)} folders hold no images in class folders",
                          "train/<class>/*.tif|png|jpg")
-    if "val" in used:
-        from napari_cellcurator.core.io.mixture_readers import forced_group
-        from napari_cellcurator.core.tasks.celltype import CellTypeTask
-
-        frac = CellTypeTask.hyper.val_fraction
-        groups = [forced_group(s, i, frac) for s, i in zip(side, ids, strict=True)]
-    else:
-        groups = list(ids)
+    groups = split_groups(side, ids) if "val" in used else list(ids)
     return _crop_items(root, files, labels, ids, {"split": side, "group": groups}, options)
+
+
+def split_groups(sides: list[str], ids: list[str]) -> list[str]:
+    """Per item a ``group`` whose hash puts it on its given side (``train``/``val``) of the
+    train/validation split: a data set's own validation set stays the validation set."""
+    from napari_cellcurator.core.io.mixture_readers import forced_group
+    from napari_cellcurator.core.tasks.celltype import CellTypeTask
+
+    frac = CellTypeTask.hyper.val_fraction
+    return [forced_group(s, i, frac) for s, i in zip(sides, ids, strict=True)]
 
 
 def read_array_items(path: Path, options: ReadOptions) -> ItemSet:
@@ -390,22 +393,17 @@ def read_array_items(path: Path, options: ReadOptions) -> ItemSet:
     from napari_cellcurator.core.io.arrays import read_array_file
 
     crops = read_array_file(path)
-    file, raw, labels, ids, columns = (crops.file, crops.raw, crops.labels, crops.ids,
-                                       crops.columns)
-    if not raw:
-        raise InputError(file, "holds no images")
-    raw = [select_channels(r, options.channels, file) for r in raw]
+    if not crops.raw:
+        raise InputError(crops.file, "holds no images")
+    raw = [select_channels(r, options.channels, crops.file) for r in crops.raw]
     if len({r.shape[0] for r in raw}) > 1:
-        raise InputError(file, "its sets have different channel counts "
+        raise InputError(crops.file, "its sets have different channel counts "
                          f"{sorted({r.shape[0] for r in raw})}", "one channel count")
+    columns = dict(crops.columns)
     if "val" in columns.get("split", []):  # keep val on the validation side, as val/ folders
-        from napari_cellcurator.core.io.mixture_readers import forced_group
-        from napari_cellcurator.core.tasks.celltype import CellTypeTask
-
-        frac = CellTypeTask.hyper.val_fraction
-        columns["group"] = [forced_group(s, i, frac)
-                            for s, i in zip(columns["split"], ids, strict=True)]
-    items = _items_of_crops(file, raw, [str(file)] * len(raw), labels, ids, columns, options)
+        columns["group"] = split_groups(columns["split"], crops.ids)
+    items = _items_of_crops(crops.file, raw, [str(crops.file)] * len(raw), crops.labels,
+                            crops.ids, columns, options)
     # 8-bit three-channel arrays are colour photographs (MedMNIST's blood/derma/path sets)
     items.meta["rgb"] = bool(raw[0].dtype == np.uint8 and raw[0].shape[0] == 3)
     return items

@@ -196,6 +196,11 @@ class Task(ABC):
     def primary_metric(self) -> str:
         """Key of the metric used to pick the best epoch (higher is better)."""
 
+    def shipped_model(self) -> str | None:
+        """The model folder shipped with the package for this task's default architecture
+        (what Predict uses before a project has its own), or None."""
+        return self.default_init(self.default_arch)
+
     def default_init(self, arch: str) -> str | None:
         """Model folder to start training from when ``--init`` is not given (e.g. a model
         pretrained on simulated data shipped with the package); None = random init."""
