@@ -27,7 +27,7 @@ def detect_task(path: str | Path) -> str | None:
         return None if data is None else detect_task(data)
     if path.is_file():
         suffix = path.suffix.lower()
-        if path.name == "stat.npy" or suffix in (".hdf5", ".h5"):
+        if path.name == "stat.npy" or suffix in (".hdf5", ".h5", ".nwb"):
             return "cellness"
         if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
             return "cellness"
@@ -116,7 +116,7 @@ def read_layers(path: str | Path, task: str | None = None) -> list[tuple]:
         from napari_cellcurator.core.errors import InputError
 
         raise InputError(path, "is not a format napari-cellcurator reads",
-                         "a Suite2p plane folder, Allen ROI JSON, CaImAn HDF5, mixture "
+                         "a Suite2p plane folder, Allen ROI JSON, CaImAn HDF5, NWB, mixture "
                          "manifest CSV or a folder of class folders")
     items = get_task(task).read(path, ReadOptions())
     return layer_data_for(task, items)

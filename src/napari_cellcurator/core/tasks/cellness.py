@@ -34,7 +34,8 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
             sets = [roiset_to_items(r, extra) for r in suite2p.read_suite2p(path, extra)]
             return concat_itemsets(sets)
         raise InputError(path, "is not a Suite2p folder", "a plane folder with stat.npy, its "
-                         "parent, a CaImAn .hdf5, an Allen .json or a movie .tif/.zarr/.npy")
+                         "parent, a CaImAn .hdf5, an NWB file, an Allen .json or a movie "
+                         ".tif/.zarr/.npy")
     if suffix == ".json":
         from napari_cellcurator.core.io.allen import read_allen_json
 
@@ -43,6 +44,10 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
         from napari_cellcurator.core.io.caiman import read_caiman
 
         return roiset_to_items(read_caiman(path, extra), extra)
+    if suffix == ".nwb":
+        from napari_cellcurator.core.io.nwb import read_nwb
+
+        return concat_itemsets([roiset_to_items(r, extra) for r in read_nwb(path, extra)])
     if suffix in (".tif", ".tiff", ".zarr", ".npy"):
         from napari_cellcurator.core.io.pcaica import read_movie_candidates
         from napari_cellcurator.core.io.roi_masks import mask_file_for, read_movie_with_masks
@@ -53,7 +58,7 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
 
         return roiset_to_items(read_movie_candidates(path, extra), extra)
     raise InputError(path, "is not a recognised cellness format", "Suite2p folder, CaImAn "
-                     ".hdf5/.h5, Allen .json, or a raw movie .tif/.tiff/.zarr/.npy")
+                     ".hdf5/.h5, NWB .nwb, Allen .json, or a raw movie .tif/.tiff/.zarr/.npy")
 
 
 def trace_batch(traces: np.ndarray, augment: bool, rng: np.random.Generator) -> np.ndarray:

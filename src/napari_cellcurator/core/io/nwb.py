@@ -1,0 +1,300 @@
+"""Neurodata Without Borders (NWB 2.x) optical physiology files → :class:`RoiSet`.
+
+NWB is the archive format of DANDI and the Allen Institute and an export of Suite2p, CaImAn
+(via NeuroConv) and most pipelines. A file holds segmentation results as ``PlaneSegmentation``
+tables (ROIs as ``image_mask`` (N, H, W), or ragged ``pixel_mask`` (x, y, weight) /
+``voxel_mask`` (x, y, z, weight) rows) and their traces as ``RoiResponseSeries`` (frames × ROIs)
+inside ``Fluorescence`` / ``DfOverF`` containers, linked to the table by a region of row
+indices. The file is read with h5py by ``neurodata_type`` (no pynwb needed), wherever the
+writer put the groups, so Suite2p's ``processing/ophys`` and the Allen SDK's
+``processing/ophys/image_segmentation/cell_specimen_table`` read alike.
+
+Two writer conventions are checked rather than assumed: the NWB schema's pixel ``x`` is the
+column, but Suite2p writes its row there (recognised by its ``Backgrounds_<plane>`` images or
+by coordinates that only fit the reference image the other way round); image masks stored
+transposed against the reference image are turned back.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.names import readable
+from napari_cellcurator.core.io.rois import RoiSet, label_name
+
+SUFFIXES = (".nwb",)
+#: PlaneSegmentation columns read as cell / not-cell (first match; Suite2p ``iscell`` is
+#: (N, 2): flag and probability; the Allen SDK's ``valid_roi``)
+LABEL_COLUMNS = ("iscell", "is_cell", "accepted", "cell", "valid_roi", "label")
+#: words in the names of series that hold spikes or events rather than fluorescence
+SPIKE_WORDS = ("deconv", "spk", "spike", "event")
+#: names of reference images that are the recording's mean
+MEAN_NAMES = ("meanimg", "mean", "mean_image", "average", "avg", "average_projection")
+
+
+def import_h5py():
+    """h5py, with an install hint when it is missing."""
+    try:
+        import h5py
+    except ImportError:
+        raise InputError(None, "reading NWB files needs h5py",
+                         "`pip install napari-cellcurator[nwb]` or `pip install h5py`") from None
+    return h5py
+
+
+def _type(obj) -> str:
+    value = obj.attrs.get("neurodata_type", b"")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _find(fh, neurodata_type: str) -> list:
+    """Every group or dataset of ``neurodata_type`` in the file, in file order."""
+    found: list = []
+    fh.visititems(lambda _name, obj: found.append(obj) if _type(obj) == neurodata_type else None)
+    return found
+
+
+def read_nwb(path: Path, extra: dict | None = None) -> list[RoiSet]:
+    """ROI candidates of every plane segmentation in an NWB file, with their traces.
+
+    Returns one :class:`RoiSet` per imaging plane (Suite2p's multi-plane ``voxel_mask``
+    tables are split by plane). Labels come from an ``iscell``-like column when present.
+    """
+    path = Path(path)
+    h5py = import_h5py()
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(path, f"is not a readable NWB (HDF5) file ({exc})") from None
+    with fh:
+        tables = _find(fh, "PlaneSegmentation")
+        if not tables:
+            raise InputError(path, "holds no ROI segmentation (no PlaneSegmentation table)",
+                             "an NWB file with ophys ImageSegmentation results")
+        series = _find(fh, "RoiResponseSeries")
+        sets = [s for table in tables for s in _read_table(fh, table, series, path, len(tables))]
+    if not sets:
+        raise InputError(path, "has PlaneSegmentation tables but no fluorescence traces for "
+                         "them (RoiResponseSeries)", "traces of the ROIs in the same file")
+    return sets
+
+
+def _read_table(fh, table, series: list, path: Path, n_tables: int) -> list[RoiSet]:
+    name = table.name.rsplit("/", 1)[-1]
+    linked = [s for s in series if _region_table(fh, s) == table.name]
+    if not linked:
+        warnings.warn(f"{readable(path)}: ROI table {name} has no traces and is not read",
+                      stacklevel=3)
+        return []
+    main, neuropil = _pick_series(linked)
+    rows = np.asarray(main["rois"][()], np.int64).ravel()
+    traces = _series_data(main, len(rows), path)
+    if neuropil is not None:
+        neuropil = _aligned(neuropil, rows, traces.shape, path)
+    ref = _reference_image(table)
+    masks, planes = _masks(table, rows, ref, path)
+    ids = np.asarray(table["id"][()]).ravel() if "id" in table else np.arange(table_len(table))
+    labels = _labels(table, rows)
+    sets = []
+    for plane in sorted(set(planes)):
+        keep = [i for i, p in enumerate(planes) if p == plane]
+        prefix = name if n_tables > 1 else ""
+        if len(set(planes)) > 1:
+            prefix = f"{prefix}plane{plane}" if not prefix else f"{prefix}:plane{plane}"
+        sets.append(_roiset(path, [masks[i] for i in keep], traces[keep],
+                            None if neuropil is None else neuropil[keep],
+                            None if labels is None else [labels[i] for i in keep],
+                            [ids[rows[i]] for i in keep], prefix, ref, table))
+    return sets
+
+
+def table_len(table) -> int:
+    """Rows of a PlaneSegmentation (from its masks when it has no ``id`` column)."""
+    for key in ("image_mask", "pixel_mask_index", "voxel_mask_index"):
+        if key in table:
+            return len(table[key])
+    return 0
+
+
+def _roiset(path: Path, masks: list, traces: np.ndarray, neuropil, labels, ids: list,
+            prefix: str, ref: np.ndarray | None, table) -> RoiSet:
+    fov = _fov_shape(masks, ref, table)
+    stem = f"{path.stem}:{prefix}" if prefix else path.stem
+    return RoiSet(
+        masks, traces, fov, path, "nwb", labels=labels, neuropil=neuropil,
+        mean_image=ref if ref is not None and ref.shape == fov else None,
+        # ids from the table's ROI ids: stable when the file is re-exported with fewer ROIs
+        columns={"nwb_id": np.asarray(ids, np.int64),
+                 "item_id": [f"{stem}:{int(i)}" for i in ids]},
+        meta={"n_frames": int(traces.shape[1]), "nwb_table": table.name})
+
+
+def _region_table(fh, series) -> str | None:
+    """Name of the table a RoiResponseSeries' ``rois`` region points to."""
+    rois = series.get("rois")
+    ref = None if rois is None else rois.attrs.get("table")
+    if ref is None:
+        return None
+    try:
+        return fh[ref].name
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _pick_series(linked: list) -> tuple:
+    """(traces, neuropil or None): raw fluorescence before ΔF/F; Allen's already
+    neuropil-corrected series is used without a second subtraction."""
+    def words(s) -> str:
+        return (s.name + " " + _type(s.parent)).lower()
+
+    neuropil = [s for s in linked if "neuropil" in words(s)]
+    others = [s for s in linked if "neuropil" not in words(s)]
+    if not others:
+        return neuropil[0], None
+
+    def rank(s) -> int:
+        w = words(s)
+        if any(k in w for k in SPIKE_WORDS):  # Suite2p's "Deconvolved" sits in Fluorescence
+            return 4
+        return (0 if _type(s.parent) == "Fluorescence" and "dff" not in w
+                else 1 if "corrected" in w else 2 if _type(s.parent) == "DfOverF" else 3)
+
+    main = sorted(others, key=rank)[0]
+    if "corrected" in words(main) or _type(main.parent) == "DfOverF":
+        return main, None
+    return main, (neuropil[0] if neuropil else None)
+
+
+def _series_data(series, n_rois: int, path: Path) -> np.ndarray:
+    """(ROIs, frames) traces from NWB's (frames, ROIs) ``data``."""
+    data = np.asarray(series["data"][()], np.float32)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2:
+        raise InputError(path, f"{series.name}/data has shape {data.shape}", "(frames, ROIs)")
+    if data.shape[1] == n_rois:
+        return np.ascontiguousarray(data.T)
+    if data.shape[0] == n_rois:  # written ROIs first against the schema
+        return data
+    raise InputError(path, f"{series.name}/data has shape {data.shape} for {n_rois} ROIs",
+                     "(frames, ROIs), one column per row of its rois region")
+
+
+def _aligned(series, rows: np.ndarray, shape: tuple, path: Path) -> np.ndarray | None:
+    """Neuropil traces in the order of ``rows`` (None, with a warning, when they differ)."""
+    their_rows = np.asarray(series["rois"][()], np.int64).ravel()
+    data = _series_data(series, len(their_rows), path)
+    where = {int(r): i for i, r in enumerate(their_rows)}
+    if data.shape[1] != shape[1] or any(int(r) not in where for r in rows):
+        warnings.warn(f"{readable(path)}: {series.name} does not cover the same ROIs and "
+                      "frames as the fluorescence; traces are read without neuropil "
+                      "subtraction", stacklevel=4)
+        return None
+    return data[[where[int(r)] for r in rows]]
+
+
+def _reference_image(table) -> np.ndarray | None:
+    """The recording's mean image: the table's reference images, else an ``Images``
+    container beside it (Suite2p's ``Backgrounds_<plane>``), preferring a mean."""
+    candidates = []
+    holders = [table.get("reference_images")]
+    holders += [g for g in _parents(table) if _type(g) == "Images"]
+    for holder in holders:
+        for key in (holder or {}):
+            data = holder[key].get("data") if hasattr(holder[key], "keys") else holder[key]
+            if data is not None and data.ndim == 2:
+                candidates.append((key.lower() not in MEAN_NAMES, key, data))
+    if not candidates:
+        return None
+    return np.asarray(sorted(candidates, key=lambda c: c[:2])[0][2][()], np.float32)
+
+
+def _parents(table) -> list:
+    """Groups beside the table's ImageSegmentation, i.e. in its processing module."""
+    module = table.parent.parent if table.parent is not None else None
+    if module is None or not hasattr(module, "values"):
+        return []
+    return [g for g in module.values() if hasattr(g, "keys")]
+
+
+def _suite2p_written(table) -> bool:
+    """Suite2p's NWB export: ``Backgrounds_<plane>`` images with meanImg and Vcorr."""
+    return any(g.name.rsplit("/", 1)[-1].startswith("Backgrounds_") and "Vcorr" in g
+               for g in _parents(table))
+
+
+def _masks(table, rows: np.ndarray, ref, path: Path) -> tuple[list, list[int]]:
+    """``(ypix, xpix, lam)`` and plane per row in ``rows``."""
+    if "image_mask" in table:
+        return _image_masks(table["image_mask"], rows, ref, path), [0] * len(rows)
+    key = "pixel_mask" if "pixel_mask" in table else "voxel_mask" if "voxel_mask" in table else None
+    if key is None or f"{key}_index" not in table:
+        raise InputError(path, f"ROI table {table.name} has no image_mask, pixel_mask or "
+                         "voxel_mask", "ROI masks in the PlaneSegmentation")
+    flat = table[key][()]
+    ends = np.asarray(table[f"{key}_index"][()], np.int64).ravel()
+    starts = np.concatenate([[0], ends[:-1]])
+    first, second = _pixel_axes(flat, ref, _suite2p_written(table))
+    fps, planes = [], []
+    for r in rows:
+        part = flat[starts[r]:ends[r]]
+        weight = part["weight"] if "weight" in part.dtype.names else np.ones(len(part))
+        fps.append((np.asarray(part[first], np.int64), np.asarray(part[second], np.int64),
+                    np.asarray(weight, np.float32)))
+        planes.append(int(part["z"][0]) if key == "voxel_mask" and len(part) else 0)
+    return fps, planes
+
+
+def _pixel_axes(flat, ref, suite2p: bool) -> tuple[str, str]:
+    """(row field, column field) of pixel masks: schema x = column, unless the writer is
+    Suite2p or only the swapped reading fits the reference image."""
+    if suite2p:
+        return "x", "y"
+    if ref is not None and len(flat):
+        fits = int(flat["y"].max()) < ref.shape[0] and int(flat["x"].max()) < ref.shape[1]
+        swapped = int(flat["x"].max()) < ref.shape[0] and int(flat["y"].max()) < ref.shape[1]
+        if swapped and not fits:
+            return "x", "y"
+    return "y", "x"
+
+
+def _image_masks(dataset, rows: np.ndarray, ref, path: Path) -> list:
+    if dataset.ndim != 3:
+        raise InputError(path, f"{dataset.name} has shape {dataset.shape}",
+                         "(ROIs, height, width); 3-D masks are not supported")
+    transpose = (ref is not None and dataset.shape[1:] != ref.shape
+                 and dataset.shape[1:] == ref.shape[::-1])
+    fps = []
+    for r in rows:
+        mask = np.asarray(dataset[int(r)], np.float32)
+        mask = mask.T if transpose else mask
+        ys, xs = np.nonzero(mask > 0)
+        fps.append((ys.astype(np.int64), xs.astype(np.int64), mask[ys, xs]))
+    return fps
+
+
+def _fov_shape(masks: list, ref, table) -> tuple[int, int]:
+    if "image_mask" in table:
+        shape = table["image_mask"].shape[1:]
+        return (shape[1], shape[0]) if ref is not None and shape == ref.shape[::-1] else shape
+    if ref is not None:
+        return ref.shape
+    ly = max((int(fp[0].max()) + 1 for fp in masks if len(fp[0])), default=1)
+    lx = max((int(fp[1].max()) + 1 for fp in masks if len(fp[1])), default=1)
+    return ly, lx
+
+
+def _labels(table, rows: np.ndarray) -> list[str | None] | None:
+    for key in LABEL_COLUMNS:
+        if key in table and len(table[key]) == table_len(table):
+            values = np.asarray(table[key][()])
+            values = values[:, 0] if values.ndim == 2 else values
+            if values.dtype.kind in "SO":
+                values = np.array([v.decode() if isinstance(v, bytes) else v for v in values],
+                                  dtype=object)
+            return [label_name(values[int(r)]) for r in rows]
+    return None
