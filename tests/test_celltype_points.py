@@ -13,7 +13,12 @@ from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quali
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io import celltype_readers as cr
 from napari_cellcurator.core.io.images import read_image_chw
-from napari_cellcurator.core.io.points import POINT_INPUT, cut_crops, read_points_file
+from napari_cellcurator.core.io.points import (
+    POINT_INPUT,
+    cut_crops,
+    is_points_folder,
+    read_points_file,
+)
 from napari_cellcurator.core.tasks import ReadOptions, get_task
 
 
@@ -47,6 +52,27 @@ def test_points_reader_real_chula(chula_subset):
     assert len(items.meta["frames"]) == 3
     assert items.meta["classes"][0] == "normal" and len(items.meta["classes"]) == 13
     assert items.meta["classes"][12] == "elliptocyte"  # declared even when absent
+
+
+def test_other_folder_names_of_frames_and_points(chula_subset, tmp_path):
+    """The Chula RBC-12 repository's own Dataset/ + Label/ layout (any letter case) reads as
+    images/ + labels/; a class folder that happens to be called "label" does not fool it."""
+    from napari_cellcurator._reader import detect_task
+
+    repo = tmp_path / "Chula-RBC-12-Dataset"
+    shutil.copytree(chula_subset / "images", repo / "Dataset")
+    shutil.copytree(chula_subset / "labels", repo / "Label")
+    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    theirs = get_task("celltype").read(repo, ReadOptions(extra={"qc": False}))
+    assert detect_task(repo) == "celltype"
+    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
+    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    classes = tmp_path / "classes"  # class folders "image" and "label": crops, not points
+    for name in ("image", "label"):
+        shutil.copytree(chula_subset / "images", classes / name)
+    assert not is_points_folder(classes)
+    assert set(get_task("celltype").read(classes, ReadOptions()).table["label"]) == {
+        "image", "label"}
 
 
 def test_crop_is_centred_on_x_column_y_row(chula):

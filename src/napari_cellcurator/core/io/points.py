@@ -36,10 +36,37 @@ CHULA_NAMES = ("normal", "macrocyte", "microcyte", "spherocyte", "target_cell", 
                "hypochromia", "elliptocyte")
 
 
-def is_points_folder(path: Path) -> bool:
-    """True when ``path`` has the ``images/`` + ``labels/`` layout."""
+#: names (any letter case) of the frames' and the point files' folders: ours, the Chula
+#: RBC-12 repository's own ``Dataset/`` + ``Label/``, and common annotation layouts
+IMAGE_DIRS = ("images", "image", "imgs", "img", "dataset", "frames", "jpegimages")
+LABEL_DIRS = ("labels", "label", "annotations", "annotation", "points")
+
+
+def points_dirs(path: Path) -> tuple[Path, Path] | None:
+    """The (frames, point files) folders of a full-frames + points folder, or None.
+
+    Both must hold what they are for (images; ``.txt``/``.csv``/``.tsv`` files), so a
+    folder of class folders that happens to have a class named "label" is not taken for one.
+    """
     path = Path(path)
-    return path.is_dir() and (path / "images").is_dir() and (path / "labels").is_dir()
+    if not path.is_dir():
+        return None
+    subdirs = {d.name.lower(): d for d in sorted(path.iterdir()) if d.is_dir()}
+    frames = next((subdirs[n] for n in IMAGE_DIRS if n in subdirs), None)
+    labels = next((subdirs[n] for n in LABEL_DIRS if n in subdirs), None)
+    if frames is None or labels is None:
+        return None
+    if (frames.name.lower(), labels.name.lower()) == ("images", "labels"):
+        return frames, labels  # our own layout: an empty folder gets its own clear error
+    if not image_files(frames) or not any(
+            f.suffix.lower() in LABEL_SUFFIXES for f in labels.iterdir() if f.is_file()):
+        return None
+    return frames, labels
+
+
+def is_points_folder(path: Path) -> bool:
+    """True when ``path`` has the ``images/`` + ``labels/`` layout (see :func:`points_dirs`)."""
+    return points_dirs(path) is not None
 
 
 def as_chw(image: np.ndarray) -> np.ndarray:
@@ -298,37 +325,38 @@ def class_names_for(ids: set[str], frame_shape: tuple[int, ...] | None = None
 LABEL_SUFFIXES = (".txt", ".csv", ".tsv")
 
 
-def label_files(root: Path) -> dict[str, Path]:
-    """``labels/`` files by stem (``.txt`` before ``.csv`` / ``.tsv``; any letter case)."""
+def label_files(folder: Path) -> dict[str, Path]:
+    """Point files in ``folder`` by stem (``.txt`` before ``.csv`` / ``.tsv``)."""
     found: dict[str, Path] = {}
-    files = [f for f in (root / "labels").iterdir() if f.is_file() and not is_junk_file(f)
+    files = [f for f in folder.iterdir() if f.is_file() and not is_junk_file(f)
              and f.suffix.lower() in LABEL_SUFFIXES]
     for f in sorted(files, key=lambda f: (LABEL_SUFFIXES.index(f.suffix.lower()), f.name)):
         found.setdefault(f.stem, f)
     return found
 
 
-def _frames_and_labels(root: Path) -> dict[Path, Path]:
+def _frames_and_labels(frames_dir: Path, labels_dir: Path) -> dict[Path, Path]:
     """Each frame with its label file; frames without one are skipped (not an error), label
     files without a frame are named in a warning (a misspelt name loses labels silently)."""
-    frames = image_files(root / "images")
+    frames = image_files(frames_dir)
     if not frames:
-        raise InputError(root / "images", "contains no images", "*.jpg|png|tif frames")
+        raise InputError(frames_dir, "contains no images", "*.jpg|png|tif frames")
     stems: dict[str, Path] = {}
     for f in frames:
         if f.stem in stems:
             raise InputError(f, f"shares the name {f.stem!r} with {stems[f.stem].name}; "
-                             f"labels/{f.stem}.txt cannot belong to both", "one image per name")
+                             f"{labels_dir.name}/{f.stem}.txt cannot belong to both",
+                             "one image per name")
         stems[f.stem] = f
-    labels = label_files(root)
+    labels = label_files(labels_dir)
     lower = {k.lower(): k for k in labels}
     for stem in stems:  # IMG_1.JPG labelled by img_1.txt: match regardless of letter case
         if stem not in labels and stem.lower() in lower and lower[stem.lower()] not in stems:
             labels[stem] = labels.pop(lower[stem.lower()])
     orphans = sorted(set(labels) - set(stems))
     if orphans:
-        warnings.warn(f"{readable(root / 'labels')}: {len(orphans)} label file(s) match no "
-                      f"image in images/ and are not read: "
+        warnings.warn(f"{readable(labels_dir)}: {len(orphans)} label file(s) match no "
+                      f"image in {frames_dir.name}/ and are not read: "
                       f"{[readable(labels[o].name) for o in orphans[:5]]}",
                       InputWarning, stacklevel=3)
     return {stems[s]: labels[s] for s in sorted(stems, key=lambda s: stems[s])
@@ -351,14 +379,19 @@ def _inside(pts: np.ndarray, ids: list, shape: tuple[int, ...], label_file: Path
 def read_points_folder(root: Path, options) -> ItemSet:
     """``images/`` + ``labels/<stem>.txt`` → labelled crops, one group per frame."""
     root = Path(root)
-    pairs = _frames_and_labels(root)
+    dirs = points_dirs(root)
+    if dirs is None:
+        raise InputError(root, "is not a frames + points folder",
+                         "images/ with the frames and labels/<stem>.txt with 'x y class' lines")
+    frames_dir, labels_dir = dirs
+    pairs = _frames_and_labels(frames_dir, labels_dir)
     extra = dict(options.extra or {})
     crop = int(extra.get("point_crop", POINT_CROP))
     size = int(options.crop_size or extra.get("input_size", POINT_INPUT))
     parsed = {f: read_points_file(lab) for f, lab in pairs.items()}
     if not any(len(p) for p, _ in parsed.values()):
-        raise InputError(root / "labels", "has no points for the images",
-                         "labels/<image stem>.txt with lines 'x y class'")
+        raise InputError(labels_dir, "has no points for the images",
+                         f"{labels_dir.name}/<image stem>.txt with lines 'x y class'")
     first = read_image_chw(next(iter(parsed))) if parsed else None
     names = class_names_for({i for _, ids in parsed.values() for i in ids},
                             None if first is None else first.shape) \
@@ -382,11 +415,11 @@ def read_points_folder(root: Path, options) -> ItemSet:
         part.table["item_id"] = [f"{readable(f.stem)}:{i}" for i in keep]
         parts.append(part)
     if not parts:
-        raise InputError(root / "labels", "has no points inside the images",
+        raise InputError(labels_dir, "has no points inside the images",
                          "x (column) and y (row) within each image")
     channels_n = {p.arrays["image"].shape[1] for p in parts}
     if len(channels_n) > 1:
-        raise InputError(root / "images", f"frames have different channel counts "
+        raise InputError(frames_dir, f"frames have different channel counts "
                                           f"{sorted(channels_n)}")
     table = pd.concat([p.table for p in parts], ignore_index=True)
     crops = np.concatenate([p.arrays["image"] for p in parts])
