@@ -66,9 +66,9 @@ def write_suite2p_nwb(path: Path, rois, planes: int = 1) -> Path:
     for name, data in (("Fluorescence", rois.traces), ("Neuropil", neuropil),
                        ("Deconvolved", np.maximum(rois.traces - neuropil, 0) * 7)):
         container = Fluorescence(name=name)
+        module.add(container)  # in the file before its series link to the table
         container.create_roi_response_series(name=name, data=np.asarray(data).T, rois=region,
                                              unit="lumens", rate=30.0)
-        module.add(container)
     for p in range(planes):
         images = Images(name=f"Backgrounds_{p}")
         for name, img in (("meanImg", rois.mean_image), ("Vcorr", rois.mean_image * 0),
@@ -100,9 +100,9 @@ def write_schema_nwb(path: Path, masks: np.ndarray, traces: np.ndarray, mean: np
     table.add_column("valid_roi", "passes filters", [True, False] * (len(masks) // 2))
     region = table.create_roi_table_region(region=list(range(len(masks))), description="all")
     container = DfOverF() if dff else Fluorescence()
+    module.add(container)
     container.create_roi_response_series(name="traces", data=traces.T, rois=region,
                                          unit="lumens", rate=30.0)
-    module.add(container)
     module.add(Images(name="reference", images=[GrayscaleImage(name="average_projection",
                                                           data=mean)]))
     with NWBHDF5IO(path, "w") as io:
@@ -155,6 +155,29 @@ def test_masks_on_a_non_square_field_of_view(tmp_path, layout):
     assert rois.neuropil is None
 
 
+def test_allen_sdk_series_pick_the_corrected_fluorescence(tmp_path):
+    """The Allen SDK writes corrected, demixed, neuropil, ΔF/F and event series: the
+    corrected fluorescence is read, without subtracting the neuropil a second time."""
+    nwb, plane, module = _nwb_file()
+    table = module["ImageSegmentation"].create_plane_segmentation(
+        name="cell_specimen_table", description="", imaging_plane=plane)
+    for k in range(2):
+        mask = np.zeros((16, 16), bool)
+        mask[k * 5:k * 5 + 4, 3:7] = True
+        table.add_roi(image_mask=mask)
+    region = table.create_roi_table_region(region=[0, 1], description="all")
+    for k, name in enumerate(["corrected_fluorescence", "demixed_trace", "neuropil_trace",
+                              "dff", "events"]):
+        container = (DfOverF if name == "dff" else Fluorescence)(name=name)
+        module.add(container)
+        container.create_roi_response_series(name="traces", data=np.full((30, 2), k + 1.0),
+                                             rois=region, unit="lumens", rate=30.0)
+    with NWBHDF5IO(tmp_path / "allen.nwb", "w") as io:
+        io.write(nwb)
+    (rois,) = read_nwb(tmp_path / "allen.nwb")
+    assert rois.neuropil is None and np.all(rois.traces == 1.0)
+
+
 def test_dff_only_file_and_several_planes(simulated, tmp_path):
     masks = np.zeros((2, 20, 20), np.float32)
     masks[0, 2:5, 2:5] = masks[1, 10:14, 10:14] = 1
@@ -178,6 +201,7 @@ def test_napari_and_cli_find_the_task(simulated, tmp_path):
     assert detect_task(path) == "cellness"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pynwb: an empty ImageSegmentation
 @pytest.mark.parametrize("content", ["no segmentation", "not hdf5"])
 def test_bad_files_get_one_clear_error(tmp_path, content):
     path = tmp_path / "bad.nwb"

@@ -146,8 +146,9 @@ def _region_table(fh, series) -> str | None:
 
 
 def _pick_series(linked: list) -> tuple:
-    """(traces, neuropil or None): raw fluorescence before ΔF/F; Allen's already
-    neuropil-corrected series is used without a second subtraction."""
+    """(traces, neuropil or None): raw fluorescence (minus its neuropil series) before an
+    already corrected one (the Allen SDK's, used as it is), demixed traces, then ΔF/F;
+    spikes and events never. ``s.name`` is the HDF5 path, so container names count."""
     def words(s) -> str:
         return (s.name + " " + _type(s.parent)).lower()
 
@@ -157,11 +158,14 @@ def _pick_series(linked: list) -> tuple:
         return neuropil[0], None
 
     def rank(s) -> int:
-        w = words(s)
+        w, fluorescence = words(s), _type(s.parent) == "Fluorescence"
         if any(k in w for k in SPIKE_WORDS):  # Suite2p's "Deconvolved" sits in Fluorescence
-            return 4
-        return (0 if _type(s.parent) == "Fluorescence" and "dff" not in w
-                else 1 if "corrected" in w else 2 if _type(s.parent) == "DfOverF" else 3)
+            return 5
+        if "corrected" in w:  # the Allen SDK: F minus its own neuropil estimate
+            return 1
+        if fluorescence and not any(k in w for k in ("dff", "demix")):
+            return 0  # raw F, with the neuropil subtracted as for every other format
+        return 2 if fluorescence else 3 if _type(s.parent) == "DfOverF" else 4
 
     main = sorted(others, key=rank)[0]
     if "corrected" in words(main) or _type(main.parent) == "DfOverF":
