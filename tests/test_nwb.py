@@ -229,3 +229,16 @@ def test_predict_with_the_shipped_model_from_the_cli(simulated, tmp_path):
     truth = np.array(simulated.labels)
     accuracy = float(np.mean(pred["prediction"].to_numpy() == truth))
     assert accuracy >= 0.8, accuracy
+
+
+@pytest.mark.gui
+def test_napari_opens_an_nwb_file_as_cellness_layers(make_napari_viewer, tmp_path):
+    """Drag-and-drop of a Suite2p NWB export: a mean image and the ROIs with their ids."""
+    sim, rois = simulate_candidates(seed=3, shape=(48, 48), n_frames=80)
+    rois.mean_image = sim.movie.mean(axis=0).astype(np.float32)
+    path = write_suite2p_nwb(tmp_path / "rec.nwb", rois)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-cellcurator")
+    with_ids = [lay for lay in layers if "item_id" in getattr(lay, "features", {})]
+    assert with_ids and len(with_ids[0].features) == len(rois.footprints)
+    assert with_ids[0].features["item_id"].iloc[0] == "rec:0"
