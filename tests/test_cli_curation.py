@@ -105,6 +105,23 @@ def test_export_and_write_back_the_curated_result(plane, predictions, tmp_path, 
     assert new[roi[flip], 1] == float(human == "cell")
 
 
+def test_write_back_of_labels_alone_changes_only_what_was_curated(plane, tmp_path):
+    """No model run: the person's labels go into iscell.npy; every other ROI keeps
+    Suite2p's own decision and probability (this crashed on the missing probabilities)."""
+    original = np.load(plane / "iscell.npy")
+    rng = np.random.default_rng(0)
+    original[:, 1] = np.where(original[:, 0] > 0, rng.uniform(0.5, 1, len(original)),
+                              rng.uniform(0, 0.5, len(original)))
+    np.save(plane / "iscell.npy", original)  # probabilities as Suite2p's classifier writes
+    project = ["--data", str(plane), "--project", str(tmp_path / "proj")]
+    human = "not_cell" if original[0, 0] > 0 else "cell"
+    assert main(["labels", *project, "--set", "rec/plane0:0", human]) == 0
+    assert main(["export", *project, "--write-back"]) == 0
+    new = np.load(plane / "iscell.npy")
+    np.testing.assert_array_equal(new[0], [float(human == "cell")] * 2)
+    np.testing.assert_allclose(new[1:], original[1:])
+
+
 def test_write_back_refuses_undecided_items_and_other_tasks(tmp_path, capsys):
     from napari_cellcurator.core.curation import write_back_curated
     from napari_cellcurator.core.errors import InputError

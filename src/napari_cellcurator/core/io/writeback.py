@@ -46,12 +46,27 @@ def decisions(items: ItemSet, predictions: pd.DataFrame, source: str
     if missing:
         raise InputError(source, f"no prediction for items {missing[:3]}...")
     pred = pred.loc[rows["item_id"]]
-    if "prob_cell" in pred.columns:
-        prob = pred["prob_cell"].to_numpy(dtype=np.float64)
-    else:
-        prob = np.where(pred["prediction"] == "cell", pred["probability"], 1 - pred["probability"])
     is_cell = (pred["prediction"].astype(str) == "cell").to_numpy()
-    return rows["roi_index"].to_numpy(dtype=np.int64), is_cell, np.asarray(prob, np.float64)
+    return (rows["roi_index"].to_numpy(dtype=np.int64), is_cell,
+            _cell_probability(pred, rows, is_cell))
+
+
+def _cell_probability(pred: pd.DataFrame, rows: pd.DataFrame, is_cell: np.ndarray
+                      ) -> np.ndarray:
+    """P(cell) per item: the model's; without a model run (labels only), 1/0 for the
+    decision, except that decisions still taken from the file keep the file's own
+    probability (Suite2p's second ``iscell`` column), so a write-back changes only what was
+    curated."""
+    if "prob_cell" in pred.columns:
+        return pred["prob_cell"].to_numpy(dtype=np.float64)
+    if "probability" in pred.columns:
+        p = pred["probability"].to_numpy(dtype=np.float64)
+        return np.where(is_cell, p, 1 - p)
+    prob = is_cell.astype(np.float64)
+    if "suite2p_prob" in rows.columns and "label_source" in pred.columns:
+        from_file = (pred["label_source"].astype(str) == "file").to_numpy()
+        prob[from_file] = rows["suite2p_prob"].to_numpy(dtype=np.float64)[from_file]
+    return prob
 
 
 def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray,
