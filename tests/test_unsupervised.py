@@ -210,3 +210,17 @@ def test_label_free_jurkat_autoencoder_clusters_beat_raw_pixel_kmeans(shared_dat
     print(f"label-free Jurkat NMI: autoencoder {nmi_ae:.3f} vs raw pixels {nmi_raw:.3f}")
     assert result["nmi"] is None  # no labels were given to the clustering
     assert nmi_ae > nmi_raw
+
+
+def test_cluster_command_detects_the_task_and_writes_the_table(jurkat_subset, tmp_path,
+                                                               capsys):
+    """`cellcurator cluster` end to end (it once crashed passing progress as an argument)."""
+    from napari_cellcurator.cli import main
+
+    out = tmp_path / "clusters.csv"
+    assert main(["cluster", "--data", str(jurkat_subset), "--out", str(out), "--k", "3",
+                 "--channels", "0,2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["k"] == 3
+    table = pd.read_csv(out)
+    assert len(table) == 36 and set(table["cluster"]) == {0, 1, 2}

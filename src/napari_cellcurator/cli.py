@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, help="occlusion stride in pixels")
 
     p = sub.add_parser("compare", help="CNN vs kNN/SVM baselines and the data-volume curve")
-    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--task", choices=TASKS, help="default: detected from the data")
     p.add_argument("--data", required=True, action="append", metavar="PATH")
     p.add_argument("--channels", type=_channels)
     p.add_argument("--epochs", type=int)
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(item_id, cluster, x, y).")
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--out", required=True, metavar="FILE.csv")
-    p.add_argument("--task", default="celltype", choices=TASKS)
+    p.add_argument("--task", choices=TASKS, help="default: detected from the data")
     p.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
     p.add_argument("--channels", type=_channels)
     p.add_argument("--model", metavar="MODEL_DIR", help="reuse a trained autoencoder")
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining of a classifier's encoder",
                        description="Pretrain without labels; then `train --init MODEL_DIR`.")
-    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--task", choices=TASKS, help="default: detected from the data")
     p.add_argument("--data", required=True, action="append", metavar="PATH")
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.add_argument("--channels", type=_channels)
@@ -273,7 +273,7 @@ def _cmd_explain(a) -> int:
 def _cmd_compare(a) -> int:
     from napari_cellcurator.core.baselines import compare
 
-    result = compare(a.task, a.data, a.channels, a.out, epochs=a.epochs)
+    result = compare(_task_name(a.task, a.data), a.data, a.channels, a.out, epochs=a.epochs)
     print(json.dumps(result) if a.json else json.dumps(result, indent=2))
     return 0
 
@@ -281,8 +281,9 @@ def _cmd_compare(a) -> int:
 def _cmd_cluster(a) -> int:
     from napari_cellcurator.core.clustering import cluster
 
-    result = cluster(a.task, a.data, a.out, k=a.k, channels=a.channels, model_dir=a.model,
-                     method=a.method, seed=a.seed, on_update=_progress_printer("autoencoder"))
+    result = cluster(_task_name(a.task, a.data), a.data, a.out, k=a.k, channels=a.channels,
+                     model_dir=a.model, method=a.method, seed=a.seed,
+                     on_update=_progress_printer("autoencoder"))
     print(json.dumps(result) if a.json else f"wrote {a.out}: {result.get('k')} clusters")
     return 0
 
@@ -291,23 +292,30 @@ def _cmd_pretrain(a) -> int:
     from napari_cellcurator.core.pretrain import pretrain
 
     data = a.data if len(a.data) > 1 else a.data[0]
-    pretrain(a.task, data, a.out, channels=a.channels, epochs=a.epochs,
+    pretrain(_task_name(a.task, a.data), data, a.out, channels=a.channels, epochs=a.epochs,
              on_update=_progress_printer("pretrain"))
     print(f"saved pretrained encoder to {a.out}; use `cellcurator train --init {a.out}`")
     return 0
 
 
-def _open_curation(a, read_items: bool = True):
-    """(task, items or None, project) of the curation commands' --data/--project/--task."""
+def _task_name(task: str | None, data: str | list[str]) -> str:
+    """``--task``, or the task detected from the (first) ``--data`` path."""
     from napari_cellcurator._reader import detect_task
     from napari_cellcurator.core.errors import InputError
+
+    first = data[0] if isinstance(data, list) else data
+    name = task or detect_task(first)
+    if name is None:
+        raise InputError(first, "cannot tell which task this data is for", "pass --task")
+    return name
+
+
+def _open_curation(a, read_items: bool = True):
+    """(task, items or None, project) of the curation commands' --data/--project/--task."""
     from napari_cellcurator.core.store.project import Project
     from napari_cellcurator.core.tasks import ReadOptions, get_task
 
-    name = a.task or detect_task(a.data)
-    if name is None:
-        raise InputError(a.data, "cannot tell which task this data is for", "pass --task")
-    task = get_task(name)
+    task = get_task(_task_name(a.task, a.data))
     items = task.read_many([a.data], ReadOptions()) if read_items else None
     project = (Project(a.project, user=a.user) if a.project
                else Project.for_data(a.data, user=a.user))

@@ -210,8 +210,9 @@ def cluster(task: str = "celltype", data: list[str] | str | None = None,
 
     See :func:`cluster_items` for the parameters and the result.
     """
-    _, result = cluster_items(task, data, out_csv, k, channels, model_dir, method, seed,
-                              epochs, embedding, device, None, on_update)
+    _, result = cluster_items(task, data, out_csv, k=k, channels=channels, model_dir=model_dir,
+                              method=method, seed=seed, epochs=epochs, embedding=embedding,
+                              device=device, on_update=on_update)
     return result
 
 
