@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on labelled data",
                        description="Train a model; defaults are tuned per task.")
-    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--task", choices=TASKS, help="default: detected from the first --data")
     p.add_argument("--data", required=True, action="append", metavar="PATH",
                    help="data path (format detected from the path); repeatable")
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
@@ -220,10 +220,11 @@ def _progress_printer(desc: str):
 def _cmd_train(a) -> int:
     from napari_cellcurator.core.pipeline import TrainRequest, train
 
-    req = TrainRequest(task=a.task, data=a.data, out=a.out, arch=a.arch, channels=a.channels,
+    task = _task_name(a.task, a.data)
+    req = TrainRequest(task=task, data=a.data, out=a.out, arch=a.arch, channels=a.channels,
                        epochs=a.epochs, seed=a.seed, device=a.device, init=a.init,
                        batch_size=a.batch_size, lr=a.lr, amp=a.amp)
-    saved = train(req, _progress_printer(a.task))
+    saved = train(req, _progress_printer(task))
     val = saved.config.metrics.get("validation", {})
     shown = {k: val[k] for k in ("accuracy", "macro_f1", "f1", "A", "bce") if k in val}
     print(f"saved {saved.config.arch} model to {saved.model_dir}; validation {shown}")
