@@ -7,8 +7,9 @@ needs: the footprint (the mask) and the trace (the movie's mean inside the mask 
 minus 0.7 × the mean of a ring around it that avoids every ROI, as Suite2p does).
 
 A movie read for the cellness task uses such a label image when one lies beside it
-(``movie.tif`` + ``movie_masks.tif`` / ``movie_cp_masks.tif`` / ``movie_rois.tif``), instead of
-extracting PCA/ICA candidates itself.
+(``movie.tif`` + ``movie_masks.tif`` / ``movie_cp_masks.tif`` / ``movie_rois.tif``), else an
+ImageJ/Fiji ROI Manager set (``movie_RoiSet.zip`` / ``movie_rois.zip`` / ``movie.zip`` /
+``RoiSet.zip``; see :mod:`.imagej_rois`), instead of extracting PCA/ICA candidates itself.
 """
 
 from __future__ import annotations
@@ -23,10 +24,29 @@ from napari_cellcurator.core.io.rois import RoiSet
 #: names of a label image beside ``<stem>.<ext>``: ``<stem><suffix>.<ext>``
 MASK_SUFFIXES = ("_cp_masks", "_masks", "_rois", "_roi_masks", "_mask")
 MASK_EXTENSIONS = (".tif", ".tiff", ".png", ".npy")
+#: ImageJ ROI Manager sets beside ``<stem>.<ext>``: ``<stem><suffix>.zip``, after label images
+ROI_ZIP_SUFFIXES = ("_RoiSet", "_rois", "")
+#: the ROI Manager's default file name, in the movie's folder (looked for last)
+ROI_ZIP_DEFAULT = "RoiSet.zip"
+ROI_FILE_SUFFIXES = (".zip", ".roi")
 
 
 def mask_file_for(movie: Path) -> Path | None:
-    """The label image lying beside ``movie`` (see :data:`MASK_SUFFIXES`), if any."""
+    """The ROIs lying beside ``movie``, if any: the one place that decides which file.
+
+    Label images first (:data:`MASK_SUFFIXES` × :data:`MASK_EXTENSIONS`), then ImageJ ROI
+    zips (:data:`ROI_ZIP_SUFFIXES`, then :data:`ROI_ZIP_DEFAULT` in the movie's folder).
+
+    Parameters
+    ----------
+    movie
+        The movie file.
+
+    Returns
+    -------
+    Path or None
+        The first of those files that exists.
+    """
     movie = Path(movie)
     if movie.is_dir():
         return None
@@ -36,7 +56,25 @@ def mask_file_for(movie: Path) -> Path | None:
             candidate = movie.with_name(stem + suffix + ext)
             if candidate.is_file():
                 return candidate
-    return None
+    for suffix in ROI_ZIP_SUFFIXES:
+        candidate = movie.with_name(f"{stem}{suffix}.zip")
+        # a bare <stem>.zip may be an archive of the recording itself: claim it only when
+        # it holds .roi files (the other names are unambiguous; a broken one is an error)
+        if candidate.is_file() and (suffix or _holds_roi_files(candidate)):
+            return candidate
+    candidate = movie.with_name(ROI_ZIP_DEFAULT)
+    return candidate if candidate.is_file() else None
+
+
+def _holds_roi_files(path: Path) -> bool:
+    """Whether the zip ``path`` has ``.roi`` members (its directory only, cheap)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n.lower().endswith(".roi") for n in zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def read_label_image(path: Path) -> np.ndarray:
@@ -89,6 +127,49 @@ def footprints_from_label_image(labels: np.ndarray) -> tuple[list, np.ndarray]:
     return footprints, ids
 
 
+def check_movie(movie: np.ndarray, path: Path) -> np.ndarray:
+    """``movie`` as an array, with one clear error unless it is ``(T, Y, X)``."""
+    movie = np.asarray(movie)
+    if movie.ndim != 3:
+        raise InputError(path, f"movie has shape {movie.shape}", "(T, Y, X) frames")
+    return movie
+
+
+def rois_from_footprints(movie: np.ndarray, footprints: list, path: Path, fmt: str,
+                         columns: dict, meta: dict) -> RoiSet:
+    """A :class:`RoiSet` of ROIs drawn elsewhere, with their traces in ``movie``.
+
+    Shared by every "movie + ROIs beside it" format, so they all feed the model the same.
+
+    Parameters
+    ----------
+    movie
+        ``(T, Y, X)`` frames (checked with :func:`check_movie`).
+    footprints
+        ``(ypix, xpix, lam)`` per ROI, inside the frame.
+    path
+        The movie (source of the items, named in errors).
+    fmt
+        Format name (``masks``, ``imagej_rois``) that write-back dispatches on.
+    columns, meta
+        Extra table columns (``item_id`` included) and item-set metadata.
+
+    Returns
+    -------
+    RoiSet
+        Traces = mean of the movie inside each footprint per frame.
+    """
+    from napari_cellcurator.core.io.pcaica import neuropil_traces, project_traces
+
+    traces = project_traces(movie, footprints)
+    # Suite2p-style neuropil rings (subtracted × 0.7 when items are made), as the simulated
+    # recordings the shipped cellness model learnt from
+    neuropil = neuropil_traces(movie, footprints)
+    return RoiSet(footprints, traces, movie.shape[1:], path, fmt, neuropil=neuropil,
+                  mean_image=movie.mean(axis=0, dtype=np.float64).astype(np.float32),
+                  columns=columns, meta={"n_frames": int(movie.shape[0]), **meta})
+
+
 def rois_from_masks(movie: np.ndarray, labels: np.ndarray, path: Path | str,
                     mask_path: Path | str | None = None) -> RoiSet:
     """ROI candidates of ``labels`` with their traces in ``movie`` (``(T, Y, X)``).
@@ -96,13 +177,9 @@ def rois_from_masks(movie: np.ndarray, labels: np.ndarray, path: Path | str,
     The table keeps each ROI's value in the label image (``mask_id``), so results can be
     joined back to the user's masks.
     """
-    from napari_cellcurator.core.io.pcaica import neuropil_traces, project_traces
-
     path = Path(path)
     where = Path(mask_path) if mask_path is not None else path
-    movie = np.asarray(movie)
-    if movie.ndim != 3:
-        raise InputError(path, f"movie has shape {movie.shape}", "(T, Y, X) frames")
+    movie = check_movie(movie, path)
     labels = np.asarray(labels)
     if labels.shape != movie.shape[1:]:
         raise InputError(where, f"label image of shape {labels.shape} does not match the "
@@ -110,23 +187,21 @@ def rois_from_masks(movie: np.ndarray, labels: np.ndarray, path: Path | str,
     footprints, ids = footprints_from_label_image(labels)
     if not footprints:
         raise InputError(where, "label image holds no ROIs (all pixels are 0)")
-    traces = project_traces(movie, footprints)
-    # Suite2p-style neuropil rings (subtracted × 0.7 when items are made), as the simulated
-    # recordings the shipped cellness model learnt from
-    neuropil = neuropil_traces(movie, footprints)
-    return RoiSet(footprints, traces, movie.shape[1:], path, "masks", neuropil=neuropil,
-                  mean_image=movie.mean(axis=0, dtype=np.float64).astype(np.float32),
-                  # ids from the mask values: adding or removing a ROI later keeps every
-                  # other ROI's id, so its labels in the journal stay with it
-                  columns={"mask_id": ids.astype(np.int64),
-                           "item_id": [f"{path.stem}:mask{int(i)}" for i in ids]},
-                  meta={"n_frames": int(movie.shape[0]),
-                        "mask_path": str(mask_path) if mask_path else None})
+    # ids from the mask values: adding or removing a ROI later keeps every other ROI's id,
+    # so its labels in the journal stay with it
+    columns = {"mask_id": ids.astype(np.int64),
+               "item_id": [f"{path.stem}:mask{int(i)}" for i in ids]}
+    return rois_from_footprints(movie, footprints, path, "masks", columns,
+                                {"mask_path": str(mask_path) if mask_path else None})
 
 
 def read_movie_with_masks(movie_path: Path, mask_path: Path) -> RoiSet:
-    """The movie file and the label image beside it."""
+    """The movie file and the ROIs beside it (a label image or an ImageJ ROI zip/.roi)."""
     from napari_cellcurator.core.io.pcaica import read_movie
 
+    if Path(mask_path).suffix.lower() in ROI_FILE_SUFFIXES:
+        from napari_cellcurator.core.io.imagej_rois import rois_from_imagej
+
+        return rois_from_imagej(read_movie(movie_path), mask_path, movie_path)
     return rois_from_masks(read_movie(movie_path), read_label_image(mask_path), movie_path,
                            mask_path)

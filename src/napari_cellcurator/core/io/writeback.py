@@ -6,12 +6,15 @@
   copy, swapped in atomically, after a backup); a side ``.npz`` when the file is read-only.
 - ROI masks beside a movie: a new label image ``<movie>_cells.tif`` keeping only the ROIs
   decided cells, with their original values (the user's mask file is never touched).
+- An ImageJ ROI set beside a movie: a new ``<movie>_cells.zip`` holding the ``.roi`` records
+  of the ROIs decided cells, byte for byte (the user's ``RoiSet.zip`` is never touched).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -132,12 +135,74 @@ def write_cell_masks(mask_path: Path, movie_path: Path, mask_ids: np.ndarray,
     drop = np.asarray(mask_ids, dtype=np.int64)[~np.asarray(is_cell, dtype=bool)]
     labels[np.isin(labels, drop)] = 0
     dtype = np.uint16 if labels.max() < 2 ** 16 else np.uint32
-    movie_path = Path(movie_path)
-    target = movie_path.with_name(f"{movie_path.stem}_cells.tif")
+    return _write_cells_file(Path(movie_path), ".tif", lambda tmp: tifffile.imwrite(
+        tmp, labels.astype(dtype), photometric="minisblack"))
+
+
+def _write_cells_file(movie_path: Path, suffix: str, write: Callable[[Path], None]
+                      ) -> Path:
+    """Atomically write ``<movie stem>_cells<suffix>`` beside the movie (a previous one is
+    backed up first: it may hold an earlier curation)."""
+    target = movie_path.with_name(f"{movie_path.stem}_cells{suffix}")
     if target.is_file():
         backup(target)
-    return atomic_write(target, lambda tmp: tifffile.imwrite(tmp, labels.astype(dtype),
-                                                             photometric="minisblack"))
+    return atomic_write(target, write)
+
+
+def write_cell_rois(roi_path: Path, movie_path: Path, zip_index: np.ndarray,
+                    names: list[str], is_cell: np.ndarray) -> Path:
+    """``<movie stem>_cells.zip`` beside the movie: the ROI set's records of the cells only.
+
+    Parameters
+    ----------
+    roi_path
+        The user's ``RoiSet.zip`` (or ``.roi``) the items were read from; only read.
+    movie_path
+        The movie the items belong to (names the new file).
+    zip_index, names
+        Position in the set and name of every scored ROI (the ``zip_index`` and
+        ``roi_name`` columns), checked against the set so a set edited since it was read
+        cannot send the wrong ROIs.
+    is_cell
+        The decision per scored ROI.
+
+    Returns
+    -------
+    Path
+        The zip written (atomically; a previous one is backed up), records unchanged and in
+        the set's order, so Fiji's ROI Manager opens it as the curated set.
+    """
+    from napari_cellcurator.core.io.imagej_rois import parse_rois, read_roi_records, roi_names
+
+    roi_path, movie_path = Path(roi_path), Path(movie_path)
+    records = read_roi_records(roi_path)
+    now = roi_names(parse_rois(roi_path, records), records)
+    zip_index = np.asarray(zip_index, dtype=np.int64)
+    if any(k >= len(now) or now[k] != name for k, name in zip(zip_index, names, strict=True)):
+        raise InputError(roi_path, "changed since its ROIs were read",
+                         "the same ROI set; read the movie again before writing back")
+    keep = sorted(zip_index[np.asarray(is_cell, dtype=bool)].tolist())
+    return _write_cells_file(movie_path, ".zip",
+                             lambda tmp: _write_zip(tmp, [records[k] for k in keep]))
+
+
+def _write_zip(tmp: Path, records: list[tuple[str, bytes]]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in records:
+            zf.writestr(name, data)
+
+
+def _write_movie_rois(items: ItemSet, source: str, fmt: str, roi_file: Path,
+                      idx: np.ndarray, is_cell: np.ndarray) -> Path:
+    """The cells-only copy of the ROIs beside a movie (label image or ImageJ ROI set)."""
+    rows = items.table[items.table["source"].astype(str) == source].set_index("roi_index")
+    if fmt == "masks":
+        return write_cell_masks(roi_file, Path(source), rows.loc[idx, "mask_id"].to_numpy(),
+                                is_cell)
+    return write_cell_rois(roi_file, Path(source), rows.loc[idx, "zip_index"].to_numpy(),
+                           [str(n) for n in rows.loc[idx, "roi_name"]], is_cell)
 
 
 def _savez(tmp: Path, good: np.ndarray, bad: np.ndarray) -> None:
@@ -146,7 +211,7 @@ def _savez(tmp: Path, good: np.ndarray, bad: np.ndarray) -> None:
 
 
 def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = None) -> Path:
-    """Write predictions of Suite2p / CaImAn items back to their source files.
+    """Write predictions of Suite2p / CaImAn / movie + ROIs items back to their files.
 
     Returns the last file written. ``target`` restricts writing to that source (default:
     every source in the table).
@@ -167,15 +232,12 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
             written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
         elif fmt == "caiman":
             written = write_caiman_idx(Path(source), idx, is_cell)
-        elif fmt == "masks" and masks.get(source):
-            rows = items.table[items.table["source"].astype(str) == source]
-            mask_of = dict(zip(rows["roi_index"], rows["mask_id"], strict=True))
-            written = write_cell_masks(Path(masks[source]), Path(source),
-                                       np.array([mask_of[i] for i in idx]), is_cell)
+        elif fmt in ("masks", "imagej_rois") and masks.get(source):
+            written = _write_movie_rois(items, source, fmt, Path(masks[source]), idx, is_cell)
         else:
             raise InputError(source, f"format {fmt!r} has no native write-back",
                              "Suite2p or CaImAn results or a movie with its ROI masks "
-                             "file; export CSV for other formats")
+                             "file or ImageJ RoiSet.zip; export CSV for other formats")
     if written is None:
         raise InputError(target, "no items to write back")
     return written

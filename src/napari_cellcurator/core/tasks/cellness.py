@@ -53,7 +53,7 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
         from napari_cellcurator.core.io.roi_masks import mask_file_for, read_movie_with_masks
 
         masks = mask_file_for(path)
-        if masks is not None:  # ROIs segmented elsewhere (Cellpose, Fiji) lie beside it
+        if masks is not None:  # ROIs from elsewhere (Cellpose, Fiji labels or RoiSet.zip)
             return roiset_to_items(read_movie_with_masks(path, masks), extra)
 
         return roiset_to_items(read_movie_candidates(path, extra), extra)
