@@ -227,3 +227,8 @@ def test_mixture_labels_are_proportions():
     for bad in ("1.5", "-0.1", "nan", "T98G"):
         with pytest.raises(InputError, match="not a proportion"):
             task.check_label(bad, [])
+    # a type's name marks a pure snippet (as the prediction column names the majority type)
+    known = ["T98G", "C2C12", "0.5"]
+    assert task.check_label("t98g", known) == "0" and task.check_label("C2C12 ", known) == "1"
+    with pytest.raises(InputError, match="'T98G' \\(0\\) / 'C2C12' \\(1\\)"):
+        task.check_label("HeLa", known)

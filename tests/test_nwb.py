@@ -201,6 +201,19 @@ def test_napari_and_cli_find_the_task(simulated, tmp_path):
     assert detect_task(path) == "cellness"
 
 
+def test_a_trace_region_naming_missing_rows_is_one_clear_error(tmp_path):
+    import h5py
+
+    masks = np.zeros((2, 10, 10), np.float32)
+    masks[0, 1:3, 1:3] = masks[1, 5:8, 5:8] = 1
+    path = write_schema_nwb(tmp_path / "broken.nwb", masks, np.ones((2, 20), np.float32),
+                            np.zeros((10, 10), np.float32))
+    with h5py.File(path, "r+") as fh:
+        fh["processing/ophys/Fluorescence/traces/rois"][1] = 7  # row 7 of a 2-ROI table
+    with pytest.raises(InputError, match="broken.nwb.*distinct rows"):
+        read_nwb(path)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pynwb: an empty ImageSegmentation
 @pytest.mark.parametrize("content", ["no segmentation", "not hdf5"])
 def test_bad_files_get_one_clear_error(tmp_path, content):

@@ -92,12 +92,16 @@ def _read_table(fh, table, series: list, path: Path, n_tables: int) -> list[RoiS
         return []
     main, neuropil = _pick_series(linked)
     rows = np.asarray(main["rois"][()], np.int64).ravel()
+    n_rows = table_len(table)
+    if len(rows) == 0 or rows.min() < 0 or rows.max() >= n_rows or len(set(rows)) < len(rows):
+        raise InputError(path, f"{main.name}/rois does not name distinct rows of the "
+                         f"{n_rows}-ROI table {name}", "row indices 0..n-1, each once")
     traces = _series_data(main, len(rows), path)
     if neuropil is not None:
         neuropil = _aligned(neuropil, rows, traces.shape, path)
     ref = _reference_image(table)
     masks, planes = _masks(table, rows, ref, path)
-    ids = np.asarray(table["id"][()]).ravel() if "id" in table else np.arange(table_len(table))
+    ids = np.asarray(table["id"][()]).ravel() if "id" in table else np.arange(n_rows)
     labels = _labels(table, rows)
     sets = []
     for plane in sorted(set(planes)):

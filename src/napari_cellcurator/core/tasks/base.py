@@ -306,13 +306,16 @@ class ProportionTask(Task):
         return list(items.meta.get("classes", ["type_a", "type_b"]))
 
     def check_label(self, label: str, known: list[str], new_class: bool = False) -> str:
-        try:
-            value = float(label)
-        except ValueError:
-            value = float("nan")
+        # the two cell types' names (the first names in ``known``) mark pure snippets: 0 / 1
+        types = [k for k in known if not _is_number(k)][:2]
+        by_name = {t.strip().lower(): float(i) for i, t in enumerate(types)}
+        text = str(label).strip()
+        value = by_name.get(text.lower(), float(text) if _is_number(text) else float("nan"))
         if not 0.0 <= value <= 1.0:  # also NaN
+            named = f", or {types[0]!r} (0) / {types[1]!r} (1)" if len(types) == 2 else ""
             raise InputError(None, f"label {label!r} is not a proportion",
-                             "a number from 0 to 1 (the fraction of the second cell type)")
+                             f"a number from 0 to 1 (the fraction of the second cell type)"
+                             f"{named}")
         return f"{value:g}"
 
     def targets(self, table, classes):
@@ -353,3 +356,11 @@ class ProportionTask(Task):
     def explain_score(self, logits, target):
         p = torch.sigmoid(logits.reshape(-1))
         return p if target in (None, 1) else 1 - p
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
