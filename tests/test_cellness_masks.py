@@ -74,6 +74,19 @@ def test_a_movie_with_masks_beside_it_reads_them(miniscope, tmp_path):
     assert items.arrays["image"].shape[0] == 2 and items.arrays["trace"].shape == (2, 104)
 
 
+def test_a_zarr_movie_finds_its_masks_too(miniscope, tmp_path):
+    import zarr
+
+    from napari_cellcurator._reader import detect_task
+
+    zarr.save_array(str(tmp_path / "rec.zarr"), miniscope)
+    assert detect_task(tmp_path / "rec.zarr") is None  # a movie alone: mixture or PCA/ICA?
+    tifffile.imwrite(tmp_path / "rec_masks.tif", _two_rois(miniscope.shape[1:]))
+    assert detect_task(tmp_path / "rec.zarr") == "cellness"
+    items = TASK.read_many([tmp_path / "rec.zarr"])
+    assert list(items.table["mask_id"]) == [3, 7] and items.meta["format"] == "masks"
+
+
 @pytest.mark.parametrize(("labels", "message"), [
     (np.zeros((50, 50), np.uint16), "does not match"),
     (np.zeros((100, 100), np.uint16), "no ROIs"),

@@ -42,6 +42,10 @@ def detect_task(path: str | Path) -> str | None:
         return None
     if not path.is_dir():
         return None
+    if path.suffix.lower() == ".zarr":  # a zarr movie with its ROI masks beside it
+        from napari_cellcurator.core.io.roi_masks import mask_file_for
+
+        return "cellness" if mask_file_for(path) is not None else None
     from napari_cellcurator.core.io.suite2p import is_suite2p_folder
 
     if is_suite2p_folder(path):

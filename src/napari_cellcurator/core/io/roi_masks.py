@@ -48,7 +48,7 @@ def mask_file_for(movie: Path) -> Path | None:
         The first of those files that exists.
     """
     movie = Path(movie)
-    if movie.is_dir():
+    if movie.is_dir() and movie.suffix.lower() != ".zarr":  # a zarr movie is a folder
         return None
     stem = movie.name[: -len(movie.suffix)] if movie.suffix else movie.name
     for suffix in MASK_SUFFIXES:
