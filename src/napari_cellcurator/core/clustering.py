@@ -138,7 +138,7 @@ def cluster_features(features: np.ndarray, k: int | None = None, method: str = "
 
     n = len(features)
     if method == "hdbscan":
-        labels = HDBSCAN(min_cluster_size=max(5, n // 50)).fit_predict(features)
+        labels = HDBSCAN(min_cluster_size=max(5, n // 50), copy=True).fit_predict(features)
         found = int(len(set(labels) - {-1}))
         return labels, {"k": found, "silhouette": _silhouette(features, labels, seed),
                         "noise": int((labels == -1).sum())}
