@@ -87,6 +87,31 @@ def test_a_zarr_movie_finds_its_masks_too(miniscope, tmp_path):
     assert list(items.table["mask_id"]) == [3, 7] and items.meta["format"] == "masks"
 
 
+def test_shapes_become_footprints_with_overlaps_kept():
+    """napari Shapes: a rotated ellipse fills as an ellipse; overlapping shapes keep all their
+    pixels; lines are skipped with one warning; shapes off the frame are dropped."""
+    from napari_cellcurator.core.io.shapes import footprints_from_shapes, shape_mask
+
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    box = np.array([[-10, -6], [-10, 6], [10, 6], [10, -6]]) @ np.array([[c, s], [-s, c]])
+    ellipse = box + 50
+    mask = shape_mask(ellipse, "ellipse", (100, 100))
+    assert abs(mask.sum() - np.pi * 10 * 6) / (np.pi * 60) < 0.03
+    assert mask[50, 50] and not mask[41, 41]  # centre in, box corner out
+    square = np.array([[45, 45], [45, 60], [60, 60], [60, 45]])
+    outside = np.array([[200, 200], [200, 210], [210, 210]])
+    with pytest.warns(UserWarning, match="1 line/path shape"):
+        fps, kept = footprints_from_shapes(
+            [ellipse, square, np.array([[0, 0], [9, 9]]), outside],
+            ["ellipse", "rectangle", "line", "polygon"], (100, 100), "drawn")
+    assert kept == [0, 1]
+    both = {(y, x) for y, x in zip(*fps[0][:2], strict=True)} & \
+        {(y, x) for y, x in zip(*fps[1][:2], strict=True)}
+    assert (50, 50) in both and len(fps[1][0]) == 16 * 16
+    with pytest.raises(InputError, match="drawn: no shape encloses"):
+        footprints_from_shapes([outside], ["polygon"], (100, 100), "drawn")
+
+
 @pytest.mark.parametrize(("labels", "message"), [
     (np.zeros((50, 50), np.uint16), "does not match"),
     (np.zeros((100, 100), np.uint16), "no ROIs"),

@@ -192,6 +192,49 @@ def test_use_layers_movie_and_labels_become_cellness_candidates(make_napari_view
     assert again.journal.label_of(session.items.table["item_id"].iloc[1]) == "cell"
 
 
+def test_use_layers_movie_and_shapes_become_cellness_candidates(make_napari_viewer, qtbot,
+                                                                shared_data, tmp_path,
+                                                                monkeypatch):
+    """ROIs drawn with napari's Shapes tools on a movie frame: one candidate per area shape
+    (overlaps kept in the traces, lines skipped), curated on a new Labels layer."""
+    import tifffile
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
+    movie = tifffile.imread(shared_data / "calcium" / "miniscope_1p" / "miniscope_1p.tif")
+    viewer = make_napari_viewer()
+    image = viewer.add_image(movie, name="movie")
+    # drawn on frame 40: 3-D vertices (t, y, x)
+    ellipse = np.array([[40, 20, 20], [40, 20, 32], [40, 28, 32], [40, 28, 20]])
+    square = np.array([[40, 24, 28], [40, 24, 38], [40, 34, 38], [40, 34, 28]])
+    line = np.array([[40, 60, 60], [40, 70, 70]])
+    shapes = viewer.add_shapes([ellipse, square, line], shape_type=["ellipse", "rectangle",
+                                                                      "line"], name="drawn")
+    load = LoadWidget(viewer)
+    worker = load.load_layers(image, shapes)  # (the skipped line: a worker warning)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    session = hub_for(viewer).session
+    table = session.items.table
+    assert session.task_name == "cellness" and len(table) == 2
+    assert list(table["shape_index"]) == [0, 1]
+    assert abs(table["npix"].iloc[0] - np.pi * 6 * 4) < 8  # 12 × 8 ellipse
+    assert table["npix"].iloc[1] == 121  # 11 × 11 pixel centres on or inside the square
+    assert session.layer is viewer.layers["drawn ROIs"] and shapes in viewer.layers
+    ys, xs, _ = session.items.meta["footprints"][1]
+    np.testing.assert_allclose(session.items.arrays["trace"].shape, (2, movie.shape[0]))
+    # traces follow the whole square, overlap with the ellipse included
+    from napari_cellcurator.core.io.pcaica import project_traces
+
+    np.testing.assert_allclose(
+        project_traces(movie, session.items.meta["footprints"])[1],
+        movie[:, ys, xs].mean(axis=1), rtol=1e-5)
+    assert table["item_id"].iloc[1] == "movie:shape:y29.0x33.0"
+
+
 def test_use_layers_smear_and_points_with_a_class_feature(make_napari_viewer, shared_data,
                                                          tmp_path, monkeypatch):
     """A Chula smear + its expert points as a Points layer with a ``class`` feature."""

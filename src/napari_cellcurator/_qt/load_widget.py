@@ -30,17 +30,26 @@ from napari_cellcurator._qt.common import (
 TASKS = ("auto", "celltype", "cellness", "mixture")
 
 
-def _cellness_from_masks(movie: np.ndarray, masks: np.ndarray, source: str):
-    """Worker body: ROI items of a label image over a (T, Y, X) movie (numpy in and out)."""
+def _cellness_from_rois(movie: np.ndarray, rois, source: str):
+    """Worker body: ROI items over a (T, Y, X) movie (numpy in and out), from a label image
+    (``rois`` an array) or from shapes (``rois`` = (vertices, shape types, layer name)).
+
+    Returns the items, and for shapes a label image of them to curate on (item k ↔ k + 1).
+    """
     from napari_cellcurator.core.io.roi_masks import rois_from_masks
-    from napari_cellcurator.core.io.rois import roiset_to_items
+    from napari_cellcurator.core.io.rois import footprints_to_labels, roiset_to_items
+    from napari_cellcurator.core.io.shapes import rois_from_shapes
 
     try:
-        items = roiset_to_items(rois_from_masks(movie, masks, Path(source)))
+        if isinstance(rois, tuple):
+            items = roiset_to_items(rois_from_shapes(movie, *rois[:2], source, rois[2]))
+            items.table["label_id"] = np.arange(1, len(items) + 1)
+            return items, footprints_to_labels(items)
+        items = roiset_to_items(rois_from_masks(movie, rois, Path(source)))
     except Exception as exc:  # shown by the widget (see WorkerFailed)
         return WorkerFailed(exc)
     items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's label values
-    return items
+    return items, None
 
 
 def _read(path: Path, task: str, channels: list[int] | None):
@@ -70,12 +79,13 @@ class LoadWidget(Container):
         self._button = PushButton(text="Load")
         self._image_layer = ComboBox(label="image layer", choices=self._layer_choices("image"))
         self._items_layer = ComboBox(label="cells layer",
-                                     choices=self._layer_choices("points", "labels"))
+                                     choices=self._layer_choices("points", "labels",
+                                                                 "shapes"))
         self._crop = SpinBox(label="crop size", value=48, min=8, max=512)
         self._from_layers = PushButton(
             text="Use these layers",
-            tooltip="image + Points/Labels → celltype crops; a (T, Y, X) movie + Labels of "
-                    "ROIs → cellness candidates")
+            tooltip="image + Points/Labels → celltype crops; a (T, Y, X) movie + Labels or "
+                    "Shapes of ROIs → cellness candidates")
         self._status = Label(value="")
         super().__init__(widgets=[self._path, self._pick_folder, self._task, self._channels,
                                   self._button, self._image_layer, self._items_layer, self._crop,
@@ -121,8 +131,9 @@ class LoadWidget(Container):
     def load_layers(self, image_layer=None, items_layer=None):
         """Items from layers already in the viewer; the points/labels layer becomes the item
         layer. Celltype: crops cut around the points (class from a ``class`` feature) or the
-        labels. Cellness (task "cellness", or "auto" with a (T, Y, X) movie and a Labels
-        layer): one candidate per label, its trace read from the movie in a worker."""
+        labels. Cellness (task "cellness", or "auto" with a (T, Y, X) movie and a Labels or
+        Shapes layer): one candidate per label or area shape, its trace read from the movie
+        in a worker (shapes are curated on a new Labels layer of them)."""
         from napari_cellcurator.core.io import celltype_readers as cr
 
         try:
@@ -149,26 +160,32 @@ class LoadWidget(Container):
     def _wants_cellness(self, image, cells) -> bool:
         if self._task.value == "cellness":
             return True
-        return (self._task.value == "auto" and cells._type_string == "labels"
+        return (self._task.value == "auto" and cells._type_string in ("labels", "shapes")
                 and image.ndim == 3 and not image.rgb)
 
     def _load_cellness_layers(self, image, cells):
-        if cells._type_string != "labels":
-            raise ValueError("cellness from layers needs a Labels layer of ROIs")
+        if cells._type_string not in ("labels", "shapes"):
+            raise ValueError("cellness from layers needs a Labels or Shapes layer of ROIs")
         source = getattr(getattr(image, "source", None), "path", None) or image.name
-        movie, masks = np.asarray(image.data), np.asarray(cells.data)
+        rois = (np.asarray(cells.data) if cells._type_string == "labels" else
+                ([np.asarray(v) for v in cells.data], list(cells.shape_type), cells.name))
         self._status.value = "reading traces…"
-        self.worker = thread_worker(_cellness_from_masks, start_thread=False)(
-            movie, masks, str(source))
-        self.worker.returned.connect(lambda items: self._cellness_ready(items, image, cells))
+        self.worker = thread_worker(_cellness_from_rois, start_thread=False)(
+            np.asarray(image.data), rois, str(source))
+        self.worker.returned.connect(lambda out: self._cellness_ready(out, image, cells))
         self.worker.errored.connect(self._failed)
         self.worker.start()
         return self.worker
 
-    def _cellness_ready(self, items, image, cells) -> None:
-        if isinstance(items, WorkerFailed):
-            self._failed(items)
+    def _cellness_ready(self, out, image, cells) -> None:
+        if isinstance(out, WorkerFailed):
+            self._failed(out)
             return
+        items, label_image = out
+        if label_image is not None:  # shapes: curate on a Labels layer of them, shapes kept
+            cells = self._viewer.add_labels(label_image, name=f"{cells.name} ROIs",
+                                            scale=image.scale[-2:],
+                                            translate=image.translate[-2:])
         self._use_layers("cellness", items, image, cells)
 
     def _use_layers(self, task: str, items, image, cells) -> None:
