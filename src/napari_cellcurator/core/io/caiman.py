@@ -14,19 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.hdf5 import open_hdf5
 from napari_cellcurator.core.io.rois import RoiSet
 
 SUFFIXES = (".hdf5", ".h5")
-
-
-def import_h5py():
-    """h5py, with an install hint when it is missing."""
-    try:
-        import h5py
-    except ImportError:
-        raise InputError(None, "reading CaImAn HDF5 files needs h5py",
-                         "`pip install napari-cellcurator[caiman]` or `pip install h5py`") from None
-    return h5py
 
 
 def _dataset(group, key: str):
@@ -102,12 +93,7 @@ def _dense_footprints(dataset, dims: tuple[int, int], path: Path) -> list[tuple]
 def read_caiman(path: Path, extra: dict | None = None) -> RoiSet:
     """Read a CaImAn results file; labels from idx_components (cell) / _bad (not_cell)."""
     path = Path(path)
-    h5py = import_h5py()
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(path, f"not a readable HDF5 file ({exc})") from None
-    with fh:
+    with open_hdf5(path, "HDF5 (CaImAn results)") as fh:
         if "estimates" not in fh or "A" not in fh["estimates"] or "C" not in fh["estimates"]:
             raise InputError(path, "has no estimates/A and estimates/C", "a CaImAn results file")
         est = fh["estimates"]

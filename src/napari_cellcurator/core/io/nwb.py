@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.hdf5 import open_hdf5
 from napari_cellcurator.core.io.names import readable
 from napari_cellcurator.core.io.rois import RoiSet, label_name
 
@@ -34,16 +35,6 @@ LABEL_COLUMNS = ("iscell", "is_cell", "accepted", "cell", "valid_roi", "label")
 SPIKE_WORDS = ("deconv", "spk", "spike", "event")
 #: names of reference images that are the recording's mean
 MEAN_NAMES = ("meanimg", "mean", "mean_image", "average", "avg", "average_projection")
-
-
-def import_h5py():
-    """h5py, with an install hint when it is missing."""
-    try:
-        import h5py
-    except ImportError:
-        raise InputError(None, "reading NWB files needs h5py",
-                         "`pip install napari-cellcurator[nwb]` or `pip install h5py`") from None
-    return h5py
 
 
 def _type(obj) -> str:
@@ -65,12 +56,7 @@ def read_nwb(path: Path, extra: dict | None = None) -> list[RoiSet]:
     tables are split by plane). Labels come from an ``iscell``-like column when present.
     """
     path = Path(path)
-    h5py = import_h5py()
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(path, f"is not a readable NWB (HDF5) file ({exc})") from None
-    with fh:
+    with open_hdf5(path, "NWB (HDF5)", extra="nwb") as fh:
         tables = _find(fh, "PlaneSegmentation")
         if not tables:
             raise InputError(path, "holds no ROI segmentation (no PlaneSegmentation table)",

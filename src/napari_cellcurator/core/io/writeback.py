@@ -100,7 +100,7 @@ def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray
 def write_caiman_idx(path: Path, roi_index: np.ndarray, is_cell: np.ndarray) -> Path:
     """Rewrite idx_components / idx_components_bad; side file ``<stem>.curated.npz`` if the
     HDF5 cannot be written."""
-    from napari_cellcurator.core.io.caiman import import_h5py
+    from napari_cellcurator.core.io.hdf5 import import_h5py
 
     path = Path(path)
     good = np.sort(roi_index[is_cell]).astype(np.int64)
