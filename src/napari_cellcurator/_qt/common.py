@@ -200,6 +200,9 @@ def hub_for(viewer) -> Hub:
     viewer = real_viewer(viewer)
     key = id(viewer)
     if key not in _HUBS:
+        from napari_cellcurator._qt.binding_check import warn_if_qt_binding_leaks
+
+        warn_if_qt_binding_leaks()  # the first widget on a viewer: say so before a crash
         _HUBS[key] = Hub()
         weakref.finalize(viewer, _HUBS.pop, key, None)
     return _HUBS[key]
