@@ -96,3 +96,7 @@ def test_gui_benchmarks_quick(shared_data, tmp_path):
     res = _run("retrain", tmp_path)
     assert res["outcome"] == "trained" and res["n_labels"] == 60
     assert res["seconds_click_to_rescored"] > 0
+    res = _run("item_table", tmp_path)
+    assert [r["items"] for r in res["rows"]] == [2_000, 10_000]
+    assert all(r["item_table_fill_ms"] > 0 and r["qtablewidget_fill_ms"] > 0
+               for r in res["rows"])

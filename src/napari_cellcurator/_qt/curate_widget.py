@@ -10,8 +10,6 @@ Every label is written to the journal at once.
 import napari.viewer
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 from napari_cellcurator._qt.common import (
     call_when_undocked,
@@ -21,6 +19,7 @@ from napari_cellcurator._qt.common import (
     notify_info,
     real_viewer,
 )
+from napari_cellcurator._qt.item_table import ItemTable
 
 ORDERS = (("most uncertain, rare classes first", "balanced"), ("most uncertain", "uncertain"),
           ("highest entropy", "entropy"), ("random", "random"), ("by class", "class"))
@@ -43,19 +42,13 @@ class CurateWidget(Container):
         self._label_button.changed.connect(lambda: self.label_chosen())
         super().__init__(widgets=[self._order_mode, self._advance, self._current,
                                   self._label_as, self._label_button, self._help])
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSortingEnabled(True)
-        self.table.setMinimumHeight(200)
-        self.table.cellClicked.connect(self._on_table_click)
+        self.table = ItemTable(COLUMNS)
+        self.table.item_clicked.connect(self.go_to)
         self.native.layout().addWidget(self.table)
         self.trace_plot = None
         self.position = -1  # index into the review order
         self._bound_layer = None
         self._bound_keys: list[str] = []
-        self._rows: dict[str, QTableWidgetItem] = {}
         self._order_mode.changed.connect(lambda _: self.reorder())
         self._hub = hub_for(viewer)
         self._hub.changed.connect(self._on_hub)
@@ -248,31 +241,10 @@ class CurateWidget(Container):
 
     # ---- table ------------------------------------------------------------------------------
     def fill_table(self) -> None:
-        feats = self.session.layer.features
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(feats))
-        self._rows = {}
-        for r, rec in enumerate(feats[list(COLUMNS)].itertuples(index=False)):
-            for c, value in enumerate(rec):
-                item = QTableWidgetItem()
-                item.setData(Qt.ItemDataRole.DisplayRole, _cell(value))
-                if c == 0:
-                    item.setData(Qt.ItemDataRole.UserRole, r)
-                    self._rows[str(value)] = item
-                self.table.setItem(r, c, item)
-        self.table.setSortingEnabled(True)
+        self.table.fill(self.session.layer.features)
 
     def _update_row(self, row: int) -> None:
-        rec = self.session.layer.features.iloc[row]
-        key = self._rows.get(str(rec["item_id"]))
-        if key is None:
-            return
-        r = key.row()
-        for c, col in enumerate(COLUMNS[1:], start=1):
-            self.table.item(r, c).setData(Qt.ItemDataRole.DisplayRole, _cell(rec[col]))
-
-    def _on_table_click(self, r: int, _c: int) -> None:
-        self.go_to(int(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)))
+        self.table.update_row(row, self.session.layer.features.iloc[row])
 
     def _add_trace_plot(self, s) -> None:
         if "trace" in s.items.arrays and self.trace_plot is None:
@@ -280,12 +252,6 @@ class CurateWidget(Container):
 
             self.trace_plot = TracePlot()
             self.native.layout().addWidget(self.trace_plot)
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return "" if np.isnan(value) else round(value, 3)
-    return "" if value is None else str(value)
 
 
 def _unbinder(widget):
