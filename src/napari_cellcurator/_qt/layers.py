@@ -34,6 +34,19 @@ def class_color(classes: list[str], name: str | None, alpha: float = 1.0) -> np.
     return np.array([*rgb, alpha])
 
 
+def class_colors(classes: list[str], names, alpha: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` RGBA of :func:`class_color` for many items at once (one lookup per class,
+    not per item: a keypress re-colours every item of the layer)."""
+    known = list(dict.fromkeys(str(c) for c in classes))
+    table = np.array([class_color(known, c) for c in known] + [class_color(known, None)])
+    names = pd.Series(names, dtype=object)
+    names = names.where(names.notna(), "").astype(str)  # None / NaN: no class (grey)
+    codes = pd.Index(known).get_indexer(names)  # -1: not a class
+    rgba = table[np.where(codes < 0, len(known), codes)].reshape(-1, 4)
+    rgba[:, 3] = np.asarray(alpha, dtype=float) * np.where(codes < 0, 0.6, 1.0)
+    return rgba
+
+
 def mosaic_positions(n: int, size: int) -> tuple[np.ndarray, int]:
     """Top-left (row, col) pixel of each of ``n`` crops tiled in a near-square grid."""
     cols = max(1, math.ceil(math.sqrt(n)))
@@ -105,10 +118,7 @@ def point_style(features: pd.DataFrame, classes: list[str]) -> dict:
     prob = features["probability"].to_numpy(dtype=float)
     human = features["label_source"].to_numpy() == "human"
     alpha = np.where(np.isnan(prob) | human, 1.0, 0.35 + 0.65 * np.nan_to_num(prob))
-    border = np.array([class_color(classes, c, a)
-                       for c, a in zip(features["class"], alpha, strict=True)])
-    if len(border) == 0:
-        border = np.zeros((0, 4))
+    border = class_colors(classes, features["class"], alpha)
     return {
         "border_color": border,
         "face_color": np.zeros((len(features), 4)),
