@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.hdf5 import open_hdf5
 from napari_cellcurator.core.io.names import readable
 from napari_cellcurator.core.io.rois import RoiSet, label_name
@@ -74,11 +74,11 @@ def _read_table(fh, table, series: list, path: Path, n_tables: int) -> list[RoiS
     linked = [s for s in series if _region_table(fh, s) == table.name]
     if not linked:
         warnings.warn(f"{readable(path)}: ROI table {name} has no traces and is not read",
-                      stacklevel=3)
+                      InputWarning, stacklevel=3)
         return []
     main, neuropil = _pick_series(linked)
     rows = np.asarray(main["rois"][()], np.int64).ravel()
-    n_rows = table_len(table)
+    n_rows = _table_len(table)
     if len(rows) == 0 or rows.min() < 0 or rows.max() >= n_rows or len(set(rows)) < len(rows):
         raise InputError(path, f"{main.name}/rois does not name distinct rows of the "
                          f"{n_rows}-ROI table {name}", "row indices 0..n-1, each once")
@@ -102,8 +102,8 @@ def _read_table(fh, table, series: list, path: Path, n_tables: int) -> list[RoiS
     return sets
 
 
-def table_len(table) -> int:
-    """Rows of a PlaneSegmentation (from its masks when it has no ``id`` column)."""
+def _table_len(table) -> int:
+    """Rows of a PlaneSegmentation (the length of its mask column)."""
     for key in ("image_mask", "pixel_mask_index", "voxel_mask_index"):
         if key in table:
             return len(table[key])
@@ -186,7 +186,7 @@ def _aligned(series, rows: np.ndarray, shape: tuple, path: Path) -> np.ndarray |
     if data.shape[1] != shape[1] or any(int(r) not in where for r in rows):
         warnings.warn(f"{readable(path)}: {series.name} does not cover the same ROIs and "
                       "frames as the fluorescence; traces are read without neuropil "
-                      "subtraction", stacklevel=4)
+                      "subtraction", InputWarning, stacklevel=4)
         return None
     return data[[where[int(r)] for r in rows]]
 
@@ -284,7 +284,7 @@ def _fov_shape(masks: list, ref, table) -> tuple[int, int]:
 
 def _labels(table, rows: np.ndarray) -> list[str | None] | None:
     for key in LABEL_COLUMNS:
-        if key in table and len(table[key]) == table_len(table):
+        if key in table and len(table[key]) == _table_len(table):
             values = np.asarray(table[key][()])
             values = values[:, 0] if values.ndim == 2 else values
             if values.dtype.kind in "SO":
