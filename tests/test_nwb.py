@@ -178,6 +178,27 @@ def test_allen_sdk_series_pick_the_corrected_fluorescence(tmp_path):
     assert rois.neuropil is None and np.all(rois.traces == 1.0)
 
 
+def test_a_neuropil_series_that_does_not_fit_is_left_out_with_a_warning(tmp_path):
+    nwb, plane, module = _nwb_file()
+    table = module["ImageSegmentation"].create_plane_segmentation(
+        name="PlaneSegmentation", description="", imaging_plane=plane)
+    for k in range(2):
+        mask = np.zeros((12, 12))
+        mask[k * 5:k * 5 + 3, 2:5] = 1
+        table.add_roi(image_mask=mask)
+    region = table.create_roi_table_region(region=[0, 1], description="all")
+    for name, frames in (("Fluorescence", 40), ("Neuropil", 39)):  # one frame short
+        container = Fluorescence(name=name)
+        module.add(container)
+        container.create_roi_response_series(name=name, data=np.ones((frames, 2)),
+                                             rois=region, unit="lumens", rate=30.0)
+    with NWBHDF5IO(tmp_path / "np.nwb", "w") as io:
+        io.write(nwb)
+    with pytest.warns(UserWarning, match="without neuropil subtraction"):
+        (rois,) = read_nwb(tmp_path / "np.nwb")
+    assert rois.neuropil is None and rois.traces.shape == (2, 40)
+
+
 def test_dff_only_file_and_several_planes(simulated, tmp_path):
     masks = np.zeros((2, 20, 20), np.float32)
     masks[0, 2:5, 2:5] = masks[1, 10:14, 10:14] = 1
