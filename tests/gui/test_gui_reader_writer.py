@@ -260,6 +260,42 @@ def test_use_layers_smear_and_points_with_a_class_feature(make_napari_viewer, sh
     assert session.layer is points
 
 
+def test_use_layers_smear_and_shapes_with_a_class_feature(make_napari_viewer, shared_data,
+                                                         tmp_path, monkeypatch):
+    """Cells outlined with Shapes on a 2-D smear: one crop per area shape, the class from a
+    ``class`` feature, curated on a new Labels layer of the shapes."""
+    import pandas as pd
+    from PIL import Image
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
+    root = shared_data / "celltype" / "chula_rbc12"
+    smear = np.asarray(Image.open(root / "images" / "1.jpg").convert("RGB"))
+    viewer = make_napari_viewer()
+    image = viewer.add_image(smear, name="smear", rgb=True)
+    # around the first two expert points of 1.txt: (x 594, y 95) and (x 601, y 151)
+    boxes = [np.array([[95 - 20, 594 - 20], [95 - 20, 594 + 20], [95 + 20, 594 + 20],
+                       [95 + 20, 594 - 20]]),
+             np.array([[151 - 18, 601 - 18], [151 - 18, 601 + 18], [151 + 18, 601 + 18],
+                       [151 + 18, 601 - 18]]),
+             np.array([[10, 10], [30, 30]])]
+    shapes = viewer.add_shapes(boxes, shape_type=["ellipse", "rectangle", "line"],
+                               name="outlined",
+                               features=pd.DataFrame({"class": ["normal", "macrocyte", ""]}))
+    with pytest.warns(UserWarning, match="outlined: 1 line/path shape"):
+        LoadWidget(viewer).load_layers(image, shapes)
+    session = hub_for(viewer).session
+    assert session.task_name == "celltype" and len(session.items) == 2
+    table = session.items.table
+    assert list(table["label"]) == ["normal", "macrocyte"]
+    assert list(table["label_id"]) == [1, 2]
+    np.testing.assert_allclose(table[["y", "x"]].to_numpy(), [[95, 594], [151, 601]],
+                               atol=0.6)
+    assert session.layer is viewer.layers["outlined cells"] and shapes in viewer.layers
+
+
 def test_load_widget_browses_files_or_folders(make_napari_viewer):
     from napari_cellcurator._qt.load_widget import LoadWidget
 

@@ -84,8 +84,8 @@ class LoadWidget(Container):
         self._crop = SpinBox(label="crop size", value=48, min=8, max=512)
         self._from_layers = PushButton(
             text="Use these layers",
-            tooltip="image + Points/Labels → celltype crops; a (T, Y, X) movie + Labels or "
-                    "Shapes of ROIs → cellness candidates")
+            tooltip="image + Points/Labels/Shapes → celltype crops; a (T, Y, X) movie + "
+                    "Labels or Shapes of ROIs → cellness candidates")
         self._status = Label(value="")
         super().__init__(widgets=[self._path, self._pick_folder, self._task, self._channels,
                                   self._button, self._image_layer, self._items_layer, self._crop,
@@ -141,6 +141,8 @@ class LoadWidget(Container):
             cells = items_layer or self._viewer.layers[self._items_layer.value]
             if self._wants_cellness(image, cells):
                 return self._load_cellness_layers(image, cells)
+            if cells._type_string == "shapes":
+                return self._celltype_from_shapes(image, cells)
             data = np.asarray(image.data)
             if cells._type_string == "points":
                 feats = cells.features
@@ -156,6 +158,24 @@ class LoadWidget(Container):
             return
         self._use_layers("celltype", items, image, cells)
         return None
+
+    def _celltype_from_shapes(self, image, shapes) -> None:
+        """One crop per area shape (class from a ``class`` feature), curated on a new
+        Labels layer of the shapes."""
+        from napari_cellcurator.core.io import celltype_readers as cr
+        from napari_cellcurator.core.io.shapes import shapes_label_image
+
+        data = np.asarray(image.data)
+        frame = data.shape[:2] if image.rgb else data.shape[-2:]
+        label_image, kept = shapes_label_image(
+            [np.asarray(v) for v in shapes.data], list(shapes.shape_type), frame, shapes.name)
+        feats = shapes.features
+        classes = ({k + 1: feats["class"].iloc[k] for k in kept} if "class" in feats
+                   else None)
+        items = cr.items_from_labels_layer(data, label_image, classes, int(self._crop.value))
+        cells = self._viewer.add_labels(label_image, name=f"{shapes.name} cells",
+                                        scale=image.scale[-2:], translate=image.translate[-2:])
+        self._use_layers("celltype", items, image, cells)
 
     def _wants_cellness(self, image, cells) -> bool:
         if self._task.value == "cellness":

@@ -115,3 +115,15 @@ def rois_from_shapes(movie: np.ndarray, vertices: list[np.ndarray], shape_types:
     columns = {"shape_index": np.asarray(kept, np.int64),
                "item_id": shape_ids(path.stem, footprints)}
     return rois_from_footprints(movie, footprints, path, "shapes", columns, {})
+
+
+def shapes_label_image(vertices: list[np.ndarray], shape_types: list[str],
+                       frame: tuple[int, int], name: str = "shapes"
+                       ) -> tuple[np.ndarray, list[int]]:
+    """A label image of the area shapes (shape ``k`` → value ``k + 1``; where shapes
+    overlap the later one wins) and the indices of the shapes in it."""
+    footprints, kept = footprints_from_shapes(vertices, shape_types, frame, name)
+    labels = np.zeros(frame, np.int32)
+    for (ys, xs, _), k in zip(footprints, kept, strict=True):
+        labels[ys, xs] = k + 1
+    return labels, kept
