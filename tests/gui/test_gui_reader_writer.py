@@ -224,6 +224,8 @@ def test_use_layers_movie_and_shapes_become_cellness_candidates(make_napari_view
     assert abs(table["npix"].iloc[0] - np.pi * 6 * 4) < 8  # 12 × 8 ellipse
     assert table["npix"].iloc[1] == 121  # 11 × 11 pixel centres on or inside the square
     assert session.layer is viewer.layers["drawn ROIs"] and shapes in viewer.layers
+    assert set(np.unique(session.layer.data)) == {0, 1, 2}  # shape k ↔ value k + 1
+    assert list(session.layer.features["index"]) == [1, 2]
     ys, xs, _ = session.items.meta["footprints"][1]
     np.testing.assert_allclose(session.items.arrays["trace"].shape, (2, movie.shape[0]))
     # traces follow the whole square, overlap with the ellipse included

@@ -30,26 +30,29 @@ from napari_cellcurator._qt.common import (
 TASKS = ("auto", "celltype", "cellness", "mixture")
 
 
-def _cellness_from_rois(movie: np.ndarray, rois, source: str):
+def _cellness_from_rois(movie: np.ndarray, source: str, masks: np.ndarray | None = None,
+                        shapes: tuple | None = None):
     """Worker body: ROI items over a (T, Y, X) movie (numpy in and out), from a label image
-    (``rois`` an array) or from shapes (``rois`` = (vertices, shape types, layer name)).
+    (``masks``) or from ``shapes`` = (vertices, shape types, layer name).
 
-    Returns the items, and for shapes a label image of them to curate on (item k ↔ k + 1).
+    Returns the items (``label_id``: the mask value, or shape index + 1) and, for shapes,
+    the label image of them to curate on.
     """
     from napari_cellcurator.core.io.roi_masks import rois_from_masks
-    from napari_cellcurator.core.io.rois import footprints_to_labels, roiset_to_items
-    from napari_cellcurator.core.io.shapes import rois_from_shapes
+    from napari_cellcurator.core.io.rois import roiset_to_items
+    from napari_cellcurator.core.io.shapes import label_image_of, rois_from_shapes
 
     try:
-        if isinstance(rois, tuple):
-            items = roiset_to_items(rois_from_shapes(movie, *rois[:2], source, rois[2]))
-            items.table["label_id"] = np.arange(1, len(items) + 1)
-            return items, footprints_to_labels(items)
-        items = roiset_to_items(rois_from_masks(movie, rois, Path(source)))
+        if shapes is None:
+            items = roiset_to_items(rois_from_masks(movie, masks, Path(source)))
+            items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's values
+            return items, None
+        items = roiset_to_items(rois_from_shapes(movie, *shapes[:2], source, shapes[2]))
     except Exception as exc:  # shown by the widget (see WorkerFailed)
         return WorkerFailed(exc)
-    items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's label values
-    return items, None
+    items.table["label_id"] = items.table["shape_index"] + 1
+    return items, label_image_of(items.meta["footprints"], items.table["label_id"],
+                                 movie.shape[1:])
 
 
 def _read(path: Path, task: str, channels: list[int] | None):
@@ -187,11 +190,12 @@ class LoadWidget(Container):
         if cells._type_string not in ("labels", "shapes"):
             raise ValueError("cellness from layers needs a Labels or Shapes layer of ROIs")
         source = getattr(getattr(image, "source", None), "path", None) or image.name
-        rois = (np.asarray(cells.data) if cells._type_string == "labels" else
-                ([np.asarray(v) for v in cells.data], list(cells.shape_type), cells.name))
+        rois = ({"masks": np.asarray(cells.data)} if cells._type_string == "labels" else
+                {"shapes": ([np.asarray(v) for v in cells.data], list(cells.shape_type),
+                            cells.name)})
         self._status.value = "reading traces…"
         self.worker = thread_worker(_cellness_from_rois, start_thread=False)(
-            np.asarray(image.data), rois, str(source))
+            np.asarray(image.data), str(source), **rois)
         self.worker.returned.connect(lambda out: self._cellness_ready(out, image, cells))
         self.worker.errored.connect(self._failed)
         self.worker.start()

@@ -117,13 +117,19 @@ def rois_from_shapes(movie: np.ndarray, vertices: list[np.ndarray], shape_types:
     return rois_from_footprints(movie, footprints, path, "shapes", columns, {})
 
 
+def label_image_of(footprints: list[Footprint], values, frame: tuple[int, int]) -> np.ndarray:
+    """An int32 ``frame`` painted with ``values[k]`` on footprint ``k`` (later ones win
+    where they overlap)."""
+    labels = np.zeros(frame, np.int32)
+    for (ys, xs, _), value in zip(footprints, values, strict=True):
+        labels[ys, xs] = int(value)
+    return labels
+
+
 def shapes_label_image(vertices: list[np.ndarray], shape_types: list[str],
                        frame: tuple[int, int], name: str = "shapes"
                        ) -> tuple[np.ndarray, list[int]]:
-    """A label image of the area shapes (shape ``k`` → value ``k + 1``; where shapes
-    overlap the later one wins) and the indices of the shapes in it."""
+    """A label image of the area shapes (shape ``k`` → value ``k + 1``) and the indices of
+    the shapes in it."""
     footprints, kept = footprints_from_shapes(vertices, shape_types, frame, name)
-    labels = np.zeros(frame, np.int32)
-    for (ys, xs, _), k in zip(footprints, kept, strict=True):
-        labels[ys, xs] = k + 1
-    return labels, kept
+    return label_image_of(footprints, [k + 1 for k in kept], frame), kept
