@@ -50,6 +50,8 @@ def test_a_label_updates_its_row_where_it_stands(table):
                         "probability": 0.2, "label_source": "human"})
     table.update_row(3, record)
     assert table.row_values(2) == ["d", "G2", "G1", "0.2", "human"]
+    table.update_row(9, record)  # not in the table (yet): nothing happens
+    assert table.rowCount() == 4
 
 
 def test_fifty_thousand_items_fill_in_one_reset(qtbot):

@@ -67,6 +67,8 @@ class FeaturesModel(QAbstractTableModel):
     def update_row(self, row: int, record: pd.Series) -> None:
         """Item ``row`` changed (a label was set): new values, one repaint of that row (it
         stays where it is until the next sort, rather than jumping away under the cursor)."""
+        if not 0 <= row < len(self._frame):  # not shown yet: the next fill shows it
+            return
         self._frame.iloc[row] = record.reindex(self._columns).astype(object).to_numpy()
         at = int(np.flatnonzero(self._order == row)[0])
         self.dataChanged.emit(self.index(at, 0), self.index(at, len(self._columns) - 1))
