@@ -276,3 +276,40 @@ def test_napari_opens_an_nwb_file_as_cellness_layers(make_napari_viewer, tmp_pat
     with_ids = [lay for lay in layers if "item_id" in getattr(lay, "features", {})]
     assert with_ids and len(with_ids[0].features) == len(rois.footprints)
     assert with_ids[0].features["item_id"].iloc[0] == "rec:0"
+
+
+def test_write_back_makes_a_curated_copy_that_pynwb_and_we_read(simulated, tmp_path):
+    """export --write-back on an NWB file: the original untouched, a *_curated.nwb copy with
+    the decisions per ROI table (a person's label beating the model), valid for pynwb and
+    read back here with the curated labels."""
+    from napari_cellcurator.cli import main
+
+    path = write_suite2p_nwb(tmp_path / "rec.nwb", simulated, planes=2)
+    original = path.read_bytes()
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", "--model", "shipped:cellness", "--data", str(path), "--out",
+                 str(preds)]) == 0
+    import pandas as pd
+
+    pred = pd.read_csv(preds, dtype={"item_id": str})
+    flip = pred.iloc[0]
+    human = "not_cell" if flip["prediction"] == "cell" else "cell"
+    project = ["--data", str(path), "--project", str(tmp_path / "proj")]
+    assert main(["labels", *project, "--set", flip["item_id"], human]) == 0
+    assert main(["export", *project, "--predictions", str(preds), "--write-back"]) == 0
+    assert path.read_bytes() == original
+    curated = tmp_path / "rec_curated.nwb"
+    with NWBHDF5IO(curated, "r") as io:
+        table = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+        flags = np.asarray(table["iscell_curated"].data[:])
+        probs = np.asarray(table["prob_cell_curated"].data[:])
+    expected = (pred.set_index("item_id")["prediction"] == "cell").astype(int)
+    expected[flip["item_id"]] = int(human == "cell")
+    rows = pred.set_index("item_id")["nwb_row"]
+    np.testing.assert_array_equal(flags[rows.loc[expected.index].to_numpy()],
+                                  expected.to_numpy())
+    assert probs[int(rows[flip["item_id"]])] == float(human == "cell")
+    again = TASK.read_many([curated])  # the curated labels come back as the file's labels
+    assert list(again.table["label"]) == ["cell" if v else "not_cell" for v in
+                                          expected.loc[again.table["item_id"]
+                                                       .str.replace("rec_curated", "rec")]]

@@ -28,9 +28,12 @@ from napari_cellcurator.core.io.names import readable
 from napari_cellcurator.core.io.rois import RoiSet, label_name
 
 SUFFIXES = (".nwb",)
-#: PlaneSegmentation columns read as cell / not-cell (first match; Suite2p ``iscell`` is
-#: (N, 2): flag and probability; the Allen SDK's ``valid_roi``)
-LABEL_COLUMNS = ("iscell", "is_cell", "accepted", "cell", "valid_roi", "label")
+#: columns our write-back adds to each ROI table of ``<stem>_curated.nwb``
+CURATED_COLUMN, CURATED_PROB_COLUMN = "iscell_curated", "prob_cell_curated"
+#: PlaneSegmentation columns read as cell / not-cell (first match; our curated column first;
+#: Suite2p ``iscell`` is (N, 2): flag and probability; the Allen SDK's ``valid_roi``)
+LABEL_COLUMNS = (CURATED_COLUMN, "iscell", "is_cell", "accepted", "cell", "valid_roi",
+                 "label")
 #: words in the names of series that hold spikes or events rather than fluorescence
 SPIKE_WORDS = ("deconv", "spk", "spike", "event")
 #: names of reference images that are the recording's mean
@@ -78,7 +81,7 @@ def _read_table(fh, table, series: list, path: Path, n_tables: int) -> list[RoiS
         return []
     main, neuropil = _pick_series(linked)
     rows = np.asarray(main["rois"][()], np.int64).ravel()
-    n_rows = _table_len(table)
+    n_rows = table_rows(table)
     if len(rows) == 0 or rows.min() < 0 or rows.max() >= n_rows or len(set(rows)) < len(rows):
         raise InputError(path, f"{main.name}/rois does not name distinct rows of the "
                          f"{n_rows}-ROI table {name}", "row indices 0..n-1, each once")
@@ -98,12 +101,13 @@ def _read_table(fh, table, series: list, path: Path, n_tables: int) -> list[RoiS
         sets.append(_roiset(path, [masks[i] for i in keep], traces[keep],
                             None if neuropil is None else neuropil[keep],
                             None if labels is None else [labels[i] for i in keep],
-                            [ids[rows[i]] for i in keep], prefix, ref, table))
+                            [ids[rows[i]] for i in keep], [rows[i] for i in keep], prefix,
+                            ref, table))
     return sets
 
 
-def _table_len(table) -> int:
-    """Rows of a PlaneSegmentation (the length of its mask column)."""
+def table_rows(table) -> int:
+    """Rows of the PlaneSegmentation group ``table`` (the length of its mask column)."""
     for key in ("image_mask", "pixel_mask_index", "voxel_mask_index"):
         if key in table:
             return len(table[key])
@@ -111,7 +115,7 @@ def _table_len(table) -> int:
 
 
 def _roiset(path: Path, masks: list, traces: np.ndarray, neuropil, labels, ids: list,
-            prefix: str, ref: np.ndarray | None, table) -> RoiSet:
+            rows: list, prefix: str, ref: np.ndarray | None, table) -> RoiSet:
     fov = _fov_shape(masks, ref, table)
     stem = f"{path.stem}:{prefix}" if prefix else path.stem
     return RoiSet(
@@ -119,7 +123,9 @@ def _roiset(path: Path, masks: list, traces: np.ndarray, neuropil, labels, ids: 
         mean_image=ref if ref is not None and ref.shape == fov else None,
         # ids from the table's ROI ids: stable when the file is re-exported with fewer ROIs
         columns={"nwb_id": np.asarray(ids, np.int64),
-                 "item_id": [f"{stem}:{int(i)}" for i in ids]},
+                 "item_id": [f"{stem}:{int(i)}" for i in ids],
+                 # where the write-back puts each decision
+                 "nwb_table": table.name, "nwb_row": np.asarray(rows, np.int64)},
         meta={"n_frames": int(traces.shape[1]), "nwb_table": table.name})
 
 
@@ -284,11 +290,32 @@ def _fov_shape(masks: list, ref, table) -> tuple[int, int]:
 
 def _labels(table, rows: np.ndarray) -> list[str | None] | None:
     for key in LABEL_COLUMNS:
-        if key in table and len(table[key]) == _table_len(table):
+        if key in table and len(table[key]) == table_rows(table):
             values = np.asarray(table[key][()])
             values = values[:, 0] if values.ndim == 2 else values
             if values.dtype.kind in "SO":
                 values = np.array([v.decode() if isinstance(v, bytes) else v for v in values],
                                   dtype=object)
+            elif values.dtype.kind in "iu":  # our curated column: -1 = not scored
+                values = np.where(values < 0, np.nan, values)
             return [label_name(values[int(r)]) for r in rows]
     return None
+
+
+def set_column(table, name: str, values: np.ndarray, description: str) -> None:
+    """Add (or replace) a column of a DynamicTable group opened with h5py ``r+``, as
+    pynwb writes one (VectorData attributes, listed in ``colnames``)."""
+    import uuid
+
+    import h5py
+
+    if name in table:
+        del table[name]
+    column = table.create_dataset(name, data=values)
+    column.attrs.update({"neurodata_type": "VectorData", "namespace": "hdmf-common",
+                         "object_id": str(uuid.uuid4()), "description": description})
+    names = [c.decode() if isinstance(c, bytes) else str(c)
+             for c in table.attrs.get("colnames", [])]
+    if name not in names:
+        names.append(name)
+    table.attrs["colnames"] = np.array(names, dtype=h5py.string_dtype())

@@ -8,6 +8,8 @@
   decided cells, with their original values (the user's mask file is never touched).
 - An ImageJ ROI set beside a movie: a new ``<movie>_cells.zip`` holding the ``.roi`` records
   of the ROIs decided cells, byte for byte (the user's ``RoiSet.zip`` is never touched).
+- NWB: a copy ``<stem>_curated.nwb`` whose ROI tables gain ``iscell_curated`` and
+  ``prob_cell_curated`` columns (the user's file is never touched).
 """
 
 from __future__ import annotations
@@ -205,6 +207,48 @@ def _write_movie_rois(items: ItemSet, source: str, fmt: str, roi_file: Path,
                            [str(n) for n in rows.loc[idx, "roi_name"]], is_cell)
 
 
+def write_nwb_curated(path: Path, tables: np.ndarray, rows: np.ndarray, is_cell: np.ndarray,
+                      prob: np.ndarray) -> Path:
+    """``<stem>_curated.nwb`` beside an NWB file: a copy whose ROI tables gain the columns
+    ``iscell_curated`` (1 cell, 0 not cell, -1 not scored) and ``prob_cell_curated``.
+
+    NWB files are archives (DANDI, lab servers): the user's file is only read. The copy opens
+    in pynwb and reads back here with the curated labels. ``tables`` and ``rows`` give the
+    ROI table (HDF5 path) and row of each decision.
+    """
+    from napari_cellcurator.core.io.hdf5 import import_h5py
+    from napari_cellcurator.core.io.nwb import (
+        CURATED_COLUMN,
+        CURATED_PROB_COLUMN,
+        set_column,
+        table_rows,
+    )
+
+    h5py = import_h5py("nwb")
+    path = Path(path)
+    tables, rows = np.asarray(tables).astype(str), np.asarray(rows, np.int64)
+    is_cell, prob = np.asarray(is_cell, bool), np.asarray(prob, np.float32)
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as fh:
+            for name in sorted(set(tables)):
+                group, pick = fh[name], tables == name
+                flags = np.full(table_rows(group), -1, np.int8)
+                flags[rows[pick]] = is_cell[pick]
+                probs = np.full(len(flags), np.nan, np.float32)
+                probs[rows[pick]] = prob[pick]
+                set_column(group, CURATED_COLUMN, flags, "cell (1) / not cell (0) after "
+                           "curation with napari-cellcurator; -1: not scored")
+                set_column(group, CURATED_PROB_COLUMN, probs, "probability of cell (1 for "
+                           "a person's label) after curation with napari-cellcurator")
+
+    target = path.with_name(f"{path.stem}_curated.nwb")
+    if target.is_file():
+        backup(target)
+    return atomic_write(target, write)
+
+
 def _savez(tmp: Path, good: np.ndarray, bad: np.ndarray) -> None:
     with open(tmp, "wb") as fh:
         np.savez(fh, idx_components=good, idx_components_bad=bad)
@@ -234,10 +278,14 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
             written = write_caiman_idx(Path(source), idx, is_cell)
         elif fmt in ("masks", "imagej_rois") and masks.get(source):
             written = _write_movie_rois(items, source, fmt, Path(masks[source]), idx, is_cell)
+        elif fmt == "nwb":  # rows in the order decisions() returns them
+            rows = items.table[items.table["source"].astype(str) == source]
+            written = write_nwb_curated(Path(source), rows["nwb_table"].to_numpy(),
+                                        rows["nwb_row"].to_numpy(), is_cell, prob)
         else:
             raise InputError(source, f"format {fmt!r} has no native write-back",
-                             "Suite2p or CaImAn results or a movie with its ROI masks "
-                             "file or ImageJ RoiSet.zip; export CSV for other formats")
+                             "Suite2p, CaImAn or NWB results or a movie with its ROI "
+                             "masks file or ImageJ RoiSet.zip; export CSV for other formats")
     if written is None:
         raise InputError(target, "no items to write back")
     return written
