@@ -12,7 +12,11 @@ writer put the groups, so Suite2p's ``processing/ophys`` and the Allen SDK's
 Two writer conventions are checked rather than assumed: the NWB schema's pixel ``x`` is the
 column, but Suite2p writes its row there (recognised by its ``Backgrounds_<plane>`` images or
 by coordinates that only fit the reference image the other way round); image masks stored
-transposed against the reference image are turned back.
+transposed against the reference image are turned back. Image masks and reference images are
+read as (rows, columns), as pynwb's examples and the Allen SDK store them; writers that follow
+the schema's (x, y) axis names literally (NeuroConv stores (ROIs, width, height) and its images
+alike) then come out transposed, masks and mean image together: patches and traces, and so
+the classification, are the same; only the view is mirrored about the diagonal.
 """
 
 from __future__ import annotations
