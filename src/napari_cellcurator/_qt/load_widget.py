@@ -117,12 +117,21 @@ class LoadWidget(Container):
         except ValueError:
             notify_error(f"channels must be integers like 0,2 (got {text!r})")
             return None
-        self._status.value = f"reading {path.name}…"
         self._button.enabled = False
-        self.worker = thread_worker(_read, start_thread=False)(path, task, channels)
-        self.worker.returned.connect(lambda items: self._show(items, path, task, channels))
+        return self._start(f"reading {path.name}…", _read, (path, task, channels),
+                           lambda items: self._show(items, path, task, channels),
+                           on_finished=lambda: setattr(self._button, "enabled", True))
+
+    def _start(self, status: str, body, args: tuple, on_result, on_finished=None, **kwargs):
+        """Run ``body(*args, **kwargs)`` (numpy in and out) in a worker; ``on_result`` gets
+        what it returns on the GUI thread, a failure is shown. Everything is connected
+        before the worker starts (a quick one could finish first)."""
+        self._status.value = status
+        self.worker = thread_worker(body, start_thread=False)(*args, **kwargs)
+        self.worker.returned.connect(on_result)
         self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(lambda: setattr(self._button, "enabled", True))
+        if on_finished is not None:
+            self.worker.finished.connect(on_finished)
         self.worker.start()
         return self.worker
 
@@ -193,13 +202,9 @@ class LoadWidget(Container):
         rois = ({"masks": np.asarray(cells.data)} if cells._type_string == "labels" else
                 {"shapes": ([np.asarray(v) for v in cells.data], list(cells.shape_type),
                             cells.name)})
-        self._status.value = "reading traces…"
-        self.worker = thread_worker(_cellness_from_rois, start_thread=False)(
-            np.asarray(image.data), str(source), **rois)
-        self.worker.returned.connect(lambda out: self._cellness_ready(out, image, cells))
-        self.worker.errored.connect(self._failed)
-        self.worker.start()
-        return self.worker
+        return self._start("reading traces…", _cellness_from_rois,
+                           (np.asarray(image.data), str(source)),
+                           lambda out: self._cellness_ready(out, image, cells), **rois)
 
     def _cellness_ready(self, out, image, cells) -> None:
         if isinstance(out, WorkerFailed):
