@@ -232,3 +232,31 @@ def test_mixture_labels_are_proportions():
     assert task.check_label("t98g", known) == "0" and task.check_label("C2C12 ", known) == "1"
     with pytest.raises(InputError, match="'T98G' \\(0\\) / 'C2C12' \\(1\\)"):
         task.check_label("HeLa", known)
+
+
+def test_predict_evaluate_explain_default_to_the_project_model_then_the_shipped_one(
+        plane, tmp_path, capsys):
+    """Without --model: the data's project's current version (what the widgets trained),
+    else the model shipped for the task; a task with neither says what to do."""
+    import tifffile
+
+    from napari_cellcurator.core.store.project import Project
+
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--data", str(plane), "--out", str(out)]) == 0
+    assert "shipped for cellness" in capsys.readouterr().err
+    shipped = pd.read_csv(out)
+    project = Project.for_data(plane)
+    version = project.models.add_folder(PRETRAINED)  # as the Train widget registers one
+    assert main(["evaluate", "--data", str(plane), "--json"]) == 0
+    assert f"current version {project.models.path(version)}" in capsys.readouterr().err
+    assert main(["explain", "--data", str(plane), "--item", "rec/plane0:0", "--method",
+                 "occlusion", "--out", str(tmp_path / "x.npy")]) == 0
+    assert np.load(tmp_path / "x.npy").ndim >= 2
+    assert len(shipped) == len(pd.read_csv(out))
+    crops = tmp_path / "crops"
+    for cls in ("G1", "G2"):
+        (crops / cls).mkdir(parents=True)
+        tifffile.imwrite(crops / cls / "x.tif", np.zeros((8, 8), np.uint8))
+    assert main(["predict", "--data", str(crops), "--out", str(out)]) == 2
+    assert "has no model yet" in capsys.readouterr().err

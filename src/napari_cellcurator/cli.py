@@ -24,7 +24,8 @@ def _channels(text: str) -> list[int]:
 
 
 SHIPPED = "shipped:"
-MODEL_HELP = "a model folder, or shipped:cellness for the model shipped with the package"
+MODEL_HELP = ("a model folder, or shipped:cellness for the model shipped with the package "
+              "(default: the data's project's current model, else the task's shipped model)")
 
 
 def _model_dir(text: str) -> str:
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict every item of a data path",
                        description="Write one row per item: prediction, probability, uncertainty.")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR", type=_model_dir,
+    p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
 
     p = sub.add_parser("evaluate", help="metrics of a model on labelled data")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR", type=_model_dir,
+    p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
 
     p = sub.add_parser("explain", help="occlusion / Grad-CAM / activations of one item")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR", type=_model_dir,
+    p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--item", required=True, metavar="ID")
@@ -231,11 +232,35 @@ def _cmd_train(a) -> int:
     return 0
 
 
+def _default_model(data: str) -> str:
+    """The model ``predict``/``evaluate``/``explain`` use without ``--model``: the current
+    version in the data's project (what the napari widgets trained), else the model shipped
+    for the data's task; said on stderr, as the Predict widget says it."""
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.io.arrays import split_fragment
+    from napari_cellcurator.core.store.project import MODELS_NAME, default_folder
+    from napari_cellcurator.core.store.registry import ModelRegistry
+    from napari_cellcurator.core.tasks import get_task
+
+    models = default_folder(split_fragment(Path(data))[0]) / MODELS_NAME
+    current = ModelRegistry(models).current_dir() if models.is_dir() else None
+    if current is not None:
+        print(f"model: the project's current version {current}", file=sys.stderr)
+        return str(current)
+    task = _task_name(None, data)
+    shipped = get_task(task).shipped_model()
+    if shipped is None:
+        raise InputError(data, f"has no model yet (no project model, none shipped for {task})",
+                         "--model MODEL_DIR, or train one with `cellcurator train`")
+    print(f"model: the one shipped for {task} ({shipped})", file=sys.stderr)
+    return shipped
+
+
 def _cmd_predict(a) -> int:
     from napari_cellcurator.core.batch import predict_to_file
 
-    out = predict_to_file(a.model, a.data, a.out, device=a.device, scheduler=a.scheduler,
-                          amp=bool(a.amp))
+    out = predict_to_file(a.model or _default_model(a.data), a.data, a.out, device=a.device,
+                          scheduler=a.scheduler, amp=bool(a.amp))
     print(f"wrote {out}")
     return 0
 
@@ -243,7 +268,8 @@ def _cmd_predict(a) -> int:
 def _cmd_evaluate(a) -> int:
     from napari_cellcurator.core.pipeline import evaluate
 
-    metrics = evaluate(a.model, a.data, device=a.device, amp=bool(a.amp))
+    metrics = evaluate(a.model or _default_model(a.data), a.data, device=a.device,
+                       amp=bool(a.amp))
     if a.plot:
         from napari_cellcurator.core.plots import plot_evaluation
 
@@ -264,9 +290,8 @@ def _cmd_evaluate(a) -> int:
 def _cmd_explain(a) -> int:
     from napari_cellcurator.core.explain.api import explain_item
 
-    target = a.target
-    explain_item(a.model, a.data, a.item, a.method, target=target, out=a.out, layer=a.layer,
-                 patch=a.patch, stride=a.stride)
+    explain_item(a.model or _default_model(a.data), a.data, a.item, a.method, target=a.target,
+                 out=a.out, layer=a.layer, patch=a.patch, stride=a.stride)
     print(f"wrote {a.out}")
     return 0
 
