@@ -307,3 +307,53 @@ def test_load_widget_browses_files_or_folders(make_napari_viewer):
     assert load._path.mode.value == "d"
     load._pick_folder.value = False
     assert load._path.mode.value == "r"
+
+
+def test_use_layers_mixture_tiles_over_a_movie_layer(make_napari_viewer, qtbot, tmp_path,
+                                                    monkeypatch):
+    """A movie opened by another reader (here: added as a layer) with task "mixture": tiles
+    over it read lazily from the layer's data, a Points layer of tile centres, and Predict
+    with a trained model writes proportions onto it."""
+    from pathlib import Path
+
+    import tifffile
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+    from napari_cellcurator.core.pipeline import TrainRequest, train
+
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
+    sample = (Path(__file__).resolve().parents[2] / "src" / "napari_cellcurator"
+              / "sample_data" / "mixture")
+    movie = tifffile.imread(sample / "t98g_crop.tif")
+    viewer = make_napari_viewer()
+    image = viewer.add_image(movie, name="t98g")
+    load = LoadWidget(viewer)
+    load._task.value = "mixture"
+    load.load_layers(image)
+    session = hub_for(viewer).session
+    assert session.task_name == "mixture" and len(session.items) > 0
+    assert session.layer is viewer.layers["t98g tiles"]
+    table = session.items.table
+    assert table["item_id"].iloc[0].startswith("t98g:t0:")
+    first = session.items.arrays["frames"][:1]
+    y0, x0 = int(table["y0"].iloc[0]), int(table["x0"].iloc[0])
+    tile = first.shape[-1]
+    cut = np.asarray(first)[0, 0].ravel()  # the layer's pixels (the snippet is normalised)
+    raw = movie[0, y0:y0 + tile, x0:x0 + tile].ravel().astype(float)
+    assert np.corrcoef(cut, raw)[0, 1] > 0.999
+    saved = train(TrainRequest(task="mixture", data=[str(sample / "manifest.csv")],
+                               out=str(tmp_path / "model"), epochs=1, seed=0))
+    from napari_cellcurator._qt.predict_widget import PredictWidget
+
+    predict = PredictWidget(viewer)
+    from napari_cellcurator._qt.predict_widget import FOLDER
+
+    predict._source.value = FOLDER
+    predict._folder.value = str(saved.model_dir)
+    worker = predict.predict()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: session.predictions is not None, timeout=20_000)
+    assert session.layer.features["probability"].notna().all()

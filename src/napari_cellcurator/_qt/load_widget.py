@@ -16,6 +16,7 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import thread_worker
 
+from napari_cellcurator._qt import layer_items
 from napari_cellcurator._qt.common import (
     Session,
     WorkerFailed,
@@ -26,33 +27,9 @@ from napari_cellcurator._qt.common import (
     open_project,
     real_viewer,
 )
+from napari_cellcurator._qt.layer_items import layer_source
 
 TASKS = ("auto", "celltype", "cellness", "mixture")
-
-
-def _cellness_from_rois(movie: np.ndarray, source: str, masks: np.ndarray | None = None,
-                        shapes: tuple | None = None):
-    """Worker body: ROI items over a (T, Y, X) movie (numpy in and out), from a label image
-    (``masks``) or from ``shapes`` = (vertices, shape types, layer name).
-
-    Returns the items (``label_id``: the mask value, or shape index + 1) and, for shapes,
-    the label image of them to curate on.
-    """
-    from napari_cellcurator.core.io.roi_masks import rois_from_masks
-    from napari_cellcurator.core.io.rois import roiset_to_items
-    from napari_cellcurator.core.io.shapes import label_image_of, rois_from_shapes
-
-    try:
-        if shapes is None:
-            items = roiset_to_items(rois_from_masks(movie, masks, Path(source)))
-            items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's values
-            return items, None
-        items = roiset_to_items(rois_from_shapes(movie, *shapes[:2], source, shapes[2]))
-    except Exception as exc:  # shown by the widget (see WorkerFailed)
-        return WorkerFailed(exc)
-    items.table["label_id"] = items.table["shape_index"] + 1
-    return items, label_image_of(items.meta["footprints"], items.table["label_id"],
-                                 movie.shape[1:])
 
 
 def _read(path: Path, task: str, channels: list[int] | None):
@@ -88,7 +65,8 @@ class LoadWidget(Container):
         self._from_layers = PushButton(
             text="Use these layers",
             tooltip="image + Points/Labels/Shapes → celltype crops; a (T, Y, X) movie + "
-                    "Labels or Shapes of ROIs → cellness candidates")
+                    "Labels or Shapes of ROIs → cellness candidates; task mixture: a movie "
+                    "alone → tiles")
         self._status = Label(value="")
         super().__init__(widgets=[self._path, self._pick_folder, self._task, self._channels,
                                   self._button, self._image_layer, self._items_layer, self._crop,
@@ -141,53 +119,43 @@ class LoadWidget(Container):
         return choices
 
     def load_layers(self, image_layer=None, items_layer=None):
-        """Items from layers already in the viewer; the points/labels layer becomes the item
-        layer. Celltype: crops cut around the points (class from a ``class`` feature) or the
-        labels. Cellness (task "cellness", or "auto" with a (T, Y, X) movie and a Labels or
-        Shapes layer): one candidate per label or area shape, its trace read from the movie
-        in a worker (shapes are curated on a new Labels layer of them)."""
-        from napari_cellcurator.core.io import celltype_readers as cr
-
+        """Items from layers already in the viewer (see :mod:`.layer_items`): the points /
+        labels layer, or a new Labels layer of shapes, becomes the item layer. Cellness
+        (task "cellness", or "auto" with a (T, Y, X) movie and Labels or Shapes) reads the
+        traces in a worker; task "mixture" tiles the image layer alone."""
         try:
             image = image_layer or self._viewer.layers[self._image_layer.value]
+            if self._task.value == "mixture":  # a movie alone: tiles over it
+                data = image.data[0] if image.multiscale else image.data
+                items, (coords, kwargs, _) = layer_items.mixture_from_movie(
+                    data, image.rgb, layer_source(image), image.name)
+                cells = self._viewer.add_points(coords, **kwargs, **_placed_as(image))
+                return self._use_layers("mixture", items, image, cells)
             cells = items_layer or self._viewer.layers[self._items_layer.value]
             if self._wants_cellness(image, cells):
                 return self._load_cellness_layers(image, cells)
+            data, crop = np.asarray(image.data), int(self._crop.value)
             if cells._type_string == "shapes":
-                return self._celltype_from_shapes(image, cells)
-            data = np.asarray(image.data)
-            if cells._type_string == "points":
                 feats = cells.features
-                labels = feats["class"].tolist() if "class" in feats else None
-                items = cr.items_from_points(data, np.asarray(cells.data)[:, -2:], labels,
-                                             int(self._crop.value))
+                items, label_image = layer_items.celltype_from_shapes(
+                    data, image.rgb, [np.asarray(v) for v in cells.data],
+                    list(cells.shape_type), cells.name,
+                    feats["class"].tolist() if "class" in feats else None, crop)
+                cells = self._viewer.add_labels(label_image, name=f"{cells.name} cells",
+                                                **_placed_as(image))
+            elif cells._type_string == "points":
+                feats = cells.features
+                items = layer_items.celltype_from_points(
+                    data, np.asarray(cells.data),
+                    feats["class"].tolist() if "class" in feats else None, crop)
             else:
-                items = cr.items_from_labels_layer(data, np.asarray(cells.data))
-            if cells._type_string == "points" and len(items) != len(cells.data):
-                raise RuntimeError("the reader dropped points; cannot align items with them")
+                from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
+
+                items = items_from_labels_layer(data, np.asarray(cells.data))
         except Exception as exc:  # shown, never raised into Qt
             notify_error(exc)
-            return
-        self._use_layers("celltype", items, image, cells)
-        return None
-
-    def _celltype_from_shapes(self, image, shapes) -> None:
-        """One crop per area shape (class from a ``class`` feature), curated on a new
-        Labels layer of the shapes."""
-        from napari_cellcurator.core.io import celltype_readers as cr
-        from napari_cellcurator.core.io.shapes import shapes_label_image
-
-        data = np.asarray(image.data)
-        frame = data.shape[:2] if image.rgb else data.shape[-2:]
-        label_image, kept = shapes_label_image(
-            [np.asarray(v) for v in shapes.data], list(shapes.shape_type), frame, shapes.name)
-        feats = shapes.features
-        classes = ({k + 1: feats["class"].iloc[k] for k in kept} if "class" in feats
-                   else None)
-        items = cr.items_from_labels_layer(data, label_image, classes, int(self._crop.value))
-        cells = self._viewer.add_labels(label_image, name=f"{shapes.name} cells",
-                                        scale=image.scale[-2:], translate=image.translate[-2:])
-        self._use_layers("celltype", items, image, cells)
+            return None
+        return self._use_layers("celltype", items, image, cells)
 
     def _wants_cellness(self, image, cells) -> bool:
         if self._task.value == "cellness":
@@ -198,12 +166,11 @@ class LoadWidget(Container):
     def _load_cellness_layers(self, image, cells):
         if cells._type_string not in ("labels", "shapes"):
             raise ValueError("cellness from layers needs a Labels or Shapes layer of ROIs")
-        source = getattr(getattr(image, "source", None), "path", None) or image.name
         rois = ({"masks": np.asarray(cells.data)} if cells._type_string == "labels" else
                 {"shapes": ([np.asarray(v) for v in cells.data], list(cells.shape_type),
                             cells.name)})
-        return self._start("reading traces…", _cellness_from_rois,
-                           (np.asarray(image.data), str(source)),
+        return self._start("reading traces…", layer_items.cellness_from_rois,
+                           (np.asarray(image.data), layer_source(image)),
                            lambda out: self._cellness_ready(out, image, cells), **rois)
 
     def _cellness_ready(self, out, image, cells) -> None:
@@ -213,8 +180,7 @@ class LoadWidget(Container):
         items, label_image = out
         if label_image is not None:  # shapes: curate on a Labels layer of them, shapes kept
             cells = self._viewer.add_labels(label_image, name=f"{cells.name} ROIs",
-                                            scale=image.scale[-2:],
-                                            translate=image.translate[-2:])
+                                            **_placed_as(image))
         self._use_layers("cellness", items, image, cells)
 
     def _use_layers(self, task: str, items, image, cells) -> None:
@@ -274,3 +240,8 @@ def _resize_cache_for(layers) -> None:
 
     nbytes = sum(getattr(ly.data, "nbytes", 0) for ly in layers)
     resize_dask_cache(int(min(max(nbytes * 0.25, 256e6), 2e9)))
+
+
+def _placed_as(image) -> dict:
+    """Scale and translate of a new 2-D layer drawn over ``image`` (its last two axes)."""
+    return {"scale": image.scale[-2:], "translate": image.translate[-2:]}

@@ -99,7 +99,12 @@ def _table(movie: Movie, positions: np.ndarray, opts: SnippetOptions, prefix: st
 
 def read_movie_items(path: Path, opts: SnippetOptions) -> ItemSet:
     """Tiles over the whole movie (unlabelled), for prediction and the proportion map."""
-    movie = open_movie(path, opts.channel, min_frames=opts.length)
+    return movie_items(open_movie(path, opts.channel, min_frames=opts.length), opts)
+
+
+def movie_items(movie: Movie, opts: SnippetOptions) -> ItemSet:
+    """Tiles over the whole of an opened movie (a file's, or a napari layer's data)."""
+    path = movie.path
     fp = _footprint(opts)
     stride = opts.stride or opts.tile
     stride_px = stride * opts.scale

@@ -162,6 +162,23 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
     return movie
 
 
+def movie_from_array(array, name: str, rgb: bool = False, min_frames: int = 2) -> Movie:
+    """A :class:`Movie` of an array already in memory or lazy (a napari layer's data, opened
+    by any reader plugin: ND2, CZI, LIF...): ``(T, Y, X)``, or ``(T, Y, X, 3|4)`` colour
+    frames (averaged to grey) when ``rgb``. ``name`` stands for the file in ids and errors."""
+    shape = tuple(getattr(array, "shape", ()))
+    if len(shape) == 3 and not rgb:
+        axes = "tyx"
+    elif len(shape) == 4 and rgb:
+        axes = "tyxc"
+    else:
+        raise InputError(name, f"layer data of shape {shape}{' (RGB)' if rgb else ''}",
+                         "a (T, Y, X) time-lapse layer (a single channel)")
+    movie = Movie(Path(name), array, axes, "mean" if rgb else 0)
+    _validate(movie, min_frames)
+    return movie
+
+
 def _warn_if_channels_differ(movie: Movie) -> None:
     """Say which channel is read when none was chosen and the channels hold different
     images (phase + fluorescence); grey saved as RGB stays silent."""

@@ -1,0 +1,87 @@
+"""Items from layers already in the viewer (Load → *Use these layers*), numpy in and out.
+
+The Load widget hands these functions the layers' data (never the layers, so the cellness
+one can run in a worker) and turns what they return into a session:
+
+- an image + Points (class from a ``class`` feature) / Labels / Shapes → celltype crops;
+- a ``(T, Y, X)`` movie + Labels / Shapes of ROIs → cellness candidates with traces;
+- a movie alone (task mixture) → tiles over it, read lazily from the layer's data.
+
+Shapes are curated on a Labels layer of them (shape ``k`` ↔ value ``k + 1``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator._qt.common import WorkerFailed
+from napari_cellcurator.core.io.items import ItemSet
+
+
+def layer_source(layer) -> str:
+    """The file a layer was read from, else its name (names ids and the project)."""
+    return str(getattr(getattr(layer, "source", None), "path", None) or layer.name)
+
+
+def cellness_from_rois(movie: np.ndarray, source: str, masks: np.ndarray | None = None,
+                       shapes: tuple | None = None):
+    """Worker body: ROI items over a (T, Y, X) movie, from a label image (``masks``) or from
+    ``shapes`` = (vertices, shape types, layer name).
+
+    Returns ``(items, label image or None)`` (``label_id``: the mask value, or shape index
+    + 1; the label image for shapes, to curate on), or :class:`WorkerFailed`.
+    """
+    from napari_cellcurator.core.io.roi_masks import rois_from_masks
+    from napari_cellcurator.core.io.rois import roiset_to_items
+    from napari_cellcurator.core.io.shapes import label_image_of, rois_from_shapes
+
+    try:
+        if shapes is None:
+            items = roiset_to_items(rois_from_masks(movie, masks, Path(source)))
+            items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's values
+            return items, None
+        items = roiset_to_items(rois_from_shapes(movie, *shapes[:2], source, shapes[2]))
+    except Exception as exc:  # shown by the widget (see WorkerFailed)
+        return WorkerFailed(exc)
+    items.table["label_id"] = items.table["shape_index"] + 1
+    return items, label_image_of(items.meta["footprints"], items.table["label_id"],
+                                 movie.shape[1:])
+
+
+def celltype_from_points(image: np.ndarray, points: np.ndarray, classes: list | None,
+                         crop: int) -> ItemSet:
+    """One crop per point (the last two coordinates: row, column), rows aligned."""
+    from napari_cellcurator.core.io.celltype_readers import items_from_points
+
+    items = items_from_points(image, np.asarray(points)[:, -2:], classes, crop)
+    if len(items) != len(points):
+        raise RuntimeError("the reader dropped points; cannot align items with them")
+    return items
+
+
+def celltype_from_shapes(image: np.ndarray, rgb: bool, vertices: list, shape_types: list,
+                         name: str, classes: list | None, crop: int
+                         ) -> tuple[ItemSet, np.ndarray]:
+    """One crop per area shape (``classes``: a ``class`` feature per shape, or None) and the
+    label image of the shapes."""
+    from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
+    from napari_cellcurator.core.io.shapes import shapes_label_image
+
+    frame = image.shape[:2] if rgb else image.shape[-2:]
+    label_image, kept = shapes_label_image(vertices, shape_types, frame, name)
+    by_value = {k + 1: classes[k] for k in kept} if classes is not None else None
+    return items_from_labels_layer(image, label_image, by_value, crop), label_image
+
+
+def mixture_from_movie(movie, rgb: bool, source: str, name: str) -> tuple[ItemSet, tuple]:
+    """Tiles over a movie layer's data (any reader: ND2, CZI, LIF plugins...), and the
+    layer data tuple of their centres."""
+    from napari_cellcurator._qt.task_layers import mixture_layer_data
+    from napari_cellcurator.core.io.mixture_readers import SnippetOptions, movie_items
+    from napari_cellcurator.core.io.movies import movie_from_array
+
+    opts = SnippetOptions.from_extra({})
+    items = movie_items(movie_from_array(movie, source, rgb, opts.length), opts)
+    return items, mixture_layer_data(items, name=name)[1]
