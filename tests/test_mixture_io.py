@@ -247,3 +247,36 @@ def test_grey_saved_as_rgb_reads_silently(tmp_path):
         warnings.simplefilter("error", InputWarning)
         np.testing.assert_allclose(open_movie(tmp_path / "g.npy").read(0, 4, 0, 16, 0, 16),
                                    grey)
+
+
+def test_a_movie_from_an_array_tiles_like_the_file(tmp_path):
+    """A napari layer's data (here: a dask array) tiles exactly as the same movie saved as a
+    file; shapes that are no single-channel time-lapse get one clear error."""
+    import dask.array as da
+
+    from napari_cellcurator.core.io.mixture_readers import (
+        SnippetOptions,
+        movie_items,
+        read_movie_items,
+    )
+    from napari_cellcurator.core.io.movies import movie_from_array
+
+    rng = np.random.default_rng(0)
+    movie = rng.integers(0, 4000, size=(10, 96, 128)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "m.tif", movie)
+    opts = SnippetOptions.from_extra({})
+    from_file = read_movie_items(tmp_path / "m.tif", opts)
+    from_layer = movie_items(movie_from_array(da.from_array(movie, chunks=(1, 96, 128)),
+                                              "m.tif"), opts)
+    assert list(from_layer.table["item_id"]) == list(from_file.table["item_id"])
+    np.testing.assert_allclose(np.asarray(from_layer.arrays["frames"][:4]),
+                               np.asarray(from_file.arrays["frames"][:4]), rtol=1e-6)
+    rgb = np.repeat(movie[..., None], 3, axis=-1)
+    grey = movie_items(movie_from_array(rgb, "rgb", rgb=True), opts)
+    np.testing.assert_allclose(np.asarray(grey.arrays["frames"][:2]),
+                               np.asarray(from_file.arrays["frames"][:2]), rtol=1e-5)
+    for bad, rgb_flag, message in ((movie[0], False, "shape"),
+                                   (movie[:, None], False, "shape"),
+                                   (movie[:3], False, "fewer than the snippet length")):
+        with pytest.raises(InputError, match=message):
+            movie_from_array(bad, "layer", rgb_flag, min_frames=opts.length)

@@ -107,8 +107,11 @@ class Movie:
         """The (T, Y, X) movie as a lazy dask array (for napari display)."""
         import dask.array as da
 
-        chunks = getattr(self.raw, "chunks", "auto")
-        arr = da.from_array(self.raw, chunks=chunks if isinstance(chunks, tuple) else "auto")
+        if isinstance(self.raw, da.Array):  # a napari layer's lazy data
+            arr = self.raw
+        else:
+            chunks = getattr(self.raw, "chunks", "auto")
+            arr = da.from_array(self.raw, chunks=chunks if isinstance(chunks, tuple) else "auto")
         ci = self.axes.find("c")
         axes = self.axes
         if ci >= 0:
