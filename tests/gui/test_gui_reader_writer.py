@@ -357,3 +357,34 @@ def test_use_layers_mixture_tiles_over_a_movie_layer(make_napari_viewer, qtbot, 
         pass
     qtbot.waitUntil(lambda: session.predictions is not None, timeout=20_000)
     assert session.layer.features["probability"].notna().all()
+
+
+def test_use_layers_a_movie_alone_finds_cellness_candidates(make_napari_viewer, qtbot,
+                                                            shared_data, tmp_path,
+                                                            monkeypatch):
+    """Task cellness and no cells layer: PCA/ICA candidates found in the movie layer (the
+    one-photon miniscope recording), curated on a new Labels layer; other tasks ask for a
+    cells layer instead of guessing."""
+    import dask.array as da
+    import tifffile
+
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import NO_CELLS, LoadWidget
+
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
+    movie = tifffile.imread(shared_data / "calcium" / "miniscope_1p" / "miniscope_1p.tif")
+    viewer = make_napari_viewer()
+    image = viewer.add_image(da.from_array(movie, chunks=(8, 100, 100)), name="mini")
+    load = LoadWidget(viewer)
+    assert load._items_layer.value == NO_CELLS  # the only choice without a cells layer
+    assert load.load_layers(image) is None and hub_for(viewer).session is None  # auto
+    load._task.value = "cellness"
+    worker = load.load_layers(image)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    session = hub_for(viewer).session
+    assert session.task_name == "cellness" and len(session.items) > 0
+    assert session.layer is viewer.layers["mini candidates"]
+    shown = set(np.unique(session.layer.data)) - {0}  # overlaps: the stronger pixel wins
+    assert shown <= set(session.items.table["label_id"]) and len(shown) > 0

@@ -4,7 +4,8 @@ The Load widget hands these functions the layers' data (never the layers, so the
 one can run in a worker) and turns what they return into a session:
 
 - an image + Points (class from a ``class`` feature) / Labels / Shapes → celltype crops;
-- a ``(T, Y, X)`` movie + Labels / Shapes of ROIs → cellness candidates with traces;
+- a ``(T, Y, X)`` movie + Labels / Shapes of ROIs, or alone (PCA/ICA candidates) →
+  cellness candidates with traces;
 - a movie alone (task mixture) → tiles over it, read lazily from the layer's data.
 
 Shapes are curated on a Labels layer of them (shape ``k`` ↔ value ``k + 1``).
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellcurator._qt.common import WorkerFailed
+from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.items import ItemSet
 
 
@@ -25,23 +27,34 @@ def layer_source(layer) -> str:
     return str(getattr(getattr(layer, "source", None), "path", None) or layer.name)
 
 
-def cellness_from_rois(movie: np.ndarray, source: str, masks: np.ndarray | None = None,
+def cellness_from_rois(movie, source: str, masks: np.ndarray | None = None,
                        shapes: tuple | None = None):
-    """Worker body: ROI items over a (T, Y, X) movie, from a label image (``masks``) or from
-    ``shapes`` = (vertices, shape types, layer name).
+    """Worker body: ROI items over a (T, Y, X) movie (numpy, or a lazy layer's dask array:
+    read here, off the GUI thread), from a label image (``masks``), from
+    ``shapes`` = (vertices, shape types, layer name), or with neither, PCA/ICA candidates
+    found in the movie (as for a movie file without ROIs beside it).
 
-    Returns ``(items, label image or None)`` (``label_id``: the mask value, or shape index
-    + 1; the label image for shapes, to curate on), or :class:`WorkerFailed`.
+    Returns ``(items, label image or None)`` (``label_id``: the mask value, else the item
+    row + 1 in the label image to curate on), or :class:`WorkerFailed`.
     """
+    from napari_cellcurator.core.io.pcaica import extract_candidates
     from napari_cellcurator.core.io.roi_masks import rois_from_masks
-    from napari_cellcurator.core.io.rois import roiset_to_items
+    from napari_cellcurator.core.io.rois import footprints_to_labels, roiset_to_items
     from napari_cellcurator.core.io.shapes import label_image_of, rois_from_shapes
 
     try:
-        if shapes is None:
+        movie = np.asarray(movie)  # a lazy (dask) layer is read here, off the GUI thread
+        if masks is not None:
             items = roiset_to_items(rois_from_masks(movie, masks, Path(source)))
             items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's values
             return items, None
+        if shapes is None:
+            items = roiset_to_items(extract_candidates(movie, Path(source)))
+            if len(items) == 0:
+                raise InputError(source, "no cell candidates found in the movie",
+                                 "a longer recording, or ROIs drawn as Labels or Shapes")
+            items.table["label_id"] = np.arange(1, len(items) + 1)
+            return items, footprints_to_labels(items)
         items = roiset_to_items(rois_from_shapes(movie, *shapes[:2], source, shapes[2]))
     except Exception as exc:  # shown by the widget (see WorkerFailed)
         return WorkerFailed(exc)

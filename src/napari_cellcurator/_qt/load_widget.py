@@ -30,6 +30,8 @@ from napari_cellcurator._qt.common import (
 from napari_cellcurator._qt.layer_items import layer_source
 
 TASKS = ("auto", "celltype", "cellness", "mixture")
+#: the cells-layer choice for "no layer": cellness then finds candidates in the movie
+NO_CELLS = "(none: find candidates)"
 
 
 def _read(path: Path, task: str, channels: list[int] | None):
@@ -59,8 +61,8 @@ class LoadWidget(Container):
         self._button = PushButton(text="Load")
         self._image_layer = ComboBox(label="image layer", choices=self._layer_choices("image"))
         self._items_layer = ComboBox(label="cells layer",
-                                     choices=self._layer_choices("points", "labels",
-                                                                 "shapes"))
+                                     choices=self._layer_choices("points", "labels", "shapes",
+                                                                 none=NO_CELLS))
         self._crop = SpinBox(label="crop size", value=48, min=8, max=512)
         self._from_layers = PushButton(
             text="Use these layers",
@@ -113,9 +115,10 @@ class LoadWidget(Container):
         self.worker.start()
         return self.worker
 
-    def _layer_choices(self, *kinds: str):
+    def _layer_choices(self, *kinds: str, none: str | None = None):
         def choices(_widget=None):
-            return [ly.name for ly in self._viewer.layers if ly._type_string in kinds]
+            names = [ly.name for ly in self._viewer.layers if ly._type_string in kinds]
+            return names + ([none] if none else [])
         return choices
 
     def load_layers(self, image_layer=None, items_layer=None):
@@ -131,6 +134,11 @@ class LoadWidget(Container):
                     data, image.rgb, layer_source(image), image.name)
                 cells = self._viewer.add_points(coords, **kwargs, **_placed_as(image))
                 return self._use_layers("mixture", items, image, cells)
+            if items_layer is None and self._items_layer.value in (None, NO_CELLS):
+                if self._task.value != "cellness":
+                    raise ValueError("choose the layer of cells (Points, Labels or Shapes), or "
+                                     "task cellness to find candidates in a movie")
+                return self._load_cellness_layers(image, None)
             cells = items_layer or self._viewer.layers[self._items_layer.value]
             if self._wants_cellness(image, cells):
                 return self._load_cellness_layers(image, cells)
@@ -164,13 +172,17 @@ class LoadWidget(Container):
                 and image.ndim == 3 and not image.rgb)
 
     def _load_cellness_layers(self, image, cells):
-        if cells._type_string not in ("labels", "shapes"):
-            raise ValueError("cellness from layers needs a Labels or Shapes layer of ROIs")
-        rois = ({"masks": np.asarray(cells.data)} if cells._type_string == "labels" else
-                {"shapes": ([np.asarray(v) for v in cells.data], list(cells.shape_type),
-                            cells.name)})
+        """Candidates with traces in a worker: the ROIs of a Labels or Shapes layer, or with
+        no cells layer, PCA/ICA candidates found in the movie."""
+        kind = None if cells is None else cells._type_string
+        if kind not in (None, "labels", "shapes"):
+            raise ValueError("cellness from layers needs a Labels or Shapes layer of ROIs, "
+                             f"or {NO_CELLS!r}")
+        rois = ({} if cells is None else {"masks": np.asarray(cells.data)} if kind == "labels"
+                else {"shapes": ([np.asarray(v) for v in cells.data], list(cells.shape_type),
+                                 cells.name)})
         return self._start("reading traces…", layer_items.cellness_from_rois,
-                           (np.asarray(image.data), layer_source(image)),
+                           (image.data, layer_source(image)),
                            lambda out: self._cellness_ready(out, image, cells), **rois)
 
     def _cellness_ready(self, out, image, cells) -> None:
@@ -178,9 +190,9 @@ class LoadWidget(Container):
             self._failed(out)
             return
         items, label_image = out
-        if label_image is not None:  # shapes: curate on a Labels layer of them, shapes kept
-            cells = self._viewer.add_labels(label_image, name=f"{cells.name} ROIs",
-                                            **_placed_as(image))
+        if label_image is not None:  # shapes / found candidates: curate on a Labels layer
+            name = f"{cells.name} ROIs" if cells is not None else f"{image.name} candidates"
+            cells = self._viewer.add_labels(label_image, name=name, **_placed_as(image))
         self._use_layers("cellness", items, image, cells)
 
     def _use_layers(self, task: str, items, image, cells) -> None:
