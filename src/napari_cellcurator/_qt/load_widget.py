@@ -136,34 +136,37 @@ class LoadWidget(Container):
                 return self._use_layers("mixture", items, image, cells)
             if items_layer is None and self._items_layer.value in (None, NO_CELLS):
                 if self._task.value != "cellness":
-                    raise ValueError("choose the layer of cells (Points, Labels or Shapes), or "
-                                     "task cellness to find candidates in a movie")
+                    raise ValueError("choose the layer of cells (Points, Labels or Shapes); "
+                                     "for a movie alone choose task cellness (find "
+                                     "candidates) or mixture (tiles)")
                 return self._load_cellness_layers(image, None)
             cells = items_layer or self._viewer.layers[self._items_layer.value]
             if self._wants_cellness(image, cells):
                 return self._load_cellness_layers(image, cells)
-            data, crop = np.asarray(image.data), int(self._crop.value)
-            if cells._type_string == "shapes":
-                feats = cells.features
-                items, label_image = layer_items.celltype_from_shapes(
-                    data, image.rgb, [np.asarray(v) for v in cells.data],
-                    list(cells.shape_type), cells.name,
-                    feats["class"].tolist() if "class" in feats else None, crop)
-                cells = self._viewer.add_labels(label_image, name=f"{cells.name} cells",
-                                                **_placed_as(image))
-            elif cells._type_string == "points":
-                feats = cells.features
-                items = layer_items.celltype_from_points(
-                    data, np.asarray(cells.data),
-                    feats["class"].tolist() if "class" in feats else None, crop)
-            else:
-                from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
-
-                items = items_from_labels_layer(data, np.asarray(cells.data))
+            items, cells = self._celltype_from_layers(image, cells)
         except Exception as exc:  # shown, never raised into Qt
             notify_error(exc)
             return None
         return self._use_layers("celltype", items, image, cells)
+
+    def _celltype_from_layers(self, image, cells):
+        """(items, item layer): crops around points, labels or shapes (a new Labels layer)."""
+        data, crop = np.asarray(image.data), int(self._crop.value)
+        kind = cells._type_string
+        classes = (cells.features["class"].tolist()
+                   if kind != "labels" and "class" in cells.features else None)
+        if kind == "points":
+            return layer_items.celltype_from_points(data, np.asarray(cells.data), classes,
+                                                    crop), cells
+        if kind == "shapes":
+            items, label_image = layer_items.celltype_from_shapes(
+                data, image.rgb, [np.asarray(v) for v in cells.data], list(cells.shape_type),
+                cells.name, classes, crop)
+            return items, self._viewer.add_labels(label_image, name=f"{cells.name} cells",
+                                                  **_placed_as(image))
+        from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
+
+        return items_from_labels_layer(data, np.asarray(cells.data)), cells
 
     def _wants_cellness(self, image, cells) -> bool:
         if self._task.value == "cellness":
