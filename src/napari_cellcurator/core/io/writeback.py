@@ -143,9 +143,13 @@ def write_cell_masks(mask_path: Path, movie_path: Path, mask_ids: np.ndarray,
 
 def _write_cells_file(movie_path: Path, suffix: str, write: Callable[[Path], None]
                       ) -> Path:
-    """Atomically write ``<movie stem>_cells<suffix>`` beside the movie (a previous one is
-    backed up first: it may hold an earlier curation)."""
-    target = movie_path.with_name(f"{movie_path.stem}_cells{suffix}")
+    """Atomically write ``<movie stem>_cells<suffix>`` beside the movie."""
+    return _write_curated_copy(movie_path.with_name(f"{movie_path.stem}_cells{suffix}"), write)
+
+
+def _write_curated_copy(target: Path, write: Callable[[Path], None]) -> Path:
+    """Atomically write a new file ``target`` beside the user's data (never the data itself);
+    a previous one is backed up first: it may hold an earlier curation."""
     if target.is_file():
         backup(target)
     return atomic_write(target, write)
@@ -243,10 +247,7 @@ def write_nwb_curated(path: Path, tables: np.ndarray, rows: np.ndarray, is_cell:
                 set_column(group, CURATED_PROB_COLUMN, probs, "probability of cell (1 for "
                            "a person's label) after curation with napari-cellcurator")
 
-    target = path.with_name(f"{path.stem}_curated.nwb")
-    if target.is_file():
-        backup(target)
-    return atomic_write(target, write)
+    return _write_curated_copy(path.with_name(f"{path.stem}_curated.nwb"), write)
 
 
 def _savez(tmp: Path, good: np.ndarray, bad: np.ndarray) -> None:
