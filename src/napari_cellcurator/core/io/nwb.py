@@ -270,8 +270,7 @@ def _image_masks(dataset, rows: np.ndarray, ref, path: Path) -> list:
     if dataset.ndim != 3:
         raise InputError(path, f"{dataset.name} has shape {dataset.shape}",
                          "(ROIs, height, width); 3-D masks are not supported")
-    transpose = (ref is not None and dataset.shape[1:] != ref.shape
-                 and dataset.shape[1:] == ref.shape[::-1])
+    transpose = _transposed(dataset.shape[1:], ref)
     fps = []
     for r in rows:
         mask = np.asarray(dataset[int(r)], np.float32)
@@ -281,10 +280,16 @@ def _image_masks(dataset, rows: np.ndarray, ref, path: Path) -> list:
     return fps
 
 
+def _transposed(mask_shape: tuple, ref: np.ndarray | None) -> bool:
+    """Whether image masks are stored (width, height) against the reference image."""
+    return (ref is not None and tuple(mask_shape) != ref.shape
+            and tuple(mask_shape) == ref.shape[::-1])
+
+
 def _fov_shape(masks: list, ref, table) -> tuple[int, int]:
     if "image_mask" in table:
-        shape = table["image_mask"].shape[1:]
-        return (shape[1], shape[0]) if ref is not None and shape == ref.shape[::-1] else shape
+        shape = tuple(table["image_mask"].shape[1:])
+        return shape[::-1] if _transposed(shape, ref) else shape
     if ref is not None:
         return ref.shape
     ly = max((int(fp[0].max()) + 1 for fp in masks if len(fp[0])), default=1)
