@@ -136,14 +136,10 @@ def _bounds(roi: ImagejRoi) -> tuple[float, float, float, float]:
 
 def _polygon_mask(xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Pixels whose centre lies inside the polygon ``xy`` (``(n, 2)`` x, y in pixel edges)."""
-    from skimage.draw import polygon
+    from napari_cellcurator.core.io.shapes import polygon_mask
 
-    mask = np.zeros(shape, bool)
-    if len(xy) >= 3:
-        # skimage tests integer points; ImageJ's pixel centres are at +½
-        rr, cc = polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape=shape)
-        mask[rr, cc] = True
-    return mask
+    # ImageJ's coordinates are pixel edges: its pixel centres are at +½
+    return polygon_mask(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape)
 
 
 def _ellipse_mask(top: float, left: float, bottom: float, right: float,

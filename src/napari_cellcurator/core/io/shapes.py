@@ -36,15 +36,22 @@ def shape_outline(vertices: np.ndarray, shape_type: str) -> np.ndarray:
     return centre + np.cos(t) * half_a + np.sin(t) * half_b
 
 
-def shape_mask(vertices: np.ndarray, shape_type: str, frame: tuple[int, int]) -> np.ndarray:
-    """Boolean ``frame`` mask of the pixels (centres at integer coordinates) inside a shape."""
+def polygon_mask(rows: np.ndarray, cols: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
+    """Boolean ``frame`` mask of the pixels whose centre (integer coordinates) lies inside
+    the polygon (used for napari shapes and ImageJ ROIs alike)."""
     from skimage.draw import polygon
 
-    outline = shape_outline(vertices, shape_type)
     mask = np.zeros(frame, bool)
-    rr, cc = polygon(outline[:, 0], outline[:, 1], shape=frame)
-    mask[rr, cc] = True
+    if len(rows) >= 3:
+        rr, cc = polygon(rows, cols, shape=frame)
+        mask[rr, cc] = True
     return mask
+
+
+def shape_mask(vertices: np.ndarray, shape_type: str, frame: tuple[int, int]) -> np.ndarray:
+    """Boolean ``frame`` mask of the pixels (centres at integer coordinates) inside a shape."""
+    outline = shape_outline(vertices, shape_type)
+    return polygon_mask(outline[:, 0], outline[:, 1], frame)
 
 
 def footprints_from_shapes(vertices: list[np.ndarray], shape_types: list[str],
