@@ -22,9 +22,14 @@ from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.items import ItemSet
 
 
+def layer_file(layer) -> str | None:
+    """The file a layer was read from (None for a layer made in the session)."""
+    return getattr(getattr(layer, "source", None), "path", None)
+
+
 def layer_source(layer) -> str:
     """The file a layer was read from, else its name (names ids and the project)."""
-    return str(getattr(getattr(layer, "source", None), "path", None) or layer.name)
+    return str(layer_file(layer) or layer.name)
 
 
 def cellness_from_rois(movie, source: str, masks: np.ndarray | None = None,

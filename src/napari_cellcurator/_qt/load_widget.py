@@ -27,7 +27,7 @@ from napari_cellcurator._qt.common import (
     open_project,
     real_viewer,
 )
-from napari_cellcurator._qt.layer_items import layer_source
+from napari_cellcurator._qt.layer_items import layer_file, layer_source
 
 TASKS = ("auto", "celltype", "cellness", "mixture")
 #: the cells-layer choice for "no layer": cellness then finds candidates in the movie
@@ -200,7 +200,7 @@ class LoadWidget(Container):
 
     def _use_layers(self, task: str, items, image, cells) -> None:
         """Start a session on ``items`` with the user's ``cells`` layer as the item layer."""
-        source = getattr(getattr(image, "source", None), "path", None)
+        source = layer_file(image)
         project = None
         try:
             if source:
