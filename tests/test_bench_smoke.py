@@ -100,3 +100,8 @@ def test_gui_benchmarks_quick(shared_data, tmp_path):
     assert [r["items"] for r in res["rows"]] == [2_000, 10_000]
     assert all(r["item_table_fill_ms"] > 0 and r["qtablewidget_fill_ms"] > 0
                for r in res["rows"])
+    res = _run("triage", tmp_path)
+    assert [(r["items"], r["cluster_labelled"]) for r in res["rows"]] == [
+        (2_000, False), (2_000, True)]
+    assert all(r["row_refresh_without_draw_ms"] > 0 and r["journal_events"] > 1_000
+               for r in res["rows"])

@@ -210,3 +210,17 @@ def test_writer_and_reader_threads(journal):
     assert not errors
     assert len(journal.current_labels()) == 50
     assert journal.label_of("i49") == "c199"
+
+
+def test_current_labels_of_some_items_equals_the_whole_query(journal):
+    journal.set_labels(["a", "b", "c", "d"], ["x", "y", "x", "y"], source="cluster")
+    journal.set_label("b", "z")
+    journal.set_label("c", None)  # cleared: not a current label
+    journal.set_label("d", "w")
+    journal.undo()  # d back to the cluster's y
+    whole = journal.current_labels().set_index("item_id")
+    some = journal.current_labels_of(["d", "c", "b", "nobody", "b"])
+    # journal order (d is back at its cluster event), each once, cleared and unknown left out
+    assert list(some["item_id"]) == ["d", "b"]
+    pd.testing.assert_frame_equal(some.set_index("item_id"), whole.loc[["d", "b"]])
+    assert list(journal.current_labels_of([]).columns) == list(whole.reset_index().columns)

@@ -52,3 +52,59 @@ def session_colour(classes, name):
     from napari_cellcurator._qt.layers import class_color
 
     return class_color(classes, name)[:3]
+
+
+def _session_on_layer(viewer, tmp_path, kind: str, n: int = 400):
+    """A session of ``n`` synthetic items with predictions, on a Points or Labels layer."""
+    from napari_cellcurator._qt.common import Session
+    from napari_cellcurator.core.io.items import ItemSet
+    from napari_cellcurator.core.store.project import Project
+
+    rng = np.random.default_rng(1)
+    classes = ["G1", "G2", "S_phase"]
+    table = pd.DataFrame({"item_id": [f"c{i}" for i in range(n)],
+                          "label": rng.choice(["G1", None], n).astype(object),
+                          "y": 10.0 * (np.arange(n) // 20), "x": 10.0 * (np.arange(n) % 20),
+                          "source": "smear.tif"})
+    items = ItemSet(table, {"image": np.zeros((n, 1, 4, 4), np.float32)}, {"classes": classes})
+    session = Session("celltype", items, tmp_path, Project(tmp_path / "proj"), classes=classes)
+    session.predictions = pd.DataFrame({"prediction": rng.choice(classes, n),
+                                        "probability": rng.random(n),
+                                        "uncertainty": rng.random(n)})
+    if kind == "points":
+        session.layer = viewer.add_points(table[["y", "x"]].to_numpy(), size=4)
+    else:
+        session.layer = viewer.add_labels(np.arange(n, dtype=np.int32).reshape(20, -1) + 1)
+    session.refresh_layer()
+    return session
+
+
+@pytest.mark.parametrize("kind", ["points", "labels"])
+def test_keypress_refresh_of_one_row_equals_the_whole_refresh(make_napari_viewer, tmp_path,
+                                                              kind):
+    """A keypress restyles only its item; the layer must end exactly as a full rebuild."""
+    from napari_cellcurator._qt.layers import point_style
+
+    viewer = make_napari_viewer()
+    session = _session_on_layer(viewer, tmp_path, kind)
+    layer = session.layer
+    layer.features["cluster"] = np.arange(len(layer.features)) % 3  # the Cluster widget's
+    rng = np.random.default_rng(2)
+    ids = session.items.table["item_id"]
+    session.journal.set_labels(ids[:50], ["S_phase"] * 50, source="cluster")
+    session.refresh_layer()
+    layer.features["cluster"] = np.arange(len(layer.features)) % 3
+    for step in range(30):
+        if step % 7 == 6:
+            session.undo()
+        else:
+            label = ["G1", "G2", None][int(rng.integers(3))]  # None: label cleared
+            session.set_label(int(rng.integers(len(ids))), label)
+        whole = session.features()
+        pd.testing.assert_frame_equal(layer.features[whole.columns], whole, check_dtype=False)
+        if kind == "points":
+            style = point_style(whole, session.classes)
+            np.testing.assert_allclose(layer.border_color, style["border_color"])
+            np.testing.assert_allclose(layer.border_width, style["border_width"])
+            assert [str(s) for s in layer.symbol] == list(style["symbol"])
+    assert list(layer.features["cluster"]) == list(np.arange(len(ids)) % 3)  # kept

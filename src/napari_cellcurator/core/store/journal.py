@@ -307,6 +307,22 @@ class LabelJournal:
             )
         return pd.DataFrame(rows, columns=_LABEL_COLUMNS).astype(object)
 
+    def current_labels_of(self, item_ids: Iterable[str]) -> pd.DataFrame:
+        """:meth:`current_labels` of some items only (one indexed lookup each).
+
+        What a keypress needs: the whole-journal query costs ~0.2 s at 30,000 events, this
+        costs microseconds per item.
+        """
+        import pandas as pd
+
+        sql = (f"SELECT event_id, {', '.join(_LABEL_COLUMNS)} FROM live_events "
+               "WHERE item_id = ? ORDER BY event_id DESC LIMIT 1")
+        with self._lock:
+            conn = self._connection()
+            latest = [conn.execute(sql, (str(i),)).fetchone() for i in dict.fromkeys(item_ids)]
+        rows = sorted(r for r in latest if r is not None and r[2] is not None)
+        return pd.DataFrame([r[1:] for r in rows], columns=_LABEL_COLUMNS).astype(object)
+
     def label_of(self, item_id: str) -> str | None:
         """The current label of one item (``None`` if unlabelled or cleared)."""
         rows = self._query("SELECT label FROM live_events WHERE item_id = ? "
