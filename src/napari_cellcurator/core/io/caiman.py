@@ -90,6 +90,13 @@ def _dense_footprints(dataset, dims: tuple[int, int], path: Path) -> list[tuple]
     return fps
 
 
+def is_caiman_results(path: Path) -> bool:
+    """Whether the HDF5 file at ``path`` holds CaImAn results (an ``estimates`` group), not
+    a movie (CaImAn's motion-corrected ``.h5``, say)."""
+    with open_hdf5(Path(path), "HDF5") as fh:
+        return "estimates" in fh
+
+
 def read_caiman(path: Path, extra: dict | None = None) -> RoiSet:
     """Read a CaImAn results file; labels from idx_components (cell) / _bad (not_cell)."""
     path = Path(path)

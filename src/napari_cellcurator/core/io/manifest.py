@@ -3,7 +3,8 @@
 Columns
 -------
 path
-    Movie file (.tif/.tiff/.zarr/.npy/OME-Zarr), relative to the CSV's folder or absolute.
+    Movie file (.tif/.tiff/.zarr/.npy/OME-Zarr/.h5/.mmap/data.bin), relative to the CSV's
+    folder or absolute.
     Empty (or ``composite``) on composite rows.
 proportion
     Fraction of the *second* cell type (``class_b``) in [0, 1].

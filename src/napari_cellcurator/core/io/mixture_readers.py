@@ -75,7 +75,7 @@ def read_mixture_path(path: Path, opts: SnippetOptions) -> ItemSet:
     if path.suffix.lower() in MOVIE_SUFFIXES or path.is_dir():
         return read_movie_items(path, opts)
     raise InputError(path, "is not a mixture manifest or movie",
-                     "a .csv manifest or a .tif/.tiff/.zarr/.npy movie")
+                     "a .csv manifest or a .tif/.tiff/.zarr/.npy/.h5/.mmap/data.bin movie")
 
 
 def _footprint(opts: SnippetOptions) -> int:

@@ -1,5 +1,6 @@
-"""Open time-lapse stacks lazily (T × Y × X) from TIFF, zarr v2/v3, OME-Zarr, ``.npy`` and
-folders of one image per frame.
+"""Open time-lapse stacks lazily (T × Y × X) from TIFF, zarr v2/v3, OME-Zarr, ``.npy``,
+folders of one image per frame, and the movies calcium-imaging pipelines write (HDF5, CaImAn
+``.mmap``, Suite2p ``data.bin``: :mod:`napari_cellcurator.core.io.pipeline_movies`).
 
 Nothing here reads a whole movie: TIFF goes through tifffile's zarr view (one chunk per page or
 strip), zarr and OME-Zarr are opened in place, ``.npy`` is memory-mapped, a frame folder reads
@@ -20,12 +21,13 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 
-MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
+MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy", ".h5", ".hdf5", ".mmap", ".bin")
 #: frames up to this size (bytes, float32) are cached decoded; the cache holds CACHE_BYTES
 FRAME_CACHE_MAX = 2 * 1024 * 1024
 CACHE_BYTES = 48 * 1024 * 1024
 EXPECTED = ("a T×Y×X (or T×C×Y×X / T×Y×X×C) time-lapse stack: .tif/.tiff, .zarr, OME-Zarr, "
-            ".npy, or a folder of one image per frame (t000.tif, t001.tif...)")
+            ".npy, HDF5 .h5/.hdf5, CaImAn .mmap, Suite2p data.bin, or a folder of one image "
+            "per frame (t000.tif, t001.tif...)")
 
 
 @dataclass
@@ -131,9 +133,10 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
     Parameters
     ----------
     path
-        ``.tif``/``.tiff``, ``.npy``, a zarr v2/v3 array or group, an OME-Zarr image, or a
-        folder of same-size 2-D images, one per frame, in natural order of their names
-        (``t2.png`` before ``t10.png``; Cell Tracking Challenge and microscope exports).
+        ``.tif``/``.tiff``, ``.npy``, a zarr v2/v3 array or group, an OME-Zarr image, an HDF5
+        movie, a CaImAn ``.mmap``, a Suite2p ``data.bin``, or a folder of same-size 2-D
+        images, one per frame, in natural order of their names (``t2.png`` before
+        ``t10.png``; Cell Tracking Challenge and microscope exports).
     channel
         Channel to keep for multi-channel stacks (default 0), or ``"mean"``.
     min_frames
@@ -152,6 +155,10 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
         raw, axes = _open_tiff(path)
     elif suffix == ".npy":
         raw, axes = _open_npy(path)
+    elif suffix in (".h5", ".hdf5", ".mmap", ".bin"):
+        from napari_cellcurator.core.io.pipeline_movies import open_pipeline_movie
+
+        raw, axes = open_pipeline_movie(path, EXPECTED)
     elif suffix == ".zarr" or (path.is_dir() and _is_zarr(path)):
         raw, axes = _open_zarr(path)
     elif path.is_dir():
@@ -258,7 +265,7 @@ def _is_zarr(path: Path) -> bool:
     return any((path / n).exists() for n in (".zarray", ".zgroup", "zarr.json"))
 
 
-def _guess_axes(shape: tuple[int, ...], path: Path) -> str:
+def guess_axes(shape: tuple[int, ...], path: Path) -> str:
     if len(shape) < 3:
         raise InputError(path, f"is {len(shape)}-D (shape {shape}), not a time-lapse", EXPECTED)
     if len(shape) == 3:
@@ -290,7 +297,7 @@ def _open_tiff(path: Path):
         raw = raw[sorted(raw.keys())[0]]
     axes = series_axes.replace("q", "t").replace("i", "t").replace("s", "c")
     if len(axes) != raw.ndim or len(set(axes)) != len(axes) or not {"y", "x"} <= set(axes):
-        axes = _guess_axes(raw.shape, path)
+        axes = guess_axes(raw.shape, path)
     if "t" not in axes:  # ImageJ/generic stacks call time "z" or "i"; one non-yx axis = time
         others = [a for a in axes if a not in "yxc"]
         if len(others) == 1:
@@ -298,7 +305,7 @@ def _open_tiff(path: Path):
         elif raw.ndim == 2:
             raise InputError(path, f"is a single 2-D image ({n_pages} page)", EXPECTED)
         else:
-            axes = _guess_axes(raw.shape, path)
+            axes = guess_axes(raw.shape, path)
     return raw, axes
 
 
@@ -307,7 +314,7 @@ def _open_npy(path: Path):
         raw = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(path, f"is not a readable .npy array ({exc})", EXPECTED) from exc
-    return raw, _guess_axes(raw.shape, path)
+    return raw, guess_axes(raw.shape, path)
 
 
 def _open_zarr(path: Path):
@@ -319,7 +326,7 @@ def _open_zarr(path: Path):
         raise InputError(path, f"is not a readable zarr store ({type(exc).__name__}: {exc})",
                          EXPECTED) from exc
     if not hasattr(node, "keys"):
-        return node, _guess_axes(node.shape, path)
+        return node, guess_axes(node.shape, path)
     attrs = dict(node.attrs)
     ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if ms:  # OME-Zarr: level 0 = the first dataset of the first multiscale
@@ -332,13 +339,13 @@ def _open_zarr(path: Path):
         names = [a["name"] if isinstance(a, dict) else a for a in first.get("axes", [])]
         axes = "".join(n[0].lower() for n in names)
         if len(axes) != arr.ndim or not {"t", "y", "x"} <= set(axes):
-            axes = _guess_axes(arr.shape, path)
+            axes = guess_axes(arr.shape, path)
         return arr, axes
     arrays = sorted(k for k in node.keys() if not hasattr(node[k], "keys"))
     if not arrays:
         raise InputError(path, "is a zarr group without arrays or OME-Zarr multiscales", EXPECTED)
     arr = node[arrays[0]]
-    return arr, _guess_axes(arr.shape, path)
+    return arr, guess_axes(arr.shape, path)
 
 
 def _validate(movie: Movie, min_frames: int) -> None:

@@ -17,42 +17,15 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.rois import RoiSet
 
-MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
-
 
 def read_movie(path: Path) -> np.ndarray:
-    """A (T, Y, X) float32 movie from TIFF, zarr or a numeric .npy."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
+    """A (T, Y, X) float32 movie, whole in memory, from any format
+    :func:`~napari_cellcurator.core.io.movies.open_movie` reads (channel 0 of several)."""
+    from napari_cellcurator.core.io.movies import open_movie
 
-        try:
-            movie = tifffile.imread(path)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise InputError(path, f"unreadable TIFF ({exc})") from None
-    elif suffix == ".zarr":
-        import zarr
-
-        try:
-            movie = zarr.open(str(path), mode="r")
-        except Exception as exc:  # zarr raises several unrelated types for a bad store
-            raise InputError(path, f"unreadable zarr store ({exc})") from None
-        if not hasattr(movie, "shape"):
-            raise InputError(path, "is a zarr group, not an array", "a (T, Y, X) array")
-        movie = np.asarray(movie[...])
-    elif suffix == ".npy":
-        from napari_cellcurator.core.io.safe_pickle import load_npy
-
-        movie = load_npy(path)
-        if not isinstance(movie, np.ndarray) or movie.dtype == object:
-            raise InputError(path, "is not a numeric array", "a (T, Y, X) movie")
-    else:
-        raise InputError(path, "is not a movie file", f"one of {MOVIE_SUFFIXES}")
-    movie = np.squeeze(np.asarray(movie))
-    if movie.ndim != 3 or min(movie.shape) < 2:
-        raise InputError(path, f"has shape {movie.shape}", "a (T, Y, X) movie")
-    return movie.astype(np.float32)
+    movie = open_movie(path)
+    t, y, x = movie.shape
+    return movie.read(0, t, 0, y, 0, x)
 
 
 def _skew_ica(signals: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -190,6 +163,9 @@ def extract_candidates(movie: np.ndarray, path: Path | str = "movie", n_pcs: int
     movie = np.asarray(movie, np.float32)
     if movie.ndim != 3:
         raise InputError(path, f"movie has shape {movie.shape}", "(T, Y, X)")
+    if not np.ptp(movie, axis=0).any():  # PCA/ICA of noise-free zeros "finds" cells
+        raise InputError(path, "does not change over time (every pixel constant)",
+                         "a calcium-imaging movie")
     filters, _ = pca_ica(movie, n_pcs=n_pcs, mu=mu, seed=seed)
     fps = segment_filters(filters, z_thresh=z_thresh, min_area=min_area)
     traces = project_traces(movie, fps) if fps else np.zeros((0, movie.shape[0]), np.float32)

@@ -57,7 +57,7 @@ def _full_frame(img: np.ndarray | None, ops: dict, shape: tuple[int, int]) -> np
 OPS_PARTS = ("settings.npy", "db.npy", "reg_outputs.npy", "detect_outputs.npy", "ops.npy")
 
 
-def _plane_ops(plane: Path) -> dict:
+def plane_ops(plane: Path) -> dict:
     """The plane's ops dict: 0.x ``ops.npy``, or 1.x's parts merged (ops.npy may be absent)."""
     ops: dict = {}
     for name in OPS_PARTS:
@@ -143,7 +143,7 @@ def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
         if iscell.shape[0] != n:
             raise InputError(plane / "iscell.npy", f"has {iscell.shape[0]} rows but stat.npy has "
                              f"{n} ROIs", f"({n}, 2)")
-    ops = _plane_ops(plane)
+    ops = plane_ops(plane)
     footprints = _stat_footprints(stat, plane)
     if "Ly" in ops and "Lx" in ops:
         try:

@@ -11,6 +11,7 @@ import torch
 from napari_cellcurator.core.data.traces import robust_normalise
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
+from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES
 from napari_cellcurator.core.io.rois import CLASSES, footprints_to_labels, roiset_to_items
 from napari_cellcurator.core.tasks.base import ClassificationTask, Hyper, ReadOptions
 
@@ -35,20 +36,21 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
             return concat_itemsets(sets)
         raise InputError(path, "is not a Suite2p folder", "a plane folder with stat.npy, its "
                          "parent, a CaImAn .hdf5, an NWB file, an Allen .json or a movie "
-                         ".tif/.zarr/.npy")
+                         ".tif/.zarr/.npy/.h5/.mmap/data.bin")
     if suffix == ".json":
         from napari_cellcurator.core.io.allen import read_allen_json
 
         return roiset_to_items(read_allen_json(path, extra), extra)
     if suffix in (".hdf5", ".h5"):
-        from napari_cellcurator.core.io.caiman import read_caiman
+        from napari_cellcurator.core.io.caiman import is_caiman_results, read_caiman
 
-        return roiset_to_items(read_caiman(path, extra), extra)
+        if is_caiman_results(path):
+            return roiset_to_items(read_caiman(path, extra), extra)
     if suffix == ".nwb":
         from napari_cellcurator.core.io.nwb import read_nwb
 
         return concat_itemsets([roiset_to_items(r, extra) for r in read_nwb(path, extra)])
-    if suffix in (".tif", ".tiff", ".zarr", ".npy"):
+    if suffix in MOVIE_SUFFIXES:  # a raw movie (an HDF5 without CaImAn estimates is one)
         from napari_cellcurator.core.io.pcaica import read_movie_candidates
         from napari_cellcurator.core.io.roi_masks import mask_file_for, read_movie_with_masks
 
@@ -58,7 +60,8 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
 
         return roiset_to_items(read_movie_candidates(path, extra), extra)
     raise InputError(path, "is not a recognised cellness format", "Suite2p folder, CaImAn "
-                     ".hdf5/.h5, NWB .nwb, Allen .json, or a raw movie .tif/.tiff/.zarr/.npy")
+                     ".hdf5/.h5, NWB .nwb, Allen .json, or a raw movie .tif/.tiff/.zarr/.npy/"
+                     ".h5/.mmap/data.bin")
 
 
 def trace_batch(traces: np.ndarray, augment: bool, rng: np.random.Generator) -> np.ndarray:
