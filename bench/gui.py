@@ -7,6 +7,7 @@ being the widget's own method, its work running in the widget's ``thread_worker`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -28,6 +29,17 @@ def ensure_display():
     display = Display(visible=False, size=(1280, 1024), color_depth=24)
     display.start()
     return display
+
+
+@contextlib.contextmanager
+def virtual_display():
+    """:func:`ensure_display` for the duration of a ``with`` block."""
+    display = ensure_display()
+    try:
+        yield
+    finally:
+        if display is not None:
+            display.stop()
 
 
 def jurkat_subset(dst: Path, n: int) -> Path:

@@ -58,8 +58,7 @@ def timed(app, func) -> float:
 
 
 def main(quick: bool = False, out: Path = RESULTS) -> dict:
-    display = gui.ensure_display()
-    try:
+    with gui.virtual_display():
         from qtpy.QtCore import Qt
         from qtpy.QtWidgets import QApplication, QTableWidget
 
@@ -91,9 +90,6 @@ def main(quick: bool = False, out: Path = RESULTS) -> dict:
                   "largest_fill_under_target": rows[-1]["item_table_fill_ms"] < TARGET_MS}
         write_result("item_table", result, out)
         return result
-    finally:
-        if display is not None:
-            display.stop()
 
 
 if __name__ == "__main__":

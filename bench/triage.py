@@ -97,8 +97,7 @@ def measure(app, viewer, n: int, cluster_labelled: bool) -> dict:
 
 
 def main(quick: bool = False, out: Path = RESULTS) -> dict:
-    display = gui.ensure_display()
-    try:
+    with gui.virtual_display():
         import napari
 
         viewer = napari.Viewer(show=True)
@@ -124,9 +123,6 @@ def main(quick: bool = False, out: Path = RESULTS) -> dict:
                             f"{KEYS} keys on a shown napari.Viewer under Xvfb"}
         write_result("triage", result, out)
         return result
-    finally:
-        if display is not None:
-            display.stop()
 
 
 if __name__ == "__main__":
