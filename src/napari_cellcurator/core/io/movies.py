@@ -21,13 +21,16 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 
-MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy", ".h5", ".hdf5", ".mmap", ".bin")
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
+MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy", ".h5", ".hdf5", ".mmap", ".bin",
+                  *VIDEO_SUFFIXES)
 #: frames up to this size (bytes, float32) are cached decoded; the cache holds CACHE_BYTES
 FRAME_CACHE_MAX = 2 * 1024 * 1024
 CACHE_BYTES = 48 * 1024 * 1024
 EXPECTED = ("a T×Y×X (or T×C×Y×X / T×Y×X×C) time-lapse stack: .tif/.tiff, .zarr, OME-Zarr, "
-            ".npy, HDF5 .h5/.hdf5, CaImAn .mmap, Suite2p data.bin, or a folder of one image "
-            "per frame (t000.tif, t001.tif...)")
+            ".npy, HDF5 .h5/.hdf5, CaImAn .mmap, Suite2p data.bin, video .avi/.mp4 (or a "
+            "folder of them: a Miniscope recording), or a folder of one image per frame "
+            "(t000.tif, t001.tif...)")
 
 
 @dataclass
@@ -134,7 +137,8 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
     ----------
     path
         ``.tif``/``.tiff``, ``.npy``, a zarr v2/v3 array or group, an OME-Zarr image, an HDF5
-        movie, a CaImAn ``.mmap``, a Suite2p ``data.bin``, or a folder of same-size 2-D
+        movie, a CaImAn ``.mmap``, a Suite2p ``data.bin``, a video (``.avi``, ``.mp4``; a
+        folder of them: a Miniscope recording), or a folder of same-size 2-D
         images, one per frame, in natural order of their names (``t2.png`` before
         ``t10.png``; Cell Tracking Challenge and microscope exports).
     channel
@@ -159,6 +163,10 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
         from napari_cellcurator.core.io.pipeline_movies import open_pipeline_movie
 
         raw, axes = open_pipeline_movie(path, EXPECTED)
+    elif suffix in VIDEO_SUFFIXES or is_video_folder(path):
+        from napari_cellcurator.core.io.video import VideoMovie
+
+        raw, axes = VideoMovie.open(path), "tyx"
     elif suffix == ".zarr" or (path.is_dir() and _is_zarr(path)):
         raw, axes = _open_zarr(path)
     elif path.is_dir():
@@ -214,7 +222,28 @@ def _warn_if_channels_differ(movie: Movie) -> None:
                   InputWarning, stacklevel=3)
 
 
-class FrameFolder:
+class FrameArray:
+    """Base of lazy arrays read frame by frame: subclasses set ``shape``/``dtype`` and
+    define ``frame(t)``; basic slicing reads only the frames asked for."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def frame(self, t: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        t, rest = key[0], key[1:]
+        if isinstance(t, int | np.integer):
+            return self.frame(int(t))[rest]
+        frames = [self.frame(i)[rest] for i in range(self.shape[0])[t]]
+        if frames:
+            return np.stack(frames)
+        return np.zeros((0, *np.empty(self.shape[1:])[rest].shape), self.dtype)
+
+
+class FrameFolder(FrameArray):
     """A folder of same-size frame images as a lazy (T, C, Y, X) array: basic slicing reads
     only the files of the frames asked for (``shape``/``dtype``/``chunks`` for dask)."""
 
@@ -250,15 +279,10 @@ class FrameFolder:
                              f"{self.files[0].name} {self.dtype}", "frames of one pixel type")
         return arr
 
-    def __getitem__(self, key) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        t, rest = key[0], key[1:]
-        if isinstance(t, int | np.integer):
-            return self.frame(int(t))[rest]
-        frames = [self.frame(i)[rest] for i in range(self.shape[0])[t]]
-        if frames:
-            return np.stack(frames)
-        return np.zeros((0, *np.empty(self.shape[1:])[rest].shape), self.dtype)
+
+def is_video_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder of video files (a Miniscope recording: 0.avi, 1.avi...)."""
+    return path.is_dir() and any(f.suffix.lower() in VIDEO_SUFFIXES for f in path.iterdir())
 
 
 def _is_zarr(path: Path) -> bool:

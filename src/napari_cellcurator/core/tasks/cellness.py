@@ -11,7 +11,7 @@ import torch
 from napari_cellcurator.core.data.traces import robust_normalise
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
-from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES
+from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES, is_video_folder
 from napari_cellcurator.core.io.rois import CLASSES, footprints_to_labels, roiset_to_items
 from napari_cellcurator.core.tasks.base import ClassificationTask, Hyper, ReadOptions
 
@@ -34,9 +34,11 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
         if suite2p.is_suite2p_folder(path):
             sets = [roiset_to_items(r, extra) for r in suite2p.read_suite2p(path, extra)]
             return concat_itemsets(sets)
-        raise InputError(path, "is not a Suite2p folder", "a plane folder with stat.npy, its "
-                         "parent, a CaImAn .hdf5, an NWB file, an Allen .json or a movie "
-                         ".tif/.zarr/.npy/.h5/.mmap/data.bin")
+        if not is_video_folder(path):  # a Miniscope recording is a movie (read below)
+            raise InputError(path, "is not a Suite2p folder", "a plane folder with stat.npy, "
+                             "its parent, a CaImAn .hdf5, an NWB file, an Allen .json, a "
+                             "movie .tif/.zarr/.npy/.h5/.mmap/data.bin/.avi or a folder of "
+                             ".avi (Miniscope)")
     if suffix == ".json":
         from napari_cellcurator.core.io.allen import read_allen_json
 
@@ -50,7 +52,8 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
         from napari_cellcurator.core.io.nwb import read_nwb
 
         return concat_itemsets([roiset_to_items(r, extra) for r in read_nwb(path, extra)])
-    if suffix in MOVIE_SUFFIXES:  # a raw movie (an HDF5 without CaImAn estimates is one)
+    if suffix in MOVIE_SUFFIXES or path.is_dir():  # a raw movie (so is an HDF5 without
+        # CaImAn estimates, or a folder of videos)
         from napari_cellcurator.core.io.pcaica import read_movie_candidates
         from napari_cellcurator.core.io.roi_masks import mask_file_for, read_movie_with_masks
 
@@ -61,7 +64,7 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
         return roiset_to_items(read_movie_candidates(path, extra), extra)
     raise InputError(path, "is not a recognised cellness format", "Suite2p folder, CaImAn "
                      ".hdf5/.h5, NWB .nwb, Allen .json, or a raw movie .tif/.tiff/.zarr/.npy/"
-                     ".h5/.mmap/data.bin")
+                     ".h5/.mmap/data.bin/.avi/.mp4")
 
 
 def trace_batch(traces: np.ndarray, augment: bool, rng: np.random.Generator) -> np.ndarray:
