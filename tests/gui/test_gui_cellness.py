@@ -153,3 +153,23 @@ def test_suite2p_load_train_predict_explain(make_napari_viewer, qtbot, tmp_path)
     assert list((data / "plane0").glob("iscell.bak-*.npy"))
     export.close()
     curate.close()
+
+
+def test_auto_task_on_a_movie_asks_which_task(make_napari_viewer, tmp_path, monkeypatch):
+    """A movie is read by cellness and mixture: "auto" asks instead of guessing; the asked-for
+    task reads it."""
+    from napari_cellcurator._qt import load_widget
+    from napari_cellcurator._qt.common import hub_for
+
+    errors = []
+    monkeypatch.setattr(load_widget, "notify_error", lambda e: errors.append(str(e)))
+    movie = tmp_path / "session.npy"
+    np.save(movie, np.random.default_rng(0).random((12, 40, 40), dtype=np.float32))
+    viewer = make_napari_viewer()
+    load = load_widget.LoadWidget(viewer)
+    assert load.load(movie) is None
+    assert errors and "choose the task" in errors[0] and "session.npy" in errors[0]
+    assert hub_for(viewer).session is None
+    (tmp_path / "notes").write_text("not data")
+    load.load(tmp_path / "notes")
+    assert "not a format napari-cellcurator reads" in errors[-1]

@@ -44,6 +44,16 @@ def _read(path: Path, task: str, channels: list[int] | None):
         return WorkerFailed(exc)
 
 
+def _unknown_format(path: Path) -> str:
+    """What to tell when "auto" finds no task: a movie is read by two tasks, so ask."""
+    from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES, is_video_folder
+
+    if path.suffix.lower() in MOVIE_SUFFIXES or is_video_folder(path):
+        return (f"{path.name}: a movie — choose the task: cellness (find candidate cells, "
+                "or ROIs from a mask file beside it) or mixture (tiles to score)")
+    return f"{path}: not a format napari-cellcurator reads"
+
+
 class LoadWidget(Container):
     """Choose a path (class folders, Suite2p/CaImAn output, Allen JSON, mixture manifest)."""
 
@@ -89,7 +99,7 @@ class LoadWidget(Container):
         if task == "auto":
             task = detect_task(path)
             if task is None:
-                notify_error(f"{path}: not a format napari-cellcurator reads")
+                notify_error(_unknown_format(path))
                 return None
         text = self._channels.value.strip()
         try:
