@@ -12,6 +12,11 @@ Case 2, ``movie``: a 2,000 × 512 × 512 uint16 movie (1 GB raw) written chunk-w
 read lazily and tiled into snippets by the mixture task's reader, which are scored by the
 mixture task's default model (random weights), predictions written.
 
+Case 3, ``candidates``: PCA/ICA cell candidates of the same movie with a few hundred
+simulated firing cells added (``cellcurator`` cellness on a raw movie): read in blocks of
+frames, the PCA in a few passes (:mod:`napari_cellcurator.core.io.movie_stream`), traces and
+neuropil projected block by block.
+
 Each case runs in its own process; its peak RSS (``ru_maxrss``) is reported, together with the
 RSS after imports and model loading, and RSS sampled every 0.25 s during the run (its maximum
 over the first and the last quarter of the run shows whether memory grows with N).
@@ -157,6 +162,43 @@ def child_movie(store: str, out: str) -> dict:
             "peak_rss_mb": peak_rss_mb(), **sampler.stop()}
 
 
+def child_candidates(store: str) -> dict:
+    """PCA/ICA candidates of the movie, as ``cellcurator predict`` on a raw movie reads it."""
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    task = get_task("cellness")
+    baseline = peak_rss_mb()
+    sampler = RssSampler()
+    t0 = time.perf_counter()
+    items = task.read(Path(store), ReadOptions())
+    seconds = time.perf_counter() - t0
+    return {"n_candidates": len(items), "seconds": seconds, "rss_mb_after_imports": baseline,
+            "peak_rss_mb": peak_rss_mb(), **sampler.stop()}
+
+
+def add_cells(path: Path, n_cells: int, seed: int = 1) -> None:
+    """Add ``n_cells`` Gaussian cells with sparse calcium transients to the zarr movie."""
+    import zarr
+
+    z = zarr.open_array(str(path), mode="r+")
+    frames, side = z.shape[0], z.shape[1]
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(8, side - 8, size=(n_cells, 2))
+    yy, xx = np.mgrid[:side, :side]
+    spikes = rng.random((n_cells, frames)) < 0.01
+    kernel = np.exp(-np.arange(40) / 8.0)
+    activity = np.stack([np.convolve(s, kernel)[:frames] for s in spikes]) * 400
+    chunk = z.chunks[0]
+    for start in range(0, frames, chunk):
+        block = z[start:start + chunk].astype(np.float32)
+        for (cy, cx), trace in zip(centres, activity[:, start:start + chunk], strict=True):
+            y0, x0 = int(cy) - 8, int(cx) - 8
+            blob = np.exp(-((yy[y0:y0 + 16, x0:x0 + 16] - cy) ** 2
+                            + (xx[y0:y0 + 16, x0:x0 + 16] - cx) ** 2) / 18.0)
+            block[:, y0:y0 + 16, x0:x0 + 16] += trace[:, None, None] * blob
+        z[start:start + chunk] = np.clip(block, 0, 65535).astype(np.uint16)
+
+
 def _mixture_model(store: str, model_dir: str) -> None:
     """A default-arch mixture model (random weights) whose preprocessing reads ``store``."""
     from common import make_model_dir
@@ -220,6 +262,13 @@ def main(quick: bool = False, out: Path | None = None) -> dict:
             result[key] = movie["peak_rss_mb"]
             result["movie"] = {**movie, "shape": [frames, side, side]}
             _show_case(f"movie {frames}x{side}x{side} uint16", movie)
+            add_cells(tmp / "movie.zarr", 40 if quick else 300)
+            cands = run_child([__file__, "--child", "candidates", str(tmp / "movie.zarr")])
+            key = "peak_rss_mb_candidates_2000x512x512" if not quick else "peak_rss_mb_candidates"
+            result[key] = cands["peak_rss_mb"]
+            result["candidates"] = {**cands, "shape": [frames, side, side]}
+            _show_case(f"PCA/ICA candidates, movie {frames}x{side}x{side}", cands)
+            show("  candidates found", cands["n_candidates"])
         else:
             result["movie"] = {"skipped": why}
             show("movie case skipped", why)
@@ -246,6 +295,8 @@ if __name__ == "__main__":
         kind, rest = sys.argv[2], sys.argv[3:]
         if kind == "crops":
             res = child_crops(rest[0], rest[1], int(rest[2]), rest[3])
+        elif kind == "candidates":
+            res = child_candidates(rest[0])
         else:
             res = child_movie(rest[0], rest[1])
         print(json.dumps(res))

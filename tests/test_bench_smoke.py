@@ -85,6 +85,7 @@ def test_memory_quick(tmp_path):
     res = _run("memory", tmp_path)
     assert res["crops"]["n_items"] == 20_000
     assert 0 < res["peak_rss_mb_crops"] < 4000
+    assert res["candidates"]["n_candidates"] > 0 and res["peak_rss_mb_candidates"] > 0
 
 
 @pytest.mark.slow

@@ -70,24 +70,35 @@ class Movie:
             self._cache = OrderedDict()
             self._cache_frames = max(1, CACHE_BYTES // frame_bytes)
 
-    def read(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    def read(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int,
+             cache: bool = True) -> np.ndarray:
         """Frames ``t0:t1`` of the region ``[y0:y1, x0:x1]`` as float32 (T, Y, X); only the
-        chunks overlapping the region are read (small frames go through a bounded cache)."""
-        if self._cache is None:
+        chunks overlapping the region are read (small frames go through a bounded cache,
+        unless ``cache`` is False: a pass over the whole movie gains nothing from it)."""
+        if self._cache is None or not cache:
             return self._read_raw(t0, t1, y0, y1, x0, x1)
         t, h, w = self.shape
-        frames = []
-        for f in range(t0, min(t1, t)):
-            frame = self._cache.get(f)
-            if frame is None:
-                frame = self._read_raw(f, f + 1, 0, h, 0, w)[0]
-                self._cache[f] = frame
+        wanted = range(t0, min(t1, t))
+        if len(wanted) == 0:
+            return np.zeros((0, 0, 0), np.float32)
+        region = (slice(y0, y1), slice(x0, x1))
+        frames = {f: self._cache[f][region] for f in wanted if f in self._cache}
+        for f in frames:
+            self._cache.move_to_end(f)
+        missing = [f for f in wanted if f not in frames]
+        # frames not cached are read a cache's worth at a time: a chunk of many frames
+        # (zarr, HDF5, video) decodes once, and memory stays bounded by the cache
+        for start in range(0, len(missing), self._cache_frames):
+            part = missing[start:start + self._cache_frames]
+            block = self._read_raw(part[0], part[-1] + 1, 0, h, 0, w)
+            for i, frame in enumerate(block, start=part[0]):
+                if i not in frames:
+                    crop = frame[region]
+                    frames[i] = crop.copy() if crop.size < frame.size else crop
+                self._cache[i] = frame
                 if len(self._cache) > self._cache_frames:
                     self._cache.popitem(last=False)
-            else:
-                self._cache.move_to_end(f)
-            frames.append(frame[y0:y1, x0:x1])
-        return np.stack(frames) if frames else np.zeros((0, 0, 0), np.float32)
+        return np.stack([frames[f] for f in wanted])
 
     def _read_raw(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         sl = []

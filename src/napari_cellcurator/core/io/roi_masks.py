@@ -127,15 +127,16 @@ def footprints_from_label_image(labels: np.ndarray) -> tuple[list, np.ndarray]:
     return footprints, ids
 
 
-def check_movie(movie: np.ndarray, path: Path) -> np.ndarray:
-    """``movie`` as an array, with one clear error unless it is ``(T, Y, X)``."""
-    movie = np.asarray(movie)
-    if movie.ndim != 3:
+def check_movie(movie, path: Path):
+    """``movie`` (an array, or frames read when sliced), with one clear error unless it is
+    ``(T, Y, X)``."""
+    movie = movie if hasattr(movie, "shape") else np.asarray(movie)
+    if len(movie.shape) != 3:
         raise InputError(path, f"movie has shape {movie.shape}", "(T, Y, X) frames")
     return movie
 
 
-def rois_from_footprints(movie: np.ndarray, footprints: list, path: Path, fmt: str,
+def rois_from_footprints(movie, footprints: list, path: Path, fmt: str,
                          columns: dict, meta: dict) -> RoiSet:
     """A :class:`RoiSet` of ROIs drawn elsewhere, with their traces in ``movie``.
 
@@ -159,6 +160,7 @@ def rois_from_footprints(movie: np.ndarray, footprints: list, path: Path, fmt: s
     RoiSet
         Traces = mean of the movie inside each footprint per frame.
     """
+    from napari_cellcurator.core.io.movie_stream import frame_stats
     from napari_cellcurator.core.io.pcaica import neuropil_traces, project_traces
 
     traces = project_traces(movie, footprints)
@@ -166,7 +168,7 @@ def rois_from_footprints(movie: np.ndarray, footprints: list, path: Path, fmt: s
     # recordings the shipped cellness model learnt from
     neuropil = neuropil_traces(movie, footprints)
     return RoiSet(footprints, traces, movie.shape[1:], path, fmt, neuropil=neuropil,
-                  mean_image=movie.mean(axis=0, dtype=np.float64).astype(np.float32),
+                  mean_image=frame_stats(movie)[0].astype(np.float32),
                   columns=columns, meta={"n_frames": int(movie.shape[0]), **meta})
 
 
@@ -197,11 +199,11 @@ def rois_from_masks(movie: np.ndarray, labels: np.ndarray, path: Path | str,
 
 def read_movie_with_masks(movie_path: Path, mask_path: Path) -> RoiSet:
     """The movie file and the ROIs beside it (a label image or an ImageJ ROI zip/.roi)."""
-    from napari_cellcurator.core.io.pcaica import read_movie
+    from napari_cellcurator.core.io.pcaica import movie_frames
 
     if Path(mask_path).suffix.lower() in ROI_FILE_SUFFIXES:
         from napari_cellcurator.core.io.imagej_rois import rois_from_imagej
 
-        return rois_from_imagej(read_movie(movie_path), mask_path, movie_path)
-    return rois_from_masks(read_movie(movie_path), read_label_image(mask_path), movie_path,
+        return rois_from_imagej(movie_frames(movie_path), mask_path, movie_path)
+    return rois_from_masks(movie_frames(movie_path), read_label_image(mask_path), movie_path,
                            mask_path)
