@@ -1,6 +1,7 @@
 """Open time-lapse stacks lazily (T × Y × X) from TIFF, zarr v2/v3, OME-Zarr, ``.npy``,
-folders of one image per frame, and the movies calcium-imaging pipelines write (HDF5, CaImAn
-``.mmap``, Suite2p ``data.bin``: :mod:`napari_cellcurator.core.io.pipeline_movies`).
+folders of one image per frame, the movies calcium-imaging pipelines write (HDF5, CaImAn
+``.mmap``, Suite2p ``data.bin``: :mod:`napari_cellcurator.core.io.pipeline_movies`) and videos
+(``.avi``/``.mp4``, Miniscope folders: :mod:`napari_cellcurator.core.io.video`).
 
 Nothing here reads a whole movie: TIFF goes through tifffile's zarr view (one chunk per page or
 strip), zarr and OME-Zarr are opened in place, ``.npy`` is memory-mapped, a frame folder reads

@@ -182,7 +182,6 @@ def project_traces(movie, footprints: list[tuple[np.ndarray, np.ndarray, np.ndar
         vals.append(w)
     weights = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(len(footprints), int(np.prod(shape))))
-    weights = weights.astype(np.float32)  # float64 weights would copy each block to float64
     for t0, block in time_chunks(movie):
         out[:, t0:t0 + len(block)] = weights @ block.T
     return out
