@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from napari_cellcurator._reader import detect_task
@@ -27,3 +28,35 @@ def test_tables_by_header(tmp_path, header, task):
     path = tmp_path / "table.csv"
     path.write_text(header + "\n")
     assert detect_task(path) == task
+
+
+def test_movies_napari_cannot_open_become_a_lazy_image_layer(tmp_path):
+    """An HDF5 movie, a CaImAn .mmap, a video: an image layer (then Load → Use these layers);
+    an HDF5 of CaImAn results is still the cellness reader's; a broken one says why."""
+    h5py = pytest.importorskip("h5py")
+    from napari_cellcurator._reader import get_reader, is_plain_movie
+    from napari_cellcurator.core.errors import InputError
+
+    movie = np.random.default_rng(0).random((8, 20, 30), dtype=np.float32)
+    h5 = tmp_path / "motion_corrected.h5"
+    with h5py.File(h5, "w") as fh:
+        fh["mov"] = movie
+    results = tmp_path / "results.hdf5"
+    with h5py.File(results, "w") as fh:
+        fh["estimates/A"] = np.zeros((600, 2))
+    mmap = tmp_path / "Yr_d1_20_d2_30_d3_1_order_F_frames_8_.mmap"
+    np.memmap(mmap, np.float32, "w+", shape=(600, 8), order="F")[:] = (
+        movie.reshape(8, -1, order="F").T)
+    assert detect_task(h5) is None and detect_task(results) == "cellness"
+    for path in (h5, mmap):
+        assert is_plain_movie(path)
+        (data, meta, kind), = get_reader(str(path))(str(path))
+        assert kind == "image" and data.shape == (8, 20, 30)
+        assert not isinstance(data, np.ndarray)  # lazy: frames read when shown
+        np.testing.assert_allclose(np.asarray(data[3]), movie[3])
+        assert meta["metadata"]["cellcurator_movie"] == str(path)
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    broken = tmp_path / "data.bin"
+    broken.write_bytes(bytes(100))
+    with pytest.raises(InputError, match="ops.npy"):
+        get_reader(str(broken))(str(broken))

@@ -1,7 +1,9 @@
-"""npe2 reader: Suite2p/CaImAn/Allen ROI sets, mixture manifests, class folders, projects.
+"""npe2 reader: Suite2p/CaImAn/Allen ROI sets, mixture manifests, class folders, projects,
+and movies napari cannot open itself (HDF5, CaImAn .mmap, Suite2p data.bin, video).
 
-``get_reader`` only looks at the path (cheap, no torch): napari calls it for every file
-the user opens. The returned reader does the real work through the task's core reader.
+``get_reader`` only looks at the path (cheap, no torch; an HDF5 file's top-level names):
+napari calls it for every file the user opens. The returned reader does the real work through
+the task's core reader.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ def detect_task(path: str | Path) -> str | None:
         return None if data is None else detect_task(data)
     if path.is_file():
         suffix = path.suffix.lower()
-        if path.name == "stat.npy" or suffix in (".hdf5", ".h5", ".nwb"):
+        if path.name == "stat.npy" or suffix == ".nwb":
             return "cellness"
+        if suffix in (".hdf5", ".h5"):  # CaImAn results, or a movie (motion-corrected .h5)
+            return "cellness" if _holds_caiman_results(path) else None
         if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
             return "cellness"
         if suffix == ".npz":  # arrays of crops + labels (MedMNIST-style)
@@ -58,6 +62,40 @@ def detect_task(path: str | Path) -> str | None:
            for p in path.iterdir() if not p.name.startswith(".")):
         return "celltype"
     return None
+
+
+def _holds_caiman_results(path: Path) -> bool:
+    """Whether an HDF5 file is CaImAn results (unreadable ones go to the cellness reader,
+    which says what is wrong with them)."""
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.io.caiman import is_caiman_results
+
+    try:
+        return is_caiman_results(path)
+    except InputError:
+        return True
+
+
+def is_plain_movie(path: str | Path) -> bool:
+    """A movie napari cannot open by itself (HDF5, CaImAn ``.mmap``, Suite2p ``data.bin``,
+    video, Miniscope folder): opened as an image layer, for Load → *Use these layers*."""
+    from napari_cellcurator.core.io.movies import VIDEO_SUFFIXES, is_video_folder
+
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() in (".h5", ".hdf5", ".mmap", ".bin", *VIDEO_SUFFIXES)
+    return is_video_folder(path)
+
+
+def read_movie_layer(path: str | Path) -> list[tuple]:
+    """The movie at ``path`` as a lazy (T, Y, X) image layer (frames decoded when shown)."""
+    from napari_cellcurator.core.io.movies import open_movie
+
+    path = Path(path[0] if isinstance(path, list) else path)
+    movie = open_movie(path)
+    name = Path(path).stem if Path(path).is_file() else Path(path).name
+    return [(movie.dask, {"name": name, "metadata": {"cellcurator_movie": str(path)}},
+             "image")]
 
 
 def _table_task(header: str) -> str | None:
@@ -103,7 +141,7 @@ def get_reader(path: str | list[str]) -> Callable | None:
         path = path[0]
     task = detect_task(path)
     if task is None:
-        return None
+        return read_movie_layer if is_plain_movie(path) else None
     return lambda p: read_layers(p[0] if isinstance(p, list) else p, task)
 
 

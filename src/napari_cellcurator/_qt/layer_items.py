@@ -48,7 +48,8 @@ def cellness_from_rois(movie, source: str, masks: np.ndarray | None = None,
     from napari_cellcurator.core.io.shapes import label_image_of, rois_from_shapes
 
     try:
-        movie = np.asarray(movie)  # a lazy (dask) layer is read here, off the GUI thread
+        # a lazy (dask) layer is read here, off the GUI thread: whole when small, else in
+        # blocks of frames (core.io.movie_stream)
         if masks is not None:
             items = roiset_to_items(rois_from_masks(movie, masks, Path(source)))
             items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's values
