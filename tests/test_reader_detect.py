@@ -60,3 +60,18 @@ def test_movies_napari_cannot_open_become_a_lazy_image_layer(tmp_path):
     broken.write_bytes(bytes(100))
     with pytest.raises(InputError, match="ops.npy"):
         get_reader(str(broken))(str(broken))
+
+
+def test_a_movie_opened_bounds_napari_dask_cache(tmp_path, monkeypatch):
+    """napari's dask cache would grow to a quarter of the RAM on a long movie: the reader
+    sizes it to the movie (256 MB at least, 2 GB at most)."""
+    import napari.utils
+
+    from napari_cellcurator._reader import get_reader
+
+    sizes = []
+    monkeypatch.setattr(napari.utils, "resize_dask_cache", sizes.append)
+    path = tmp_path / "Yr_d1_64_d2_64_d3_1_order_C_frames_40_.mmap"
+    np.memmap(path, np.float32, "w+", shape=(64 * 64, 40))[:] = 1.0
+    get_reader(str(path))(str(path))
+    assert sizes == [int(256e6)]

@@ -93,9 +93,18 @@ def read_movie_layer(path: str | Path) -> list[tuple]:
 
     path = Path(path[0] if isinstance(path, list) else path)
     movie = open_movie(path)
+    bound_dask_cache(movie.dask.nbytes)
     name = Path(path).stem if Path(path).is_file() else Path(path).name
     return [(movie.dask, {"name": name, "metadata": {"cellcurator_movie": str(path)}},
              "image")]
+
+
+def bound_dask_cache(nbytes: float) -> None:
+    """Room in napari's dask chunk cache for a quarter of a lazy movie of ``nbytes`` (256 MB
+    to 2 GB): napari's default grows to a quarter of the RAM on long movies."""
+    from napari.utils import resize_dask_cache
+
+    resize_dask_cache(int(min(max(nbytes * 0.25, 256e6), 2e9)))
 
 
 def _table_task(header: str) -> str | None:

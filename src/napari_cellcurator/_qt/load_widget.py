@@ -261,10 +261,9 @@ class LoadWidget(Container):
 
 def _resize_cache_for(layers) -> None:
     """Movies are read lazily: give dask's chunk cache room for a few hundred MB of frames."""
-    from napari.utils import resize_dask_cache
+    from napari_cellcurator._reader import bound_dask_cache
 
-    nbytes = sum(getattr(ly.data, "nbytes", 0) for ly in layers)
-    resize_dask_cache(int(min(max(nbytes * 0.25, 256e6), 2e9)))
+    bound_dask_cache(sum(getattr(ly.data, "nbytes", 0) for ly in layers))
 
 
 def _placed_as(image) -> dict:
