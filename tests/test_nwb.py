@@ -313,3 +313,39 @@ def test_write_back_makes_a_curated_copy_that_pynwb_and_we_read(simulated, tmp_p
     assert list(again.table["label"]) == ["cell" if v else "not_cell" for v in
                                           expected.loc[again.table["item_id"]
                                                        .str.replace("rec_curated", "rec")]]
+
+
+def test_a_raw_recording_nwb_is_a_movie(shared_data, tmp_path):
+    """An NWB with only its TwoPhotonSeries (how DANDI holds raw recordings): the movie, read
+    lazily; cellness finds the candidates the TIFF gives; napari opens it as an image."""
+    import tifffile
+    from pynwb.ophys import TwoPhotonSeries
+
+    from napari_cellcurator._reader import detect_task, get_reader
+    from napari_cellcurator.core.io.movies import open_movie
+    from napari_cellcurator.core.tasks import ReadOptions
+
+    movie = tifffile.imread(shared_data / "calcium" / "miniscope_1p" / "miniscope_1p.tif")
+    movie = np.ascontiguousarray(movie[:, :, :90])
+    nwb, plane, _ = _nwb_file()
+    nwb.add_acquisition(TwoPhotonSeries(name="raw", data=movie, imaging_plane=plane,
+                                        rate=20.0, unit="a.u."))
+    path = tmp_path / "sub-01_ses-01_ophys.nwb"
+    with NWBHDF5IO(path, "w") as io:
+        io.write(nwb)
+    opened = open_movie(path)
+    assert opened.shape == movie.shape
+    np.testing.assert_array_equal(opened.read(4, 9, 0, 100, 0, 90), movie[4:9])
+    tif = tmp_path / "movie.tif"
+    tifffile.imwrite(tif, movie)
+    from_nwb, from_tif = TASK.read(path, ReadOptions()), TASK.read(tif, ReadOptions())
+    assert len(from_nwb) == len(from_tif) > 0
+    np.testing.assert_allclose(from_nwb.arrays["trace"], from_tif.arrays["trace"], rtol=1e-5)
+    assert detect_task(path) is None
+    (data, _, kind), = get_reader(str(path))(str(path))
+    assert kind == "image" and data.shape == movie.shape
+    empty = tmp_path / "empty.nwb"
+    with NWBHDF5IO(empty, "w") as io:
+        io.write(_nwb_file()[0])
+    with pytest.raises(InputError, match="no imaging data"):
+        TASK.read(empty, ReadOptions())

@@ -29,10 +29,12 @@ def detect_task(path: str | Path) -> str | None:
         return None if data is None else detect_task(data)
     if path.is_file():
         suffix = path.suffix.lower()
-        if path.name == "stat.npy" or suffix == ".nwb":
+        if path.name == "stat.npy":
             return "cellness"
+        if suffix == ".nwb":  # segmentation results, or only the raw movie
+            return "cellness" if _holds(path, "segmentation") else None
         if suffix in (".hdf5", ".h5"):  # CaImAn results, or a movie (motion-corrected .h5)
-            return "cellness" if _holds_caiman_results(path) else None
+            return "cellness" if _holds(path, "caiman") else None
         if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
             return "cellness"
         if suffix == ".npz":  # arrays of crops + labels (MedMNIST-style)
@@ -64,26 +66,29 @@ def detect_task(path: str | Path) -> str | None:
     return None
 
 
-def _holds_caiman_results(path: Path) -> bool:
-    """Whether an HDF5 file is CaImAn results (unreadable ones go to the cellness reader,
-    which says what is wrong with them)."""
+def _holds(path: Path, what: str) -> bool:
+    """Whether an HDF5 file holds CaImAn results / an NWB file ROI segmentation (an
+    unreadable one goes to the cellness reader, which says what is wrong with it)."""
     from napari_cellcurator.core.errors import InputError
     from napari_cellcurator.core.io.caiman import is_caiman_results
+    from napari_cellcurator.core.io.nwb import has_segmentation
 
     try:
-        return is_caiman_results(path)
+        return (is_caiman_results if what == "caiman" else has_segmentation)(path)
     except InputError:
         return True
 
 
 def is_plain_movie(path: str | Path) -> bool:
-    """A movie napari cannot open by itself (HDF5, CaImAn ``.mmap``, Suite2p ``data.bin``,
-    video, Miniscope folder): opened as an image layer, for Load → *Use these layers*."""
+    """A movie napari cannot open by itself (HDF5, NWB raw recording, CaImAn ``.mmap``,
+    Suite2p ``data.bin``, video, Miniscope folder): opened as an image layer, for Load →
+    *Use these layers*."""
     from napari_cellcurator.core.io.movies import VIDEO_SUFFIXES, is_video_folder
 
     path = Path(path)
     if path.is_file():
-        return path.suffix.lower() in (".h5", ".hdf5", ".mmap", ".bin", *VIDEO_SUFFIXES)
+        return path.suffix.lower() in (".h5", ".hdf5", ".nwb", ".mmap", ".bin",
+                                       *VIDEO_SUFFIXES)
     return is_video_folder(path)
 
 

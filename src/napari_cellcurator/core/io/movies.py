@@ -23,13 +23,14 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
-MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy", ".h5", ".hdf5", ".mmap", ".bin",
+MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy", ".h5", ".hdf5", ".nwb", ".mmap", ".bin",
                   *VIDEO_SUFFIXES)
 #: frames up to this size (bytes, float32) are cached decoded; the cache holds CACHE_BYTES
 FRAME_CACHE_MAX = 2 * 1024 * 1024
 CACHE_BYTES = 48 * 1024 * 1024
 EXPECTED = ("a T×Y×X (or T×C×Y×X / T×Y×X×C) time-lapse stack: .tif/.tiff, .zarr, OME-Zarr, "
-            ".npy, HDF5 .h5/.hdf5, CaImAn .mmap, Suite2p data.bin, video .avi/.mp4 (or a "
+            ".npy, HDF5 .h5/.hdf5, NWB imaging data, CaImAn .mmap, Suite2p data.bin, video "
+            ".avi/.mp4 (or a "
             "folder of them: a Miniscope recording), or a folder of one image per frame "
             "(t000.tif, t001.tif...)")
 
@@ -171,7 +172,7 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
         raw, axes = _open_tiff(path)
     elif suffix == ".npy":
         raw, axes = _open_npy(path)
-    elif suffix in (".h5", ".hdf5", ".mmap", ".bin"):
+    elif suffix in (".h5", ".hdf5", ".nwb", ".mmap", ".bin"):
         from napari_cellcurator.core.io.pipeline_movies import open_pipeline_movie
 
         raw, axes = open_pipeline_movie(path, EXPECTED)

@@ -56,6 +56,29 @@ def _find(fh, neurodata_type: str) -> list:
     return found
 
 
+#: imaging series whose ``data`` is a movie (frames, x, y[, z])
+MOVIE_TYPES = ("TwoPhotonSeries", "OnePhotonSeries", "ImageSeries")
+
+
+def has_segmentation(path: Path) -> bool:
+    """Whether the NWB file holds ROI segmentation (else it may hold only the raw movie)."""
+    with open_hdf5(Path(path), "NWB (HDF5)", extra="nwb") as fh:
+        return bool(_find(fh, "PlaneSegmentation"))
+
+
+def movie_dataset(fh, path: Path):
+    """The largest imaging series' ``data`` of an open NWB file (frames first), or an
+    :class:`InputError` (series stored in external files have no data here)."""
+    found = [s["data"] for kind in MOVIE_TYPES for s in _find(fh, kind)
+             if "data" in s and s["data"].ndim >= 3 and s["data"].shape[0] > 0]
+    if not found:
+        raise InputError(path, "holds no imaging data (no TwoPhotonSeries, OnePhotonSeries or "
+                         "ImageSeries with frames in the file) and no ROI segmentation "
+                         "(PlaneSegmentation)",
+                         "an NWB file with ophys segmentation or its raw movie")
+    return max(found, key=lambda d: d.size)
+
+
 def read_nwb(path: Path, extra: dict | None = None) -> list[RoiSet]:
     """ROI candidates of every plane segmentation in an NWB file, with their traces.
 

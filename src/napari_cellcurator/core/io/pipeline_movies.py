@@ -5,6 +5,8 @@ Each opener returns ``(raw, axes)`` for :class:`napari_cellcurator.core.io.movie
 
 - HDF5 (``.h5``/``.hdf5``; CaImAn's motion-corrected output, Inscopix/miniscope exports): the
   3-D+ numeric dataset called ``mov``/``data``/``images``... or else the largest one.
+- NWB (``.nwb`` without segmentation, as DANDI holds raw recordings): the largest
+  TwoPhotonSeries / OnePhotonSeries / ImageSeries ``data``.
 - CaImAn memory map (``*_d1_512_d2_512_d3_1_order_C_frames_3000_.mmap``): float32 pixels ×
   frames in the order the name says, pixels in Fortran order of (d1, d2, d3).
 - Suite2p registered binary (``data.bin``, ``data_raw.bin``): int16 frames of ``Ly × Lx``
@@ -20,7 +22,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 
-SUFFIXES = (".h5", ".hdf5", ".mmap", ".bin")
+SUFFIXES = (".h5", ".hdf5", ".nwb", ".mmap", ".bin")
 #: dataset names movies go by in HDF5 files (CaImAn ``mov``, Suite2p/h5py ``data``...)
 MOVIE_NAMES = ("mov", "data", "movie", "images", "imaging", "frames", "y")
 _CAIMAN_NAME = re.compile(r"_d1_(\d+)_d2_(\d+)_d3_(\d+)_order_([CF])_frames_(\d+)_?\.mmap$",
@@ -32,6 +34,8 @@ def open_pipeline_movie(path: Path, expected: str):
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         return open_hdf5_movie(path, expected)
+    if suffix == ".nwb":
+        return open_nwb_movie(path)
     if suffix == ".mmap":
         return open_caiman_mmap(path, expected)
     return open_suite2p_binary(path, expected)
@@ -58,6 +62,22 @@ def open_hdf5_movie(path: Path, expected: str):
     from napari_cellcurator.core.io.movies import guess_axes
 
     return dataset, guess_axes(dataset.shape, path)
+
+
+def open_nwb_movie(path: Path):
+    """The raw movie of an NWB file: its largest TwoPhotonSeries / OnePhotonSeries /
+    ImageSeries ``data``, frames first (NWB orders the frame axes x, y: the frames may come
+    out transposed, which candidate finding and tiling do not mind)."""
+    from napari_cellcurator.core.io.hdf5 import open_hdf5
+    from napari_cellcurator.core.io.nwb import movie_dataset
+
+    fh = open_hdf5(path, "NWB (HDF5)", extra="nwb")
+    try:
+        data = movie_dataset(fh, path)
+    except InputError:
+        fh.close()
+        raise
+    return data, "tyx" if data.ndim == 3 else "tyxz"
 
 
 def open_caiman_mmap(path: Path, expected: str):

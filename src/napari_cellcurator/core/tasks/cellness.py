@@ -49,9 +49,11 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
         if is_caiman_results(path):
             return roiset_to_items(read_caiman(path, extra), extra)
     if suffix == ".nwb":
-        from napari_cellcurator.core.io.nwb import read_nwb
+        from napari_cellcurator.core.io.nwb import has_segmentation, read_nwb
 
-        return concat_itemsets([roiset_to_items(r, extra) for r in read_nwb(path, extra)])
+        if has_segmentation(path):
+            return concat_itemsets([roiset_to_items(r, extra) for r in read_nwb(path, extra)])
+        # else a raw recording: its movie's candidates (below)
     if suffix in MOVIE_SUFFIXES or path.is_dir():  # a raw movie (so is an HDF5 without
         # CaImAn estimates, or a folder of videos)
         from napari_cellcurator.core.io.pcaica import read_movie_candidates
