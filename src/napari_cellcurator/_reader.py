@@ -32,9 +32,13 @@ def detect_task(path: str | Path) -> str | None:
         if path.name == "stat.npy":
             return "cellness"
         if suffix == ".nwb":  # segmentation results, or only the raw movie
-            return "cellness" if _holds(path, "segmentation") else None
+            from napari_cellcurator.core.io.nwb import has_segmentation
+
+            return "cellness" if _holds(path, has_segmentation) else None
         if suffix in (".hdf5", ".h5"):  # CaImAn results, or a movie (motion-corrected .h5)
-            return "cellness" if _holds(path, "caiman") else None
+            from napari_cellcurator.core.io.caiman import is_caiman_results
+
+            return "cellness" if _holds(path, is_caiman_results) else None
         if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
             return "cellness"
         if suffix == ".npz":  # arrays of crops + labels (MedMNIST-style)
@@ -66,15 +70,13 @@ def detect_task(path: str | Path) -> str | None:
     return None
 
 
-def _holds(path: Path, what: str) -> bool:
-    """Whether an HDF5 file holds CaImAn results / an NWB file ROI segmentation (an
-    unreadable one goes to the cellness reader, which says what is wrong with it)."""
+def _holds(path: Path, check: Callable[[Path], bool]) -> bool:
+    """``check(path)`` (CaImAn results? ROI segmentation?); an unreadable file counts as
+    holding them: the cellness reader then says what is wrong with it."""
     from napari_cellcurator.core.errors import InputError
-    from napari_cellcurator.core.io.caiman import is_caiman_results
-    from napari_cellcurator.core.io.nwb import has_segmentation
 
     try:
-        return (is_caiman_results if what == "caiman" else has_segmentation)(path)
+        return check(path)
     except InputError:
         return True
 
@@ -83,12 +85,15 @@ def is_plain_movie(path: str | Path) -> bool:
     """A movie napari cannot open by itself (HDF5, NWB raw recording, CaImAn ``.mmap``,
     Suite2p ``data.bin``, video, Miniscope folder): opened as an image layer, for Load →
     *Use these layers*."""
-    from napari_cellcurator.core.io.movies import VIDEO_SUFFIXES, is_video_folder
+    from napari_cellcurator.core.io.movies import (
+        PIPELINE_SUFFIXES,
+        VIDEO_SUFFIXES,
+        is_video_folder,
+    )
 
     path = Path(path)
     if path.is_file():
-        return path.suffix.lower() in (".h5", ".hdf5", ".nwb", ".mmap", ".bin",
-                                       *VIDEO_SUFFIXES)
+        return path.suffix.lower() in (*PIPELINE_SUFFIXES, *VIDEO_SUFFIXES)
     return is_video_folder(path)
 
 
@@ -99,7 +104,7 @@ def read_movie_layer(path: str | Path) -> list[tuple]:
     path = Path(path[0] if isinstance(path, list) else path)
     movie = open_movie(path)
     bound_dask_cache(movie.dask.nbytes)
-    name = Path(path).stem if Path(path).is_file() else Path(path).name
+    name = path.stem if path.is_file() else path.name
     return [(movie.dask, {"name": name, "metadata": {"cellcurator_movie": str(path)}},
              "image")]
 

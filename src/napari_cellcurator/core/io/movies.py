@@ -23,8 +23,9 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
-MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy", ".h5", ".hdf5", ".nwb", ".mmap", ".bin",
-                  *VIDEO_SUFFIXES)
+#: movies as calcium-imaging pipelines leave them (:mod:`.pipeline_movies`)
+PIPELINE_SUFFIXES = (".h5", ".hdf5", ".nwb", ".mmap", ".bin")
+MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy", *PIPELINE_SUFFIXES, *VIDEO_SUFFIXES)
 #: frames up to this size (bytes, float32) are cached decoded; the cache holds CACHE_BYTES
 FRAME_CACHE_MAX = 2 * 1024 * 1024
 CACHE_BYTES = 48 * 1024 * 1024
@@ -172,7 +173,7 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
         raw, axes = _open_tiff(path)
     elif suffix == ".npy":
         raw, axes = _open_npy(path)
-    elif suffix in (".h5", ".hdf5", ".nwb", ".mmap", ".bin"):
+    elif suffix in PIPELINE_SUFFIXES:
         from napari_cellcurator.core.io.pipeline_movies import open_pipeline_movie
 
         raw, axes = open_pipeline_movie(path, EXPECTED)

@@ -22,7 +22,6 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 
-SUFFIXES = (".h5", ".hdf5", ".nwb", ".mmap", ".bin")
 #: dataset names movies go by in HDF5 files (CaImAn ``mov``, Suite2p/h5py ``data``...)
 MOVIE_NAMES = ("mov", "data", "movie", "images", "imaging", "frames", "y")
 _CAIMAN_NAME = re.compile(r"_d1_(\d+)_d2_(\d+)_d3_(\d+)_order_([CF])_frames_(\d+)_?\.mmap$",
@@ -30,7 +29,8 @@ _CAIMAN_NAME = re.compile(r"_d1_(\d+)_d2_(\d+)_d3_(\d+)_order_([CF])_frames_(\d+
 
 
 def open_pipeline_movie(path: Path, expected: str):
-    """``(raw, axes)`` of a pipeline movie at ``path`` (suffix in :data:`SUFFIXES`)."""
+    """``(raw, axes)`` of a pipeline movie at ``path`` (a suffix of
+    :data:`~napari_cellcurator.core.io.movies.PIPELINE_SUFFIXES`)."""
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         return open_hdf5_movie(path, expected)
