@@ -92,3 +92,21 @@ def test_broken_video_says_what_is_wrong(tmp_path):
     with pytest.raises(InputError) as err:
         open_movie(path)
     assert "broken.avi" in str(err.value) and "not a readable video" in str(err.value)
+
+
+def test_sixteen_bit_mkv_reads_exact(tmp_path):
+    """16-bit lossless video (FFV1 gray16le in Matroska, whose header may not count frames)."""
+    frames = (np.random.default_rng(0).random((12, 40, 48)) * 60000).astype(np.uint16)
+    path = tmp_path / "scope.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.height, stream.width = frames.shape[1:]
+        stream.pix_fmt = "gray16le"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="gray16le")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    movie = open_movie(path)
+    assert movie.shape == frames.shape and movie.raw.dtype == np.uint16
+    np.testing.assert_array_equal(movie.read(0, 12, 0, 40, 0, 48), frames)
