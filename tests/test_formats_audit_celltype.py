@@ -495,3 +495,36 @@ def test_npz_cli_train_then_evaluate_and_predict_the_test_set(shared_data, tmp_p
     assert cfg["classes"] == ["G1", "G2"]
     assert cfg["metrics"]["n_val"] == 6 and cfg["metrics"]["n_train"] == 12
     assert len(pd.read_csv(pred)) == 4
+
+
+def test_hdf5_crops_read_like_the_npz_and_are_told_from_a_movie(shared_data, tmp_path):
+    """The same real cells as an HDF5 file, a group per set (``train/images``...), class names
+    as strings: the items of the .npz; auto-detected as celltype (a movie .h5 is not)."""
+    h5py = pytest.importorskip("h5py")
+    from napari_cellcurator._reader import detect_task
+
+    npz = _medmnist(tmp_path / "jurkat.npz", shared_data)
+    h5 = tmp_path / "jurkat.h5"
+    with np.load(npz) as arrays, h5py.File(h5, "w") as fh:
+        for split in ("train", "val", "test"):
+            fh[f"{split}/images"] = arrays[f"{split}_images"]
+            fh[f"{split}/labels"] = arrays[f"{split}_labels"]
+        fh["class_names"] = np.array([b"G1", b"G2"])
+    with pytest.warns(InputWarning, match="#test"):
+        from_npz = TASK.read_many([npz])
+    with pytest.warns(InputWarning, match="#test"):
+        from_h5 = TASK.read_many([h5])
+    assert list(from_h5.table["label"]) == list(from_npz.table["label"])
+    assert list(from_h5.table["split"]) == list(from_npz.table["split"])
+    np.testing.assert_array_equal(from_h5.arrays["image"], from_npz.arrays["image"])
+    assert len(TASK.read_many([f"{h5}#test"])) == 4
+    movie = tmp_path / "movie.h5"
+    with h5py.File(movie, "w") as fh:
+        fh["data"] = np.zeros((20, 32, 32), np.uint16)
+    assert detect_task(h5) == "celltype" and detect_task(f"{h5}#test") == "celltype"
+    assert detect_task(movie) is None  # napari opens it as a movie image
+    unlabelled = tmp_path / "to_predict.h5"
+    with h5py.File(unlabelled, "w") as fh:
+        fh["images"] = np.zeros((3, 40, 40, 2), np.uint16)
+    crops = TASK.read_many([unlabelled])  # the task given: crops without labels, to predict
+    assert len(crops) == 3 and crops.table["label"].isna().all()

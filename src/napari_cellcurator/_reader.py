@@ -23,7 +23,9 @@ def detect_task(path: str | Path) -> str | None:
     path = Path(path)
     file, fragment = split_fragment(path)
     if fragment is not None:  # data.npz#test: one set of an array file
-        return "celltype" if file.suffix.lower() == ".npz" and file.is_file() else None
+        from napari_cellcurator.core.io.arrays import is_array_file
+
+        return "celltype" if is_array_file(path) else None
     if path.suffix == PROJECT_SUFFIX:
         data = project_data_path(path)
         return None if data is None else detect_task(data)
@@ -35,10 +37,13 @@ def detect_task(path: str | Path) -> str | None:
             from napari_cellcurator.core.io.nwb import has_segmentation
 
             return "cellness" if _holds(path, has_segmentation) else None
-        if suffix in (".hdf5", ".h5"):  # CaImAn results, or a movie (motion-corrected .h5)
+        if suffix in (".hdf5", ".h5"):  # CaImAn results, crops + labels, or a movie
+            from napari_cellcurator.core.io.arrays import holds_crops
             from napari_cellcurator.core.io.caiman import is_caiman_results
 
-            return "cellness" if _holds(path, is_caiman_results) else None
+            if _holds(path, is_caiman_results):
+                return "cellness"
+            return "celltype" if holds_crops(path) else None
         if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
             return "cellness"
         if suffix == ".npz":  # arrays of crops + labels (MedMNIST-style)

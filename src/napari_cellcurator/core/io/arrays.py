@@ -1,4 +1,5 @@
-"""Crops stored as arrays: a NumPy ``.npz`` of images and labels (MedMNIST and ML exports).
+"""Crops stored as arrays: a NumPy ``.npz`` or an HDF5 ``.h5``/``.hdf5`` of images and labels
+(MedMNIST and ML exports; in HDF5 also ``train/images`` in a group per set).
 
 Layouts understood (key names compared case-insensitively):
 
@@ -10,6 +11,8 @@ Layouts understood (key names compared case-insensitively):
 
 Images are ``(N, H, W)``, ``(N, H, W, C)`` (channels last, C ≤ 4) or ``(N, C, H, W)``.
 Arrays are loaded with ``allow_pickle=False``: an ``.npz`` holding Python objects is refused.
+An HDF5 file is crops when it holds an image array *and* a label array (else it is a movie or
+CaImAn results: :func:`holds_crops`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError, InputWarning
 
-ARRAY_SUFFIXES = (".npz",)
+ARRAY_SUFFIXES = (".npz", ".h5", ".hdf5")
 IMAGE_KEYS = ("images", "image", "imgs", "x", "data", "crops")
 LABEL_KEYS = ("labels", "label", "y", "targets", "target", "classes_idx")
 NAME_KEYS = ("classes", "class_names", "label_names", "names")
@@ -44,9 +47,59 @@ def split_fragment(path: str | Path) -> tuple[Path, str | None]:
 
 
 def is_array_file(path: str | Path) -> bool:
-    """An ``.npz`` (a ``#split`` suffix allowed)."""
+    """An ``.npz``, or an HDF5 file of crops and labels (a ``#split`` suffix allowed)."""
     file, _ = split_fragment(path)
-    return file.suffix.lower() in ARRAY_SUFFIXES and file.is_file()
+    if file.suffix.lower() not in ARRAY_SUFFIXES or not file.is_file():
+        return False
+    return file.suffix.lower() == ".npz" or holds_crops(file, labelled=False)
+
+
+def holds_crops(path: Path, labelled: bool = True) -> bool:
+    """Whether an HDF5 file holds crops: an image array (by name) and, when ``labelled``, a
+    label array for each set (what tells crops from a movie when no task is given)."""
+    try:
+        arrays = _H5Arrays(path)
+    except InputError:
+        return False
+    try:
+        sets = array_sets(path, arrays)
+    except InputError:
+        return False
+    finally:
+        arrays.close()
+    return not labelled or all(label is not None for _, label in sets.values())
+
+
+class _H5Arrays:
+    """The datasets of an HDF5 file (root and one group level: ``train/images``), each read
+    when first asked for; the :class:`_Arrays` interface."""
+
+    def __init__(self, path: Path):
+        from napari_cellcurator.core.io.hdf5 import import_h5py, open_hdf5
+
+        h5py = import_h5py("hdf5")
+        self.path = path
+        self._fh = open_hdf5(path, "HDF5")
+        self.files = []
+        for name, node in self._fh.items():
+            if isinstance(node, h5py.Dataset):
+                self.files.append(name)
+            elif isinstance(node, h5py.Group):
+                self.files += [f"{name}/{k}" for k, v in node.items()
+                               if isinstance(v, h5py.Dataset)]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        data = self._fh[key]
+        if data.dtype.kind in "SO":  # class names stored as bytes or variable-length strings
+            return np.array([v.decode() if isinstance(v, bytes) else str(v)
+                             for v in np.asarray(data).ravel()])
+        return np.asarray(data)
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 class _Arrays:
@@ -91,7 +144,7 @@ def array_sets(path: Path, arrays) -> dict[str, tuple[str, str | None]]:
     keys = {k.lower(): k for k in arrays}
     found = {}
     for name, split in SPLITS.items():
-        for sep in ("_", "-", ""):
+        for sep in ("_", "-", "/", ""):
             # train_images (MedMNIST) or images_train / x_train (Keras)
             for image_keys, label_keys in (
                     ([name + sep + k for k in IMAGE_KEYS], [name + sep + k for k in LABEL_KEYS]),
@@ -171,7 +224,7 @@ class ArrayCrops:
 def read_array_file(path: str | Path) -> ArrayCrops:
     """Crops and labels of ``path`` (``data.npz`` or ``data.npz#split``)."""
     file, wanted = split_fragment(path)
-    arrays = _Arrays(file)
+    arrays = _Arrays(file) if file.suffix.lower() == ".npz" else _H5Arrays(file)
     try:
         return _read_sets(file, wanted, arrays)
     finally:

@@ -1,4 +1,4 @@
-"""Opening HDF5 files (CaImAn results, NWB) with h5py, an optional dependency."""
+"""Opening HDF5 files (CaImAn results, NWB, movies, crops) with h5py, an optional dependency."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def import_h5py(extra: str = "caiman"):
     try:
         import h5py
     except ImportError:
-        raise InputError(None, "reading HDF5 files (CaImAn, NWB) needs h5py",
+        raise InputError(None, "reading HDF5 files (CaImAn, NWB, .h5 movies or crops) needs "
+                         "h5py",
                          f"`pip install napari-cellcurator[{extra}]` or `pip install h5py`"
                          ) from None
     return h5py
