@@ -246,3 +246,40 @@ def test_point_item_ids_survive_deleting_a_point(chula):
     assert ids == ["image:y100.0x120.0", "image:y200.2x300.0", "image:y100.0x120.0#2"]
     after = list(cr.items_from_points(rgb, pts[1:], None, 64).table["item_id"])
     assert after[0] == ids[1]
+
+
+def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
+    """The Chula frames annotated as Pascal VOC boxes (JPEGImages/ + Annotations/*.xml, as
+    LabelImg/CVAT/Roboflow export; 1-based pixels, class names): the points' cells."""
+    from napari_cellcurator._reader import detect_task
+    from napari_cellcurator.core.io.points import CHULA_NAMES
+
+    voc = tmp_path / "voc"
+    shutil.copytree(chula_subset / "images", voc / "JPEGImages")
+    (voc / "Annotations").mkdir()
+    for txt in sorted((chula_subset / "labels").glob("*.txt")):
+        objects = []
+        for line in txt.read_text().split("\n"):
+            if not line.strip():
+                continue
+            x, y, cls = (int(v) for v in line.split())
+            objects.append(f"<object><name>{CHULA_NAMES[cls]}</name><bndbox>"
+                           f"<xmin>{x - 17}</xmin><ymin>{y - 19}</ymin><xmax>{x + 19}</xmax>"
+                           f"<ymax>{y + 21}</ymax></bndbox></object>")  # centre (x+1, y+1)
+        (voc / "Annotations" / f"{txt.stem}.xml").write_text(
+            f"<annotation><filename>{txt.stem}.jpg</filename>{''.join(objects)}</annotation>")
+    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    theirs = get_task("celltype").read(voc, ReadOptions(extra={"qc": False}))
+    assert detect_task(voc) == "celltype"
+    assert list(theirs.table["label"]) == list(ours.table["label"])
+    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
+    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    (voc / "Annotations" / "1.xml").write_text("<annotation><object><name>normal</name>"
+                                                "<bndbox><xmin>3</xmin></bndbox></object>")
+    with pytest.raises(InputError, match="1.xml: is not readable Pascal VOC XML"):
+        get_task("celltype").read(voc, ReadOptions())
+    (voc / "Annotations" / "1.xml").write_text("<annotation><object><name>normal</name>"
+                                                "<bndbox><xmin>3</xmin></bndbox></object>"
+                                                "</annotation>")
+    with pytest.raises(InputError, match="1.xml: object 1 has no numeric bndbox"):
+        get_task("celltype").read(voc, ReadOptions())

@@ -5,6 +5,8 @@ Layout read by :func:`read_points_folder`::
     root/images/<stem>.jpg|png|tif     full frames (e.g. 640×480 RGB blood smears)
     root/labels/<stem>.txt             one line per cell: ``x y class`` (x = column, y = row)
 
+or Pascal VOC (``JPEGImages/`` + ``Annotations/<stem>.xml``, boxes: cells at their centres).
+
 Cells without a line are simply not items: "unlabelled" is not a class. Crops of
 ``crop_size`` pixels are cut around each point (reflect padding at the image border) and
 resized to ``input_size`` so one pixel keeps one physical size (cell size is a class cue).
@@ -273,6 +275,33 @@ def _number(text: str) -> float:
     return float(text.strip().strip('"'))
 
 
+def read_voc_file(path: Path) -> tuple[np.ndarray, list[str | None]]:
+    """Pascal VOC annotation (``Annotations/<stem>.xml``, as LabelImg, CVAT and Roboflow
+    export boxes) → box centres ``(N, 2)`` as (row, col) and the objects' names.
+
+    VOC pixel coordinates start at 1; the crop around each centre keeps the data set's crop
+    size (cell size is a class cue), not the box's.
+    """
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise InputError(path, f"is not readable Pascal VOC XML ({exc})") from None
+    pts, ids = [], []
+    for n, obj in enumerate(root.iter("object"), 1):
+        box = obj.find("bndbox")
+        try:
+            x0, y0, x1, y1 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (AttributeError, TypeError, ValueError):
+            raise InputError(path, f"object {n} has no numeric bndbox xmin/ymin/xmax/ymax",
+                             "Pascal VOC boxes") from None
+        pts.append(((y0 + y1) / 2 - 1, (x0 + x1) / 2 - 1))
+        name = (obj.findtext("name") or "").strip()
+        ids.append(name or None)
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2), ids
+
+
 def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
     """Point label file → points ``(N, 2)`` as (row, col) and class id strings.
 
@@ -280,7 +309,10 @@ def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
     ``#`` comments and blank lines skipped. A first line that is not numeric is a header: its
     names choose the x, y and class columns (``x``/``col``/``axis-1``, ``y``/``row``/``axis-0``,
     ``class``/``label``/``type``...), so napari Points CSVs and spreadsheet exports read too.
+    An ``.xml`` is Pascal VOC boxes (:func:`read_voc_file`).
     """
+    if path.suffix.lower() == ".xml":
+        return read_voc_file(path)
     pts, ids = [], []
     try:
         text = path.read_text(encoding="utf-8-sig", errors="replace")
@@ -322,7 +354,7 @@ def class_names_for(ids: set[str], frame_shape: tuple[int, ...] | None = None
     return {}
 
 
-LABEL_SUFFIXES = (".txt", ".csv", ".tsv")
+LABEL_SUFFIXES = (".txt", ".csv", ".tsv", ".xml")
 
 
 def label_files(folder: Path) -> dict[str, Path]:
