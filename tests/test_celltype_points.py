@@ -283,3 +283,46 @@ def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path
                                                 "</annotation>")
     with pytest.raises(InputError, match="1.xml: object 1 has no numeric bndbox"):
         get_task("celltype").read(voc, ReadOptions())
+
+
+def _coco(chula_subset, names) -> dict:
+    """The Chula points as COCO boxes ([x, y, w, h], centre at the point's pixel)."""
+    images, annotations = [], []
+    for k, txt in enumerate(sorted((chula_subset / "labels").glob("*.txt")), start=1):
+        images.append({"id": k, "file_name": f"{txt.stem}.jpg", "width": 640, "height": 480})
+        for line in txt.read_text().split("\n"):
+            if line.strip():
+                x, y, cls = (int(v) for v in line.split())
+                annotations.append({"id": len(annotations) + 1, "image_id": k,
+                                    "category_id": cls, "bbox": [x - 17.5, y - 20.5, 36, 42]})
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
+
+
+def test_coco_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
+    """Roboflow's export (_annotations.coco.json beside the frames) and COCO's own
+    (annotations/*.json + images/): the cells of the point files, named by category."""
+    import json
+
+    from napari_cellcurator._reader import detect_task
+    from napari_cellcurator.core.io.points import CHULA_NAMES
+
+    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    coco = _coco(chula_subset, CHULA_NAMES)
+    roboflow = tmp_path / "roboflow" / "train"
+    shutil.copytree(chula_subset / "images", roboflow)
+    (roboflow / "_annotations.coco.json").write_text(json.dumps(coco))
+    original = tmp_path / "coco"
+    shutil.copytree(chula_subset / "images", original / "images")
+    (original / "annotations").mkdir()
+    (original / "annotations" / "instances_train.json").write_text(json.dumps(coco))
+    for folder in (roboflow, original):
+        theirs = get_task("celltype").read(folder, ReadOptions(extra={"qc": False}))
+        assert detect_task(folder) == "celltype"
+        assert list(theirs.table["label"]) == list(ours.table["label"])
+        assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
+        np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    coco["annotations"][3]["bbox"] = "somewhere"
+    (roboflow / "_annotations.coco.json").write_text(json.dumps(coco))
+    with pytest.raises(InputError, match="_annotations.coco.json: annotation 3 lacks"):
+        get_task("celltype").read(roboflow, ReadOptions())

@@ -69,6 +69,10 @@ def detect_task(path: str | Path) -> str | None:
 
     if split_folders(path):  # train/ val/ test/ folders of class folders
         return "celltype"
+    from napari_cellcurator.core.io.coco import coco_layout
+
+    if coco_layout(path) is not None:  # frames + a COCO JSON of boxes (Roboflow export)
+        return "celltype"
     if any(p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
            for p in path.iterdir() if not p.name.startswith(".")):
         return "celltype"

@@ -30,6 +30,11 @@ def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
         return read_array_items(path, options)
     if is_points_folder(path):
         return read_points_folder(path, options)
+    if path.is_dir():
+        from napari_cellcurator.core.io.coco import coco_layout, read_coco_folder
+
+        if coco_layout(path) is not None:  # before class folders: images/ is not a class
+            return read_coco_folder(path, options)
     splits = split_folders(path)
     if splits:
         return read_split_folders(path, splits, options)
@@ -40,8 +45,8 @@ def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
     raise InputError(path, "is not a recognised cell-type data layout",
                      "a folder of class folders <class>/*.tif|png|jpg, train/ val/ test/ "
                      "folders of class folders, images/ + labels/<stem>.txt ('x y class' "
-                     "lines), a CSV with file and label columns, or an .npz of images and "
-                     "labels")
+                     "lines) or Pascal VOC / COCO boxes, a CSV with file and label columns, "
+                     "or an .npz of images and labels")
 
 
 #: column names (lower case, alphanumerics only) of a crop table's file and class columns

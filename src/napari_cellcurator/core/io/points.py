@@ -417,13 +417,33 @@ def read_points_folder(root: Path, options) -> ItemSet:
                          "images/ with the frames and labels/<stem>.txt with 'x y class' lines")
     frames_dir, labels_dir = dirs
     pairs = _frames_and_labels(frames_dir, labels_dir)
-    extra = dict(options.extra or {})
-    crop = int(extra.get("point_crop", POINT_CROP))
-    size = int(options.crop_size or extra.get("input_size", POINT_INPUT))
     parsed = {f: read_points_file(lab) for f, lab in pairs.items()}
     if not any(len(p) for p, _ in parsed.values()):
         raise InputError(labels_dir, "has no points for the images",
                          f"{labels_dir.name}/<image stem>.txt with lines 'x y class'")
+    return items_from_frames(root, parsed, pairs, labels_dir, options)
+
+
+def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, options
+                      ) -> ItemSet:
+    """Crops around the points of each frame, one group per frame.
+
+    Parameters
+    ----------
+    root
+        The data set (its path names the items' source).
+    parsed
+        ``{frame file: (points (N, 2) row/col, class ids)}``.
+    sources
+        ``{frame file: the annotation file its points came from}`` (named in warnings).
+    where
+        Where the annotations are (named in errors).
+    options
+        The task's :class:`ReadOptions` (channels, crop size, ``extra`` settings).
+    """
+    extra = dict(options.extra or {})
+    crop = int(extra.get("point_crop", POINT_CROP))
+    size = int(options.crop_size or extra.get("input_size", POINT_INPUT))
     first = read_image_chw(next(iter(parsed))) if parsed else None
     names = class_names_for({i for _, ids in parsed.values() for i in ids},
                             None if first is None else first.shape) \
@@ -436,7 +456,7 @@ def read_points_folder(root: Path, options) -> ItemSet:
         from napari_cellcurator.core.io.celltype_readers import select_channels
 
         chw = select_channels(read_image_chw(f), options.channels, f)
-        keep = _inside(pts, ids, chw.shape, pairs[f])
+        keep = _inside(pts, ids, chw.shape, sources[f])
         if not len(keep):
             continue
         pts, ids = pts[keep], [ids[k] for k in keep]
@@ -447,12 +467,11 @@ def read_points_folder(root: Path, options) -> ItemSet:
         part.table["item_id"] = [f"{readable(f.stem)}:{i}" for i in keep]
         parts.append(part)
     if not parts:
-        raise InputError(labels_dir, "has no points inside the images",
+        raise InputError(where, "has no points inside the images",
                          "x (column) and y (row) within each image")
     channels_n = {p.arrays["image"].shape[1] for p in parts}
     if len(channels_n) > 1:
-        raise InputError(frames_dir, f"frames have different channel counts "
-                                          f"{sorted(channels_n)}")
+        raise InputError(root, f"frames have different channel counts {sorted(channels_n)}")
     table = pd.concat([p.table for p in parts], ignore_index=True)
     crops = np.concatenate([p.arrays["image"] for p in parts])
     items = ItemSet(table, {"image": crops}, {
