@@ -31,7 +31,13 @@ def _json_files(path: Path) -> list[Path]:
 
 
 def _load(path: Path) -> dict | None:
+    """The JSON's content when it is COCO (one of its keys within the first MB, as every
+    exporter writes them, before parsing a possibly large unrelated file)."""
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)
+        if not any(key in head for key in (b'"images"', b'"annotations"', b'"categories"')):
+            return None
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
