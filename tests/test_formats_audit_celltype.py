@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from _celltype_helpers import cli_train_tiny, jurkat_cells
 from PIL import Image
 
 from napari_cellcurator.core.errors import InputError, InputWarning
@@ -22,23 +23,12 @@ from napari_cellcurator.core.tasks import ReadOptions, get_task
 TASK = get_task("celltype")
 
 
-def _cli_train_tiny(data, out: Path) -> int:
-    """``cellcurator train`` of a small seed CNN for one epoch (a smoke run of a layout)."""
-    from napari_cellcurator.cli import main
-
-    return main(["train", "--task", "celltype", "--data", str(data), "--out", str(out),
-                 "--arch", "seedcnn", "--epochs", "1", "--batch-size", "8", "--device", "cpu"])
-
-
-def _jurkat(shared_data: Path, cls: str, n: int) -> list[np.ndarray]:
-    files = sorted((shared_data / "celltype" / "jurkat_ifc" / cls).glob("*.tif"))[:n]
-    return [tifffile.imread(f) for f in files]
 
 
 def _split_tree(root: Path, shared_data: Path, splits: dict[str, int]) -> Path:
     """``root/<split>/<class>/*.tif`` from real Jurkat cells (different cells per split)."""
     for cls in ("G1", "G2"):
-        cells = _jurkat(shared_data, cls, sum(splits.values()))
+        cells = jurkat_cells(shared_data, cls, sum(splits.values()))
         start = 0
         for split, n in splits.items():
             (root / split / cls).mkdir(parents=True)
@@ -86,7 +76,7 @@ def test_split_layout_cli_train_then_evaluate_test(shared_data, tmp_path):
     out = tmp_path / "m"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)
-        assert _cli_train_tiny(root, out) == 0
+        assert cli_train_tiny(root, out) == 0
         assert main(["evaluate", "--model", str(out), "--data", str(root / "test")]) == 0
     import json
 
@@ -106,7 +96,7 @@ def test_mixed_extensions_and_junk_files(shared_data, tmp_path):
     root = tmp_path / "d"
     for cls in ("G1", "G2"):
         (root / cls).mkdir(parents=True)
-        for i, arr in enumerate(_jurkat(shared_data, cls, 3)):
+        for i, arr in enumerate(jurkat_cells(shared_data, cls, 3)):
             suffix = (".TIF", ".tiff", ".Tif")[i]
             tifffile.imwrite(root / cls / f"c{i}{suffix}", arr, photometric="minisblack")
         (root / cls / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
@@ -136,7 +126,7 @@ def test_pil_extensions_upper_and_lower_case(suffix, tmp_path):
 
 # ---- (c) encodings ---------------------------------------------------------------------------
 def test_8bit_and_16bit_grayscale_png(shared_data, tmp_path):
-    dna = _jurkat(shared_data, "G2", 1)[0][1]  # uint16 DNA channel
+    dna = jurkat_cells(shared_data, "G2", 1)[0][1]  # uint16 DNA channel
     p16, p8 = tmp_path / "a16.png", tmp_path / "a8.png"
     Image.fromarray(dna.astype(np.uint16)).save(p16)
     Image.fromarray((dna >> 4).astype(np.uint8)).save(p8)
@@ -203,7 +193,7 @@ def test_gray_jpeg_among_rgb_jpegs_is_promoted(tmp_path):
 
 
 def test_tiff_channels_last_and_2d_and_singleton_axes(shared_data, tmp_path):
-    cell = _jurkat(shared_data, "G1", 1)[0]  # (3, 40, 40)
+    cell = jurkat_cells(shared_data, "G1", 1)[0]  # (3, 40, 40)
     tifffile.imwrite(tmp_path / "hwc.tif", np.moveaxis(cell, 0, -1))
     tifffile.imwrite(tmp_path / "hwc_rgb.tif", np.moveaxis(cell, 0, -1), photometric="rgb")
     tifffile.imwrite(tmp_path / "chw.tif", cell, photometric="minisblack")
@@ -227,7 +217,7 @@ def _jurkat_classes(root: Path, shared_data: Path, n: int) -> Path:
     """``G1/`` and ``G2/`` folders of ``n`` real Jurkat cells each."""
     for cls in ("G1", "G2"):
         (root / cls).mkdir(parents=True)
-        for i, arr in enumerate(_jurkat(shared_data, cls, n)):
+        for i, arr in enumerate(jurkat_cells(shared_data, cls, n)):
             tifffile.imwrite(root / cls / f"{i}.tif", arr, photometric="minisblack")
     return root
 
@@ -264,7 +254,7 @@ def test_class_folders_with_patient_subfolders(shared_data, tmp_path):
 
     root = tmp_path / "d"
     for cls in ("G1", "G2"):
-        for k, arr in enumerate(_jurkat(shared_data, cls, 8)):
+        for k, arr in enumerate(jurkat_cells(shared_data, cls, 8)):
             sub = root / cls / f"patient{k % 4}"
             sub.mkdir(parents=True, exist_ok=True)
             tifffile.imwrite(sub / f"{k}.tif", arr, photometric="minisblack")
@@ -295,7 +285,7 @@ def _per_channel_tree(root: Path, shared_data: Path, n: int = 4) -> Path:
     """Jurkat cells exported IDEAS-style: ``<class>/<cell>_Ch3|Ch4|Ch6.ome.tif``."""
     for cls in ("G1", "G2"):
         (root / cls).mkdir(parents=True)
-        for i, cell in enumerate(_jurkat(shared_data, cls, n)):
+        for i, cell in enumerate(jurkat_cells(shared_data, cls, n)):
             for ch, plane in zip((3, 4, 6), cell, strict=True):
                 tifffile.imwrite(root / cls / f"{i + 1}_Ch{ch}.ome.tif", plane)
     return root
@@ -306,7 +296,7 @@ def test_one_file_per_channel_is_one_multichannel_cell(shared_data, tmp_path):
     items = TASK.read_many([root])
     assert len(items) == 8 and items.arrays["image"].shape == (8, 3, 40, 40)
     assert "G1/1" in set(items.table["item_id"])
-    cells = _jurkat(shared_data, "G1", 1)[0]
+    cells = jurkat_cells(shared_data, "G1", 1)[0]
     row = int(np.flatnonzero(items.table["item_id"] == "G1/1")[0])
     np.testing.assert_array_equal(items.arrays["image"][row], cells)  # Ch3, Ch4, Ch6 in order
     label_free = TASK.read_many([root], ReadOptions(channels=[0, 2]))
@@ -334,7 +324,7 @@ def _flat_with_csv(root: Path, shared_data: Path, sep: str = ",") -> Path:
     (root / "crops").mkdir(parents=True)
     lines = [sep.join(["Filename", "Class", "patient"])]
     for cls in ("G1", "G2"):
-        for i, arr in enumerate(_jurkat(shared_data, cls, 4)):
+        for i, arr in enumerate(jurkat_cells(shared_data, cls, 4)):
             tifffile.imwrite(root / "crops" / f"{cls}_{i}.tif", arr, photometric="minisblack")
             lines.append(sep.join([f"crops/{cls}_{i}.tif", cls, f"p{i % 2}"]))
     tifffile.imwrite(root / "crops" / "new.tif", arr, photometric="minisblack")
@@ -374,7 +364,7 @@ def test_crop_table_cli_train_and_predict(shared_data, tmp_path):
     out, pred = tmp_path / "m", tmp_path / "p.csv"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)
-        assert _cli_train_tiny(csv, out) == 0
+        assert cli_train_tiny(csv, out) == 0
         assert main(["predict", "--model", str(out), "--data", str(csv), "--out", str(pred),
                      "--device", "cpu"]) == 0
     assert len(pd.read_csv(pred)) == 9
@@ -387,144 +377,3 @@ def test_crop_table_with_a_file_column_only(shared_data, tmp_path):
                                             csv.read_text().splitlines()[1:]) + "\n")
     items = TASK.read_many([only])
     assert len(items) == 9 and items.table["label"].isna().all()
-
-
-# ---- (e) arrays in an .npz (MedMNIST / Keras-style exports) ---------------------------------
-def _jurkat_arrays(shared_data: Path, n: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Real Jurkat cells, channels last as MedMNIST stores them, and integer labels."""
-    cells, labels = [], []
-    for k, cls in enumerate(("G1", "G2")):
-        arrs = _jurkat(shared_data, cls, offset + n)[offset:]
-        cells += [np.moveaxis(a, 0, -1) for a in arrs]
-        labels += [k] * len(arrs)
-    return np.stack(cells), np.array(labels, dtype=np.uint8)[:, None]
-
-
-def _medmnist(path: Path, shared_data: Path) -> Path:
-    tr, va, te = (_jurkat_arrays(shared_data, n, off) for n, off in ((6, 0), (3, 6), (2, 9)))
-    np.savez(path, train_images=tr[0], train_labels=tr[1], val_images=va[0],
-             val_labels=va[1], test_images=te[0], test_labels=te[1],
-             class_names=np.array(["G1", "G2"]))
-    return path
-
-
-def test_npz_medmnist_layout_keeps_the_split_and_names_the_classes(shared_data, tmp_path):
-    from napari_cellcurator.core.data.splits import hash_split
-
-    npz = _medmnist(tmp_path / "jurkat.npz", shared_data)
-    with pytest.warns(InputWarning, match="#test"):
-        items = TASK.read_many([npz])
-    assert len(items) == 18 and set(items.table["label"]) == {"G1", "G2"}
-    train_idx, val_idx = hash_split(items.table, TASK.hyper.val_fraction)
-    assert set(items.table.loc[val_idx, "split"]) == {"val"}
-    assert set(items.table.loc[train_idx, "split"]) == {"train"}
-    # channels last → (C, H, W) with the pixels unchanged (first G1 cell)
-    first = tifffile.imread(sorted((shared_data / "celltype" / "jurkat_ifc" / "G1")
-                                   .glob("*.tif"))[0])
-    np.testing.assert_array_equal(items.arrays["image"][0], first.astype(np.float32))
-    test = TASK.read_many([f"{npz}#test"])
-    assert len(test) == 4 and list(test.table["item_id"][:2]) == ["test/0", "test/1"]
-
-
-def test_npz_keras_layout_grey_images_and_text_labels(shared_data, tmp_path):
-    x, y = _jurkat_arrays(shared_data, 5)
-    names = np.array(["G1", "G2"])[y[:, 0]]
-    np.savez(tmp_path / "k.npz", x_train=x[..., 0], y_train=names, x_test=x[:2, ..., 0],
-             y_test=names[:2])
-    with pytest.warns(InputWarning):
-        items = TASK.read_many([tmp_path / "k.npz"])
-    assert items.arrays["image"].shape == (10, 1, 40, 40)
-    assert list(items.table["label"]) == list(names)
-
-
-def test_npz_channels_select_and_unlabelled(shared_data, tmp_path):
-    x, _ = _jurkat_arrays(shared_data, 3)
-    np.savez(tmp_path / "u.npz", images=np.moveaxis(x, -1, 1))  # (N, C, H, W), no labels
-    items = TASK.read_many([tmp_path / "u.npz"], ReadOptions(channels=[0, 2]))
-    assert items.arrays["image"].shape == (6, 2, 40, 40)
-    assert items.table["label"].isna().all()
-
-
-@pytest.mark.parametrize(("arrays", "message"), [
-    ({"images": np.array([np.zeros(2), np.zeros(3)], dtype=object)}, "pickle"),
-    ({"images": np.zeros((4, 8, 8)), "labels": np.zeros((4, 3))}, "several labels"),
-    ({"images": np.zeros((4, 8, 8)), "labels": np.zeros(3)}, "4 images"),
-    ({"labels": np.zeros(3)}, "no image array"),
-    ({"images": np.zeros((4, 8, 8)), "labels": np.array([0, 1, 2, 0]),
-      "classes": np.array(["a", "b"])}, "label 2 has no name"),
-    ({"images": np.zeros((4, 8, 8)), "labels": np.array([0, 0.5, 1, 0])}, "whole numbers"),
-])
-def test_npz_bad_content_is_one_error_naming_the_file(tmp_path, arrays, message):
-    path = tmp_path / "bad.npz"
-    np.savez(path, **arrays)
-    with pytest.raises(InputError, match=message) as err:
-        TASK.read_many([path])
-    assert str(path) in str(err.value)
-
-
-def test_npz_unknown_set_and_missing_file(shared_data, tmp_path):
-    npz = _medmnist(tmp_path / "j.npz", shared_data)
-    with pytest.raises(InputError, match="no 'holdout' set"):
-        TASK.read_many([f"{npz}#holdout"])
-    with pytest.raises(InputError, match="does not exist"):
-        TASK.read_many([tmp_path / "none.npz"])
-    (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="broken.npz"):
-        TASK.read_many([tmp_path / "broken.npz"])
-
-
-def test_npz_cli_train_then_evaluate_and_predict_the_test_set(shared_data, tmp_path):
-    import json
-
-    import pandas as pd
-
-    from napari_cellcurator._reader import detect_task
-    from napari_cellcurator.cli import main
-
-    npz = _medmnist(tmp_path / "jurkat.npz", shared_data)
-    assert detect_task(npz) == "celltype" and detect_task(f"{npz}#test") == "celltype"
-    assert detect_task(tmp_path / "missing.npz#test") is None
-    out, pred = tmp_path / "m", tmp_path / "p.csv"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InputWarning)
-        assert _cli_train_tiny(npz, out) == 0
-        assert main(["evaluate", "--model", str(out), "--data", f"{npz}#test"]) == 0
-        assert main(["predict", "--model", str(out), "--data", f"{npz}#test", "--out",
-                     str(pred), "--device", "cpu"]) == 0
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["classes"] == ["G1", "G2"]
-    assert cfg["metrics"]["n_val"] == 6 and cfg["metrics"]["n_train"] == 12
-    assert len(pd.read_csv(pred)) == 4
-
-
-def test_hdf5_crops_read_like_the_npz_and_are_told_from_a_movie(shared_data, tmp_path):
-    """The same real cells as an HDF5 file, a group per set (``train/images``...), class names
-    as strings: the items of the .npz; auto-detected as celltype (a movie .h5 is not)."""
-    h5py = pytest.importorskip("h5py")
-    from napari_cellcurator._reader import detect_task
-
-    npz = _medmnist(tmp_path / "jurkat.npz", shared_data)
-    h5 = tmp_path / "jurkat.h5"
-    with np.load(npz) as arrays, h5py.File(h5, "w") as fh:
-        for split in ("train", "val", "test"):
-            fh[f"{split}/images"] = arrays[f"{split}_images"]
-            fh[f"{split}/labels"] = arrays[f"{split}_labels"]
-        fh["class_names"] = np.array([b"G1", b"G2"])
-    with pytest.warns(InputWarning, match="#test"):
-        from_npz = TASK.read_many([npz])
-    with pytest.warns(InputWarning, match="#test"):
-        from_h5 = TASK.read_many([h5])
-    assert list(from_h5.table["label"]) == list(from_npz.table["label"])
-    assert list(from_h5.table["split"]) == list(from_npz.table["split"])
-    np.testing.assert_array_equal(from_h5.arrays["image"], from_npz.arrays["image"])
-    assert len(TASK.read_many([f"{h5}#test"])) == 4
-    movie = tmp_path / "movie.h5"
-    with h5py.File(movie, "w") as fh:
-        fh["data"] = np.zeros((20, 32, 32), np.uint16)
-    assert detect_task(h5) == "celltype" and detect_task(f"{h5}#test") == "celltype"
-    assert detect_task(movie) is None  # napari opens it as a movie image
-    unlabelled = tmp_path / "to_predict.h5"
-    with h5py.File(unlabelled, "w") as fh:
-        fh["images"] = np.zeros((3, 40, 40, 2), np.uint16)
-    crops = TASK.read_many([unlabelled])  # the task given: crops without labels, to predict
-    assert len(crops) == 3 and crops.table["label"].isna().all()
