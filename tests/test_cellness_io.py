@@ -242,6 +242,27 @@ def test_pcaica_finds_simulated_cells():
     assert np.median(z[cells].max(axis=1)) > 5  # cell traces have transients above noise
 
 
+def test_movie_file_candidates_match_the_simulation_protocol(tmp_path, task):
+    """A user's raw movie gives the items the shipped model learnt from: the same PCA/ICA
+    candidates with the same neuropil-subtracted traces as :func:`simulate_candidates`."""
+    import tifffile
+
+    from napari_cellcurator.core.data.simulate_calcium import simulate_candidates
+    from napari_cellcurator.core.io.rois import roiset_to_items
+
+    sim, rois = simulate_candidates(0, shape=(64, 64), n_frames=150, n_cells=8)  # ICA seed 0
+    movie_file = tmp_path / "recording.tif"
+    tifffile.imwrite(movie_file, sim.movie.astype(np.float32))
+    from_file = task.read(movie_file, ReadOptions())
+    expected = roiset_to_items(rois, {})
+    assert len(from_file) == len(expected) > 3
+    assert from_file.meta.get("n_frames", 150) == 150
+    np.testing.assert_allclose(from_file.arrays["trace"], expected.arrays["trace"],
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(from_file.arrays["image"], expected.arrays["image"],
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_sample_data_reads(task):
     items = task.read(need(SAMPLE), ReadOptions())
     assert len(items) > 10

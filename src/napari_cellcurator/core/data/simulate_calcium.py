@@ -16,10 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from napari_cellcurator.core.io.pcaica import (
-    extract_candidates,
-    neuropil_traces,
-)
+from napari_cellcurator.core.io.pcaica import extract_candidates
 from napari_cellcurator.core.io.rois import RoiSet
 
 
@@ -136,7 +133,6 @@ def simulate_candidates(seed: int = 0, **kwargs) -> tuple[SimRecording, RoiSet]:
     sim = simulate_recording(seed, **kwargs)
     rois = extract_candidates(sim.movie, Path(f"sim_{seed}"), n_pcs=40, seed=seed)
     rois.labels = label_candidates(sim, rois)
-    rois.neuropil = neuropil_traces(sim.movie, rois.footprints) if rois.footprints else None
     rois.meta["id_prefix"] = f"sim{seed}"
     rois.groups = [f"sim{seed}"] * len(rois.footprints)
     return sim, rois

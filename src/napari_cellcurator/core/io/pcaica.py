@@ -220,7 +220,8 @@ def neuropil_traces(movie: np.ndarray, footprints: list[tuple], inner: int = 2,
 
 def extract_candidates(movie, path: Path | str = "movie", n_pcs: int = 40, mu: float = 0.3,
                        z_thresh: float = 3.0, min_area: int = 12, seed: int = 0) -> RoiSet:
-    """Unlabelled ROI candidates of a (T, Y, X) movie (PCA/ICA → segments → traces).
+    """Unlabelled ROI candidates of a (T, Y, X) movie (PCA/ICA → segments → traces and
+    Suite2p-like neuropil traces).
 
     ``movie``: an array, or :func:`movie_frames` of a file (a recording longer than
     :data:`IN_MEMORY_VALUES` is then read in blocks of frames, never whole).
@@ -239,8 +240,12 @@ def extract_candidates(movie, path: Path | str = "movie", n_pcs: int = 40, mu: f
                          "a calcium-imaging movie")
     filters, _ = pca_ica(movie, n_pcs=n_pcs, mu=mu, seed=seed, mean=mean)
     fps = segment_filters(filters, z_thresh=z_thresh, min_area=min_area)
+    # neuropil rings as for every other ROI source: the shipped cellness model learnt from
+    # neuropil-subtracted traces of exactly these candidates (simulate_candidates)
+    neuropil = neuropil_traces(movie, fps) if fps else None
     return RoiSet(fps, project_traces(movie, fps), movie.shape[1:], path, "pcaica",
-                  mean_image=mean.astype(np.float32), meta={"n_frames": movie.shape[0]})
+                  neuropil=neuropil, mean_image=mean.astype(np.float32),
+                  meta={"n_frames": movie.shape[0]})
 
 
 def movie_frames(path: Path):
