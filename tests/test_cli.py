@@ -65,3 +65,23 @@ def test_train_then_evaluate_json(jurkat_subset, tmp_path, capsys):
     assert main(["predict", "--model", str(model), "--data", str(jurkat_subset),
                  "--out", str(tmp_path / "p.csv")]) == 0
     assert (tmp_path / "p.csv").read_text().count("\n") == 37
+
+
+def test_predict_on_a_raw_movie_reports_progress(tmp_path, capsys):
+    """A raw recording: PCA/ICA candidates, scored by the shipped cellness model, with the
+    reading's stages on stderr (a long recording would otherwise sit silent for minutes)."""
+    import pandas as pd
+    import tifffile
+
+    from napari_cellcurator.core.data.simulate_calcium import simulate_recording
+
+    movie = tmp_path / "recording.tif"
+    tifffile.imwrite(movie, simulate_recording(2, shape=(48, 48), n_frames=120,
+                                               n_cells=6).movie.astype("float32"))
+    out = tmp_path / "scores.csv"
+    assert main(["predict", "--task", "cellness", "--data", str(movie), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    for stage in ("mean frame", "PCA", "ICA", "traces", "neuropil"):
+        assert f"reading: {stage}" in err
+    assert "(100%)" in err
+    assert len(pd.read_csv(out)) > 0

@@ -79,6 +79,16 @@ def detect_task(path: str | Path) -> str | None:
     return None
 
 
+def unknown_format(path: Path) -> str:
+    """What to tell when "auto" finds no task: a movie is read by two tasks, so ask."""
+    from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES, is_video_folder
+
+    if path.suffix.lower() in MOVIE_SUFFIXES or is_video_folder(path):
+        return (f"{path.name}: a movie — choose the task: cellness (find candidate cells, "
+                "or ROIs from a mask file beside it) or mixture (tiles to score)")
+    return f"{path}: not a format napari-cellcurator reads"
+
+
 def _holds(path: Path, check: Callable[[Path], bool]) -> bool:
     """``check(path)`` (CaImAn results? ROI segmentation?); an unreadable file counts as
     holding them: the cellness reader then says what is wrong with it."""

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
+    _add_model_task(p)
     p.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
     p.add_argument("--scheduler", default="threads",
                    help="threads (default), processes, local:N or a dask.distributed address")
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
+    _add_model_task(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--plot", metavar="FILE.png",
                    help="confusion matrix, or error versus true proportion for mixture")
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
+    _add_model_task(p)
     p.add_argument("--item", required=True, metavar="ID")
     p.add_argument("--method", required=True, choices=["occlusion", "gradcam", "activations"])
     p.add_argument("--out", required=True, metavar="FILE", help=".npy, .tif or .zarr")
@@ -232,7 +235,13 @@ def _cmd_train(a) -> int:
     return 0
 
 
-def _default_model(data: str) -> str:
+def _add_model_task(p) -> None:
+    p.add_argument("--task", choices=TASKS,
+                   help="without --model: the data's task, when it cannot be told from the "
+                        "data (a movie is read as cellness candidates or mixture tiles)")
+
+
+def _default_model(data: str, task: str | None = None) -> str:
     """The model ``predict``/``evaluate``/``explain`` use without ``--model``: the current
     version in the data's project (what the napari widgets trained), else the model shipped
     for the data's task; said on stderr, as the Predict widget says it."""
@@ -247,7 +256,7 @@ def _default_model(data: str) -> str:
     if current is not None:
         print(f"model: the project's current version {current}", file=sys.stderr)
         return str(current)
-    task = _task_name(None, data)
+    task = _task_name(task, data)
     shipped = get_task(task).shipped_model()
     if shipped is None:
         raise InputError(data, f"has no model yet (no project model, none shipped for {task})",
@@ -256,11 +265,25 @@ def _default_model(data: str) -> str:
     return shipped
 
 
+class ReadProgress:
+    """Progress of a long read (PCA/ICA candidates of a recording) on stderr: a line when a
+    stage starts and every 10 % of the whole."""
+
+    def __init__(self) -> None:
+        self.stage, self.tenth = None, -1
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        tenth = int(fraction * 10)
+        if stage != self.stage or tenth > self.tenth:
+            print(f"reading: {stage} ({fraction:.0%})", file=sys.stderr, flush=True)
+            self.stage, self.tenth = stage, tenth
+
+
 def _cmd_predict(a) -> int:
     from napari_cellcurator.core.batch import predict_to_file
 
-    out = predict_to_file(a.model or _default_model(a.data), a.data, a.out, device=a.device,
-                          scheduler=a.scheduler, amp=bool(a.amp))
+    out = predict_to_file(a.model or _default_model(a.data, a.task), a.data, a.out, device=a.device,
+                          scheduler=a.scheduler, amp=bool(a.amp), progress=ReadProgress())
     print(f"wrote {out}")
     return 0
 
@@ -268,8 +291,8 @@ def _cmd_predict(a) -> int:
 def _cmd_evaluate(a) -> int:
     from napari_cellcurator.core.pipeline import evaluate
 
-    metrics = evaluate(a.model or _default_model(a.data), a.data, device=a.device,
-                       amp=bool(a.amp))
+    metrics = evaluate(a.model or _default_model(a.data, a.task), a.data, device=a.device,
+                       amp=bool(a.amp), progress=ReadProgress())
     if a.plot:
         from napari_cellcurator.core.plots import plot_evaluation
 
@@ -290,8 +313,8 @@ def _cmd_evaluate(a) -> int:
 def _cmd_explain(a) -> int:
     from napari_cellcurator.core.explain.api import explain_item
 
-    explain_item(a.model or _default_model(a.data), a.data, a.item, a.method, target=a.target,
-                 out=a.out, layer=a.layer, patch=a.patch, stride=a.stride)
+    explain_item(a.model or _default_model(a.data, a.task), a.data, a.item, a.method,
+                 target=a.target, out=a.out, layer=a.layer, patch=a.patch, stride=a.stride)
     print(f"wrote {a.out}")
     return 0
 

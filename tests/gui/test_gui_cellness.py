@@ -173,3 +173,61 @@ def test_auto_task_on_a_movie_asks_which_task(make_napari_viewer, tmp_path, monk
     (tmp_path / "notes").write_text("not data")
     load.load(tmp_path / "notes")
     assert "not a format napari-cellcurator reads" in errors[-1]
+
+
+@pytest.fixture
+def recording_file(tmp_path, monkeypatch):
+    """A simulated recording as a movie file; blocks of 10 frames, so the passes through it
+    report often."""
+    import tifffile
+
+    from napari_cellcurator.core.data.simulate_calcium import simulate_recording
+    from napari_cellcurator.core.io import movie_stream
+
+    monkeypatch.setattr(movie_stream, "CHUNK_BYTES", 10 * 48 * 48 * 4)
+    path = tmp_path / "recording.tif"
+    movie = simulate_recording(1, shape=(48, 48), n_frames=150, n_cells=6).movie
+    tifffile.imwrite(path, movie.astype(np.float32))
+    return path
+
+
+def test_finding_candidates_shows_progress(make_napari_viewer, qtbot, recording_file):
+    """A movie file read as cellness: the stages of PCA/ICA reach the progress bar and the
+    status while the worker runs; then the candidates are a Labels layer."""
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    viewer = make_napari_viewer()
+    load = LoadWidget(viewer)
+    seen_stages, seen_values = [], []
+    worker = load.load(recording_file, "cellness")
+    worker.yielded.connect(lambda u: (seen_stages.append(u.stage),
+                                      seen_values.append(load._progress.value)))
+    assert load._cancel.enabled
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert {"mean frame", "PCA", "ICA", "traces", "neuropil"} <= set(seen_stages)
+    assert seen_values == sorted(seen_values) and seen_values[-1] > 900
+    session = hub_for(viewer).session
+    assert session is not None and len(session.items) > 0
+    assert session.layer._type_string == "labels"
+    assert not load._cancel.enabled and load._progress.value == 0
+
+
+def test_cancel_stops_finding_candidates_and_changes_nothing(make_napari_viewer, qtbot,
+                                                             recording_file, monkeypatch):
+    from napari_cellcurator._qt import load_widget
+    from napari_cellcurator._qt.common import hub_for
+
+    infos = []
+    monkeypatch.setattr(load_widget, "notify_info", infos.append)
+    viewer = make_napari_viewer()
+    load = load_widget.LoadWidget(viewer)
+    worker = load.load(recording_file, "cellness")
+    worker.yielded.connect(lambda _u: load._cancel.changed.emit(True))  # the user's click
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert load._status.value == "cancelled"
+    assert infos and "cancelled" in infos[0]
+    assert hub_for(viewer).session is None and len(viewer.layers) == 0
+    assert load._button.enabled  # ready for the next try

@@ -239,6 +239,19 @@ def guarded(gen_func):
     return run
 
 
+def job_steps(job, *args, cancel=None, **kwargs):
+    """Generator worker body: ``job(*args, progress=..., **kwargs)`` (numpy in and out) run by
+    :func:`~napari_cellcurator.core.progress.as_steps`; yields its
+    :class:`~napari_cellcurator.core.progress.Progress` and returns its result, or a
+    :class:`WorkerFailed` (also when ``cancel`` was set)."""
+    from napari_cellcurator.core.progress import as_steps
+
+    try:
+        return (yield from as_steps(job, *args, cancel=cancel, **kwargs))
+    except Exception as exc:  # reported to the user by the widget
+        return WorkerFailed(exc)
+
+
 def real_viewer(viewer):
     """The viewer behind napari's ``PublicOnlyProxy``.
 

@@ -33,11 +33,12 @@ def layer_source(layer) -> str:
 
 
 def cellness_from_rois(movie, source: str, masks: np.ndarray | None = None,
-                       shapes: tuple | None = None):
+                       shapes: tuple | None = None, progress=None):
     """Worker body: ROI items over a (T, Y, X) movie (numpy, or a lazy layer's dask array:
     read here, off the GUI thread), from a label image (``masks``), from
     ``shapes`` = (vertices, shape types, layer name), or with neither, PCA/ICA candidates
-    found in the movie (as for a movie file without ROIs beside it).
+    found in the movie (as for a movie file without ROIs beside it). ``progress(fraction,
+    stage)`` follows the passes through the movie.
 
     Returns ``(items, label image or None)`` (``label_id``: the mask value, else the item
     row + 1 in the label image to curate on), or :class:`WorkerFailed`.
@@ -51,17 +52,20 @@ def cellness_from_rois(movie, source: str, masks: np.ndarray | None = None,
         # a lazy (dask) layer is read here, off the GUI thread: whole when small, else in
         # blocks of frames (core.io.movie_stream)
         if masks is not None:
-            items = roiset_to_items(rois_from_masks(movie, masks, Path(source)))
+            items = roiset_to_items(rois_from_masks(movie, masks, Path(source),
+                                                               progress=progress))
             items.table["label_id"] = items.table["mask_id"]  # rows ↔ the user's values
             return items, None
         if shapes is None:
-            items = roiset_to_items(extract_candidates(movie, Path(source)))
+            items = roiset_to_items(extract_candidates(movie, Path(source),
+                                                                 progress=progress))
             if len(items) == 0:
                 raise InputError(source, "no cell candidates found in the movie",
                                  "a longer recording, or ROIs drawn as Labels or Shapes")
             items.table["label_id"] = np.arange(1, len(items) + 1)
             return items, footprints_to_labels(items)
-        items = roiset_to_items(rois_from_shapes(movie, *shapes[:2], source, shapes[2]))
+        items = roiset_to_items(rois_from_shapes(movie, *shapes[:2], source, shapes[2],
+                                                          progress))
     except Exception as exc:  # shown by the widget (see WorkerFailed)
         return WorkerFailed(exc)
     items.table["label_id"] = items.table["shape_index"] + 1

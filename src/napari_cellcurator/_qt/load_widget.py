@@ -1,5 +1,6 @@
 """Load widget: a data set → layers with features, plus its project (journal + models)."""
 
+import threading
 from pathlib import Path
 
 import napari.viewer
@@ -11,6 +12,7 @@ from magicgui.widgets import (
     FileEdit,
     Label,
     LineEdit,
+    ProgressBar,
     PushButton,
     SpinBox,
 )
@@ -22,6 +24,7 @@ from napari_cellcurator._qt.common import (
     WorkerFailed,
     add_layer_data,
     hub_for,
+    job_steps,
     notify_error,
     notify_info,
     open_project,
@@ -34,24 +37,12 @@ TASKS = ("auto", "celltype", "cellness", "mixture")
 NO_CELLS = "(none: find candidates)"
 
 
-def _read(path: Path, task: str, channels: list[int] | None):
-    """Worker body: read items with the task's reader (numpy in, numpy out)."""
+def _read(path: Path, task: str, channels: list[int] | None, progress=None):
+    """Job: read items with the task's reader (numpy in, numpy out; ``progress`` for
+    readers with long passes over a recording)."""
     from napari_cellcurator.core.tasks import ReadOptions, get_task
 
-    try:
-        return get_task(task).read(path, ReadOptions(channels=channels))
-    except Exception as exc:  # shown by the widget (see WorkerFailed)
-        return WorkerFailed(exc)
-
-
-def _unknown_format(path: Path) -> str:
-    """What to tell when "auto" finds no task: a movie is read by two tasks, so ask."""
-    from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES, is_video_folder
-
-    if path.suffix.lower() in MOVIE_SUFFIXES or is_video_folder(path):
-        return (f"{path.name}: a movie — choose the task: cellness (find candidate cells, "
-                "or ROIs from a mask file beside it) or mixture (tiles to score)")
-    return f"{path}: not a format napari-cellcurator reads"
+    return get_task(task).read_checked(path, ReadOptions(channels=channels, progress=progress))
 
 
 class LoadWidget(Container):
@@ -80,10 +71,16 @@ class LoadWidget(Container):
                     "Labels or Shapes of ROIs → cellness candidates; task mixture: a movie "
                     "alone → tiles")
         self._status = Label(value="")
+        self._progress = ProgressBar(value=0, min=0, max=1000, label="progress")
+        self._cancel = PushButton(text="Cancel", enabled=False,
+                                  tooltip="stop finding candidates / reading traces")
         super().__init__(widgets=[self._path, self._pick_folder, self._task, self._channels,
                                   self._button, self._image_layer, self._items_layer, self._crop,
-                                  self._from_layers, self._status])
+                                  self._from_layers, self._progress, self._cancel,
+                                  self._status])
         self._button.changed.connect(self.load)
+        self._cancel.changed.connect(self.cancel)
+        self._cancel_event = threading.Event()
         self._from_layers.changed.connect(lambda: self.load_layers())
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(lambda _e: (self._image_layer.reset_choices(),
@@ -92,14 +89,14 @@ class LoadWidget(Container):
 
     def load(self, path: str | Path | None = None, task: str | None = None):
         """Read the data in a worker; the layers appear when it returns."""
-        from napari_cellcurator._reader import detect_task
+        from napari_cellcurator._reader import detect_task, unknown_format
 
         path = Path(path or self._path.value)
         task = task or self._task.value
         if task == "auto":
             task = detect_task(path)
             if task is None:
-                notify_error(_unknown_format(path))
+                notify_error(unknown_format(path))
                 return None
         text = self._channels.value.strip()
         try:
@@ -112,18 +109,37 @@ class LoadWidget(Container):
                            lambda items: self._show(items, path, task, channels),
                            on_finished=lambda: setattr(self._button, "enabled", True))
 
-    def _start(self, status: str, body, args: tuple, on_result, on_finished=None, **kwargs):
-        """Run ``body(*args, **kwargs)`` (numpy in and out) in a worker; ``on_result`` gets
-        what it returns on the GUI thread, a failure is shown. Everything is connected
-        before the worker starts (a quick one could finish first)."""
+    def _start(self, status: str, job, args: tuple, on_result, on_finished=None, **kwargs):
+        """Run ``job(*args, progress=..., **kwargs)`` (numpy in and out) in a worker with
+        progress and Cancel; ``on_result`` gets what it returns on the GUI thread (a
+        :class:`WorkerFailed` included). Everything is connected before the worker starts
+        (a quick one could finish first)."""
         self._status.value = status
-        self.worker = thread_worker(body, start_thread=False)(*args, **kwargs)
+        self._cancel_event = threading.Event()
+        self.worker = thread_worker(job_steps, start_thread=False)(
+            job, *args, cancel=self._cancel_event, **kwargs)
+        self.worker.yielded.connect(self._progressed)
         self.worker.returned.connect(on_result)
         self.worker.errored.connect(self._failed)
+        self.worker.finished.connect(self._job_done)
         if on_finished is not None:
             self.worker.finished.connect(on_finished)
+        self._progress.value, self._cancel.enabled = 0, True
         self.worker.start()
         return self.worker
+
+    def cancel(self) -> None:
+        """Stop the running job at its next pass through the frames; data stay as they were."""
+        self._cancel_event.set()
+        self._status.value = "cancelling…"
+
+    def _progressed(self, update) -> None:
+        self._progress.value = round(1000 * update.fraction)
+        self._status.value = f"{update.stage}… {update.fraction:.0%}"
+
+    def _job_done(self) -> None:
+        self._cancel.enabled = False
+        self._progress.value = 0
 
     def _layer_choices(self, *kinds: str, none: str | None = None):
         def choices(_widget=None):
@@ -231,6 +247,12 @@ class LoadWidget(Container):
         self._status.value = f"{len(items)} {task} items from layers"
 
     def _failed(self, exc) -> None:
+        from napari_cellcurator.core.progress import Cancelled
+
+        if isinstance(getattr(exc, "error", exc), Cancelled):
+            self._status.value = "cancelled"
+            notify_info("loading cancelled; nothing was changed")
+            return
         self._status.value = "failed"
         notify_error(exc)
 

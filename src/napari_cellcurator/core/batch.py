@@ -125,8 +125,9 @@ def default_batch_size(items: ItemSet, budget_values: float = 1.5e6) -> int:
 
 def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
                     scheduler: str = "threads", batch_size: int | None = None,
-                    amp: bool = False) -> Path:
-    """Predict every item of ``data`` and write ``out`` (.csv, .parquet or .zarr) atomically.
+                    amp: bool = False, progress=None) -> Path:
+    """Predict every item of ``data`` and write ``out`` (.csv, .parquet or .zarr) atomically
+    (``progress(fraction, stage)``: of reading, for long recordings).
 
     ``batch_size`` None picks one from the item size (:func:`default_batch_size`), so memory
     stays bounded for big snippets as well as small crops."""
@@ -141,7 +142,7 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
     suffix = out_path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".zarr"):
         raise InputError(out_path, "has an unknown output format", ".csv, .parquet or .zarr")
-    items = read_for_model(config, data, task)
+    items = read_for_model(config, data, task, progress)
     dev = str(resolve_device(device))
     scores = score_items(model_dir, items, dev, batch_size or default_batch_size(items),
                          scheduler, amp)

@@ -27,6 +27,7 @@ from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWa
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.metrics import jsonable as _jsonable
 from napari_cellcurator.core.models.registry import available_models, build_model
+from napari_cellcurator.core.progress import ProgressFn
 from napari_cellcurator.core.store.modelio import ModelConfig, load_model, save_model
 from napari_cellcurator.core.tasks import ReadOptions, Task, get_task
 from napari_cellcurator.core.training import (
@@ -190,12 +191,14 @@ def train(req: TrainRequest, on_update: Callable[[TrainingUpdate], None] | None 
     return last
 
 
-def read_for_model(config: ModelConfig, data: list[str] | str, task: Task | None = None
-                   ) -> ItemSet:
-    """Read data the way the model's training data were read."""
+def read_for_model(config: ModelConfig, data: list[str] | str, task: Task | None = None,
+                   progress: ProgressFn | None = None) -> ItemSet:
+    """Read data the way the model's training data were read (``progress`` for readers
+    with long passes over a recording, see :class:`~.tasks.base.ReadOptions`)."""
     task = task or get_task(config.task)
     paths = [data] if isinstance(data, str | Path) else list(data)
     options = task.read_options_from(config.preprocessing)
+    options.progress = progress
     return task.read_many(paths, options)
 
 
@@ -217,20 +220,22 @@ def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
 
 
 def predict(model_dir: str, data: list[str] | str, device: str = "auto",
-            amp: bool = False) -> pd.DataFrame:
-    """Predict every item of ``data`` with the model in ``model_dir``."""
+            amp: bool = False, progress: ProgressFn | None = None) -> pd.DataFrame:
+    """Predict every item of ``data`` with the model in ``model_dir`` (``progress``: of
+    reading, as :func:`read_for_model`)."""
     model, config = load_model(model_dir)
-    items = read_for_model(config, data)
+    items = read_for_model(config, data, progress=progress)
     table, _ = predict_items(model, config, items, device, amp=amp)
     return table
 
 
 def evaluate(model_dir: str, data: list[str] | str, device: str = "auto",
-             amp: bool = False) -> dict:
-    """Metrics of the model in ``model_dir`` on the labelled items of ``data``."""
+             amp: bool = False, progress: ProgressFn | None = None) -> dict:
+    """Metrics of the model in ``model_dir`` on the labelled items of ``data``
+    (``progress``: of reading, as :func:`read_for_model`)."""
     model, config = load_model(model_dir)
     task = get_task(config.task)
-    items = read_for_model(config, data, task)
+    items = read_for_model(config, data, task, progress)
     if not items.labelled.any():
         raise InputError(str(data), "has no labelled items to evaluate against")
     labelled = items.subset(np.flatnonzero(items.labelled))

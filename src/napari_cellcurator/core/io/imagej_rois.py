@@ -185,7 +185,8 @@ def footprints_from_rois(rois: list[ImagejRoi], names: list[str], shape: tuple[i
     return footprints, kept
 
 
-def rois_from_imagej(movie: np.ndarray, roi_path: Path | str, path: Path | str) -> RoiSet:
+def rois_from_imagej(movie: np.ndarray, roi_path: Path | str, path: Path | str,
+                     progress=None) -> RoiSet:
     """ROI candidates of an ImageJ ROI set with their traces in ``movie`` (``(T, Y, X)``).
 
     Parameters
@@ -196,6 +197,8 @@ def rois_from_imagej(movie: np.ndarray, roi_path: Path | str, path: Path | str) 
         ``RoiSet.zip`` (or a single ``.roi``).
     path
         The movie file (source of the items; item ids ``<movie stem>:roi<name>``).
+    progress
+        ``progress(fraction, stage)`` over the passes through the frames.
 
     Returns
     -------
@@ -215,4 +218,4 @@ def rois_from_imagej(movie: np.ndarray, roi_path: Path | str, path: Path | str) 
     columns = {"roi_name": names, "zip_index": np.asarray(kept, np.int64),
                "item_id": [f"{path.stem}:roi{n}" for n in names]}
     return rois_from_footprints(movie, footprints, path, "imagej_rois", columns,
-                                {"mask_path": str(roi_path)})
+                                {"mask_path": str(roi_path)}, progress)

@@ -7,9 +7,12 @@ traces, mean images and the PCA of PCA/ICA candidate extraction work on any leng
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
+
+#: ``part(fraction)``: how far one pass (or stage) over the frames has got, 0–1
+PartFn = Callable[[float], None]
 
 #: bytes of float32 frames per block read (a few such temporaries are alive at once)
 CHUNK_BYTES = 16 * 1024 * 1024
@@ -45,9 +48,11 @@ class MovieFrames:
         return whole if dtype is None else whole.astype(dtype)
 
 
-def time_chunks(frames, chunk_bytes: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def time_chunks(frames, chunk_bytes: int | None = None, progress: PartFn | None = None
+                ) -> Iterator[tuple[int, np.ndarray]]:
     """``(t0, block)`` over the movie; ``block`` is ``(n, Y·X)`` float32 frames ``t0:t0+n``,
-    ``chunk_bytes`` (default :data:`CHUNK_BYTES`) a block.
+    ``chunk_bytes`` (default :data:`CHUNK_BYTES`) a block. ``progress(fraction)`` is told
+    how much of the movie was handed out, after each block is used.
 
     ``frames`` is anything sliced along time into ``(n, Y, X)``: an array, a memory map, a
     :class:`MovieFrames`, a dask array.
@@ -58,13 +63,15 @@ def time_chunks(frames, chunk_bytes: int | None = None) -> Iterator[tuple[int, n
     for t0 in range(0, t, n):
         block = np.asarray(frames[t0:t0 + n], dtype=np.float32)
         yield t0, block.reshape(len(block), pixels)
+        if progress is not None:
+            progress(min(t0 + n, t) / t)
 
 
-def frame_stats(frames) -> tuple[np.ndarray, bool]:
+def frame_stats(frames, progress: PartFn | None = None) -> tuple[np.ndarray, bool]:
     """Mean frame (float64, ``(Y, X)``) and whether any pixel changes over time."""
     total = np.zeros(int(np.prod(frames.shape[1:])))
     first, changes = None, False
-    for _, block in time_chunks(frames):
+    for _, block in time_chunks(frames, progress=progress):
         total += block.sum(axis=0, dtype=np.float64)
         first = block[0] if first is None else first
         changes = changes or bool((block != first).any())
@@ -72,12 +79,14 @@ def frame_stats(frames) -> tuple[np.ndarray, bool]:
 
 
 def streaming_pca(frames, k: int, mean: np.ndarray, seed: int = 0, n_iter: int = 2,
-                  oversample: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  oversample: int = 10, progress: PartFn | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-``k`` PCA of the per-pixel normalised ``(T, P)`` movie, reading it in blocks.
 
     Randomised range finder with ``n_iter`` power iterations (Halko, Martinsson & Tropp
     2011): ``2 · n_iter + 2`` passes over the frames, memory ``O((T + P) · (k + oversample))``.
     Pixels are ΔF/F'd when the movie is positive fluorescence, else centred (as in memory).
+    ``progress(fraction)`` follows the passes.
 
     Returns
     -------
@@ -90,10 +99,15 @@ def streaming_pca(frames, k: int, mean: np.ndarray, seed: int = 0, n_iter: int =
     scale = np.where(mean > 1e-6 * np.abs(mean).max(), mean, 1.0) if positive else 1.0
     mean32, scale32 = mean.astype(np.float32), np.asarray(scale, np.float32)
     t = frames.shape[0]
+    passes, done = 2 * n_iter + 2, [0]
 
     def normalised():
-        for t0, block in time_chunks(frames):
+        def within(fraction: float) -> None:
+            if progress is not None:
+                progress((done[0] + fraction) / passes)
+        for t0, block in time_chunks(frames, progress=within):
             yield t0, (block - mean32) / scale32
+        done[0] += 1
 
     def times(matrix):  # X @ matrix: (T, l)
         out = np.empty((t, matrix.shape[1]))

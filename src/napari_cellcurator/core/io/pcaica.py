@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.rois import RoiSet
+from napari_cellcurator.core.progress import ProgressFn, Stages
 
 
 def _skew_ica(signals: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -44,23 +45,28 @@ IN_MEMORY_VALUES = 2 ** 27
 
 
 def pca_ica(movie, n_pcs: int = 40, n_ics: int | None = None, mu: float = 0.3,
-            seed: int = 0, mean: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            seed: int = 0, mean: np.ndarray | None = None, stages: Stages | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Spatial filters (K, Y, X) and time courses (K, T) of a (T, Y, X) movie.
 
     ``movie`` is an array, or (for recordings too long for memory) any array-like read in
     blocks of frames (:class:`~napari_cellcurator.core.io.movie_stream.MovieFrames`), whose
     ``mean`` frame may be given. Each component is sign-flipped so that its spatial filter has
-    positive skew.
+    positive skew. ``stages`` (with stages "PCA" and "ICA") is told how far it has got.
     """
+    stages = stages or Stages(None, [("PCA", 1), ("ICA", 1)])
     t, ly, lx = movie.shape
     k = int(max(2, min(n_pcs, t - 1, ly * lx - 1)))
+    stages.start("PCA")
     if t * ly * lx <= IN_MEMORY_VALUES:
         u, s, vt = _pca_in_memory(np.asarray(movie), k, seed)
+        stages.start("ICA")
         return _ica_components(u, s, vt, (ly, lx), n_ics, mu, seed, np.float64)
     from napari_cellcurator.core.io.movie_stream import frame_stats, streaming_pca
 
     mean = frame_stats(movie)[0] if mean is None else mean
-    u, s, vt = streaming_pca(movie, k, mean, seed=seed)
+    u, s, vt = streaming_pca(movie, k, mean, seed=seed, progress=stages.part("PCA"))
+    stages.start("ICA")
     # float32 ICA halves its ~5 copies of the (pixels + frames) signals on large frames
     return _ica_components(u, s, vt, (ly, lx), n_ics, mu, seed, np.float32)
 
@@ -103,9 +109,10 @@ def _ica_components(u: np.ndarray, s: np.ndarray, vt: np.ndarray, frame: tuple[i
 
 
 def segment_filters(filters: np.ndarray, sigma: float = 1.0, z_thresh: float = 3.0,
-                    min_area: int = 12, max_area: int | None = None, max_overlap: float = 0.5
-                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Threshold smoothed spatial filters and split them into connected segments."""
+                    min_area: int = 12, max_area: int | None = None, max_overlap: float = 0.5,
+                    progress=None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Threshold smoothed spatial filters and split them into connected segments
+    (``progress(fraction)`` after each filter)."""
     from scipy.ndimage import find_objects, gaussian_filter
     from skimage.measure import label
 
@@ -113,7 +120,9 @@ def segment_filters(filters: np.ndarray, sigma: float = 1.0, z_thresh: float = 3
     max_area = max_area or ly * lx // 8
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     kept = _KeptSegments()
-    for f in filters:
+    for done, f in enumerate(filters):
+        if progress is not None:
+            progress(done / len(filters))
         sm = gaussian_filter(f, sigma)
         med = np.median(sm)
         noise = 1.4826 * np.median(np.abs(sm - med)) + 1e-12
@@ -158,12 +167,13 @@ class _KeptSegments:
         return False
 
 
-def project_traces(movie, footprints: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-                   ) -> np.ndarray:
+def project_traces(movie, footprints: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   progress=None) -> np.ndarray:
     """Weighted-mean fluorescence of each footprint in every frame → (N, T).
 
     ``movie`` is read in blocks of frames (an array, or a long recording's
-    :class:`~napari_cellcurator.core.io.movie_stream.MovieFrames`).
+    :class:`~napari_cellcurator.core.io.movie_stream.MovieFrames`); ``progress(fraction)``
+    follows them.
     """
     from scipy.sparse import csr_matrix
 
@@ -182,17 +192,18 @@ def project_traces(movie, footprints: list[tuple[np.ndarray, np.ndarray, np.ndar
         vals.append(w)
     weights = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(len(footprints), int(np.prod(shape))))
-    for t0, block in time_chunks(movie):
+    for t0, block in time_chunks(movie, progress=progress):
         out[:, t0:t0 + len(block)] = weights @ block.T
     return out
 
 
 def neuropil_traces(movie: np.ndarray, footprints: list[tuple], inner: int = 2,
-                    outer: int = 10) -> np.ndarray:
+                    outer: int = 10, progress=None) -> np.ndarray:
     """Suite2p-like neuropil: mean of an annulus around each ROI, excluding every ROI.
 
     The annulus reaches ``outer`` pixels beyond the ROI and keeps ``inner`` pixels away from
     every ROI (a smaller ring around the ROI alone where the neighbours leave < 5 pixels).
+    ``progress(fraction)`` follows the blocks of frames read.
     """
     from scipy.ndimage import binary_dilation
 
@@ -215,16 +226,19 @@ def neuropil_traces(movie: np.ndarray, footprints: list[tuple], inner: int = 2,
             ring = grown & ~m
         yy, xx = np.nonzero(ring)
         rings.append((yy + y0, xx + x0, np.ones(len(yy), np.float32)))
-    return project_traces(movie, rings)
+    return project_traces(movie, rings, progress)
 
 
 def extract_candidates(movie, path: Path | str = "movie", n_pcs: int = 40, mu: float = 0.3,
-                       z_thresh: float = 3.0, min_area: int = 12, seed: int = 0) -> RoiSet:
+                       z_thresh: float = 3.0, min_area: int = 12, seed: int = 0,
+                       progress: ProgressFn | None = None) -> RoiSet:
     """Unlabelled ROI candidates of a (T, Y, X) movie (PCA/ICA → segments → traces and
     Suite2p-like neuropil traces).
 
     ``movie``: an array, or :func:`movie_frames` of a file (a recording longer than
     :data:`IN_MEMORY_VALUES` is then read in blocks of frames, never whole).
+    ``progress(fraction, stage)`` is told how far the job has got (it may raise
+    :class:`~napari_cellcurator.core.progress.Cancelled` to stop it).
     """
     from napari_cellcurator.core.io.movie_stream import frame_stats
 
@@ -232,20 +246,40 @@ def extract_candidates(movie, path: Path | str = "movie", n_pcs: int = 40, mu: f
     movie = movie if hasattr(movie, "shape") else np.asarray(movie, np.float32)
     if len(movie.shape) != 3:
         raise InputError(path, f"movie has shape {np.shape(movie)}", "(T, Y, X)")
-    if np.prod(movie.shape) <= IN_MEMORY_VALUES:
-        movie = np.asarray(movie, np.float32)
-    mean, changes = frame_stats(movie)
+    in_memory = np.prod(movie.shape) <= IN_MEMORY_VALUES
+    # weights ~ passes over the frames (the streamed PCA makes six)
+    stages = Stages(progress, [("reading", 1 if in_memory else 0), ("mean frame", 1),
+                               ("PCA", 2 if in_memory else 6), ("ICA", 2), ("segments", 0.5),
+                               ("traces", 1), ("neuropil", 1)])
+    if in_memory:
+        movie = _whole(movie, stages.part("reading"))
+    mean, changes = frame_stats(movie, stages.part("mean frame"))
     if not changes:  # PCA/ICA of noise-free zeros "finds" cells
         raise InputError(path, "does not change over time (every pixel constant)",
                          "a calcium-imaging movie")
-    filters, _ = pca_ica(movie, n_pcs=n_pcs, mu=mu, seed=seed, mean=mean)
-    fps = segment_filters(filters, z_thresh=z_thresh, min_area=min_area)
+    filters, _ = pca_ica(movie, n_pcs=n_pcs, mu=mu, seed=seed, mean=mean, stages=stages)
+    fps = segment_filters(filters, z_thresh=z_thresh, min_area=min_area,
+                          progress=stages.part("segments"))
+    traces = project_traces(movie, fps, stages.part("traces"))
     # neuropil rings as for every other ROI source: the shipped cellness model learnt from
     # neuropil-subtracted traces of exactly these candidates (simulate_candidates)
-    neuropil = neuropil_traces(movie, fps) if fps else None
-    return RoiSet(fps, project_traces(movie, fps), movie.shape[1:], path, "pcaica",
-                  neuropil=neuropil, mean_image=mean.astype(np.float32),
-                  meta={"n_frames": movie.shape[0]})
+    neuropil = neuropil_traces(movie, fps, progress=stages.part("neuropil")) if fps else None
+    stages.part("neuropil")(1.0)
+    return RoiSet(fps, traces, movie.shape[1:], path, "pcaica", neuropil=neuropil,
+                  mean_image=mean.astype(np.float32), meta={"n_frames": movie.shape[0]})
+
+
+def _whole(movie, progress) -> np.ndarray:
+    """The whole movie as a float32 array, read in blocks of frames (``progress``)."""
+    from napari_cellcurator.core.io.movie_stream import time_chunks
+
+    if isinstance(movie, np.ndarray):
+        progress(1.0)
+        return np.asarray(movie, np.float32)
+    out = np.empty(movie.shape, np.float32)
+    for t0, block in time_chunks(movie, progress=progress):
+        out[t0:t0 + len(block)] = block.reshape(len(block), *movie.shape[1:])
+    return out
 
 
 def movie_frames(path: Path):
@@ -257,11 +291,13 @@ def movie_frames(path: Path):
     return MovieFrames(open_movie(path))
 
 
-def read_movie_candidates(path: Path, extra: dict | None = None) -> RoiSet:
-    """Read a movie file and extract PCA/ICA candidates (``extra``: n_pcs, mu, z_thresh)."""
+def read_movie_candidates(path: Path, extra: dict | None = None,
+                          progress: ProgressFn | None = None) -> RoiSet:
+    """Read a movie file and extract PCA/ICA candidates (``extra``: n_pcs, mu, z_thresh,
+    min_area; ``progress`` as :func:`extract_candidates`)."""
     extra = extra or {}
     movie = movie_frames(path)
     return extract_candidates(movie, path, n_pcs=int(extra.get("n_pcs", 40)),
                               mu=float(extra.get("mu", 0.3)),
                               z_thresh=float(extra.get("z_thresh", 3.0)),
-                              min_area=int(extra.get("min_area", 12)))
+                              min_area=int(extra.get("min_area", 12)), progress=progress)

@@ -20,6 +20,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.rois import RoiSet
+from napari_cellcurator.core.progress import ProgressFn, Stages
 
 #: names of a label image beside ``<stem>.<ext>``: ``<stem><suffix>.<ext>``
 MASK_SUFFIXES = ("_cp_masks", "_masks", "_rois", "_roi_masks", "_mask")
@@ -137,7 +138,8 @@ def check_movie(movie, path: Path):
 
 
 def rois_from_footprints(movie, footprints: list, path: Path, fmt: str,
-                         columns: dict, meta: dict) -> RoiSet:
+                         columns: dict, meta: dict, progress: ProgressFn | None = None
+                         ) -> RoiSet:
     """A :class:`RoiSet` of ROIs drawn elsewhere, with their traces in ``movie``.
 
     Shared by every "movie + ROIs beside it" format, so they all feed the model the same.
@@ -154,6 +156,9 @@ def rois_from_footprints(movie, footprints: list, path: Path, fmt: str,
         Format name (``masks``, ``imagej_rois``) that write-back dispatches on.
     columns, meta
         Extra table columns (``item_id`` included) and item-set metadata.
+    progress
+        ``progress(fraction, stage)`` over the three passes through the frames (it may raise
+        :class:`~napari_cellcurator.core.progress.Cancelled`).
 
     Returns
     -------
@@ -163,18 +168,22 @@ def rois_from_footprints(movie, footprints: list, path: Path, fmt: str,
     from napari_cellcurator.core.io.movie_stream import frame_stats
     from napari_cellcurator.core.io.pcaica import neuropil_traces, project_traces
 
-    traces = project_traces(movie, footprints)
+    stages = Stages(progress, [("traces", 1), ("neuropil", 1), ("mean frame", 1)])
+    traces = project_traces(movie, footprints, stages.part("traces"))
     # Suite2p-style neuropil rings (subtracted × 0.7 when items are made), as the simulated
     # recordings the shipped cellness model learnt from
-    neuropil = neuropil_traces(movie, footprints)
+    neuropil = neuropil_traces(movie, footprints, progress=stages.part("neuropil"))
+    mean = frame_stats(movie, stages.part("mean frame"))[0]
     return RoiSet(footprints, traces, movie.shape[1:], path, fmt, neuropil=neuropil,
-                  mean_image=frame_stats(movie)[0].astype(np.float32),
+                  mean_image=mean.astype(np.float32),
                   columns=columns, meta={"n_frames": int(movie.shape[0]), **meta})
 
 
 def rois_from_masks(movie: np.ndarray, labels: np.ndarray, path: Path | str,
-                    mask_path: Path | str | None = None) -> RoiSet:
-    """ROI candidates of ``labels`` with their traces in ``movie`` (``(T, Y, X)``).
+                    mask_path: Path | str | None = None, progress: ProgressFn | None = None
+                    ) -> RoiSet:
+    """ROI candidates of ``labels`` with their traces in ``movie`` (``(T, Y, X)``;
+    ``progress`` as :func:`rois_from_footprints`).
 
     The table keeps each ROI's value in the label image (``mask_id``), so results can be
     joined back to the user's masks.
@@ -194,16 +203,19 @@ def rois_from_masks(movie: np.ndarray, labels: np.ndarray, path: Path | str,
     columns = {"mask_id": ids.astype(np.int64),
                "item_id": [f"{path.stem}:mask{int(i)}" for i in ids]}
     return rois_from_footprints(movie, footprints, path, "masks", columns,
-                                {"mask_path": str(mask_path) if mask_path else None})
+                                {"mask_path": str(mask_path) if mask_path else None},
+                                progress)
 
 
-def read_movie_with_masks(movie_path: Path, mask_path: Path) -> RoiSet:
-    """The movie file and the ROIs beside it (a label image or an ImageJ ROI zip/.roi)."""
+def read_movie_with_masks(movie_path: Path, mask_path: Path,
+                          progress: ProgressFn | None = None) -> RoiSet:
+    """The movie file and the ROIs beside it (a label image or an ImageJ ROI zip/.roi;
+    ``progress`` as :func:`rois_from_footprints`)."""
     from napari_cellcurator.core.io.pcaica import movie_frames
 
     if Path(mask_path).suffix.lower() in ROI_FILE_SUFFIXES:
         from napari_cellcurator.core.io.imagej_rois import rois_from_imagej
 
-        return rois_from_imagej(movie_frames(movie_path), mask_path, movie_path)
+        return rois_from_imagej(movie_frames(movie_path), mask_path, movie_path, progress)
     return rois_from_masks(movie_frames(movie_path), read_label_image(mask_path), movie_path,
-                           mask_path)
+                           mask_path, progress)

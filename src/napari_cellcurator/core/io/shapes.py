@@ -105,12 +105,13 @@ def shape_ids(prefix: str, footprints: list[Footprint]) -> list[str]:
 
 
 def rois_from_shapes(movie: np.ndarray, vertices: list[np.ndarray], shape_types: list[str],
-                     path, name: str = "shapes"):
+                     path, name: str = "shapes", progress=None):
     """ROI candidates of the area shapes with their traces in ``movie`` (``(T, Y, X)``).
 
     Traces, neuropil and mean image as for every "movie + ROIs" format
     (:func:`.roi_masks.rois_from_footprints`); columns ``shape_index`` (the shape's row in
-    the layer when read) and position-based ``item_id``.
+    the layer when read) and position-based ``item_id``; ``progress(fraction, stage)``
+    over the passes through the frames.
     """
     from pathlib import Path
 
@@ -121,7 +122,7 @@ def rois_from_shapes(movie: np.ndarray, vertices: list[np.ndarray], shape_types:
     footprints, kept = footprints_from_shapes(vertices, shape_types, movie.shape[1:], name)
     columns = {"shape_index": np.asarray(kept, np.int64),
                "item_id": shape_ids(path.stem, footprints)}
-    return rois_from_footprints(movie, footprints, path, "shapes", columns, {})
+    return rois_from_footprints(movie, footprints, path, "shapes", columns, {}, progress)
 
 
 def label_image_of(footprints: list[Footprint], values, frame: tuple[int, int]) -> np.ndarray:

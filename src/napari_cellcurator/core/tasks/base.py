@@ -25,6 +25,7 @@ from napari_cellcurator.core.io.arrays import split_fragment
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
 from napari_cellcurator.core.io.names import natural_key
 from napari_cellcurator.core.metrics import classification_metrics, proportion_metrics
+from napari_cellcurator.core.progress import ProgressFn
 
 #: Exceptions decoders and array code raise on corrupt or oddly shaped files (tifffile, PIL,
 #: zarr, h5py, json, numpy...). Read failures of these types become an :class:`InputError`;
@@ -48,11 +49,16 @@ class ReadOptions:
         Side of square crops cut around cells (celltype/cellness); None = the task default.
     extra
         Task-specific options (snippet length, stride, trace length...).
+    progress
+        ``progress(fraction, stage)`` for readers with long passes over a recording (PCA/ICA
+        candidates, traces of ROIs in a movie); it may raise
+        :class:`~napari_cellcurator.core.progress.Cancelled`. Not part of a model's config.
     """
 
     channels: list[int] | None = None
     crop_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    progress: ProgressFn | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

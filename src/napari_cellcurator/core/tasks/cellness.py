@@ -61,9 +61,10 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
 
         masks = mask_file_for(path)
         if masks is not None:  # ROIs from elsewhere (Cellpose, Fiji labels or RoiSet.zip)
-            return roiset_to_items(read_movie_with_masks(path, masks), extra)
+            return roiset_to_items(read_movie_with_masks(path, masks, options.progress),
+                                   extra)
 
-        return roiset_to_items(read_movie_candidates(path, extra), extra)
+        return roiset_to_items(read_movie_candidates(path, extra, options.progress), extra)
     raise InputError(path, "is not a recognised cellness format", "Suite2p folder, CaImAn "
                      ".hdf5/.h5, NWB .nwb, Allen .json, or a raw movie .tif/.tiff/.zarr/.npy/"
                      ".h5/.mmap/data.bin/.avi/.mp4")
