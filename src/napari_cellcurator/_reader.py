@@ -57,6 +57,10 @@ def detect_task(path: str | Path) -> str | None:
         return None
     if not path.is_dir():
         return None
+    from napari_cellcurator.core.io.minian import minian_folder
+
+    if minian_folder(path) is not None:  # Minian results (A.zarr, C.zarr...), or one store
+        return "cellness"
     if path.suffix.lower() == ".zarr":  # a zarr movie with its ROI masks beside it
         from napari_cellcurator.core.io.roi_masks import mask_file_for
 

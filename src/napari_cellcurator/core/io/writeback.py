@@ -277,6 +277,11 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
             written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
         elif fmt == "caiman":
             written = write_caiman_idx(Path(source), idx, is_cell)
+        elif fmt == "minian":
+            from napari_cellcurator.core.io.minian import write_minian_curated
+
+            rows = items.table[items.table["source"].astype(str) == source]
+            written = write_minian_curated(Path(source), rows["unit_id"].to_numpy(), is_cell)
         elif fmt in ("masks", "imagej_rois") and masks.get(source):
             written = _write_movie_rois(items, source, fmt, Path(masks[source]), idx, is_cell)
         elif fmt == "nwb":  # rows in the order decisions() returns them
@@ -285,7 +290,7 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
                                         rows["nwb_row"].to_numpy(), is_cell, prob)
         else:
             raise InputError(source, f"format {fmt!r} has no native write-back",
-                             "Suite2p, CaImAn or NWB results or a movie with its ROI "
+                             "Suite2p, CaImAn, NWB or Minian results or a movie with its ROI "
                              "masks file or ImageJ RoiSet.zip; export CSV for other formats")
     if written is None:
         raise InputError(target, "no items to write back")

@@ -30,13 +30,19 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
     suffix = path.suffix.lower()
     if suffix == ".npy" and (path.parent / "stat.npy").is_file():
         path, suffix = path.parent, ""  # stat.npy / F.npy / iscell.npy: their plane folder
+    if path.is_dir():
+        from napari_cellcurator.core.io.minian import minian_folder, read_minian
+
+        if minian_folder(path) is not None:  # the folder, or one of its stores (A.zarr)
+            return roiset_to_items(read_minian(path, extra), extra)
     if path.is_dir() and suffix != ".zarr":
         if suite2p.is_suite2p_folder(path):
             sets = [roiset_to_items(r, extra) for r in suite2p.read_suite2p(path, extra)]
             return concat_itemsets(sets)
         if not is_video_folder(path):  # a Miniscope recording is a movie (read below)
             raise InputError(path, "is not a Suite2p folder", "a plane folder with stat.npy, "
-                             "its parent, a CaImAn .hdf5, an NWB file, an Allen .json, a "
+                             "its parent, a Minian folder (A.zarr, C.zarr), a CaImAn .hdf5, "
+                             "an NWB file, an Allen .json, a "
                              "movie .tif/.zarr/.npy/.h5/.mmap/data.bin/.avi or a folder of "
                              ".avi (Miniscope)")
     if suffix == ".json":
@@ -65,8 +71,9 @@ def read_rois(path: Path, options: ReadOptions) -> ItemSet:
                                    extra)
 
         return roiset_to_items(read_movie_candidates(path, extra, options.progress), extra)
-    raise InputError(path, "is not a recognised cellness format", "Suite2p folder, CaImAn "
-                     ".hdf5/.h5, NWB .nwb, Allen .json, or a raw movie .tif/.tiff/.zarr/.npy/"
+    raise InputError(path, "is not a recognised cellness format", "Suite2p folder, Minian "
+                     "folder, CaImAn .hdf5/.h5, NWB .nwb, Allen .json, or a raw movie "
+                     ".tif/.tiff/.zarr/.npy/"
                      ".h5/.mmap/data.bin/.avi/.mp4")
 
 
