@@ -23,7 +23,8 @@ from napari_cellcurator.core.errors import CellCuratorError
 
 
 class ExportWidget(Container):
-    """Save what was curated; write cell / not-cell back where Suite2p / CaImAn read it."""
+    """Save what was curated; write cell / not-cell back where the pipeline that made the
+    candidates (Suite2p, CaImAn, NWB, Minian, ROI masks) reads it."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         viewer = self._viewer = real_viewer(viewer)
@@ -31,9 +32,10 @@ class ExportWidget(Container):
                               tooltip="a .csv or .parquet file (written atomically)")
         self._export = PushButton(text="Export labels + predictions")
         self._write_back = PushButton(
-            text="Write back to Suite2p / CaImAn / masks",
+            text="Write back to the source (Suite2p, CaImAn, NWB, Minian, masks)",
             tooltip="update iscell.npy / idx_components (the original is backed up beside "
-                    "it), or write <movie>_cells.tif beside a movie read with its ROI masks")
+                    "it), write rec_curated.nwb, add iscell_curated.zarr to a Minian folder, "
+                    "or write <movie>_cells.tif / .zip beside a movie read with its ROIs")
         self._status = Label(value="")
         super().__init__(widgets=[self._path, self._export, self._write_back, self._status])
         self._export.changed.connect(self.export)
