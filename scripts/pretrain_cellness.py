@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +89,7 @@ def pretrain(arch: str, items: ItemSet, epochs: int, seed: int = 0, lr: float = 
                                           if isinstance(v, int | float)},
                  "n_train": len(train), "n_val": len(val)},
         seed=seed, hyperparameters={"epochs": epochs, "lr": lr, "data": "simulated"},
-        history=done.history, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        history=done.history, created=datetime.now(UTC).isoformat(timespec="seconds"))
     return done.model, config
 
 

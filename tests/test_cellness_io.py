@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +63,9 @@ def test_unpickler_refuses_eval_and_reads_plain_objects(tmp_path):
         fh.write(payload)
     with pytest.raises(InputError, match="builtins.eval"):
         load_npy(f)
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    ok = {"x": np.arange(4, dtype=np.float32), "when": datetime.now(timezone.utc), "s": {1, 2},
+    ok = {"x": np.arange(4, dtype=np.float32), "when": datetime.now(UTC), "s": {1, 2},
           "t": (1.5, "a", None, b"b")}
     good = tmp_path / "good.npy"
     np.save(good, np.array(ok, dtype=object), allow_pickle=True)

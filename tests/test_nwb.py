@@ -8,7 +8,7 @@ Allen SDK write it (``image_mask`` (N, H, W), pixel ``x`` = column, ``DfOverF``)
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ TASK = get_task("cellness")
 
 def _nwb_file() -> tuple[NWBFile, object, object]:
     nwb = NWBFile(session_description="test", identifier="rec",
-                  session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+                  session_start_time=datetime(2026, 1, 1, tzinfo=UTC))
     device = nwb.create_device(name="scope")
     channel = OpticalChannel(name="green", description="", emission_lambda=510.0)
     plane = nwb.create_imaging_plane(

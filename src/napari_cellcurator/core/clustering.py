@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,7 @@ def _train_and_save(task, items, prep, options, epochs, seed, dev, model_dir):
             task=task.name, arch=ae_arch, model_spec=ae_spec, classes=[], preprocessing=prep,
             channels=options.channels, metrics={"kind": "autoencoder", "n_items": len(items)},
             seed=seed, hyperparameters=asdict(config), history=done.history,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            created=datetime.now(UTC).isoformat(timespec="seconds"))
         save_model(model_dir, done.model.cpu(), cfg)
     return done.model
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +163,7 @@ def train_iter(req: TrainRequest, items: ItemSet | None = None,
         seed=req.seed, hyperparameters={**asdict(cfg), "data": [str(d) for d in req.data],
                                         "amp_dtype": _amp_dtype_name(device, cfg.amp)},
         history=done.history, parent=parent or req.init,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     out = Path(req.out) if req.out else None
     if out is not None:

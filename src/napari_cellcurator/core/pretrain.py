@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -84,7 +84,7 @@ def pretrain(task: str, data: list[str] | str, out_model_dir: str | Path,
         metrics={"pretraining": method, "n_items": len(items),
                  "final_loss": history[-1]["train_loss"] if history else None},
         seed=seed, hyperparameters={**asdict(config), "method": method}, history=history,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        created=datetime.now(UTC).isoformat(timespec="seconds"))
     save_model(out_model_dir, model.cpu(), cfg)
     return {"model_dir": str(out_model_dir), "task": t.name, "arch": arch, "method": method,
             "epochs": config.epochs, "n_items": len(items),

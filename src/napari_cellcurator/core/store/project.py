@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from napari_cellcurator.core.errors import InputError
@@ -90,7 +90,7 @@ class Project:
         if str(data_path) in data:
             return
         info.setdefault("format_version", 1)
-        info.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        info.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
         info["data"] = [*data, str(data_path)]
         atomic_write_text(path, json.dumps(info, indent=2) + "\n")
 

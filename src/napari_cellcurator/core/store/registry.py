@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,7 +104,7 @@ class ModelRegistry:
         if previous is not None:
             config.parent = previous
         if not config.created:
-            config.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            config.created = datetime.now(UTC).isoformat(timespec="seconds")
         return self._publish(lambda tmp: save_model(tmp, model, config), make_current)
 
     def add_folder(self, model_dir: str | Path, make_current: bool = True) -> str:
