@@ -10,7 +10,7 @@ import pytest
 
 from napari_cellcurator.core.data.simulate_calcium import simulate_recording
 from napari_cellcurator.core.io import movie_stream, pcaica
-from napari_cellcurator.core.progress import Cancelled, Progress, Stages, as_steps
+from napari_cellcurator.core.progress import Cancelled, Progress, Stages, as_steps, counted
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,31 @@ def test_traces_of_masks_report_progress(movie):
     rois = rois_from_masks(movie, labels, "m.tif", progress=lambda f, s: told.append(s))
     assert len(rois.footprints) == 2
     assert list(dict.fromkeys(told)) == ["traces", "neuropil", "mean frame"]
+
+
+def test_counted_reports_about_a_hundred_times_and_ends_at_one():
+    told = []
+    assert list(counted(range(1000), lambda f, s: told.append((f, s)), "reading")) == list(
+        range(1000))
+    assert 100 <= len(told) <= 102 and told[-1] == (1.0, "reading")
+    assert list(counted([], None, "x")) == []
+
+
+def test_class_folders_report_reading_their_images(tmp_path):
+    """A large folder of crops takes a while: the Load widget's bar follows the files."""
+    from PIL import Image
+
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for k in range(30):
+            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(
+                tmp_path / cls / f"{k}.png")
+    told = []
+    items = get_task("celltype").read(
+        tmp_path, ReadOptions(progress=lambda f, s: told.append((f, s))))
+    assert len(items) == 60
+    assert {s for _, s in told} == {"reading images"} and len(told) >= 60
+    assert told[-1][0] == 1.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +62,19 @@ class Stages:
     def start(self, stage: str) -> None:
         """Report that ``stage`` begins (also a cancellation point)."""
         self.part(stage)(0.0)
+
+
+def counted(items: Sequence, report: ProgressFn | None, stage: str,
+            updates: int = 100) -> Iterator:
+    """``items`` one by one, telling ``report`` the fraction done about ``updates`` times."""
+    n = len(items)
+    every = max(1, n // updates)
+    for k, item in enumerate(items):
+        if report is not None and k % every == 0:
+            report(k / n, stage)
+        yield item
+    if report is not None and n:
+        report(1.0, stage)
 
 
 def as_steps(job: Callable[..., Any], *args: Any, cancel: threading.Event | None = None,

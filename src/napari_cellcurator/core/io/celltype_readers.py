@@ -13,6 +13,7 @@ from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import field_separator, readable
+from napari_cellcurator.core.progress import counted
 from napari_cellcurator.core.tasks.base import ReadOptions
 
 #: largest model input side read from crop folders: bigger crops are shrunk (a stride-2 stem
@@ -231,10 +232,11 @@ def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str]
                                                       for c, v in columns.items()}
         ids = [ids[k].rsplit("/", 1)[0] + "/" + cell.name for k, cell in zip(keep, cells,
                                                                               strict=True)]
-        raw = [_stack_channels(group) for group in cells.values()]
+        raw = [_stack_channels(group) for group in
+               counted(list(cells.values()), options.progress, "reading images")]
         files = first  # the source of a cell: its first channel file
     else:
-        raw = [read_image_chw(f) for f in files]
+        raw = [read_image_chw(f) for f in counted(files, options.progress, "reading images")]
     raw = _same_channel_count(root, files, [select_channels(r, options.channels, f)
                                             for r, f in zip(raw, files, strict=True)])
     return _items_of_crops(root, raw, [readable(f) for f in files], labels, ids, columns,
