@@ -51,6 +51,17 @@ def test_zarr_output(tiny_celltype_model, jurkat_subset, tmp_path):
     root = zarr.open_group(str(out), mode="r")
     assert root["scores"].shape == (36, 3)
     assert len(root.attrs["item_ids"]) == 36
+    # written again: replaced whole, nothing left beside it
+    predict_to_file(str(tiny_celltype_model), str(jurkat_subset), str(out), device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.zarr"]
+    taken = tmp_path / "taken.zarr"
+    taken.write_text("a file, not a folder")
+    from napari_cellcurator.core.errors import InputError
+
+    with pytest.raises(InputError, match="taken.zarr.*is a file"):
+        predict_to_file(str(tiny_celltype_model), str(jurkat_subset), str(taken), device="cpu")
+    assert taken.read_text() == "a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.zarr", "taken.zarr"]
 
 
 def test_default_batch_size_bounds_activation_memory():
@@ -66,3 +77,40 @@ def test_default_batch_size_bounds_activation_memory():
     assert crops == 256
     assert 16 <= snippets <= 128 and snippets & (snippets - 1) == 0
     assert default_batch_size(items(frames=(5, 512, 512))) == 16
+
+
+def test_no_items_give_an_empty_table_with_every_column(tiny_celltype_model, jurkat_subset):
+    """A Suite2p plane without ROIs or a frame without points: empty results, not a crash."""
+    model, config = load_model(tiny_celltype_model)
+    items = read_for_model(config, str(jurkat_subset)).subset([])
+    table, scores = predict_items(model, config, items, device="cpu")
+    assert scores.shape == (0, len(config.classes)) and len(table) == 0
+    assert {"prediction", "probability", "uncertainty"} <= set(table.columns)
+    assert {f"prob_{c}" for c in config.classes} <= set(table.columns)
+    batch_scores = score_items(str(tiny_celltype_model), items, "cpu")
+    assert batch_scores.shape == (0, len(config.classes))
+
+
+def test_a_model_saved_over_its_folder_is_scored_anew(tiny_celltype_model, jurkat_subset,
+                                                      tmp_path):
+    """Batch scoring caches the model per process; saving another model into the same folder
+    (a notebook's train → predict → train again) must not score with the old one."""
+    import shutil
+
+    import torch
+
+    from napari_cellcurator.core.store.modelio import save_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_celltype_model, folder)
+    model, config = load_model(folder)
+    items = read_for_model(config, str(jurkat_subset))
+    before = score_items(str(folder), items, "cpu")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    save_model(folder, model, config)
+    after = score_items(str(folder), items, "cpu")
+    _, direct = predict_items(load_model(folder)[0], config, items, device="cpu")
+    np.testing.assert_allclose(after, direct, atol=1e-5)
+    assert not np.allclose(after, before, atol=1e-3)

@@ -181,3 +181,40 @@ def test_project_for_data_read_only_falls_back(tmp_path, monkeypatch):
     other.parent.mkdir()
     monkeypatch.setattr(project, "_writable", lambda f: False)
     assert default_folder(other) != folder
+
+
+def test_saving_works_after_the_current_version_was_deleted_by_hand(tmp_path):
+    import shutil
+
+    reg = ModelRegistry(tmp_path / "models")
+    reg.add(_model(1), _config())
+    reg.add(_model(2), _config())
+    shutil.rmtree(tmp_path / "models" / "v0002")
+    with pytest.raises(InputError, match="missing"):
+        reg.current()
+    config = _config()
+    assert reg.add(_model(3), config) == "v0002"  # the next free name
+    assert config.parent == "v0002" and reg.current() == "v0002"
+    assert _same_weights(reg.load()[0], _model(3))
+
+
+def test_saved_models_and_exports_are_readable_by_co_workers(tmp_path, monkeypatch):
+    """Temp files are private (0600); what is published gets the umask's permissions, and a
+    replaced file keeps its own."""
+    import os
+    import stat
+
+    from napari_cellcurator.core.store import atomic
+
+    monkeypatch.setattr(atomic, "_UMASK", 0o022)  # the usual one (read at import)
+    reg = ModelRegistry(tmp_path / "models")
+    reg.add(_model(1), _config())
+    assert stat.S_IMODE((tmp_path / "models" / "v0001").stat().st_mode) == 0o755
+    for f in (tmp_path / "models" / "v0001").iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+    assert stat.S_IMODE((tmp_path / "models" / "current.json").stat().st_mode) == 0o644
+    shared = tmp_path / "labels.csv"
+    atomic.atomic_write_text(shared, "a\n")
+    os.chmod(shared, 0o664)
+    atomic.atomic_write_text(shared, "b\n")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664

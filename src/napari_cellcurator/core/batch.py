@@ -27,16 +27,20 @@ _FORWARD_LOCK = threading.Lock()
 
 
 def _cached_model(model_dir: str, device: str):
-    """The model of ``model_dir``, loaded once per process (workers reuse it across batches)."""
+    """The model of ``model_dir``, loaded once per process (workers reuse it across batches)
+    and again when its files change (a model saved over the folder in the same session)."""
     from napari_cellcurator.core.device import use_channels_last
     from napari_cellcurator.core.store.modelio import load_model
 
-    key = (str(Path(model_dir).resolve()), device)
+    folder = Path(model_dir).resolve()
+    stamp = tuple(sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size)
+                         for f in folder.iterdir() if f.is_file()))
+    key = (str(folder), device)
     with _CACHE_LOCK:
-        if key not in _MODEL_CACHE:
+        if key not in _MODEL_CACHE or _MODEL_CACHE[key][0] != stamp:
             model, config = load_model(model_dir, device)
-            _MODEL_CACHE[key] = (use_channels_last(model), config)
-        return _MODEL_CACHE[key]
+            _MODEL_CACHE[key] = (stamp, use_channels_last(model), config)
+        return _MODEL_CACHE[key][1:]
 
 
 def score_batch(model_dir: str, arrays: dict[str, np.ndarray], device: str = "cpu",
@@ -94,8 +98,12 @@ def score_items(model_dir: str, items: ItemSet, device: str = "cpu", batch_size:
     precision on CUDA when ``amp`` is True)."""
     import dask
 
-    if len(items) == 0:
-        return np.zeros((0,))
+    if len(items) == 0:  # a plane without ROIs, a frame without points
+        from napari_cellcurator.core.store.modelio import read_config
+        from napari_cellcurator.core.tasks import get_task
+
+        config = read_config(model_dir)
+        return get_task(config.task).no_scores(config.classes)
     tasks = _batch_tasks(model_dir, items, batch_size, device, amp)
     if scheduler in ("threads", "sync", "synchronous", "processes"):
         kw = {"scheduler": scheduler}
@@ -164,13 +172,18 @@ def _write_zarr(path: Path, scores: np.ndarray, table: pd.DataFrame) -> None:
 
     import zarr
 
+    from napari_cellcurator.core.store.atomic import replace_dir
+
+    if path.exists() and not path.is_dir():
+        raise InputError(path, "is a file, not a .zarr folder", "a new or .zarr output path")
     tmp = path.with_name(f".{path.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    root = zarr.open_group(str(tmp), mode="w")
-    root.create_array("scores", data=np.asarray(scores, dtype=np.float32))
-    root.attrs["item_ids"] = table["item_id"].astype(str).tolist()
-    table.to_parquet(tmp / "predictions.parquet", index=False)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    try:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.create_array("scores", data=np.asarray(scores, dtype=np.float32))
+        root.attrs["item_ids"] = table["item_id"].astype(str).tolist()
+        table.to_parquet(tmp / "predictions.parquet", index=False)
+        replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

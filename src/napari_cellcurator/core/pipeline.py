@@ -210,8 +210,12 @@ def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
     task = get_task(config.task)
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    logits = predict_logits(task, model, items, config.preprocessing, batch_size, dev, amp=amp)
-    scores = task.outputs_to_scores(logits)
+    if len(items) == 0:  # a plane without ROIs, a frame without points
+        scores = task.no_scores(config.classes)
+    else:
+        logits = predict_logits(task, model, items, config.preprocessing, batch_size, dev,
+                                amp=amp)
+        scores = task.outputs_to_scores(logits)
     table = task.prediction_table(items.table, scores, config.classes)
     extra = table.drop(columns=["item_id"])
     keep = [c for c in items.table.columns if c not in extra.columns]

@@ -4,7 +4,6 @@ placement of an item in its source frame."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.metrics import jsonable as _jsonable
-from napari_cellcurator.core.store.atomic import atomic_write
+from napari_cellcurator.core.store.atomic import atomic_write, replace_dir
 
 SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
 
@@ -78,24 +77,11 @@ def write_maps_zarr(path: str | Path, n: int, maps: Iterator[np.ndarray],
         if arr is None:
             raise InputError(path, "no maps to write")
         arr.attrs.update(_jsonable(attrs()))
-        _replace_dir(tmp / "data", path)
+        replace_dir(tmp / "data", path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place; an existing target is swapped out, then removed."""
-    old = None
-    if dst.exists() or dst.is_symlink():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
 
 
 def item_placement(row, map_shape, prep: dict) -> dict[str, Any]:

@@ -117,6 +117,8 @@ def write_minian_curated(folder: Path, unit_ids: np.ndarray, is_cell: np.ndarray
 
     import zarr
 
+    from napari_cellcurator.core.store.atomic import replace_dir
+
     target = Path(folder) / f"{CURATED}.zarr"
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -129,10 +131,4 @@ def write_minian_curated(folder: Path, unit_ids: np.ndarray, is_cell: np.ndarray
         array[...] = values
         array.attrs["_ARRAY_DIMENSIONS"] = ["unit_id"]
     zarr.consolidate_metadata(str(tmp))
-    old = target.with_name(f".{target.name}.old")
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return replace_dir(tmp, target)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari_cellcurator.core.errors import InputError, ModelFileError
-from napari_cellcurator.core.store.atomic import _fsync_dir, atomic_write_text
+from napari_cellcurator.core.store.atomic import _fsync_dir, atomic_write_text, new_dir_mode
 from napari_cellcurator.core.store.modelio import CONFIG_NAME, read_config
 
 if TYPE_CHECKING:
@@ -100,7 +100,9 @@ class ModelRegistry:
         """
         from napari_cellcurator.core.store.modelio import save_model
 
-        previous = self.current()
+        # the pointer itself: a current version whose folder was deleted by hand is still
+        # this one's parent (lineage), and must not block saving a new one
+        previous = self._read_pointer()
         if previous is not None:
             config.parent = previous
         if not config.created:
@@ -130,7 +132,7 @@ class ModelRegistry:
         """Write a version into a temp folder, then rename it to the next free name."""
         tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.folder))
         try:
-            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the version from co-workers
+            os.chmod(tmp, new_dir_mode())  # mkdtemp's 0700 would hide it from co-workers
             write(tmp)
             if not (tmp / CONFIG_NAME).is_file():
                 raise ModelFileError(f"{tmp}: model was saved without {CONFIG_NAME}")

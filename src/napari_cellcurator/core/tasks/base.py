@@ -265,6 +265,10 @@ class ClassificationTask(Task):
     def outputs_to_scores(self, logits):
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
+    def no_scores(self, classes: list[str]) -> np.ndarray:
+        """Scores of no items: (0, K)."""
+        return np.zeros((0, len(classes)), np.float32)
+
     def prediction_table(self, table, scores, classes):
         order = np.sort(scores, axis=1)
         top = scores.argmax(axis=1)
@@ -334,6 +338,10 @@ class ProportionTask(Task):
 
     def outputs_to_scores(self, logits):
         return torch.sigmoid(logits.float().reshape(-1)).cpu().numpy()
+
+    def no_scores(self, classes: list[str]) -> np.ndarray:
+        """Scores of no items: (0,) proportions."""
+        return np.zeros((0,), np.float32)
 
     def prediction_table(self, table, scores, classes):
         return pd.DataFrame({
