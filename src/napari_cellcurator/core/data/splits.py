@@ -34,12 +34,31 @@ def hash_split(
         keys = table["item_id"].astype(str)
     frac = np.array([stable_fraction(k) for k in keys])
     val = frac < val_fraction
-    if val.all() or not val.any():  # tiny sets: fall back to a deterministic tail split
-        order = np.argsort(frac)
-        n_val = max(1, int(round(len(order) * val_fraction))) if len(order) > 1 else 0
-        val = np.zeros(len(order), dtype=bool)
-        val[order[:n_val]] = True
+    if val.all() or not val.any():  # few groups, all on one side: a deterministic fallback
+        val = _fallback_split(keys.to_numpy(), table["item_id"].astype(str).to_numpy(),
+                              val_fraction)
     return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def _fallback_split(keys: np.ndarray, ids: np.ndarray, val_fraction: float) -> np.ndarray:
+    """Validation mask when the hash put every group on one side: whole groups, lowest hash
+    first, until ``val_fraction`` of the rows (one group always trains); a single group is
+    split by item id (no other way to validate)."""
+    n = len(keys)
+    val = np.zeros(n, dtype=bool)
+    if n < 2:
+        return val
+    n_val = max(1, int(round(n * val_fraction)))
+    groups = sorted(set(keys), key=stable_fraction)
+    if len(groups) > 1:
+        for group in groups[:-1]:
+            if val.sum() >= n_val:
+                break
+            val |= keys == group
+        return val
+    order = np.argsort([stable_fraction(i) for i in ids])
+    val[order[:n_val]] = True
+    return val
 
 
 def data_hash(table: pd.DataFrame) -> str:
