@@ -153,3 +153,24 @@ def test_merge_labels_without_label_column_or_journal():
     out = merge_labels(table, pd.DataFrame({"item_id": ["2"], "label": ["x"],
                                             "source": ["human"]}))
     assert out["label"].tolist() == [None, "x"]  # int ids match their string form
+
+
+def test_mixture_curation_of_a_movie_without_file_labels(tmp_path):
+    """A movie read for mixture has no labels: the journal's proportions are numbers, and
+    the curated decision of every other tile is its predicted proportion, not the majority
+    type's name (the review's case)."""
+    from napari_cellcurator.core.curation import curated_table
+    from napari_cellcurator.core.tasks import get_task
+
+    task = get_task("mixture")
+    items = pd.DataFrame({"item_id": ["t0", "t1", "t2"], "label": [None, None, None]})
+    scores = np.array([0.4, 0.8, 0.6])
+    predictions = task.prediction_table(items, scores, ["type_a", "type_b"])
+    with LabelJournal(tmp_path / "l.sqlite", user="u") as j:
+        j.set_label("t0", 0.25)
+        labels = j.current_labels()
+    merged = merge_labels(items, labels, proportions=True)
+    assert merged["label"].dtype == float and merged["label"].iloc[0] == 0.25
+    table = curated_table(items, predictions, labels, proportions=True)
+    np.testing.assert_allclose(table["curated"].astype(float), [0.25, 0.8, 0.6])
+    assert table["curated_from"].tolist() == ["label", "model", "model"]

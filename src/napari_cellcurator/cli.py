@@ -418,11 +418,11 @@ def _cmd_review(a) -> int:
     from napari_cellcurator.core.curation import export_table
     from napari_cellcurator.core.triage import human_labels, merge_labels, review_order
 
-    _, items, project = _open_curation(a)
+    task, items, project = _open_curation(a)
     predictions = _read_predictions(a.predictions)
     with project:
-        labelled, counts = human_labels(merge_labels(items.table,
-                                                     project.journal.current_labels()))
+        labelled, counts = human_labels(merge_labels(
+            items.table, project.journal.current_labels(), task.kind == "proportion"))
     order = review_order(predictions, a.order, labelled=labelled, label_counts=counts,
                          exclude_labelled=not a.include_labelled)
     table = predictions.iloc[order[:a.top] if a.top else order].reset_index(drop=True)
@@ -441,7 +441,8 @@ def _cmd_export(a) -> int:
     predictions = _read_predictions(a.predictions) if a.predictions else None
     with project:
         table = curated_table(items.table, predictions, project.journal.current_labels(),
-                              model_over_file_labels=task.file_labels_are_predictions)
+                              model_over_file_labels=task.file_labels_are_predictions,
+                              proportions=task.kind == "proportion")
     counts = table["curated_from"].value_counts().to_dict()
     if a.write_back:
         written = write_back_curated(task, items, table)

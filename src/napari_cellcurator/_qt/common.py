@@ -57,6 +57,13 @@ class Session:
     def journal(self):
         return None if self.project is None else self.project.journal
 
+    @property
+    def proportions(self) -> bool:
+        """Whether labels are proportions (mixture), not class names."""
+        from napari_cellcurator.core.tasks import get_task
+
+        return get_task(self.task_name).kind == "proportion"
+
     def merged_table(self) -> pd.DataFrame:
         """Item table with the journal's current labels (human corrections win)."""
         from napari_cellcurator.core.triage import merge_labels
@@ -65,7 +72,8 @@ class Session:
             table = self.items.table.copy()
             table["label_source"] = np.where(table["label"].notna(), "file", None)
             return table
-        return merge_labels(self.items.table, self.journal.current_labels())
+        return merge_labels(self.items.table, self.journal.current_labels(),
+                            self.proportions)
 
     def training_items(self) -> ItemSet:
         """Items with merged labels (journal + data), for fine-tuning."""
@@ -151,7 +159,7 @@ class Session:
             table["label_source"] = np.where(table["label"].notna(), "file", None)
         else:
             ids = table["item_id"].astype(str)
-            table = merge_labels(table, self.journal.current_labels_of(ids))
+            table = merge_labels(table, self.journal.current_labels_of(ids), self.proportions)
         predictions = (None if self.predictions is None
                        else self.predictions.iloc[rows].reset_index(drop=True))
         return item_features(table, predictions)

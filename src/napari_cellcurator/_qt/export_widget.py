@@ -57,9 +57,10 @@ class ExportWidget(Container):
 
         s = require_session(self._viewer)
         journal = s.journal.current_labels() if s.journal is not None else None
-        prefer_model = get_task(s.task_name).file_labels_are_predictions
+        task = get_task(s.task_name)
         return curated_table(s.items.table, s.predictions, journal,
-                             model_over_file_labels=prefer_model)
+                             model_over_file_labels=task.file_labels_are_predictions,
+                             proportions=task.kind == "proportion")
 
     def export(self, *_) -> Path | None:
         from napari_cellcurator.core.curation import export_table

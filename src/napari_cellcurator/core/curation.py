@@ -28,8 +28,8 @@ _ITEM_COLUMNS = ("item_id", "source", "roi_index", "frame", "y", "x")
 
 
 def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
-                  journal_labels: pd.DataFrame | None, model_over_file_labels: bool = False
-                  ) -> pd.DataFrame:
+                  journal_labels: pd.DataFrame | None, model_over_file_labels: bool = False,
+                  proportions: bool | None = None) -> pd.DataFrame:
     """One row per item: the labels, the model's prediction and the curated decision.
 
     Parameters
@@ -44,6 +44,9 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
     model_over_file_labels
         True when labels read from the files are another classifier's output (the task's
         ``file_labels_are_predictions``): the prediction then beats them.
+    proportions
+        Whether labels are proportions (mixture): the decision is then the predicted
+        ``proportion`` (a number), not the majority class, and journal labels are numbers.
 
     Returns
     -------
@@ -55,7 +58,7 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
     """
     if journal_labels is None:
         journal_labels = pd.DataFrame(columns=["item_id", "label", "source"])
-    merged = merge_labels(items_table, journal_labels)
+    merged = merge_labels(items_table, journal_labels, proportions)
     keep = [c for c in _ITEM_COLUMNS if c in merged.columns]
     out = merged[[*keep, "label", "label_source"]].reset_index(drop=True)
     deciding = DECIDING_SOURCES if model_over_file_labels else (*DECIDING_SOURCES, "file")
@@ -69,7 +72,9 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
         pred = pred.assign(item_id=pred["item_id"].astype(str))
         out = out.assign(item_id=out["item_id"].astype(str)).merge(
             pred, on="item_id", how="left", suffixes=("", "_prediction"))
-        column = "prediction" if "prediction" in out.columns else "proportion"
+        # a mixture's table has both: the decision is the proportion, a number like the
+        # labels, not the majority type
+        column = "proportion" if "proportion" in out.columns else "prediction"
         if column in out.columns:
             use = ~decided & out[column].notna().to_numpy()
             curated[use] = out.loc[use, column].to_numpy(dtype=object)

@@ -155,7 +155,8 @@ def human_labels(merged: pd.DataFrame) -> tuple[set[str], dict[str, int]]:
             human["label"].astype(str).value_counts().to_dict())
 
 
-def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame) -> pd.DataFrame:
+def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame,
+                 proportions: bool | None = None) -> pd.DataFrame:
     """Fill ``label`` and ``label_source`` of an item table from the journal's current labels.
 
     Human (and cluster / import) labels override labels read from the files; a model label
@@ -168,6 +169,9 @@ def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame) -> pd.DataFr
         Item table with ``item_id`` (and usually ``label``).
     journal_labels
         :meth:`LabelJournal.current_labels` (``item_id``, ``label``, ``source``).
+    proportions
+        Whether labels are proportions (the task's ``kind == "proportion"``); None guesses
+        from the file labels, which fails for a movie read without any.
 
     Returns
     -------
@@ -178,7 +182,7 @@ def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame) -> pd.DataFr
     ids = out["item_id"].astype(str)
     if "label" not in out.columns:
         out["label"] = None
-    numeric = _is_numeric_labels(out["label"])
+    numeric = _is_numeric_labels(out["label"]) if proportions is None else proportions
     file_label = out["label"].notna()
     labels = out["label"].astype(object).where(file_label, None)
     source = pd.Series(np.where(file_label, "file", None), index=out.index, dtype=object)
