@@ -56,6 +56,12 @@ def test_proportions_stored_as_repr(journal):
     assert label_to_text(0.1 + 0.2) == repr(0.1 + 0.2)  # exact round trip
     with pytest.raises(TypeError):
         label_to_text(True)
+    import pandas as pd
+
+    # pandas' missing values (a "string" column read back from Parquet) are no label
+    assert label_to_text(pd.NA) is None and label_to_text(pd.NaT) is None
+    with pytest.raises(TypeError, match="finite"):
+        label_to_text(float("inf"))
 
 
 def test_bulk_action_is_undone_as_one(journal):

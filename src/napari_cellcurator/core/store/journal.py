@@ -82,7 +82,9 @@ class LabelEvent:
 
 def label_to_text(label: Any) -> str | None:
     """How a label is stored: class names as is, proportions as the ``repr`` of a float."""
-    if label is None:
+    # pandas' missing values (pd.NA, in string columns read from Parquet; pd.NaT), by type
+    # name: pandas is not imported by a journal writer
+    if label is None or type(label).__name__ in ("NAType", "NaTType"):
         return None
     if isinstance(label, str):
         return label
@@ -94,6 +96,8 @@ def label_to_text(label: Any) -> str | None:
         raise TypeError(f"a label must be a class name or a proportion, not {label!r}") from None
     if math.isnan(value):
         return None  # pandas' missing value: no label
+    if math.isinf(value):
+        raise TypeError(f"a proportion must be finite, not {label!r}")
     return repr(value)
 
 

@@ -63,7 +63,11 @@ class Project:
         data_path = Path(data_path).expanduser().resolve()
         folder = default_folder(data_path)
         project = cls(folder, user=user)
-        project._record_data(data_path)
+        try:
+            project._record_data(data_path)
+        except BaseException:
+            project.close()  # no journal connection left open behind the error
+            raise
         return project
 
     @classmethod
