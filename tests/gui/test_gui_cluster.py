@@ -64,3 +64,35 @@ def test_cluster_link_accept_undo(loaded_plain, qtbot):
     current = session.journal.current_labels()
     assert not (current["label"] == "bulk").any()
     assert not (layer.features["label"] == "bulk").any()
+
+
+def test_cluster_labels_are_checked_by_the_task(make_napari_viewer, tmp_path, monkeypatch):
+    """A mixture session takes proportions: a class name typed into the Cluster widget is
+    refused with a notification (it would break every later merge of the journal)."""
+    import pandas as pd
+
+    from napari_cellcurator._qt import cluster_widget
+    from napari_cellcurator._qt.common import Session, hub_for
+    from napari_cellcurator.core.io.items import ItemSet
+    from napari_cellcurator.core.store.project import Project
+
+    errors = []
+    monkeypatch.setattr(cluster_widget, "notify_error", lambda e: errors.append(str(e)))
+    viewer = make_napari_viewer()
+    table = pd.DataFrame({"item_id": [f"tile{k}" for k in range(4)], "source": "movie.tif",
+                          "label": [None] * 4})
+    items = ItemSet(table, {"frames": np.zeros((4, 5, 8, 8), np.float32)},
+                    meta={"classes": ["T98G", "C2C12"]})
+    session = Session("mixture", items, tmp_path / "movie.tif", Project(tmp_path / "p"))
+    session.layer = viewer.add_points(np.arange(8).reshape(4, 2) * 10.0)
+    hub_for(viewer).set_session(session)
+    widget = cluster_widget.ClusterWidget(viewer)
+    widget._name.value = "neuron"
+    assert widget._label_rows([0, 1]) is None
+    assert errors and "not a proportion" in errors[0]
+    assert len(session.journal.current_labels()) == 0
+    widget._name.value = "C2C12"  # a pure snippet of the second type: proportion 1
+    assert widget._label_rows([2]) is not None
+    labels = session.merged_table()["label"]
+    assert labels.dtype == float and labels.iloc[2] == 1.0
+    assert session.classes == ["T98G", "C2C12"]

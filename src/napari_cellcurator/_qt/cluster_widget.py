@@ -24,6 +24,7 @@ from napari_cellcurator._qt.common import (
     worker_setup,
 )
 from napari_cellcurator._qt.layers import PALETTE
+from napari_cellcurator.core.errors import CellCuratorError
 
 
 def cluster_colors(clusters: np.ndarray, alpha: float = 1.0) -> np.ndarray:
@@ -240,12 +241,20 @@ class ClusterWidget(Container):
         if session.journal is None:
             notify_error("no project journal next to the data: labels cannot be saved")
             return None
+        from napari_cellcurator.core.tasks import get_task
+
+        try:  # a cluster names a class here (new ones welcome); mixture wants a proportion
+            name = get_task(session.task_name).check_label(name, session.classes, True)
+        except CellCuratorError as exc:
+            notify_error(exc)
+            return None
         ids = session.items.table["item_id"].to_numpy()[np.asarray(rows, dtype=int)].tolist()
         action = session.journal.set_labels(ids, [name] * len(ids), source="cluster")
-        if name not in session.classes:
+        if name not in session.classes and not session.proportions:
             session.classes.append(name)
         session.refresh_layer()
-        self.colour_layer()  # refresh_layer rewrote features: keep the cluster column
+        if self.table is not None:  # refresh_layer rewrote features: keep the cluster column
+            self.colour_layer()
         hub_for(self._viewer).changed.emit("labels")
         self._status.value = f"labelled {len(ids)} items {name!r}"
         return action
