@@ -51,6 +51,7 @@ class ClusterWidget(Container):
         from matplotlib.figure import Figure
 
         self._viewer = viewer
+        self.table = None  # item_id, cluster, x, y (item order) after a run
         self._k = SpinBox(label="clusters", value=0, min=0, max=30,
                           tooltip="number of clusters; 0 = choose by silhouette")
         self._method = ComboBox(label="method", choices=["kmeans", "hdbscan"], value="kmeans")
@@ -59,7 +60,8 @@ class ClusterWidget(Container):
         self._run = PushButton(text="Cluster")
         self._progress = ProgressBar(value=0, min=0, max=1, label="training")
         self._status = Label(value="")
-        self._cluster = ComboBox(label="cluster", choices=[])
+        # choices from a function: napari's reset_choices (on layer events) keeps them
+        self._cluster = ComboBox(label="cluster", choices=self._cluster_choices)
         self._name = LineEdit(label="class name", value="")
         self._accept = PushButton(text="Accept cluster as labels")
         self._accept_sel = PushButton(text="Label selected items")
@@ -74,10 +76,10 @@ class ClusterWidget(Container):
         self.ax = self.figure.add_subplot(111)
         self._scatter = None
         self._lasso = None
-        self.table = None  # item_id, cluster, x, y (item order) after a run
         self.result: dict | None = None
         self.selected = np.zeros(0, dtype=int)
         self.worker = None
+        self._running_on = None
         self._syncing = False
         self._layer = None
         self._run.changed.connect(self.run)
@@ -85,6 +87,22 @@ class ClusterWidget(Container):
         self._accept.changed.connect(self.accept_cluster)
         self._accept_sel.changed.connect(self.accept_selection)
         self._undo.changed.connect(self.undo)
+        hub_for(viewer).changed.connect(self._on_hub)
+
+    def _cluster_choices(self, _widget=None) -> list[int]:
+        return [] if self.table is None else sorted(int(c) for c in self.table["cluster"].unique())
+
+    def _on_hub(self, what: str) -> None:
+        """Another data set: its items are not the ones clustered, so forget the clusters."""
+        if what != "session" or self.table is None:
+            return
+        self.table, self.result, self._layer = None, None, None
+        self.selected = np.zeros(0, dtype=int)
+        self._cluster.reset_choices()
+        self.ax.clear()
+        self._scatter = None
+        self.canvas.draw_idle()
+        self._status.value = "new data: cluster again"
 
     # ---- running ---------------------------------------------------------------------------
     def run(self, *_):
@@ -99,6 +117,7 @@ class ClusterWidget(Container):
         epochs = self._epochs.value or None
         self._run.enabled = False
         self._status.value = "training the autoencoder…"
+        self._running_on = session
         self.worker = thread_worker(_cluster_job, start_thread=False)(
             session.task_name, session.training_items(), k, self._method.value, epochs)
         self.worker.yielded.connect(self._on_update)
@@ -123,11 +142,14 @@ class ClusterWidget(Container):
     def _on_done(self, value) -> None:
         if value is None or isinstance(value, WorkerFailed):
             return
+        if hub_for(self._viewer).session is not self._running_on:
+            self._status.value = "the data changed while clustering: cluster again"
+            return
         self.table, self.result = value
         r = self.result
         extra = "" if r.get("nmi") is None else f", NMI {r['nmi']:.2f} vs labels"
         self._status.value = f"{r['k']} clusters{extra}"
-        self._cluster.choices = sorted(int(c) for c in self.table["cluster"].unique())
+        self._cluster.reset_choices()
         self.colour_layer()
         self.draw_scatter()
         notify_info(f"{r['n_items']} items in {r['k']} clusters")
@@ -212,6 +234,8 @@ class ClusterWidget(Container):
         if self._syncing or self.table is None:
             return
         layer = require_session(self._viewer).layer
+        if layer is not self._layer:  # a selection in the previous data set's layer
+            return
         if layer._type_string == "points":
             rows = sorted(layer.selected_data)
         else:

@@ -1,5 +1,7 @@
 """Explain widget: occlusion / Grad-CAM / activations of the current item, over the item."""
 
+import weakref
+
 import napari.viewer
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
@@ -69,7 +71,8 @@ class ExplainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         self._viewer = real_viewer(viewer)
         self._method = ComboBox(label="method", choices=METHODS, value="occlusion")
-        self._target = ComboBox(label="target", choices=[PREDICTED], value=PREDICTED)
+        # choices from a function: napari's reset_choices (on layer events) keeps them
+        self._target = ComboBox(label="target", choices=self._target_choices, value=PREDICTED)
         self._patch = SpinBox(label="patch (0 = auto)", value=0, min=0, max=256)
         self._stride = SpinBox(label="stride (0 = auto)", value=0, min=0, max=256)
         self._run = PushButton(text="Explain current item")
@@ -85,10 +88,12 @@ class ExplainWidget(Container):
         self.worker = None
         self.layer = None
 
-    def _on_hub(self, _what: str) -> None:
+    def _target_choices(self, _widget=None) -> list[str]:
         s = hub_for(self._viewer).session
-        if s is not None:
-            self._target.choices = [PREDICTED, *s.classes]
+        return [PREDICTED] if s is None else [PREDICTED, *s.classes]
+
+    def _on_hub(self, _what: str) -> None:
+        self._target.reset_choices()
 
     def current_row(self, session) -> int:
         """The item the Curate widget shows, else the selected point, else the first item."""
@@ -118,9 +123,11 @@ class ExplainWidget(Container):
         self.worker = thread_worker(explain_gen, start_thread=False)(
             s.model, s.task_name, batch, self._method.value, target,
             self._patch.value or None, self._stride.value or None, list(s.classes))
-        self.worker.yielded.connect(lambda v: self._on_yield(s, row, v))
+        # weakly: napari keeps finished workers' connections for the window's life
+        ref = weakref.ref(s)
+        self.worker.yielded.connect(lambda v: self._on_yield(ref(), row, v))
         self.worker.returned.connect(
-            lambda res: res is not None and self._show(s, row, res["map"], 1.0, res))
+            lambda res: res is not None and self._show(ref(), row, res["map"], 1.0, res))
         self.worker.errored.connect(notify_error)
         self.worker.finished.connect(self._done)
         self._run.enabled, self._cancel.enabled = False, True
@@ -128,6 +135,8 @@ class ExplainWidget(Container):
         return self.worker
 
     def _on_yield(self, session, row: int, value) -> None:
+        if session is None:  # its data were closed meanwhile
+            return
         if isinstance(value, WorkerFailed):
             notify_error(value)
             self._status.value = "failed"
@@ -139,6 +148,8 @@ class ExplainWidget(Container):
 
     def _show(self, session, row: int, map_, fraction: float, result: dict | None = None):
         """Add or update the explanation layer (progressively for occlusion)."""
+        if session is None or session is not hub_for(self._viewer).session:
+            return  # other data are shown now: the map would sit over the wrong item
         map_ = np.nan_to_num(np.asarray(map_, dtype=np.float32))
         self._progress.value = int(round(100 * fraction))
         scale, translate = item_scale_translate(session, row, map_.shape)

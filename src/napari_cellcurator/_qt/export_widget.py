@@ -41,14 +41,18 @@ class ExportWidget(Container):
         self._export.changed.connect(self.export)
         self._write_back.changed.connect(self.write_back)
         self._hub = hub_for(viewer)
+        self._suggested: str | None = None  # the path this widget filled in
         self._hub.changed.connect(self._on_hub)
         self._on_hub()
 
     def _on_hub(self, *_) -> None:
         s = self._hub.session
         self._write_back.enabled = s is not None and s.task_name == "cellness"
-        if s is not None and str(self._path.value) in ("", "."):
+        # a path the user chose stays; the one suggested for the previous data set follows
+        # the new one (else B's export would overwrite A's)
+        if s is not None and str(self._path.value) in ("", ".", self._suggested):
             self._path.value = s.data_path.with_name(f"{s.data_path.stem}_curated.csv")
+            self._suggested = str(self._path.value)
 
     def curated(self):
         """The curated table of the loaded session (see :func:`core.curation.curated_table`)."""
