@@ -1,5 +1,6 @@
 """Predict widget: score every item with the project's current model (or a model folder)."""
 
+import weakref
 from pathlib import Path
 
 import napari.viewer
@@ -25,7 +26,8 @@ FOLDER = "model folder"
 
 
 def load_session_model(session, source: str = CURRENT, folder: str | Path | None = None):
-    """Load the model a session should predict with; sets ``session.model/config/version``."""
+    """``(model, config, version)`` a session should predict with, checked against its task;
+    the session keeps its own model until a prediction with this one completes."""
     from napari_cellcurator.core.store.modelio import load_model
     from napari_cellcurator.core.tasks import get_task
 
@@ -40,17 +42,17 @@ def load_session_model(session, source: str = CURRENT, folder: str | Path | None
                         f"{session.task_name} model ({Path(model_dir).name}); Train makes "
                         "your own")
     if model_dir is not None:
-        session.model, session.config = load_model(model_dir)
-        session.version = str(model_dir)
+        model, config = load_model(model_dir)
+        version = str(model_dir)
     else:
         if session.project is None:
             raise RuntimeError("no project: choose a model folder")
-        session.model, session.config = session.project.models.load()
-        session.version = session.project.models.current()
-    if session.config.task != session.task_name:
-        raise RuntimeError(f"model is for task {session.config.task!r}, data are "
+        model, config = session.project.models.load()
+        version = session.project.models.current()
+    if config.task != session.task_name:
+        raise RuntimeError(f"model is for task {config.task!r}, data are "
                            f"{session.task_name!r}")
-    session.classes = list(session.config.classes)
+    return model, config, version
 
 
 class PredictWidget(Container):
@@ -79,13 +81,14 @@ class PredictWidget(Container):
         """Start the prediction worker; returns it (tests wait on its signals)."""
         try:
             session = require_session(self._viewer)
-            load_session_model(session, self._source.value, self._folder.value)
+            chosen = load_session_model(session, self._source.value, self._folder.value)
             warm_torch()
         except Exception as exc:  # any failure is shown, never raised into Qt
             notify_error(exc)
             return None
         self.worker = start_prediction(self._viewer, session, self._device.value,
-                                       self._progress, self._status, chunk=self.chunk)
+                                       self._progress, self._status, chunk=self.chunk,
+                                       model=chosen)
         self._run.enabled, self._cancel.enabled = False, True
         self.worker.finished.connect(self._done)
         self.worker.start()
@@ -101,13 +104,21 @@ class PredictWidget(Container):
 
 
 def start_prediction(viewer, session, device, progress=None, status=None, on_done=None,
-                     chunk: int = 256):
+                     chunk: int = 256, model: tuple | None = None):
     """A (not started) worker predicting every item of ``session``; results go to the layer.
 
-    Items are scored ``chunk`` at a time: progress and Cancel act between chunks."""
+    ``model`` = ``(model, config, version)`` (default: the session's); it becomes the
+    session's model when the prediction completes, so a failed or cancelled run leaves the
+    session as it was. Items are scored ``chunk`` at a time: progress and Cancel act between
+    chunks. ``on_done(table, scores)`` follows a completed run, ``on_done(None, None)`` a
+    failed one."""
+    net, config, version = model or (session.model, session.config, session.version)
+    # napari keeps finished workers (and what their signals hold) for the window's life:
+    # a weak reference lets a replaced session, its crops and model go
+    session_ref = weakref.ref(session)
     freeze_heap()  # no full GC of the session's heap inside the worker
     worker = thread_worker(predict_chunks, start_thread=False)(
-        session.model, session.config, session.items, device, chunk)
+        net, config, session.items, device, chunk)
 
     def on_yield(value):
         if isinstance(value, WorkerFailed):
@@ -123,16 +134,24 @@ def start_prediction(viewer, session, device, progress=None, status=None, on_don
             status.value = f"{done}/{total} items"
 
     def on_return(result):
-        if result is None:
+        s = session_ref()
+        if result is None or s is None:
             return
         table, scores = result
-        apply_predictions(viewer, session, table, scores)
+        s.model, s.config, s.version = net, config, version
+        s.classes = list(config.classes)
+        apply_predictions(viewer, s, table, scores)
         if on_done is not None:  # a later event-loop turn: GUI-thread work stays in short bits
             QTimer.singleShot(0, lambda: on_done(table, scores))
 
+    def on_error(exc):
+        notify_error(exc)
+        if on_done is not None:
+            QTimer.singleShot(0, lambda: on_done(None, None))
+
     worker.yielded.connect(on_yield)
     worker.returned.connect(on_return)
-    worker.errored.connect(notify_error)
+    worker.errored.connect(on_error)
     return worker
 
 

@@ -106,6 +106,7 @@ class TrainWidget(Container):
         self.worker = None
         self.rescore_worker = None
         self._result = None
+        self._trained = None
         self._failure: str | None = None
         # opening the widget starts the warm-up (imports, GC freeze) before the first click
         warm_torch()
@@ -141,6 +142,7 @@ class TrainWidget(Container):
                            arch=cfg.arch if cfg is not None else None,
                            batch_size=hyper.get("batch_size"))
         self._result, self._failure = None, None
+        self._trained = s  # the session trained on (the viewer may load other data meanwhile)
         self.curves.clear()
         self._progress.max, self._progress.value = int(self._epochs.value), 0
         self._status.value = "starting…"
@@ -195,7 +197,9 @@ class TrainWidget(Container):
         keep = f"model {self._old_version or '(none)'} stays current"
         if self._result is not None:  # published, even if Cancel came too late
             self._publish(self._result)
-        elif self._failure == "cancelled" or self._failure is None:
+            return
+        self._trained = None
+        if self._failure == "cancelled" or self._failure is None:
             self._status.value = f"cancelled; {keep}"
             notify_info(f"training cancelled; {keep}")
             self.done.emit("cancelled")
@@ -210,13 +214,24 @@ class TrainWidget(Container):
 
         from napari_cellcurator._qt.predict_widget import start_prediction
 
-        s = require_session(self._viewer)
+        s, self._trained = self._trained, None
+        if s is None or hub_for(self._viewer).session is not s:  # other data loaded since
+            self._status.value = f"model {result.version} saved (for the previous data)"
+            notify_info(f"model {result.version} is saved and current in the project of "
+                        f"{s.data_path.name if s else 'the previous data'}; the data shown "
+                        "now keep their model")
+            self.done.emit("trained")
+            return
         s.model, s.config, s.version = result.model, result.config, result.version
         s.classes = list(result.config.classes)
         self._status.value = f"model {result.version} saved; re-scoring…"
         hub_for(self._viewer).changed.emit("model")
 
         def after(_table, scores):
+            if scores is None:  # re-scoring failed (said): the new model stays current
+                self._status.value = f"model {result.version} is current; re-scoring failed"
+                self.done.emit("trained")
+                return
             now = labelled_metrics(s.task_name, s.training_items().table, scores, s.classes)
             # next event-loop turn: keep each piece of GUI-thread work short
             QTimer.singleShot(0, lambda: self._show_metrics(result.before, now, result.version))
