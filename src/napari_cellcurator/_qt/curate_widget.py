@@ -20,6 +20,7 @@ from napari_cellcurator._qt.common import (
     real_viewer,
 )
 from napari_cellcurator._qt.item_table import ItemTable
+from napari_cellcurator._qt.layer_keys import LayerKeys
 
 ORDERS = (("most uncertain, rare classes first", "balanced"), ("most uncertain", "uncertain"),
           ("highest entropy", "entropy"), ("random", "random"), ("by class", "class"))
@@ -47,13 +48,13 @@ class CurateWidget(Container):
         self.native.layout().addWidget(self.table)
         self.trace_plot = None
         self.position = -1  # index into the review order
-        self._bound_layer = None
-        self._bound_keys: list[str] = []
+        self._keys = LayerKeys()
+        self._detached = False
         self._order_mode.changed.connect(lambda _: self.reorder())
         self._hub = hub_for(viewer)
         self._hub.changed.connect(self._on_hub)
-        self.native.destroyed.connect(_unbinder(self))
-        call_when_undocked(self, self.unbind)
+        self.native.destroyed.connect(self._keys.unbind)
+        call_when_undocked(self, self.detach)
         if self._hub.session is not None:
             self._on_hub("session")
 
@@ -65,6 +66,9 @@ class CurateWidget(Container):
     def _on_hub(self, what: str) -> None:
         s = self.session
         if s is None or s.layer is None:
+            return
+        if what == "keys":  # another Curate widget closed: its keys may have been ours
+            self.bind(s.layer)
             return
         if what == "session":
             self._label_as.reset_choices()
@@ -87,21 +91,51 @@ class CurateWidget(Container):
                 "l": lambda _: self.label_chosen()}
         for k in range(1, 10):
             keys[str(k)] = (lambda kk: (lambda _: self.label_class(kk - 1)))(k)
-        for key, func in keys.items():
-            layer.bind_key(key, func, overwrite=True)
-        self._bound_layer, self._bound_keys = layer, list(keys)
+        self._keys.bind(layer, {key: self._when_aligned(f) for key, f in keys.items()})
+        if layer._type_string == "points":
+            layer.events.data.connect(self._on_points_edited)
+
+    def _aligned(self) -> bool:
+        """Whether the item layer still has one point per item (said once when not)."""
+        s = self.session
+        if s is None or s.layer is None or s.layer._type_string != "points" or \
+                len(s.layer.data) == len(s.items):
+            return True
+        notify_error(f"the layer {s.layer.name!r} has {len(s.layer.data)} points for "
+                     f"{len(s.items)} items, so labels cannot be matched to cells: the keys "
+                     "are off. To add or remove cells, edit the points and press Load → "
+                     "Use these layers again (labels of unchanged points are kept).")
+        return False
+
+    def _when_aligned(self, func):
+        return lambda event: func(event) if self._aligned() else None
+
+    def _on_points_edited(self, event) -> None:
+        if getattr(event, "action", None) in ("added", "removed"):
+            self._aligned()
 
     def unbind(self) -> None:
-        """Remove this widget's key bindings from the layer."""
-        layer, self._bound_layer = self._bound_layer, None
+        """Remove this widget's key bindings from the layer (keys another Curate widget
+        bound since are left alone)."""
+        layer = self._keys.layer
+        self._keys.unbind()
         if layer is not None:
-            for key in self._bound_keys:
-                layer.bind_key(key, None)
-        self._bound_keys = []
+            if layer._type_string == "points":
+                layer.events.data.disconnect(self._on_points_edited)
 
-    def close(self) -> None:
+    def detach(self) -> None:
+        """Out of its dock (napari's close button) or closed: unbind and stop following
+        the data (a later data set must not bind a closed widget's keys); any other Curate
+        widget of the viewer binds its keys again."""
+        if self._detached:
+            return
+        self._detached = True
         self.unbind()
         self._hub.changed.disconnect(self._on_hub)
+        self._hub.changed.emit("keys")
+
+    def close(self) -> None:
+        self.detach()
         super().close()
 
     # ---- order and navigation ---------------------------------------------------------------
@@ -134,6 +168,8 @@ class CurateWidget(Container):
 
     def go_to(self, row: int) -> None:
         """Centre and zoom on item ``row``, select it and show its details."""
+        if not self._aligned():
+            return
         s = self.session
         where = s.order is not None and np.flatnonzero(s.order == row)
         if where is not False and len(where):
@@ -253,12 +289,3 @@ class CurateWidget(Container):
             self.trace_plot = TracePlot()
             self.native.layout().addWidget(self.trace_plot)
 
-
-def _unbinder(widget):
-    """Slot for ``destroyed``: unbind keys without touching the deleted Qt object."""
-    def unbind(*_):
-        layer, keys = widget._bound_layer, list(widget._bound_keys)
-        if layer is not None:
-            for key in keys:
-                layer.bind_key(key, None)
-    return unbind

@@ -35,7 +35,7 @@ class CuratorDock(Container):
                              ("Export", self.export)):
             self.tabs.addTab(widget.native, name)
         self.native.layout().addWidget(self.tabs)
-        call_when_undocked(self, self.curate.unbind)
+        call_when_undocked(self, self.curate.detach)
 
     def close(self) -> None:
         self.curate.close()
