@@ -38,3 +38,16 @@ def load_jurkat(viewer, qtbot, folder: Path):
         pass
     qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
     return viewer, hub_for(viewer).session
+
+
+def use_layers(load, qtbot, *layers, timeout: int = 60_000):
+    """Load → *Use these layers* on ``layers`` and wait for its worker; the new session."""
+    from napari_cellcurator._qt.common import hub_for
+
+    before = hub_for(load._viewer).session
+    worker = load.load_layers(*layers)
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        pass
+    qtbot.waitUntil(lambda: hub_for(load._viewer).session is not before, timeout=10_000)
+    return hub_for(load._viewer).session

@@ -108,13 +108,12 @@ def test_predict_cancel_leaves_no_predictions(loaded, qtbot):
     assert widget._status.value == "cancelled"
 
 
-def test_label_as_reaches_classes_beyond_the_digit_keys(make_napari_viewer, shared_data,
+def test_label_as_reaches_classes_beyond_the_digit_keys(make_napari_viewer, qtbot, shared_data,
                                                         tmp_path, monkeypatch):
     """Chula RBC-12 has 12 classes: "label as" + ``l`` labels with the 10th and later ones."""
     import pandas as pd
     from PIL import Image
 
-    from napari_cellcurator._qt.common import hub_for
     from napari_cellcurator._qt.curate_widget import CurateWidget
     from napari_cellcurator._qt.load_widget import LoadWidget
 
@@ -129,8 +128,9 @@ def test_label_as_reaches_classes_beyond_the_digit_keys(make_napari_viewer, shar
     image = viewer.add_image(smear, name="smear", rgb=True)
     points = viewer.add_points(xy[:, ::-1].astype(float), name="cells",
                                features=pd.DataFrame({"class": classes}))
-    LoadWidget(viewer).load_layers(image, points)
-    session = hub_for(viewer).session
+    from conftest import use_layers
+
+    session = use_layers(LoadWidget(viewer), qtbot, image, points)
     curate = CurateWidget(viewer)
     viewer.window.add_dock_widget(curate)
     shown = [c[0] if isinstance(c, tuple) else c for c in curate._label_as.choices]

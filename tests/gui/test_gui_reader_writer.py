@@ -173,10 +173,10 @@ def test_use_layers_movie_and_labels_become_cellness_candidates(make_napari_view
 
     worker = PredictWidget(viewer).predict()
     assert worker is not None
-    assert session.version.endswith("cellness_twobranch")
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: rois.features["prediction"].notna().all(), timeout=10_000)
+    assert session.version.endswith("cellness_twobranch")  # the model of a completed run
     assert set(rois.features["prediction"]) <= {"cell", "not_cell"}
     session.set_label(1, "cell")  # the ROI drawn with value 7
     session.refresh_layer()
@@ -237,13 +237,12 @@ def test_use_layers_movie_and_shapes_become_cellness_candidates(make_napari_view
     assert table["item_id"].iloc[1] == "movie:shape:y29.0x33.0"
 
 
-def test_use_layers_smear_and_points_with_a_class_feature(make_napari_viewer, shared_data,
+def test_use_layers_smear_and_points_with_a_class_feature(make_napari_viewer, qtbot, shared_data,
                                                          tmp_path, monkeypatch):
     """A Chula smear + its expert points as a Points layer with a ``class`` feature."""
     import pandas as pd
     from PIL import Image
 
-    from napari_cellcurator._qt.common import hub_for
     from napari_cellcurator._qt.load_widget import LoadWidget
 
     monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
@@ -255,14 +254,15 @@ def test_use_layers_smear_and_points_with_a_class_feature(make_napari_viewer, sh
     image = viewer.add_image(smear, name="smear", rgb=True)
     points = viewer.add_points(rows[:, [1, 0]].astype(float), name="cells",
                                features=pd.DataFrame({"class": rows[:, 2].astype(str)}))
-    LoadWidget(viewer).load_layers(image, points)
-    session = hub_for(viewer).session
+    from conftest import use_layers
+
+    session = use_layers(LoadWidget(viewer), qtbot, image, points)
     assert session.task_name == "celltype" and len(session.items) == len(rows)
     assert list(session.items.table["label"]) == list(rows[:, 2].astype(str))
     assert session.layer is points
 
 
-def test_use_layers_smear_and_shapes_with_a_class_feature(make_napari_viewer, shared_data,
+def test_use_layers_smear_and_shapes_with_a_class_feature(make_napari_viewer, qtbot, shared_data,
                                                          tmp_path, monkeypatch):
     """Cells outlined with Shapes on a 2-D smear: one crop per area shape, the class from a
     ``class`` feature, curated on a new Labels layer of the shapes."""
@@ -286,8 +286,13 @@ def test_use_layers_smear_and_shapes_with_a_class_feature(make_napari_viewer, sh
     shapes = viewer.add_shapes(boxes, shape_type=["ellipse", "rectangle", "line"],
                                name="outlined",
                                features=pd.DataFrame({"class": ["normal", "macrocyte", ""]}))
-    with pytest.warns(UserWarning, match="outlined: 1 line/path shape"):
-        LoadWidget(viewer).load_layers(image, shapes)
+    worker = LoadWidget(viewer).load_layers(image, shapes)
+    warned = []  # napari relays a worker's warnings to its notifications
+    worker.warned.connect(warned.append)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    assert any("outlined: 1 line/path shape" in str(w[0]) for w in warned), warned
     session = hub_for(viewer).session
     assert session.task_name == "celltype" and len(session.items) == 2
     table = session.items.table
@@ -318,7 +323,6 @@ def test_use_layers_mixture_tiles_over_a_movie_layer(make_napari_viewer, qtbot, 
 
     import tifffile
 
-    from napari_cellcurator._qt.common import hub_for
     from napari_cellcurator._qt.load_widget import LoadWidget
     from napari_cellcurator.core.pipeline import TrainRequest, train
 
@@ -330,8 +334,9 @@ def test_use_layers_mixture_tiles_over_a_movie_layer(make_napari_viewer, qtbot, 
     image = viewer.add_image(movie, name="t98g")
     load = LoadWidget(viewer)
     load._task.value = "mixture"
-    load.load_layers(image)
-    session = hub_for(viewer).session
+    from conftest import use_layers
+
+    session = use_layers(load, qtbot, image)
     assert session.task_name == "mixture" and len(session.items) > 0
     assert session.layer is viewer.layers["t98g tiles"]
     table = session.items.table

@@ -32,6 +32,11 @@ def layer_source(layer) -> str:
     return str(layer_file(layer) or layer.name)
 
 
+def placed_as(image) -> dict:
+    """Scale and translate of a new 2-D layer drawn over ``image`` (its last two axes)."""
+    return {"scale": image.scale[-2:], "translate": image.translate[-2:]}
+
+
 def cellness_from_rois(movie, source: str, masks: np.ndarray | None = None,
                        shapes: tuple | None = None, progress=None):
     """Worker body: ROI items over a (T, Y, X) movie (numpy, or a lazy layer's dask array:
@@ -98,9 +103,25 @@ def celltype_from_shapes(image: np.ndarray, rgb: bool, vertices: list, shape_typ
     return items_from_labels_layer(image, label_image, by_value, crop), label_image
 
 
-def mixture_from_movie(movie, rgb: bool, source: str, name: str) -> tuple[ItemSet, tuple]:
-    """Tiles over a movie layer's data (any reader: ND2, CZI, LIF plugins...), and the
-    layer data tuple of their centres."""
+def celltype_from_layer_data(image, rgb: bool, kind: str, cells, shape_types: list,
+                             name: str, classes: list | None, crop: int, progress=None
+                             ) -> tuple[ItemSet, np.ndarray | None]:
+    """Worker body: crops of an image layer's data around a ``kind`` ("points", "shapes",
+    "labels") layer's data; ``(items, label image of the shapes or None)``."""
+    image = np.asarray(image)  # a lazy (dask) layer is read here, off the GUI thread
+    if kind == "points":
+        return celltype_from_points(image, cells, classes, crop), None
+    if kind == "shapes":
+        return celltype_from_shapes(image, rgb, cells, shape_types, name, classes, crop)
+    from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
+
+    return items_from_labels_layer(image, np.asarray(cells)), None
+
+
+def mixture_from_movie(movie, rgb: bool, source: str, name: str, progress=None
+                       ) -> tuple[ItemSet, tuple]:
+    """Worker body: tiles over a movie layer's data (any reader: ND2, CZI, LIF plugins...),
+    and the layer data tuple of their centres."""
     from napari_cellcurator._qt.task_layers import mixture_layer_data
     from napari_cellcurator.core.io.mixture_readers import SnippetOptions, movie_items
     from napari_cellcurator.core.io.movies import movie_from_array

@@ -30,7 +30,7 @@ from napari_cellcurator._qt.common import (
     open_project,
     real_viewer,
 )
-from napari_cellcurator._qt.layer_items import layer_file, layer_source
+from napari_cellcurator._qt.layer_items import layer_file, layer_source, placed_as
 
 TASKS = ("auto", "celltype", "cellness", "mixture")
 #: the cells-layer choice for "no layer": cellness then finds candidates in the movie
@@ -104,12 +104,10 @@ class LoadWidget(Container):
         except ValueError:
             notify_error(f"channels must be integers like 0,2 (got {text!r})")
             return None
-        self._button.enabled = False
         return self._start(f"reading {path.name}…", _read, (path, task, channels),
-                           lambda items: self._show(items, path, task, channels),
-                           on_finished=lambda: setattr(self._button, "enabled", True))
+                           lambda items: self._show(items, path, task, channels))
 
-    def _start(self, status: str, job, args: tuple, on_result, on_finished=None, **kwargs):
+    def _start(self, status: str, job, args: tuple, on_result, **kwargs):
         """Run ``job(*args, progress=..., **kwargs)`` (numpy in and out) in a worker with
         progress and Cancel; ``on_result`` gets what it returns on the GUI thread (a
         :class:`WorkerFailed` included). Everything is connected before the worker starts
@@ -122,9 +120,8 @@ class LoadWidget(Container):
         self.worker.returned.connect(on_result)
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._job_done)
-        if on_finished is not None:
-            self.worker.finished.connect(on_finished)
         self._progress.value, self._cancel.enabled = 0, True
+        self._button.enabled = self._from_layers.enabled = False  # one job at a time
         self.worker.start()
         return self.worker
 
@@ -139,6 +136,7 @@ class LoadWidget(Container):
 
     def _job_done(self) -> None:
         self._cancel.enabled = False
+        self._button.enabled = self._from_layers.enabled = True
         self._progress.value = 0
 
     def _layer_choices(self, *kinds: str, none: str | None = None):
@@ -148,18 +146,17 @@ class LoadWidget(Container):
         return choices
 
     def load_layers(self, image_layer=None, items_layer=None):
-        """Items from layers already in the viewer (see :mod:`.layer_items`): the points /
-        labels layer, or a new Labels layer of shapes, becomes the item layer. Cellness
-        (task "cellness", or "auto" with a (T, Y, X) movie and Labels or Shapes) reads the
-        traces in a worker; task "mixture" tiles the image layer alone."""
+        """Items from layers already in the viewer (see :mod:`.layer_items`), read in a
+        worker (returned): the points / labels layer, or a new Labels layer of shapes,
+        becomes the item layer. Cellness (task "cellness", or "auto" with a (T, Y, X) movie
+        and Labels or Shapes) reads the traces; task "mixture" tiles the image layer alone."""
         try:
             image = image_layer or self._viewer.layers[self._image_layer.value]
             if self._task.value == "mixture":  # a movie alone: tiles over it
                 data = image.data[0] if image.multiscale else image.data
-                items, (coords, kwargs, _) = layer_items.mixture_from_movie(
-                    data, image.rgb, layer_source(image), image.name)
-                cells = self._viewer.add_points(coords, **kwargs, **_placed_as(image))
-                return self._use_layers("mixture", items, image, cells)
+                return self._start("tiling the movie…", layer_items.mixture_from_movie,
+                                   (data, image.rgb, layer_source(image), image.name),
+                                   lambda out: self._mixture_ready(out, image))
             if items_layer is None and self._items_layer.value in (None, NO_CELLS):
                 if self._task.value != "cellness":
                     raise ValueError("choose the layer of cells (Points, Labels or Shapes); "
@@ -169,30 +166,38 @@ class LoadWidget(Container):
             cells = items_layer or self._viewer.layers[self._items_layer.value]
             if self._wants_cellness(image, cells):
                 return self._load_cellness_layers(image, cells)
-            items, cells = self._celltype_from_layers(image, cells)
+            kind = cells._type_string
+            classes = (cells.features["class"].tolist()
+                       if kind != "labels" and "class" in cells.features else None)
+            # numpy (copies of what the user may edit meanwhile), never layers, to the worker
+            cells_data = ([np.array(v) for v in cells.data] if kind == "shapes"
+                          else np.array(cells.data))
+            return self._start(
+                "cutting crops…", layer_items.celltype_from_layer_data,
+                (image.data, image.rgb, kind, cells_data, list(getattr(cells, "shape_type", [])),
+                 cells.name, classes, int(self._crop.value)),
+                lambda out: self._celltype_ready(out, image, cells))
         except Exception as exc:  # shown, never raised into Qt
             notify_error(exc)
             return None
-        return self._use_layers("celltype", items, image, cells)
 
-    def _celltype_from_layers(self, image, cells):
-        """(items, item layer): crops around points, labels or shapes (a new Labels layer)."""
-        data, crop = np.asarray(image.data), int(self._crop.value)
-        kind = cells._type_string
-        classes = (cells.features["class"].tolist()
-                   if kind != "labels" and "class" in cells.features else None)
-        if kind == "points":
-            return layer_items.celltype_from_points(data, np.asarray(cells.data), classes,
-                                                    crop), cells
-        if kind == "shapes":
-            items, label_image = layer_items.celltype_from_shapes(
-                data, image.rgb, [np.asarray(v) for v in cells.data], list(cells.shape_type),
-                cells.name, classes, crop)
-            return items, self._viewer.add_labels(label_image, name=f"{cells.name} cells",
-                                                  **_placed_as(image))
-        from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
+    def _mixture_ready(self, out, image) -> None:
+        if isinstance(out, WorkerFailed):
+            self._failed(out)
+            return
+        items, (coords, kwargs, _) = out
+        cells = self._viewer.add_points(coords, **kwargs, **placed_as(image))
+        self._use_layers("mixture", items, image, cells)
 
-        return items_from_labels_layer(data, np.asarray(cells.data)), cells
+    def _celltype_ready(self, out, image, cells) -> None:
+        if isinstance(out, WorkerFailed):
+            self._failed(out)
+            return
+        items, label_image = out
+        if label_image is not None:  # shapes: curated on a Labels layer of them
+            cells = self._viewer.add_labels(label_image, name=f"{cells.name} cells",
+                                            **placed_as(image))
+        self._use_layers("celltype", items, image, cells)
 
     def _wants_cellness(self, image, cells) -> bool:
         if self._task.value == "cellness":
@@ -221,7 +226,7 @@ class LoadWidget(Container):
         items, label_image = out
         if label_image is not None:  # shapes / found candidates: curate on a Labels layer
             name = f"{cells.name} ROIs" if cells is not None else f"{image.name} candidates"
-            cells = self._viewer.add_labels(label_image, name=name, **_placed_as(image))
+            cells = self._viewer.add_labels(label_image, name=name, **placed_as(image))
         self._use_layers("cellness", items, image, cells)
 
     def _use_layers(self, task: str, items, image, cells) -> None:
@@ -274,20 +279,12 @@ class LoadWidget(Container):
                              if ly.metadata.get("cellcurator_role") == "items")
         session.refresh_layer()  # journal labels on top of the data's
         if task == "mixture":
-            _resize_cache_for(layers)
+            from napari_cellcurator._reader import bound_dask_cache
+
+            # movies are read lazily: room in dask's chunk cache for a few hundred MB
+            bound_dask_cache(sum(getattr(ly.data, "nbytes", 0) for ly in layers))
         self._viewer.layers.selection.active = session.layer
         hub_for(self._viewer).set_session(session)
         self._status.value = f"{len(items)} items ({task})"
         notify_info(f"loaded {len(items)} {task} items from {path.name}")
 
-
-def _resize_cache_for(layers) -> None:
-    """Movies are read lazily: give dask's chunk cache room for a few hundred MB of frames."""
-    from napari_cellcurator._reader import bound_dask_cache
-
-    bound_dask_cache(sum(getattr(ly.data, "nbytes", 0) for ly in layers))
-
-
-def _placed_as(image) -> dict:
-    """Scale and translate of a new 2-D layer drawn over ``image`` (its last two axes)."""
-    return {"scale": image.scale[-2:], "translate": image.translate[-2:]}
