@@ -162,7 +162,8 @@ def test_deleting_points_turns_the_keys_off(loaded, qtbot, monkeypatch):
 
 def test_a_replaced_session_is_freed(make_napari_viewer, qtbot, jurkat_copy, jurkat_subset,
                                      tiny_celltype_model, tmp_path):
-    """napari keeps finished workers; what they hold of a session must not keep its crops."""
+    """napari keeps finished workers; what they hold of a session must not keep its crops,
+    nor may the heap frozen while they ran (frozen cycles are never collected)."""
     from napari_cellcurator._qt.common import open_project
     from napari_cellcurator._qt.predict_widget import PredictWidget
 
@@ -176,12 +177,15 @@ def test_a_replaced_session_is_freed(make_napari_viewer, qtbot, jurkat_copy, jur
         with qtbot.waitSignal(worker.finished, timeout=60_000):
             pass
     qtbot.wait(50)  # the deferred "scored" notification
-    ref = weakref.ref(first)
+    ref, layer_refs = weakref.ref(first), [weakref.ref(ly) for ly in first_layers]
     del first, worker
     load_jurkat(viewer, qtbot, _second_set(jurkat_subset, tmp_path))
     for layer in first_layers:
         viewer.layers.remove(layer)
     del first_layers, layer
-    gc.unfreeze()
-    gc.collect()
+    gc.collect()  # no gc.unfreeze(): the heap frozen for the workers was thawed after them
     assert ref() is None, [type(r).__name__ for r in gc.get_referrers(ref())]
+    qtbot.wait(100)  # Qt deletes the layers' views in the event loop
+    gc.collect()
+    alive = [r() for r in layer_refs if r() is not None]
+    assert not alive, [[type(x).__name__ for x in gc.get_referrers(a)] for a in alive]

@@ -217,8 +217,13 @@ class Hub:
         self.session: Session | None = None
 
     def set_session(self, session: Session) -> None:
-        self.session = session
+        replaced, self.session = self.session, session
         self.changed.emit("session")
+        if replaced is not None and not _FROZEN_FOR:
+            import gc
+
+            del replaced
+            gc.collect()  # the replaced data's cycles (its layers once removed), now, not later
 
 
 @dataclass
@@ -379,19 +384,36 @@ def _warm_background() -> None:
         WARM_DONE.set()
 
 
-def freeze_heap() -> None:
+def freeze_heap(worker=None) -> None:
     """Before starting a long worker (on the GUI thread): move every object alive now into
-    the GC's permanent generation, as the warm-up does.
+    the GC's permanent generation until ``worker`` finishes.
 
     Measured in the GUI tests: what napari, the layers and earlier runs created after the
     warm-up made a full collection triggered inside the training worker hold the GIL for
     46–220 ms (growing with the session), stalling the event loop. :func:`gc.freeze` is
-    O(1); reference counting still frees these objects when they are dropped — only cycles
-    already unreachable at this moment wait for the process to end.
+    O(1). Frozen objects in reference cycles are never collected, so a data set closed
+    later (layers are cycles) would stay in memory: when the last frozen-for worker ends the
+    heap is thawed (not collected then: a full collection of napari's heap takes ~0.5 s on
+    the GUI thread; :meth:`Hub.set_session` runs one when other data replace a session).
     """
     import gc
 
     gc.freeze()
+    if worker is not None:
+        _FROZEN_FOR.add(id(worker))
+        worker.finished.connect(lambda: _thaw_after(id(worker)))
+
+
+#: workers the heap is frozen for (the GC state is the process's, so is this)
+_FROZEN_FOR: set[int] = set()
+
+
+def _thaw_after(worker_id: int) -> None:
+    import gc
+
+    _FROZEN_FOR.discard(worker_id)
+    if not _FROZEN_FOR:
+        gc.unfreeze()
 
 
 def worker_setup() -> None:

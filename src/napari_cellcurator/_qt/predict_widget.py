@@ -116,9 +116,9 @@ def start_prediction(viewer, session, device, progress=None, status=None, on_don
     # napari keeps finished workers (and what their signals hold) for the window's life:
     # a weak reference lets a replaced session, its crops and model go
     session_ref = weakref.ref(session)
-    freeze_heap()  # no full GC of the session's heap inside the worker
     worker = thread_worker(predict_chunks, start_thread=False)(
         net, config, session.items, device, chunk)
+    freeze_heap(worker)  # no full GC of the session's heap inside the worker
 
     def on_yield(value):
         if isinstance(value, WorkerFailed):

@@ -150,7 +150,7 @@ class TrainWidget(Container):
                        None if s.config is None else s.config.classes)
         self.worker = thread_worker(train_updates, start_thread=False)(
             req, items, self._old_version, extra, cfg, s.project.models, before_args)
-        freeze_heap()  # no full GC of the session's heap inside the worker
+        freeze_heap(self.worker)  # no full GC of the session's heap inside the worker
         self.worker.yielded.connect(self._on_update)
         self.worker.errored.connect(self._on_error)
         self.worker.aborted.connect(self._on_aborted)
