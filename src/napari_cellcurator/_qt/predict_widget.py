@@ -95,7 +95,7 @@ class PredictWidget(Container):
         return self.worker
 
     def cancel(self):
-        if self.worker is not None:
+        if self.worker is not None and self.worker.is_running:  # not after it returned
             self.worker.quit()
             self._status.value = "cancelled"
 
