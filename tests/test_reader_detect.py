@@ -75,3 +75,37 @@ def test_a_movie_opened_bounds_napari_dask_cache(tmp_path, monkeypatch):
     np.memmap(path, np.float32, "w+", shape=(64 * 64, 40))[:] = 1.0
     get_reader(str(path))(str(path))
     assert sizes == [int(256e6)]
+
+
+def test_files_the_readers_take_are_detected(tmp_path):
+    """Any file of a Suite2p plane, a pipeline movie with ROI masks beside it, Allen's
+    ``{"rois": [...]}`` form and a table whose columns come after a long header."""
+    h5py = pytest.importorskip("h5py")
+    plane = tmp_path / "plane0"
+    plane.mkdir()
+    for name in ("stat.npy", "F.npy", "iscell.npy"):
+        np.save(plane / name, np.zeros(2))
+    assert detect_task(plane / "F.npy") == detect_task(plane / "iscell.npy") == "cellness"
+    with h5py.File(tmp_path / "movie.h5", "w") as fh:
+        fh["mov"] = np.zeros((4, 8, 8), np.float32)
+    assert detect_task(tmp_path / "movie.h5") is None  # a movie alone: ask which task
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "movie_masks.tif", np.ones((8, 8), np.uint16))
+    assert detect_task(tmp_path / "movie.h5") == "cellness"
+    (tmp_path / "rois.json").write_text('{"rois": []}')
+    assert detect_task(tmp_path / "rois.json") == "cellness"
+    header = ",".join(f"Measurement_{k}" for k in range(30)) + ",filename,class"
+    (tmp_path / "cells.csv").write_text(header + "\n")
+    assert len(header) > 256 and detect_task(tmp_path / "cells.csv") == "celltype"
+
+
+def test_the_napari_reader_names_the_file_it_cannot_decode(tmp_path):
+    from napari_cellcurator._reader import read_layers
+    from napari_cellcurator.core.errors import InputError
+
+    bad = tmp_path / "bad_allen.json"
+    bad.write_text('[{"coo_rows": [1], "coo_cols": [1, "x"], "coo_data": [1], '
+                   '"image_shape": [4, 4], "trace": [1, 2], "label": 1}]')
+    with pytest.raises(InputError, match="bad_allen.json"):
+        read_layers(bad)

@@ -31,29 +31,33 @@ def detect_task(path: str | Path) -> str | None:
         return None if data is None else detect_task(data)
     if path.is_file():
         suffix = path.suffix.lower()
-        if path.name == "stat.npy":
-            return "cellness"
-        if suffix == ".nwb":  # segmentation results, or only the raw movie
+        if suffix == ".npy" and (path.parent / "stat.npy").is_file():
+            return "cellness"  # any file of a Suite2p plane folder (F.npy, iscell.npy...)
+        if suffix == ".nwb":  # segmentation results, or only the raw movie (below)
             from napari_cellcurator.core.io.nwb import has_segmentation
 
-            return "cellness" if _holds(path, has_segmentation) else None
-        if suffix in (".hdf5", ".h5"):  # CaImAn results, crops + labels, or a movie
+            if _holds(path, has_segmentation):
+                return "cellness"
+        if suffix in (".hdf5", ".h5"):  # CaImAn results, crops + labels, or a movie (below)
             from napari_cellcurator.core.io.arrays import holds_crops
             from napari_cellcurator.core.io.caiman import is_caiman_results
 
             if _holds(path, is_caiman_results):
                 return "cellness"
-            return "celltype" if holds_crops(path) else None
-        if suffix == ".json" and _head(path).lstrip().startswith("["):  # Allen: a list of ROIs
-            return "cellness"
+            if holds_crops(path):
+                return "celltype"
+        if suffix == ".json" and _head(path).lstrip().startswith(("[", '{"rois"')):
+            return "cellness"  # Allen: a list of ROIs (or {"rois": [...]})
         if suffix == ".npz":  # arrays of crops + labels (MedMNIST-style)
             return "celltype"
-        if suffix in (".tif", ".tiff", ".npy"):  # a movie with its ROI masks beside it
+        if suffix in (".csv", ".tsv"):
+            return _table_task(_first_line(path))
+        from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES
+
+        if suffix in MOVIE_SUFFIXES:  # a movie (.tif, .h5, .mmap, .avi...) with ROIs beside it
             from napari_cellcurator.core.io.roi_masks import mask_file_for
 
             return "cellness" if mask_file_for(path) is not None else None
-        if suffix in (".csv", ".tsv"):
-            return _table_task((_head(path).splitlines() or [""])[0])
         return None
     if not path.is_dir():
         return None
@@ -160,6 +164,15 @@ def _table_task(header: str) -> str | None:
     return None
 
 
+def _first_line(path: Path, limit: int = 65536) -> str:
+    """The first line of a text file (a CellProfiler header runs to thousands of bytes)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            return fh.readline(limit)
+    except OSError:
+        return ""
+
+
 def _head(path: Path, n: int = 256) -> str:
     """The first bytes of a file as text (format sniffing without reading it all)."""
     try:
@@ -202,5 +215,6 @@ def read_layers(path: str | Path, task: str | None = None) -> list[tuple]:
         raise InputError(path, "is not a format napari-cellcurator reads",
                          "a Suite2p plane folder, Allen ROI JSON, CaImAn HDF5, NWB, mixture "
                          "manifest CSV or a folder of class folders")
-    items = get_task(task).read(path, ReadOptions())
+    # read_checked: a decoding error is one message naming the file, as in the CLI
+    items = get_task(task).read_checked(path, ReadOptions())
     return layer_data_for(task, items)

@@ -80,8 +80,8 @@ class RoiSet:
 
 def label_name(value: Any) -> str | None:
     """Map 1/0/True/'cell'/'not_cell'/None to a class name (None = unlabelled)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None  # numpy float32 NaN too (an NWB label column of float32)
     if isinstance(value, str):
         v = value.strip().lower().replace("-", "_").replace(" ", "_")
         if v in ("cell", "1", "true", "yes"):
