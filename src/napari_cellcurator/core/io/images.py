@@ -46,15 +46,23 @@ def read_image_chw(path: str | Path) -> np.ndarray:
     """Read an image file as ``(C, H, W)``.
 
     TIFFs may be ``(C, H, W)``, ``(H, W, C)`` (RGB samples, or a channel axis clearly shorter
-    than the image sides) or ``(H, W)``; axes of length 1 (ImageJ ``TZCYX`` stacks) are dropped.
-    PNG/JPEG/BMP: grey → 1 channel, colour → 3 (palette images as their colours, alpha dropped:
-    transparency is not a measurement). Raises :class:`InputError` naming the file when it
-    cannot be decoded.
+    than the image sides) or ``(H, W)``; axes of length 1 (ImageJ ``TZCYX`` stacks) are dropped,
+    and so are alpha samples. PNG/JPEG/BMP: grey → 1 channel, colour → 3 (palette images as
+    their colours, alpha dropped: transparency is not a measurement). Raises
+    :class:`InputError` naming the file when it cannot be decoded, or not without loss (a
+    16-bit colour PNG, which Pillow reads as 8 bits).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     try:
-        arr, axes = _read_tiff(path) if suffix in (".tif", ".tiff") else (_read_pil(path), "")
+        if suffix in (".tif", ".tiff"):
+            arr, axes = _read_tiff(path)
+        else:
+            _refuse_lossy_png(path)
+            arr = _read_pil(path)
+            axes = "YXS" if arr.ndim == 3 else "YX"  # PIL: channels last, even on tiny images
+    except InputError:
+        raise
     except Exception as exc:  # decoders raise many unrelated types on corrupt files
         raise InputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})",
                          "a TIFF, PNG or JPEG image") from None
@@ -100,7 +108,28 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
         if not tif.series:  # a TIFF header without image pages: reported as "no pixels"
             return np.empty(0), ""
         series = tif.series[0]
-        return series.asarray(), str(series.axes)
+        arr, axes = series.asarray(), str(series.axes)
+        # alpha samples (associated / unassociated) are transparency, not a measurement
+        extras = [int(e) for e in (getattr(tif.pages[0], "extrasamples", None) or ())]
+        alpha = sum(e in (1, 2) for e in extras)
+        if alpha and axes.endswith("S") and arr.shape[-1] > alpha:
+            arr = arr[..., : arr.shape[-1] - alpha]
+        elif alpha and "S" in axes and arr.shape[axes.index("S")] > alpha:
+            arr = np.delete(arr, np.s_[-alpha:], axis=axes.index("S"))
+        return arr, axes
+
+
+def _refuse_lossy_png(path: Path) -> None:
+    """A 16-bit colour (or grey + alpha) PNG: Pillow would read its top 8 bits only."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return
+    bit_depth, colour_type = head[24], head[25]
+    if bit_depth == 16 and colour_type in (2, 4, 6):  # RGB, grey + alpha, RGBA
+        raise InputError(path, "is a 16-bit colour PNG, which can only be read as 8 bits "
+                         "here (precision would be lost silently)",
+                         "16-bit grey PNGs, or 16-bit colour as TIFF")
 
 
 def _read_pil(path: Path) -> np.ndarray:

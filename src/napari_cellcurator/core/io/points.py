@@ -72,12 +72,13 @@ def is_points_folder(path: Path) -> bool:
 
 
 def as_chw(image: np.ndarray) -> np.ndarray:
-    """An image from a napari layer as ``(C, H, W)``: 2-D, RGB(A) ``(H, W, 3|4)`` or CHW."""
+    """An image from a napari layer as ``(C, H, W)``: 2-D, RGB(A) ``(H, W, 3|4)`` (alpha
+    dropped, as for files: transparency is not a measurement) or CHW."""
     image = np.asarray(image)
     if image.ndim == 2:
         return image[None]
     if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4:
-        return np.moveaxis(image, -1, 0)
+        return np.moveaxis(image[..., :3], -1, 0)
     if image.ndim == 3:
         return image
     raise InputError(None, f"image has shape {image.shape}", "a 2-D, RGB or (C, H, W) image")
