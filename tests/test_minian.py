@@ -82,7 +82,7 @@ def test_minian_folder_reads_every_unit_aligned(tmp_path, simulated, zarr_format
     read = read_minian(folder)
     items = get_task("cellness").read(folder, ReadOptions())
     assert len(items) == len(rois.footprints) > 3
-    assert items.table["item_id"].tolist() == [f"minian:unit{u}" for u in units]
+    assert items.table["item_id"].tolist() == [f"{tmp_path.name}/minian:unit{u}" for u in units]
     assert items.table["unit_id"].tolist() == units.tolist()
     assert not items.labelled.any()  # Minian has no cell / not-cell decisions
     # C (stored in reverse unit order) + YrA, each row with its own unit
@@ -100,6 +100,16 @@ def test_any_store_of_the_folder_names_it(tmp_path, simulated):
         assert len(get_task("cellness").read(path, ReadOptions())) == len(
             simulated[1].footprints)
     assert detect_task(tmp_path) is None  # the folder above is not Minian's
+
+
+def test_two_sessions_read_together_keep_their_units_apart(tmp_path, simulated):
+    """Minian names every output folder ``minian``: the session folder above tells them apart."""
+    for session in ("day1", "day2"):
+        _write(tmp_path / session / "minian", simulated[1])
+    items = get_task("cellness").read_many([tmp_path / "day1" / "minian",
+                                            tmp_path / "day2" / "minian"], ReadOptions())
+    assert len(items) == 2 * len(simulated[1].footprints)
+    assert items.table["item_id"].iloc[0].startswith("day1/minian:unit")
 
 
 def test_denoised_traces_without_residuals(tmp_path, simulated):

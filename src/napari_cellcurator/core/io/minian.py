@@ -75,8 +75,9 @@ def _aligned(values: np.ndarray, units: np.ndarray, order: np.ndarray, store: Pa
 def read_minian(path: Path, extra: dict | None = None) -> RoiSet:
     """Read a Minian results folder (or any store in it) as unlabelled ROI candidates.
 
-    Item ids are ``<folder>:unit<unit_id>``, so labels follow a unit when others are
-    dropped or merged in Minian later.
+    Item ids are ``<parent>/<folder>:unit<unit_id>``: labels follow a unit when others are
+    dropped or merged in Minian later, and the recording's folder tells sessions apart (every
+    Minian output folder is called ``minian``).
     """
     folder = minian_folder(path)
     if folder is None:
@@ -100,7 +101,7 @@ def read_minian(path: Path, extra: dict | None = None) -> RoiSet:
     if background is not None and background.shape != shape:
         background = None
     columns = {"unit_id": units.astype(np.int64),
-               "item_id": [f"{folder.name}:unit{int(u)}" for u in units]}
+               "item_id": [f"{folder.parent.name}/{folder.name}:unit{int(u)}" for u in units]}
     return RoiSet(fps, traces, shape, folder, "minian", columns=columns,
                   mean_image=None if background is None else background.astype(np.float32),
                   meta={"n_frames": int(traces.shape[1])})
