@@ -311,6 +311,16 @@ def test_one_file_per_channel_with_a_channel_missing(shared_data, tmp_path):
     assert str(root / "G2" / "2_Ch*") in str(err.value)
 
 
+def test_a_file_named_otherwise_among_channel_files_is_named(shared_data, tmp_path):
+    """One plain image dropped among per-channel files would silently make every cell
+    single-channel items (new ids, orphaned labels): it is named instead."""
+    root = _per_channel_tree(tmp_path / "d", shared_data, n=2)
+    plane = tifffile.imread(root / "G1" / "1_Ch3.ome.tif")
+    tifffile.imwrite(root / "G1" / "newcell.tif", plane)
+    with pytest.raises(InputError, match=r"newcell.tif.*not named <cell>_Ch<k>"):
+        TASK.read_many([root])
+
+
 def test_names_ending_in_ch_digits_without_channel_sets_stay_single_files(tmp_path):
     rng = np.random.default_rng(5)
     root = _random_classes(tmp_path / "d", rng, (3, 16, 16), lambda a, d, i: tifffile.imwrite(

@@ -296,20 +296,29 @@ CHANNEL_FILE = re.compile(r"^(?P<cell>.+?)[_\- ]ch(?P<ch>\d+)$", re.IGNORECASE)
 
 
 def channel_file_groups(root: Path, files: list[Path]) -> dict[Path, list[Path]] | None:
-    """``{cell: [channel files in channel-number order]}`` when EVERY file is named
-    ``<cell>_Ch<k>``; None otherwise (each file is then one cell). The cell key is the file
-    path without the ``_Ch<k>`` part. Cells must all have the same channels."""
+    """``{cell: [channel files in channel-number order]}`` when the files are named
+    ``<cell>_Ch<k>`` with several channels per cell; None otherwise (each file is then one
+    cell). The cell key is the file path without the ``_Ch<k>`` part. Cells must all have the
+    same channels, and a file named otherwise among them is an error (read as a cell of its
+    own it would turn every other cell into single-channel items, their ids and labels
+    with them)."""
     found: dict[Path, dict[int, Path]] = {}
+    odd: list[Path] = []
     for f in files:
         m = CHANNEL_FILE.match(f.name[: -len(f.suffix)].removesuffix(".ome"))
         if m is None:
-            return None
+            odd.append(f)
+            continue
         chans = found.setdefault(f.with_name(m["cell"]), {})
         if int(m["ch"]) in chans:  # x_Ch1.tif and x_Ch1.png: not a channel layout
             return None
         chans[int(m["ch"])] = f
-    if len(found) == len(files):  # a single channel per cell: plain files named ..._Ch<k>
+    if len(found) == len(files) - len(odd):  # one channel per cell: plain files (or none)
         return None
+    if odd:
+        raise InputError(odd[0], f"is not named <cell>_Ch<k> like the other "
+                         f"{len(files) - len(odd)} files (one file per channel of a cell)",
+                         "every image named <cell>_Ch<k>, or move it out of the folder")
     sets = {tuple(sorted(c)) for c in found.values()}
     if len(sets) > 1:
         full = max(sets, key=len)
