@@ -387,3 +387,22 @@ def test_crop_table_with_a_file_column_only(shared_data, tmp_path):
                                             csv.read_text().splitlines()[1:]) + "\n")
     items = TASK.read_many([only])
     assert len(items) == 9 and items.table["label"].isna().all()
+
+
+def test_kaggle_layout_with_an_unlabelled_test_folder(tmp_path):
+    """``train/<class>/`` + ``test/*.png`` (no classes): train/ is the data, test/ is kept
+    aside and read on its own as unlabelled crops — split names never become classes."""
+    rng = np.random.default_rng(8)
+    root = tmp_path / "kaggle"
+    _random_classes(root / "train", rng, (20, 20, 3),
+                    lambda a, d, i: Image.fromarray(a).save(d / f"{i}.png"))
+    (root / "test").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+            root / "test" / f"cell{i}.png")
+    with pytest.warns(InputWarning, match="3 images of \\['test'\\] are kept aside"):
+        items = TASK.read_many([root])
+    assert set(items.table["label"]) == {"a", "b"} and len(items) == 4
+    test = TASK.read_many([root / "test"])
+    assert len(test) == 3 and test.table["label"].isna().all()
+    assert list(test.table["item_id"]) == ["cell0.png", "cell1.png", "cell2.png"]

@@ -41,10 +41,13 @@ def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
         return read_split_folders(path, splits, options)
     if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
         return read_class_folders(path, options)
+    if path.is_dir() and image_files(path):  # crops without classes: to predict, to curate
+        return read_unlabelled_crops(path, options)
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
         return read_crop_table(path, options)
     raise InputError(path, "is not a recognised cell-type data layout",
-                     "a folder of class folders <class>/*.tif|png|jpg, train/ val/ test/ "
+                     "a folder of class folders <class>/*.tif|png|jpg, a folder of crops "
+                     "without classes, train/ val/ test/ "
                      "folders of class folders, images/ + labels/<stem>.txt ('x y class' "
                      "lines) or Pascal VOC / COCO boxes, a CSV with file and label columns, "
                      "or an .npz of images and labels")
@@ -195,6 +198,14 @@ def _class_files(root: Path) -> tuple[list[Path], list[str], list[Path]]:
         if not found:
             empty.append(d)
     return files, labels, empty
+
+
+def read_unlabelled_crops(folder: Path, options: ReadOptions) -> ItemSet:
+    """A folder of crops without class folders (a Kaggle ``test/``, new cells to score):
+    unlabelled items, ids = file names."""
+    files = image_files(folder)
+    ids = [f.name for f in files]
+    return _crop_items(folder, files, [None] * len(files), ids, {}, options)
 
 
 def read_class_folders(root: Path, options: ReadOptions) -> ItemSet:
@@ -348,7 +359,8 @@ SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "va
 
 def split_folders(root: Path) -> dict[str, list[Path]]:
     """``{"train"|"val"|"test": [folders]}`` when every sub-folder of ``root`` is a split
-    name holding class folders (``root/train/<class>/*``); else empty."""
+    name holding class folders (``root/train/<class>/*``) — a ``test/`` may instead hold the
+    unlabelled crops to predict (Kaggle style); else empty."""
     root = Path(root)
     if not root.is_dir():
         return {}
@@ -356,8 +368,9 @@ def split_folders(root: Path) -> dict[str, list[Path]]:
             and p.name != "__MACOSX"]
     if not subs or any(p.name.lower() not in SPLIT_NAMES for p in subs):
         return {}
-    if not all(any(c.is_dir() for c in p.iterdir()) for p in subs):
-        return {}
+    loose = [p for p in subs if not any(c.is_dir() for c in p.iterdir())]
+    if len(loose) == len(subs) or any(SPLIT_NAMES[p.name.lower()] != "test" for p in loose):
+        return {}  # split names are never class names
     out: dict[str, list[Path]] = {}
     for p in sorted(subs):
         out.setdefault(SPLIT_NAMES[p.name.lower()], []).append(p)
@@ -375,9 +388,10 @@ def read_split_folders(root: Path, splits: dict[str, list[Path]],
     """
     used = [s for s in ("train", "val") if s in splits] or ["test"]
     if "test" in splits and used != ["test"]:
-        n = sum(len(_class_files(d)[0]) for d in splits["test"])
+        n = sum(len(_class_files(d)[0]) or len(image_files(d)) for d in splits["test"])
         warnings.warn(f"{readable(root)}: {n} images of {[d.name for d in splits['test']]} "
-                      "are kept aside as the test set (not read); evaluate on them with "
+                      "are kept aside as the test set (not read); predict or evaluate on them "
+                      "with "
                       f"--data {readable(splits['test'][0])}", InputWarning, stacklevel=2)
     files, labels, ids, side = [], [], [], []
     for split in used:
