@@ -326,3 +326,17 @@ def test_coco_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
     (roboflow / "_annotations.coco.json").write_text(json.dumps(coco))
     with pytest.raises(InputError, match="_annotations.coco.json: annotation 3 lacks"):
         get_task("celltype").read(roboflow, ReadOptions())
+
+
+def test_only_colour_smears_get_the_blood_cell_names():
+    """Integer classes 0–7 on two-channel fluorescence frames keep their ids; Chula's 0–12 on
+    RGB smears get RBC-12's names."""
+    from napari_cellcurator.core.io.points import class_names_for
+
+    ids = {str(k) for k in range(8)}
+    assert class_names_for(ids, (2, 300, 300)) == {}
+    assert class_names_for(ids, (1, 300, 300)) == {}
+    named = class_names_for(ids, (3, 300, 300))
+    assert named["0"] == "normal" and named["1"] == "macrocyte"
+    assert class_names_for({"0", "1"}, (3, 480, 640))["1"] == "macrocyte"
+    assert class_names_for({"0", "1"}, (3, 300, 300)) == {}

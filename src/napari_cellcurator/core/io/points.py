@@ -345,12 +345,16 @@ def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
 
 def class_names_for(ids: set[str], frame_shape: tuple[int, ...] | None = None
                     ) -> dict[str, str]:
-    """Readable names when the ids look like Chula RBC-12: integer ids 0–12 and either ≥ 8 of
-    them or the data set's 640×480 RGB frames (small subsets). Otherwise no renaming."""
+    """Readable names when the ids look like Chula RBC-12: integer ids 0–12 on colour (RGB)
+    blood-smear frames, either ≥ 8 of them or the data set's 640×480 frames (small subsets).
+    Otherwise no renaming (two-channel fluorescence with classes 0–7 keeps its ids)."""
     ids = {i for i in ids if i is not None}
     if not ids or not all(i.isdigit() and int(i) <= 12 for i in ids):
         return {}
-    if len(ids) >= 8 or tuple(frame_shape or ()) == (3, 480, 640):
+    shape = tuple(frame_shape or ())
+    if shape[:1] != (3,):
+        return {}
+    if len(ids) >= 8 or shape == (3, 480, 640):
         return {i: CHULA_NAMES[int(i)] for i in ids}
     return {}
 
