@@ -112,3 +112,24 @@ def test_broken_pipeline_movies_say_what_is_wrong(tmp_path, case, words):
         open_movie(path)
     message = str(err.value)
     assert case in message and all(w in message for w in words), message
+
+
+def test_a_tiff_appended_in_blocks_is_one_movie(tmp_path):
+    """``tifffile.imwrite(..., append=True)`` (acquisition in blocks) writes a series per
+    block: every frame is read, not the first block's (Fiji shows them all too)."""
+    import tifffile
+
+    from napari_cellcurator.core.io.movies import open_movie
+
+    rng = np.random.default_rng(2)
+    blocks = [rng.random((10, 32, 24), dtype=np.float32) for _ in range(3)]
+    path = tmp_path / "blocks.tif"
+    for block in blocks:
+        tifffile.imwrite(path, block, append=True)
+    with tifffile.TiffFile(path) as tf:
+        assert len(tf.series) == 3
+    movie = open_movie(path)
+    assert movie.shape[0] == 30
+    whole = np.concatenate(blocks)
+    np.testing.assert_array_equal(movie.read(0, 30, 0, 32, 0, 24), whole)
+    np.testing.assert_array_equal(movie.read(12, 14, 0, 32, 0, 24), whole[12:14])

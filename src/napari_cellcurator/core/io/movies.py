@@ -324,6 +324,9 @@ def _open_tiff(path: Path):
             series_axes = tf.series[0].axes.lower()
             n_pages = len(tf.pages)
             contiguous = tf.series[0].dataoffset is not None
+            appended = _appended_series(tf, path)
+        if appended is not None:  # tifffile append=True: a series per block of frames
+            return appended
         if contiguous:  # uncompressed, contiguous: a memory map is far faster than zarr
             raw = tifffile.memmap(path, mode="r")
         else:
@@ -345,6 +348,62 @@ def _open_tiff(path: Path):
         else:
             axes = guess_axes(raw.shape, path)
     return raw, axes
+
+
+def _appended_series(tf, path: Path):
+    """``(frames, axes)`` of a TIFF whose frames were appended as several series of one page
+    shape (``tifffile.imwrite(..., append=True)``, acquisition in blocks): one movie, every
+    page a frame. An OME-TIFF's series are positions or images, not time: the first is read,
+    with a warning. None for a single series."""
+    import warnings
+
+    from napari_cellcurator.core.errors import InputWarning
+
+    series = tf.series
+    if len(series) < 2:
+        return None
+    shapes = {tuple(p.shape) for p in tf.pages}
+    dtypes = {s.dtype for s in series}
+    if tf.is_ome or len(shapes) != 1 or len(dtypes) != 1:
+        warnings.warn(f"{path.name}: {len(series)} image series; reading the first "
+                      f"({series[0].shape})", InputWarning, stacklevel=3)
+        return None
+    page_shape = next(iter(shapes))
+    if len(page_shape) not in (2, 3):
+        return None
+    return TiffPages(path, len(tf.pages), page_shape, series[0].dtype), \
+        "tyx" if len(page_shape) == 2 else "tyxc"
+
+
+class TiffPages(FrameArray):
+    """Every page of a TIFF as a lazy ``(T, Y, X[, S])`` array (one parsed file kept open)."""
+
+    def __init__(self, path: Path, n_pages: int, page_shape: tuple, dtype):
+        import threading
+
+        self.path = Path(path)
+        self.shape = (n_pages, *page_shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.chunks = (1, *page_shape)
+        self._lock = threading.Lock()
+        self._tf = None
+
+    def frame(self, t: int) -> np.ndarray:
+        import tifffile
+
+        with self._lock:  # one file handle; tifffile parses the page chain once
+            if self._tf is None:
+                self._tf = tifffile.TiffFile(self.path)
+            return self._tf.pages[t].asarray()
+
+    def __getstate__(self):  # dask may pickle it to worker processes: no open file
+        return {**self.__dict__, "_tf": None, "_lock": None}
+
+    def __setstate__(self, state):
+        import threading
+
+        self.__dict__.update(state, _lock=threading.Lock())
 
 
 def _open_npy(path: Path):
