@@ -175,6 +175,20 @@ def test_manifest_items_composites_and_groups(tmp_path):
     assert np.isfinite(x).all() and x.shape == (30, 5, 16, 16)
 
 
+@pytest.mark.parametrize(("name", "text"), [
+    ("m.tsv", "path\tproportion\na.npy\t0.25\n"),
+    ("m.csv", "path;proportion\na.npy;0,25\n"),  # European spreadsheet: decimal comma
+])
+def test_tab_and_semicolon_manifests(tmp_path, name, text):
+    from napari_cellcurator._reader import detect_task
+
+    np.save(tmp_path / "a.npy", _movie(8, 64, 64))
+    (tmp_path / name).write_text(text)
+    assert detect_task(tmp_path / name) == "mixture"
+    items = get_task("mixture").read(tmp_path / name, ReadOptions(extra={"tile": 16}))
+    assert set(items.table["label"]) == {0.25}
+
+
 def test_several_manifests_concatenate_lazily_and_display(tmp_path):
     np.save(tmp_path / "a.npy", _movie(8, 32, 32))
     np.save(tmp_path / "b.npy", _movie(8, 32, 32, seed=2))

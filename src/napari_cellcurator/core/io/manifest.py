@@ -91,9 +91,14 @@ def read_manifest(csv: str | Path) -> tuple[list[ManifestRow], tuple[str, str]]:
     InputError
         Naming the CSV, the row and the problem.
     """
+    from napari_cellcurator.core.io.names import field_separator
+
     csv = Path(csv)
     try:
-        df = pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True)
+        with open(csv, encoding="utf-8-sig") as fh:
+            sep = field_separator(fh.readline())  # comma, semicolon (European Excel) or tab
+        df = pd.read_csv(csv, sep=sep, dtype=str, keep_default_na=False,
+                         skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
         raise InputError(csv, f"is not a readable CSV ({type(e).__name__}: {e})", EXPECTED) from e
     df.columns = [str(c).strip().lower() for c in df.columns]
@@ -102,6 +107,8 @@ def read_manifest(csv: str | Path) -> tuple[list[ManifestRow], tuple[str, str]]:
                          EXPECTED)
     if len(df) == 0:
         raise InputError(csv, "has no data rows", EXPECTED)
+    if sep == ";":  # a spreadsheet with decimal commas: 0,25
+        df["proportion"] = df["proportion"].str.replace(",", ".", regex=False)
     rows = [_parse_row(csv, i + 1, r) for i, r in enumerate(df.to_dict("records"))]
     _check_composites(csv, rows)
     classes = ("type_a", "type_b")

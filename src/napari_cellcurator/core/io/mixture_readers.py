@@ -68,9 +68,9 @@ class SnippetOptions:
 
 
 def read_mixture_path(path: Path, opts: SnippetOptions) -> ItemSet:
-    """A ``.csv`` manifest, or a movie to tile for prediction."""
+    """A ``.csv`` / ``.tsv`` manifest, or a movie to tile for prediction."""
     path = Path(path)
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() in (".csv", ".tsv"):
         return read_manifest_items(path, opts)
     if path.suffix.lower() in MOVIE_SUFFIXES or path.is_dir():
         return read_movie_items(path, opts)
