@@ -340,3 +340,42 @@ def test_only_colour_smears_get_the_blood_cell_names():
     assert named["0"] == "normal" and named["1"] == "macrocyte"
     assert class_names_for({"0", "1"}, (3, 480, 640))["1"] == "macrocyte"
     assert class_names_for({"0", "1"}, (3, 300, 300)) == {}
+
+
+def test_yolo_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
+    """The Chula frames as a Roboflow / Ultralytics YOLO export: labels/<stem>.txt lines
+    'class cx cy w h' (fractions of the frame), names in data.yaml: the points' cells."""
+    from napari_cellcurator.core.io.points import CHULA_NAMES
+
+    yolo = tmp_path / "yolo"
+    shutil.copytree(chula_subset / "images", yolo / "images")
+    (yolo / "labels").mkdir()
+    for txt in sorted((chula_subset / "labels").glob("*.txt")):
+        lines = []
+        for line in txt.read_text().split("\n"):
+            if line.strip():
+                x, y, cls = (int(v) for v in line.split())
+                # the pixel centre x sits at fraction (x + 0.5) / width
+                lines.append(f"{cls} {(x + 0.5) / 640:.6f} {(y + 0.5) / 480:.6f} 0.06 0.08")
+        (yolo / "labels" / txt.name).write_text("\n".join(lines) + "\n")
+    names = "\n".join(f"  - {n}" for n in CHULA_NAMES)
+    (yolo / "data.yaml").write_text(f"train: images\nnc: {len(CHULA_NAMES)}\nnames:\n{names}\n")
+    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    theirs = get_task("celltype").read(yolo, ReadOptions(extra={"qc": False}))
+    assert list(theirs.table["label"]) == list(ours.table["label"])
+    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    (yolo / "data.yaml").unlink()  # no names: the ids stay (never RBC-12's names)
+    plain = get_task("celltype").read(yolo, ReadOptions(extra={"qc": False}))
+    assert set(plain.table["label"]) <= {str(k) for k in range(13)}
+
+
+def test_points_all_dropped_by_the_quality_filter_say_so(chula_subset, tmp_path):
+    """Points in the wrong place (here: every cell at the top-left corner) give one clear
+    error, not an empty data set."""
+    wrong = tmp_path / "wrong"
+    shutil.copytree(chula_subset / "images", wrong / "images")
+    (wrong / "labels").mkdir()
+    for txt in (chula_subset / "labels").glob("*.txt"):
+        (wrong / "labels" / txt.name).write_text("0 0 1\n1 1 1\n")
+    with pytest.raises(InputError, match="all 6 cells were dropped by the quality filter"):
+        get_task("celltype").read(wrong, ReadOptions())

@@ -15,6 +15,7 @@ resized to ``input_size`` so one pixel keeps one physical size (cell size is a c
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -276,33 +277,6 @@ def _number(text: str) -> float:
     return float(text.strip().strip('"'))
 
 
-def read_voc_file(path: Path) -> tuple[np.ndarray, list[str | None]]:
-    """Pascal VOC annotation (``Annotations/<stem>.xml``, as LabelImg, CVAT and Roboflow
-    export boxes) → box centres ``(N, 2)`` as (row, col) and the objects' names.
-
-    VOC pixel coordinates start at 1; the crop around each centre keeps the data set's crop
-    size (cell size is a class cue), not the box's.
-    """
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise InputError(path, f"is not readable Pascal VOC XML ({exc})") from None
-    pts, ids = [], []
-    for n, obj in enumerate(root.iter("object"), 1):
-        box = obj.find("bndbox")
-        try:
-            x0, y0, x1, y1 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        except (AttributeError, TypeError, ValueError):
-            raise InputError(path, f"object {n} has no numeric bndbox xmin/ymin/xmax/ymax",
-                             "Pascal VOC boxes") from None
-        pts.append(((y0 + y1) / 2 - 1, (x0 + x1) / 2 - 1))
-        name = (obj.findtext("name") or "").strip()
-        ids.append(name or None)
-    return np.asarray(pts, dtype=np.float64).reshape(-1, 2), ids
-
-
 def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
     """Point label file → points ``(N, 2)`` as (row, col) and class id strings.
 
@@ -313,6 +287,8 @@ def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
     An ``.xml`` is Pascal VOC boxes (:func:`read_voc_file`).
     """
     if path.suffix.lower() == ".xml":
+        from napari_cellcurator.core.io.voc import read_voc_file
+
         return read_voc_file(path)
     pts, ids = [], []
     try:
@@ -422,7 +398,18 @@ def read_points_folder(root: Path, options) -> ItemSet:
                          "images/ with the frames and labels/<stem>.txt with 'x y class' lines")
     frames_dir, labels_dir = dirs
     pairs = _frames_and_labels(frames_dir, labels_dir)
-    parsed = {f: read_points_file(lab) for f, lab in pairs.items()}
+    from napari_cellcurator.core.io import yolo
+
+    if pairs and all(yolo.is_yolo_file(lab) for lab in pairs.values()):  # YOLO boxes
+        names = yolo.yolo_class_names(root)
+        parsed = {}
+        for f, lab in pairs.items():
+            pts, ids = yolo.read_yolo_file(lab, read_image_chw(f).shape[-2:])
+            parsed[f] = (pts, [names.get(i, i) for i in ids])
+        # the data set's own names (or ids), never RBC-12's
+        options = replace(options, extra={**(options.extra or {}), "class_names": False})
+    else:
+        parsed = {f: read_points_file(lab) for f, lab in pairs.items()}
     if not any(len(p) for p, _ in parsed.values()):
         raise InputError(labels_dir, "has no points for the images",
                          f"{labels_dir.name}/<image stem>.txt with lines 'x y class'")
@@ -490,4 +477,9 @@ def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, opti
         "read_settings": {"point_crop": crop, "input_size": size,
                           "frame_norm": bool(extra.get("frame_norm", True))},
     })
-    return apply_qc(items, extra.get("qc", True))
+    kept = apply_qc(items, extra.get("qc", True))
+    if len(kept) == 0:  # an empty data set would fail later with a puzzling message
+        raise InputError(where, f"all {len(items)} cells were dropped by the quality filter "
+                         "(empty, defocused or cut by the border)",
+                         "points on the cells (x = column, y = row), or read option qc=False")
+    return kept

@@ -1,0 +1,85 @@
+"""YOLO box labels (Ultralytics / Roboflow "YOLO" export): cells at the box centres.
+
+``images/<stem>.jpg`` + ``labels/<stem>.txt`` with one line per box,
+``class x_centre y_centre width height``, coordinates as fractions of the image size. Class
+names come from ``data.yaml`` (``names:`` a list or ``{id: name}``), ``classes.txt`` or
+``obj.names`` in the data set folder or above it; else the class ids are kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError
+
+NAME_FILES = ("data.yaml", "data.yml", "classes.txt", "obj.names")
+
+
+def is_yolo_file(path: Path) -> bool:
+    """Whether every line of a ``.txt`` label file is ``id cx cy w h`` with fractions."""
+    if path.suffix.lower() != ".txt":
+        return False
+    try:
+        lines = [ln.split() for ln in path.read_text(errors="replace").splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError:
+        return False
+    if not lines:
+        return False
+    for parts in lines:
+        if len(parts) != 5 or not parts[0].isdigit():
+            return False
+        try:
+            values = [float(v) for v in parts[1:]]
+        except ValueError:
+            return False
+        if not all(0.0 <= v <= 1.0 for v in values):
+            return False
+    return True
+
+
+def read_yolo_file(path: Path, frame_shape: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """Box centres of a YOLO label file as (row, col) points in a frame of
+    ``frame_shape`` = (height, width), and their class ids."""
+    height, width = frame_shape
+    pts, ids = [], []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        parts = line.split()
+        if not parts or line.lstrip().startswith("#"):
+            continue
+        if len(parts) != 5:
+            raise InputError(path, f"line {n} is {line.strip()[:60]!r}",
+                             "YOLO lines 'class x_centre y_centre width height'")
+        cx, cy = float(parts[1]), float(parts[2])
+        # pixel centres: fraction 0..1 of the width maps onto -0.5 .. width - 0.5
+        pts.append((cy * height - 0.5, cx * width - 0.5))
+        ids.append(parts[0])
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2), ids
+
+
+def yolo_class_names(root: Path) -> dict[str, str]:
+    """``{class id: name}`` from a names file in ``root`` or the folders above (two levels)."""
+    for folder in (root, root.parent, root.parent.parent):
+        for name in NAME_FILES:
+            f = folder / name
+            if f.is_file():
+                return _names_in(f)
+    return {}
+
+
+def _names_in(path: Path) -> dict[str, str]:
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            names = (yaml.safe_load(path.read_text(errors="replace")) or {}).get("names")
+        except (yaml.YAMLError, AttributeError) as exc:
+            raise InputError(path, f"cannot be read as YOLO data.yaml ({exc})",
+                             "names: [class0, class1, ...]") from None
+        if isinstance(names, dict):
+            return {str(k): str(v) for k, v in names.items()}
+        return {str(k): str(v) for k, v in enumerate(names or [])}
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return {str(k): v for k, v in enumerate(lines)}
