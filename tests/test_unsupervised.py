@@ -224,3 +224,34 @@ def test_cluster_command_detects_the_task_and_writes_the_table(jurkat_subset, tm
     assert result["k"] == 3
     table = pd.read_csv(out)
     assert len(table) == 36 and set(table["cluster"]) == {0, 1, 2}
+
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "src" / \
+    "napari_cellcurator" / "sample_data"
+
+
+@pytest.mark.parametrize(("task", "data"), [
+    ("cellness", SAMPLES / "cellness_sim" / "plane0"),  # traces cut to random windows
+    ("mixture", SAMPLES / "mixture" / "t98g_crop.tif"),  # a CNN with one output
+])
+def test_cluster_command_for_cellness_and_mixture(task, data, tmp_path, capsys):
+    """Both crashed: augmented cellness traces are shorter than the decoder's output, and the
+    mixture CNNs ignore ``n_outputs`` (their own snippet autoencoder is used instead)."""
+    from napari_cellcurator.cli import main
+
+    out = tmp_path / "clusters.csv"
+    assert main(["cluster", "--task", task, "--data", str(data), "--out", str(out),
+                 "--k", "2", "--json"]) == 0
+    table = pd.read_csv(out)
+    assert len(table) > 4 and set(table["cluster"]) == {0, 1}
+
+
+def test_pretraining_cellness_works_and_mixture_is_refused(tmp_path):
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.pretrain import pretrain
+
+    done = pretrain("cellness", SAMPLES / "cellness_sim" / "plane0", tmp_path / "p",
+                    epochs=1, device="cpu")
+    assert done["final_loss"] is not None and (tmp_path / "p" / "config.json").is_file()
+    with pytest.raises(InputError, match="output one proportion"):
+        pretrain("mixture", SAMPLES / "mixture" / "manifest.csv", tmp_path / "m", epochs=1)

@@ -65,6 +65,10 @@ def pretrain(task: str, data: list[str] | str, out_model_dir: str | Path,
     if method not in METHODS:
         raise CellCuratorError(f"pretraining method must be one of {METHODS}, not {method!r}")
     t = get_task(task)
+    if t.kind != "classification":
+        raise InputError(str(data), f"pretraining initialises a classifier; the {t.name} "
+                         "networks output one proportion, not features to pretrain",
+                         "celltype or cellness data (clustering works for every task)")
     seed_everything(seed)
     dev = str(resolve_device(device))
     options = ReadOptions(channels=list(channels) if channels else None)

@@ -54,13 +54,14 @@ def autoencoder_spec(task: Task, prep: dict, shapes: dict, latent_dim: int = LAT
                      arch: str | None = None) -> tuple[str, dict]:
     """Architecture name and spec of the autoencoder for ``task``.
 
-    The task's classifier (``arch`` or its default) becomes the encoder when its spec has an
-    ``n_outputs``; otherwise the task's own-encoder autoencoder is used.
+    The task's classifier (``arch`` or its default) becomes the encoder when it is a
+    classifier with an ``n_outputs`` (a mixture CNN has one output whatever it is given);
+    otherwise the task's own-encoder autoencoder is used.
     """
     arch = arch or task.default_arch
     base_spec = task.model_spec(prep, ["_"] * 2)
     shapes = {k: list(v) for k, v in shapes.items()}
-    if "n_outputs" in base_spec:
+    if task.kind == "classification" and "n_outputs" in base_spec:
         return "ae_classifier", {"shapes": shapes, "base_arch": arch, "base_spec": base_spec,
                                  "latent_dim": latent_dim}
     return AUTOENCODER_FOR_TASK[task.name], {"shapes": shapes, "latent_dim": latent_dim}

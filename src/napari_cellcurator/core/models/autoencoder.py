@@ -148,8 +148,17 @@ class ClassifierAutoencoder(nn.Module):
 
 def reconstruction_loss(recon: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]
                         ) -> torch.Tensor:
-    """Mean squared error, averaged per input so that every input counts equally."""
-    losses = [F.mse_loss(recon[k], inputs[k].to(recon[k].dtype)) for k in recon]
+    """Mean squared error, averaged per input so that every input counts equally.
+
+    A trace cut to a random window by augmentation (cellness: 48 samples to the whole) is
+    compared with the decoder's fixed-length output resampled onto it."""
+    losses = []
+    for k in recon:
+        out, target = recon[k], inputs[k].to(recon[k].dtype)
+        if out.ndim == 2 and out.shape[-1] != target.shape[-1]:
+            out = F.interpolate(out[:, None], size=target.shape[-1], mode="linear",
+                                align_corners=False)[:, 0]
+        losses.append(F.mse_loss(out, target))
     return torch.stack(losses).mean()
 
 
