@@ -75,3 +75,22 @@ def test_cellness_patch_pixels_land_on_their_footprint_pixels():
         return a[np.lexsort((a[:, 1], a[:, 0]))]
 
     np.testing.assert_allclose(rows(world_map), rows(world_src))
+
+
+def test_a_resized_point_crop_map_covers_the_whole_crop_in_the_frame():
+    """Chula points: 64 frame pixels around each point resized to a 32 px input. The map
+    of the input must cover those 64 px (it covered the central 32, a quarter of the cell's
+    crop); mixture tiles record their frame size and first frame the same way."""
+    from napari_cellcurator.core.explain.output import item_placement
+    from napari_cellcurator.core.io.points import items_from_points
+
+    frame = np.random.default_rng(1).integers(0, 255, (3, 480, 640), dtype=np.uint8)
+    items = items_from_points(frame, np.array([[280.0, 300.0]]), ["normal"], crop_size=64,
+                              input_size=32, qc=False)
+    assert items.arrays["image"].shape[-1] == 32
+    place = item_placement(items.table.iloc[0], (32, 32), {"read_options": {"crop_size": 32}})
+    assert place["crop_shape"] == [64, 64] and place["y0"] == 280 - 32
+    assert place["scale"] == [2.0, 2.0]
+    tile = {"y0": 64, "x0": 128, "size": 128, "t0": 10, "source": "movie.tif"}
+    place = item_placement(tile, (64, 64), {"read_options": {}})
+    assert place["crop_shape"] == [128, 128] and place["frame"] == 10

@@ -88,19 +88,20 @@ def item_placement(row, map_shape, prep: dict) -> dict[str, Any]:
     """Where an item sits in its source frame, from the columns its reader recorded.
 
     Recognised columns: ``y0``/``x0`` (crop origin) or ``y``/``x`` (centre; origin =
-    round(centre) - size // 2), ``crop_h``/``crop_w`` or ``crop_size`` (else the training
-    crop size, else the map's shape), plus ``source`` and a frame index ``frame``/``t``.
+    round(centre) - size // 2), ``crop_h``/``crop_w`` or ``crop_size`` / ``size`` (the crop's
+    side in frame pixels, as resized crops and mixture tiles record it; else the training
+    crop size, else the map's shape), plus ``source`` and a frame index ``frame``/``t``/``t0``.
     Missing columns are simply absent from the result (class-folder crops have none).
     """
     get = row.get if hasattr(row, "get") else (lambda k, d=None: d)
     out: dict[str, Any] = {"map_shape": [int(s) for s in map_shape]}
     if get("source") is not None:
         out["source"] = str(get("source"))
-    for key in ("frame", "t"):
+    for key in ("frame", "t", "t0"):
         if _present(get(key)):
             out["frame"] = int(get(key))
             break
-    size = get("crop_size") if _present(get("crop_size")) else (
+    size = next((get(k) for k in ("crop_size", "size") if _present(get(k))), None) or (
         prep.get("read_options", {}).get("crop_size") or map_shape[-1])
     ch = int(get("crop_h")) if _present(get("crop_h")) else int(size)
     cw = int(get("crop_w")) if _present(get("crop_w")) else int(size)

@@ -198,6 +198,9 @@ def items_from_points(image: np.ndarray, points_yx: np.ndarray, labels: list | N
         "item_id": point_ids(frame, pts),
         "source": frame, "label": pd.Series(clean, dtype=object),
         "y": pts[:, 0], "x": pts[:, 1], "frame": frame, "group": frame,
+        # the crop's side in frame pixels (resized to the model's input): explanations are
+        # drawn over this much of the frame
+        "crop_size": int(crop_size),
     })
     for col, values in crop_quality(crops, outside).items():
         table[col] = values
