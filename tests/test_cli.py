@@ -85,3 +85,34 @@ def test_predict_on_a_raw_movie_reports_progress(tmp_path, capsys):
         assert f"reading: {stage}" in err
     assert "(100%)" in err
     assert len(pd.read_csv(out)) > 0
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--task", "celltype", "--data", "d", "--out", "m", "--epochs", "0"],
+    ["train", "--task", "celltype", "--data", "d", "--out", "m", "--lr", "0"],
+    ["train", "--task", "celltype", "--data", "d", "--out", "m", "--channels", ","],
+    ["predict", "--data", "d", "--out", "p.csv", "--scheduler", "thread"],
+    ["predict", "--data", "d", "--out", "p.csv", "--scheduler", "local:two"],
+    ["cluster", "--data", "d", "--out", "c.csv", "--k", "0"],
+])
+def test_impossible_option_values_exit_2_before_any_work(args, capsys):
+    """--epochs 0 trained the default 40 epochs, --epochs -1 saved an untrained model, a
+    mistyped --scheduler gave a traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+def test_cluster_k_beyond_the_items_and_compare_on_mixture_say_why(tmp_path, capsys):
+    from pathlib import Path
+
+    samples = Path(__file__).resolve().parents[1] / "src" / "napari_cellcurator" / \
+        "sample_data"
+    assert main(["cluster", "--task", "cellness", "--data",
+                 str(samples / "cellness_sim" / "plane0"), "--out", str(tmp_path / "c.csv"),
+                 "--k", "500"]) == 2
+    assert "--k 500 clusters of" in capsys.readouterr().err
+    assert main(["compare", "--task", "mixture", "--data",
+                 str(samples / "mixture" / "manifest.csv")]) == 2
+    assert "predicts a proportion" in capsys.readouterr().err

@@ -17,10 +17,52 @@ TASKS = ("mixture", "celltype", "cellness")
 
 def _channels(text: str) -> list[int]:
     try:
-        return [int(c) for c in text.split(",") if c.strip() != ""]
+        channels = [int(c) for c in text.split(",") if c.strip() != ""]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--channels expects indices like 0,2; got {text!r}") from None
+    if not channels:
+        raise argparse.ArgumentTypeError(f"--channels names no channel ({text!r}); leave it "
+                                         "out to use them all")
+    return channels
+
+
+def _positive_int(text: str) -> int:
+    """``--epochs``, ``--batch-size``, ``--k``: a whole number ≥ 1 (0 used to mean "default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """``--lr``: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number; got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0; got {value}")
+    return value
+
+
+def _scheduler(text: str) -> str:
+    """``--scheduler``: threads, processes, sync, local:N or a dask.distributed address."""
+    if text in ("threads", "processes", "sync", "synchronous"):
+        return text
+    if text.startswith("local:"):
+        n = text.split(":", 1)[1]
+        if not (n.isdigit() and int(n) >= 1):
+            raise argparse.ArgumentTypeError(f"{text}: local:N needs a number of workers N ≥ 1")
+        return text
+    if "://" in text or ":" in text:  # tcp://host:8786, host:8786
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: one of threads, processes, local:N or a scheduler address like "
+        "tcp://host:8786")
 
 
 SHIPPED = "shipped:"
@@ -79,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.add_argument("--arch", help="architecture name (default: the task's best)")
     p.add_argument("--channels", type=_channels, help="channel indices to use, e.g. 0,2")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=_positive_float)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", metavar="MODEL_DIR",
                    help="start from this model's weights ('none' disables a task's default init)")
@@ -94,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="PATH")
     _add_model_task(p)
     p.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
-    p.add_argument("--scheduler", default="threads",
+    p.add_argument("--scheduler", default="threads", type=_scheduler,
                    help="threads (default), processes, local:N or a dask.distributed address")
     _add_device(p)
 
@@ -125,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASKS, help="default: detected from the data")
     p.add_argument("--data", required=True, action="append", metavar="PATH")
     p.add_argument("--channels", type=_channels)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--out", metavar="DIR", help="folder for the plot and JSON")
     p.add_argument("--json", action="store_true")
 
@@ -135,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--out", required=True, metavar="FILE.csv")
     p.add_argument("--task", choices=TASKS, help="default: detected from the data")
-    p.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
+    p.add_argument("--k", type=_positive_int,
+                   help="number of clusters (default: chosen by silhouette)")
     p.add_argument("--channels", type=_channels)
     p.add_argument("--model", metavar="MODEL_DIR", help="reuse a trained autoencoder")
     p.add_argument("--method", default="kmeans", choices=["kmeans", "hdbscan"])
@@ -148,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, action="append", metavar="PATH")
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.add_argument("--channels", type=_channels)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=_positive_int)
 
     p = sub.add_parser("labels", help="the label journal of a data set: export, set, undo, "
                        "history")
@@ -190,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train, predict and explain on the bundled sample data")
     p.add_argument("--out", default="demo_out", metavar="DIR")
     p.add_argument("--no-viewer", action="store_true", help="skip the napari screenshots")
-    p.add_argument("--epochs", type=int, help="override the demo's short training")
+    p.add_argument("--epochs", type=_positive_int, help="override the demo's short training")
     return parser
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_cellcurator.core.device import seed_everything
 from napari_cellcurator.core.embedding import extract_features
+from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.metrics import classification_metrics
 
 PIXEL_PCA = 100  # components kept of the flattened pixels (SVM/kNN cost on 2 cores)
@@ -90,8 +91,14 @@ def compare(task_name: str, data: list[str], channels: list[int] | None = None,
     from napari_cellcurator.core.models.registry import build_model
     from napari_cellcurator.core.pipeline import TrainRequest, _jsonable, prepare_training
     from napari_cellcurator.core.store.modelio import ModelConfig
+    from napari_cellcurator.core.tasks import get_task
     from napari_cellcurator.core.training import TrainConfig, TrainingDone, fit
 
+    if get_task(task_name).kind != "classification":
+        raise InputError(", ".join(map(str, data)), f"the {task_name} task predicts a "
+                         "proportion; compare runs kNN / SVM classifiers",
+                         "celltype or cellness data (mixture's baseline, Gabor + SVR, is "
+                         "in docs/mixture.md)")
     seed_everything(seed)
     req = TrainRequest(task=task_name, data=list(map(str, data)), channels=channels, seed=seed)
     task, arch, classes, prep, spec, _, train, val, _ = prepare_training(req)

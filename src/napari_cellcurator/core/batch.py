@@ -89,7 +89,11 @@ def _client_for(scheduler: str):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address=None)
         return Client(cluster), cluster
-    return Client(scheduler), None
+    try:
+        return Client(scheduler, timeout=30), None
+    except (OSError, ValueError, TimeoutError) as exc:  # unreachable or not an address
+        raise CellCuratorError(f"--scheduler {scheduler}: cannot reach a dask scheduler "
+                               f"({type(exc).__name__}: {exc})") from None
 
 
 def score_items(model_dir: str, items: ItemSet, device: str = "cpu", batch_size: int = 256,

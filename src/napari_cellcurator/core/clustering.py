@@ -54,12 +54,13 @@ class Features:
 
 def iter_item_features(task: Task, data: list[str] | str | None = None, channels=None,
                        model_dir: str | None = None, items: ItemSet | None = None,
-                       epochs: int | None = None, seed: int = 0, device: str = "auto"
-                       ) -> Generator[TrainingUpdate, None, Features]:
+                       epochs: int | None = None, seed: int = 0, device: str = "auto",
+                       k: int | None = None) -> Generator[TrainingUpdate, None, Features]:
     """Autoencoder features of every item; yields training updates, returns :class:`Features`.
 
     ``model_dir`` holding a model folder is reused (its read options win); a ``model_dir``
-    that does not exist yet receives the newly trained autoencoder.
+    that does not exist yet receives the newly trained autoencoder. ``k`` (clusters to
+    make) is checked against the items before any training.
     """
     from napari_cellcurator.core.device import resolve_device, seed_everything
     from napari_cellcurator.core.store.modelio import load_model
@@ -80,6 +81,9 @@ def iter_item_features(task: Task, data: list[str] | str | None = None, channels
     if len(items) < 4:
         raise InputError(", ".join(_paths(data)) if data else None,
                          f"only {len(items)} items; clustering needs at least 4")
+    if k is not None and not 1 <= k <= len(items):
+        raise InputError(", ".join(_paths(data)) if data else None,
+                         f"--k {k} clusters of {len(items)} items", "1 ≤ k ≤ the items")
     prep = task.fit_preprocessing(items, options)
     model = yield from _train_and_save(task, items, prep, options, epochs, seed, dev, model_dir)
     feats = encode_items(task, model, items, prep, device=dev)
@@ -146,7 +150,7 @@ def cluster_features(features: np.ndarray, k: int | None = None, method: str = "
         raise ValueError(f"method must be 'kmeans' or 'hdbscan', not {method!r}")
     if k is not None:
         if not 1 <= k <= n:
-            raise ValueError(f"k={k} but there are {n} items")
+            raise InputError(None, f"{k} clusters of {n} items", "1 ≤ k ≤ the items")
         labels = KMeans(k, n_init=4, random_state=seed).fit_predict(features)
         return labels, {"k": int(k), "silhouette": _silhouette(features, labels, seed)}
     scores, best = {}, (-np.inf, None, 0)
@@ -264,7 +268,7 @@ def iter_cluster_items(task: str = "celltype", data: list[str] | str | None = No
     """
     t = get_task(task)
     feats = yield from iter_item_features(t, data, channels, model_dir, items, epochs, seed,
-                                          device)
+                                          device, k)
     clusters, summary = cluster_features(feats.features, k, method, seed)
     xy = embed_2d(feats.features, embedding, seed)
     table = pd.DataFrame({"item_id": feats.items.table["item_id"].to_numpy(),
