@@ -87,3 +87,22 @@ def test_broken_config_is_refused(trained, tmp_path):
     (bad / "config.json").write_text('{"task": "celltype"}')
     with pytest.raises(ModelFileError, match="lacks"):
         read_config(bad)
+
+
+def test_init_weights_that_do_not_fit_are_said(tiny_celltype_model, jurkat_subset, tmp_path):
+    """The init model saw channels 0,2; training on all three leaves its stem random: say so
+    (a new head for other classes is expected and silent)."""
+    import warnings
+
+    from napari_cellcurator.core.errors import InputWarning
+    from napari_cellcurator.core.pipeline import TrainRequest, train
+
+    with pytest.warns(InputWarning, match="do not fit the new model.*other channels"):
+        train(TrainRequest(task="celltype", data=[str(jurkat_subset)], out=str(tmp_path / "a"),
+                           arch="seedcnn", epochs=1, batch_size=8,
+                           init=str(tiny_celltype_model)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        train(TrainRequest(task="celltype", data=[str(jurkat_subset)], out=str(tmp_path / "b"),
+                           arch="seedcnn", channels=[0, 2], epochs=1, batch_size=8,
+                           init=str(tiny_celltype_model)))

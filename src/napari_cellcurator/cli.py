@@ -348,6 +348,9 @@ def _cmd_evaluate(a) -> int:
             if key in metrics:
                 print(f"{key:>18}: {metrics[key]}")
         for name, m in metrics.get("per_class", {}).items():
+            if not m["support"]:  # recall of a class with no cells here is undefined
+                print(f"{name:>18}: no cells of this class in the data")
+                continue
             print(f"{name:>18}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
                   f"n {m['support']}")
     return 0

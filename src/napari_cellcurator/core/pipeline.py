@@ -130,7 +130,23 @@ def _load_compatible(model: torch.nn.Module, init_dir: str) -> None:
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fitting:
         raise CellCuratorError(f"{init_dir}: no weights fit architecture of the new model")
+    # a new head for new classes is expected; anything else (a stem made for other
+    # channels) starting from random weights should not go unnoticed
+    misfit = [k for k, v in state.items() if k in own and own[k].shape != v.shape
+              and not _is_head(k, model)]
+    if misfit:
+        k = misfit[0]
+        warnings.warn(f"{init_dir}: {len(misfit)} weight tensor(s) do not fit the new model "
+                      f"and start from random values, e.g. {k} {tuple(state[k].shape)} vs "
+                      f"{tuple(own[k].shape)} (other channels than the init model's?)",
+                      InputWarning, stacklevel=3)
     model.load_state_dict(fitting, strict=False)
+
+
+def _is_head(name: str, model: torch.nn.Module) -> bool:
+    """Whether weight ``name`` belongs to the last layer (the one sized by the classes)."""
+    last = [n for n, _ in model.named_parameters()][-2:]
+    return name in last
 
 
 def train_iter(req: TrainRequest, items: ItemSet | None = None,
