@@ -109,3 +109,16 @@ def test_the_napari_reader_names_the_file_it_cannot_decode(tmp_path):
                    '"image_shape": [4, 4], "trace": [1, 2], "label": 1}]')
     with pytest.raises(InputError, match="bad_allen.json"):
         read_layers(bad)
+
+
+def test_other_plugins_keep_their_hdf5_and_bin_files(tmp_path):
+    """An HDF5 without any stack (an ilastik project, a table) or a stray .bin is not ours."""
+    h5py = pytest.importorskip("h5py")
+    from napari_cellcurator._reader import get_reader, is_plain_movie
+
+    with h5py.File(tmp_path / "project.h5", "w") as fh:
+        fh["table"] = np.zeros((100, 4))
+    (tmp_path / "firmware.bin").write_bytes(bytes(64))
+    for name in ("project.h5", "firmware.bin"):
+        assert not is_plain_movie(tmp_path / name)
+        assert get_reader(str(tmp_path / name)) is None

@@ -110,3 +110,15 @@ def test_sixteen_bit_mkv_reads_exact(tmp_path):
     movie = open_movie(path)
     assert movie.shape == frames.shape and movie.raw.dtype == np.uint16
     np.testing.assert_array_equal(movie.read(0, 12, 0, 40, 0, 48), frames)
+
+
+def test_miniscope_v3_folder_reads_the_scope_not_the_behaviour_camera(miniscope8, tmp_path):
+    """V3 software writes msCam1.avi, msCam2.avi... and behavCam1.avi... into one folder:
+    the behaviour camera (same size here) must not be spliced into the calcium movie."""
+    for k in (1, 2):
+        write_video(tmp_path / f"msCam{k}.avi", miniscope8[(k - 1) * 20:k * 20])
+        write_video(tmp_path / f"behavCam{k}.avi", 255 - miniscope8[:20])
+    movie = open_movie(tmp_path)
+    t, y, x = movie.shape
+    assert t == 40
+    np.testing.assert_array_equal(movie.read(0, t, 0, y, 0, x), miniscope8[:40])

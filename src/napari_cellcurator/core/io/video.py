@@ -93,12 +93,16 @@ class VideoMovie(FrameArray):
 
     @classmethod
     def open(cls, path: Path) -> VideoMovie:
-        """One video file, or every video file of a folder in natural name order."""
+        """One video file, or the video files of a folder in natural name order: a UCLA
+        Miniscope V3 folder keeps its behaviour camera (``behavCam*.avi``) beside the calcium
+        movie (``msCam*.avi``): only the ``msCam`` files are the recording then."""
         from napari_cellcurator.core.io.names import natural_key
 
         if path.is_dir():
             files = sorted((f for f in path.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES),
                            key=lambda f: natural_key(f.name))
+            scope = [f for f in files if f.name.lower().startswith("mscam")]
+            files = scope or files
         else:
             files = [path]
         return cls(files)
