@@ -12,78 +12,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_cellcurator._cli_args import (
+    MODEL_HELP,
+    ReadProgress,
+    channels_arg,
+    model_dir_arg,
+    positive,
+    scheduler_arg,
+)
+
 TASKS = ("mixture", "celltype", "cellness")
-
-
-def _channels(text: str) -> list[int]:
-    try:
-        channels = [int(c) for c in text.split(",") if c.strip() != ""]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--channels expects indices like 0,2; got {text!r}") from None
-    if not channels:
-        raise argparse.ArgumentTypeError(f"--channels names no channel ({text!r}); leave it "
-                                         "out to use them all")
-    return channels
-
-
-def _positive_int(text: str) -> int:
-    """``--epochs``, ``--batch-size``, ``--k``: a whole number ≥ 1 (0 used to mean "default")."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a whole number; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """``--lr``: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a number; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0; got {value}")
-    return value
-
-
-def _scheduler(text: str) -> str:
-    """``--scheduler``: threads, processes, sync, local:N or a dask.distributed address."""
-    if text in ("threads", "processes", "sync", "synchronous"):
-        return text
-    if text.startswith("local:"):
-        n = text.split(":", 1)[1]
-        if not (n.isdigit() and int(n) >= 1):
-            raise argparse.ArgumentTypeError(f"{text}: local:N needs a number of workers N ≥ 1")
-        return text
-    if "://" in text or ":" in text:  # tcp://host:8786, host:8786
-        return text
-    raise argparse.ArgumentTypeError(
-        f"{text!r}: one of threads, processes, local:N or a scheduler address like "
-        "tcp://host:8786")
-
-
-SHIPPED = "shipped:"
-MODEL_HELP = ("a model folder, or shipped:cellness for the model shipped with the package "
-              "(default: the data's project's current model, else the task's shipped model)")
-
-
-def _model_dir(text: str) -> str:
-    """``--model``: a folder, or ``shipped:<task>`` (a task's model shipped with the package)."""
-    if not text.startswith(SHIPPED):
-        return text
-    from napari_cellcurator.core.tasks import TASK_MODULES, get_task
-
-    name = text[len(SHIPPED):]
-    if name not in TASK_MODULES:
-        raise argparse.ArgumentTypeError(f"{text}: unknown task (one of {list(TASK_MODULES)})")
-    folder = get_task(name).shipped_model()
-    if folder is None:
-        raise argparse.ArgumentTypeError(f"{text}: no model is shipped for the {name} task; "
-                                         "train one (cellcurator train)")
-    return folder
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -120,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data path (format detected from the path); repeatable")
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.add_argument("--arch", help="architecture name (default: the task's best)")
-    p.add_argument("--channels", type=_channels, help="channel indices to use, e.g. 0,2")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--channels", type=channels_arg, help="channel indices to use, e.g. 0,2")
+    p.add_argument("--epochs", type=positive(int))
+    p.add_argument("--batch-size", type=positive(int))
+    p.add_argument("--lr", type=positive(float))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", metavar="MODEL_DIR",
                    help="start from this model's weights ('none' disables a task's default init)")
@@ -131,17 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict every item of a data path",
                        description="Write one row per item: prediction, probability, uncertainty.")
-    p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
+    p.add_argument("--model", metavar="MODEL_DIR", type=model_dir_arg,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     _add_model_task(p)
     p.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
-    p.add_argument("--scheduler", default="threads", type=_scheduler,
+    p.add_argument("--scheduler", default="threads", type=scheduler_arg,
                    help="threads (default), processes, local:N or a dask.distributed address")
     _add_device(p)
 
     p = sub.add_parser("evaluate", help="metrics of a model on labelled data")
-    p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
+    p.add_argument("--model", metavar="MODEL_DIR", type=model_dir_arg,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     _add_model_task(p)
@@ -151,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
 
     p = sub.add_parser("explain", help="occlusion / Grad-CAM / activations of one item")
-    p.add_argument("--model", metavar="MODEL_DIR", type=_model_dir,
+    p.add_argument("--model", metavar="MODEL_DIR", type=model_dir_arg,
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     _add_model_task(p)
@@ -166,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="CNN vs kNN/SVM baselines and the data-volume curve")
     p.add_argument("--task", choices=TASKS, help="default: detected from the data")
     p.add_argument("--data", required=True, action="append", metavar="PATH")
-    p.add_argument("--channels", type=_channels)
-    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--channels", type=channels_arg)
+    p.add_argument("--epochs", type=positive(int))
     p.add_argument("--out", metavar="DIR", help="folder for the plot and JSON")
     p.add_argument("--json", action="store_true")
 
@@ -177,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="PATH")
     p.add_argument("--out", required=True, metavar="FILE.csv")
     p.add_argument("--task", choices=TASKS, help="default: detected from the data")
-    p.add_argument("--k", type=_positive_int,
+    p.add_argument("--k", type=positive(int),
                    help="number of clusters (default: chosen by silhouette)")
-    p.add_argument("--channels", type=_channels)
+    p.add_argument("--channels", type=channels_arg)
     p.add_argument("--model", metavar="MODEL_DIR", help="reuse a trained autoencoder")
     p.add_argument("--method", default="kmeans", choices=["kmeans", "hdbscan"])
     p.add_argument("--seed", type=int, default=0)
@@ -190,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASKS, help="default: detected from the data")
     p.add_argument("--data", required=True, action="append", metavar="PATH")
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
-    p.add_argument("--channels", type=_channels)
-    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--channels", type=channels_arg)
+    p.add_argument("--epochs", type=positive(int))
 
     p = sub.add_parser("labels", help="the label journal of a data set: export, set, undo, "
                        "history")
@@ -233,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train, predict and explain on the bundled sample data")
     p.add_argument("--out", default="demo_out", metavar="DIR")
     p.add_argument("--no-viewer", action="store_true", help="skip the napari screenshots")
-    p.add_argument("--epochs", type=_positive_int, help="override the demo's short training")
+    p.add_argument("--epochs", type=positive(int), help="override the demo's short training")
     return parser
 
 
@@ -306,20 +244,6 @@ def _default_model(data: str, task: str | None = None) -> str:
                          "--model MODEL_DIR, or train one with `cellcurator train`")
     print(f"model: the one shipped for {task} ({shipped})", file=sys.stderr)
     return shipped
-
-
-class ReadProgress:
-    """Progress of a long read (PCA/ICA candidates of a recording) on stderr: a line when a
-    stage starts and every 10 % of the whole."""
-
-    def __init__(self) -> None:
-        self.stage, self.tenth = None, -1
-
-    def __call__(self, fraction: float, stage: str) -> None:
-        tenth = int(fraction * 10)
-        if stage != self.stage or tenth > self.tenth:
-            print(f"reading: {stage} ({fraction:.0%})", file=sys.stderr, flush=True)
-            self.stage, self.tenth = stage, tenth
 
 
 def _cmd_predict(a) -> int:
