@@ -248,6 +248,13 @@ def test_point_item_ids_survive_deleting_a_point(chula):
     assert after[0] == ids[1]
 
 
+def _expert_points(chula_subset) -> dict[str, list[tuple[int, int, int]]]:
+    """``{frame stem: [(x, y, class)...]}`` of the Chula subset's point files."""
+    return {txt.stem: [tuple(int(v) for v in line.split())
+                       for line in txt.read_text().split("\n") if line.strip()]
+            for txt in sorted((chula_subset / "labels").glob("*.txt"))}
+
+
 def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
     """The Chula frames annotated as Pascal VOC boxes (JPEGImages/ + Annotations/*.xml, as
     LabelImg/CVAT/Roboflow export; 1-based pixels, class names): the points' cells."""
@@ -257,17 +264,14 @@ def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path
     voc = tmp_path / "voc"
     shutil.copytree(chula_subset / "images", voc / "JPEGImages")
     (voc / "Annotations").mkdir()
-    for txt in sorted((chula_subset / "labels").glob("*.txt")):
+    for stem, points in _expert_points(chula_subset).items():
         objects = []
-        for line in txt.read_text().split("\n"):
-            if not line.strip():
-                continue
-            x, y, cls = (int(v) for v in line.split())
+        for x, y, cls in points:
             objects.append(f"<object><name>{CHULA_NAMES[cls]}</name><bndbox>"
                            f"<xmin>{x - 17}</xmin><ymin>{y - 19}</ymin><xmax>{x + 19}</xmax>"
                            f"<ymax>{y + 21}</ymax></bndbox></object>")  # centre (x+1, y+1)
-        (voc / "Annotations" / f"{txt.stem}.xml").write_text(
-            f"<annotation><filename>{txt.stem}.jpg</filename>{''.join(objects)}</annotation>")
+        (voc / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename>{''.join(objects)}</annotation>")
     ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
     theirs = get_task("celltype").read(voc, ReadOptions(extra={"qc": False}))
     assert detect_task(voc) == "celltype"
@@ -350,14 +354,11 @@ def test_yolo_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
     yolo = tmp_path / "yolo"
     shutil.copytree(chula_subset / "images", yolo / "images")
     (yolo / "labels").mkdir()
-    for txt in sorted((chula_subset / "labels").glob("*.txt")):
-        lines = []
-        for line in txt.read_text().split("\n"):
-            if line.strip():
-                x, y, cls = (int(v) for v in line.split())
-                # the pixel centre x sits at fraction (x + 0.5) / width
-                lines.append(f"{cls} {(x + 0.5) / 640:.6f} {(y + 0.5) / 480:.6f} 0.06 0.08")
-        (yolo / "labels" / txt.name).write_text("\n".join(lines) + "\n")
+    for stem, points in _expert_points(chula_subset).items():
+        # the pixel centre x sits at fraction (x + 0.5) / width
+        lines = [f"{cls} {(x + 0.5) / 640:.6f} {(y + 0.5) / 480:.6f} 0.06 0.08"
+                 for x, y, cls in points]
+        (yolo / "labels" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
     names = "\n".join(f"  - {n}" for n in CHULA_NAMES)
     (yolo / "data.yaml").write_text(f"train: images\nnc: {len(CHULA_NAMES)}\nnames:\n{names}\n")
     ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
