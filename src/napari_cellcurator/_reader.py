@@ -124,25 +124,11 @@ def is_plain_movie(path: str | Path) -> bool:
         if suffix == ".bin":  # Suite2p's data.bin (its ops.npy gives the frame size)
             return path.name.lower() == "data.bin" or (path.parent / "ops.npy").is_file()
         if suffix in (".h5", ".hdf5"):  # leave other HDF5 files (ilastik...) to other plugins
-            return _holds_stack(path)
+            from napari_cellcurator.core.io.pipeline_movies import holds_hdf5_movie
+
+            return _holds(path, holds_hdf5_movie)
         return suffix in (*PIPELINE_SUFFIXES, *VIDEO_SUFFIXES)
     return is_video_folder(path)
-
-
-def _holds_stack(path: Path) -> bool:
-    """Whether an HDF5 file holds a dataset of ≥ 3 dimensions (a movie to open)."""
-    try:
-        import h5py
-    except ImportError:
-        return True  # opening it will say that h5py is needed
-    found = []
-    try:
-        with h5py.File(path, "r") as fh:
-            fh.visititems(lambda _n, obj: found.append(True) or True
-                          if isinstance(obj, h5py.Dataset) and obj.ndim >= 3 else None)
-    except OSError:
-        return True  # unreadable: the movie reader says what is wrong
-    return bool(found)
 
 
 def read_movie_layer(path: str | Path) -> list[tuple]:

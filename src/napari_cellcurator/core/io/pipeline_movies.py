@@ -41,12 +41,8 @@ def open_pipeline_movie(path: Path, expected: str):
     return open_suite2p_binary(path, expected)
 
 
-def open_hdf5_movie(path: Path, expected: str):
-    """The movie dataset of an HDF5 file, as an h5py dataset (the file stays open with it)."""
-    from napari_cellcurator.core.io.hdf5 import import_h5py, open_hdf5
-
-    h5py = import_h5py()
-    fh = open_hdf5(path, "HDF5")
+def _stacks(fh, h5py) -> list:
+    """The numeric datasets of ≥ 3 dimensions in an open HDF5 file (movie candidates)."""
     found: list = []
 
     def collect(name, obj):
@@ -54,6 +50,26 @@ def open_hdf5_movie(path: Path, expected: str):
             found.append(obj)
 
     fh.visititems(collect)
+    return found
+
+
+def holds_hdf5_movie(path: Path) -> bool:
+    """Whether an HDF5 file holds a movie (a numeric dataset of ≥ 3 dimensions); an
+    unreadable one raises :class:`InputError`."""
+    from napari_cellcurator.core.io.hdf5 import import_h5py, open_hdf5
+
+    h5py = import_h5py()
+    with open_hdf5(path, "HDF5") as fh:
+        return bool(_stacks(fh, h5py))
+
+
+def open_hdf5_movie(path: Path, expected: str):
+    """The movie dataset of an HDF5 file, as an h5py dataset (the file stays open with it)."""
+    from napari_cellcurator.core.io.hdf5 import import_h5py, open_hdf5
+
+    h5py = import_h5py()
+    fh = open_hdf5(path, "HDF5")
+    found = _stacks(fh, h5py)
     if not found:
         fh.close()
         raise InputError(path, "holds no numeric dataset of 3 or more dimensions", expected)
