@@ -169,9 +169,11 @@ class LoadWidget(Container):
             kind = cells._type_string
             classes = (cells.features["class"].tolist()
                        if kind != "labels" and "class" in cells.features else None)
-            # numpy (copies of what the user may edit meanwhile), never layers, to the worker
-            cells_data = ([np.array(v) for v in cells.data] if kind == "shapes"
-                          else np.array(cells.data))
+            # arrays, never layers, to the worker: copies of points / shapes (cheap; the user
+            # may edit them meanwhile), a label image as it is (large; possibly lazy, read
+            # in the worker)
+            cells_data = ([np.array(v) for v in cells.data] if kind == "shapes" else
+                          np.array(cells.data) if kind == "points" else cells.data)
             return self._start(
                 "cutting crops…", layer_items.celltype_from_layer_data,
                 (image.data, image.rgb, kind, cells_data, list(getattr(cells, "shape_type", [])),
