@@ -133,3 +133,26 @@ def test_training_is_reproducible_and_predicts_movies(tmp_path):
     assert len(p) == 2 * 3 * 3  # t0 ∈ {0, 5}, 3×3 tiles of 64 px on 192 px
     m = proportion_map(p, (10, 192, 192), 64, 64)
     assert m.shape == (2, 3, 3) and np.isfinite(m).all()
+
+
+@pytest.mark.parametrize("bias", [3.0, 8.0, -8.0])
+def test_a_confident_map_head_stays_finite_under_bf16(bias):
+    """bf16 autocast (the CPU training default where the CPU has it) rounded the clamp's
+    1 - 1e-6 to 1: a saturated map gave an infinite logit and a NaN loss mid-training."""
+    import torch.nn.functional as F
+
+    from napari_cellcurator.core.device import autocast
+
+    torch.manual_seed(0)
+    model = build_model("dcnn", in_frames=5, input_size=32, head="map").eval()
+    with torch.no_grad():
+        model.head[1].bias.fill_(bias)
+    x = torch.randn(4, 5, 32, 32)
+    with torch.no_grad():
+        full = model(x)
+        with autocast("cpu", True):
+            low = model(x)
+    assert torch.isfinite(low).all() and low.dtype == torch.float32
+    torch.testing.assert_close(low, full, atol=0.15, rtol=0.02)
+    loss = F.binary_cross_entropy_with_logits(low, torch.ones(4))
+    assert torch.isfinite(loss)

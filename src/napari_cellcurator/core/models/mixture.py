@@ -95,9 +95,18 @@ class DifferentialCNN(nn.Module):
         feats = [fc(s(x)) for s, fc, x in zip(self.streams, self.fcs, inputs, strict=True)]
         out = self.head(torch.cat(feats, dim=1))
         if self.head_kind == "map":
-            p = torch.sigmoid(out).mean(dim=(1, 2, 3)).clamp(1e-6, 1 - 1e-6)
-            return torch.log(p) - torch.log1p(-p)
+            return map_logit(out)
         return out.reshape(-1)
+
+
+def map_logit(logit_map: torch.Tensor) -> torch.Tensor:
+    """Logit of the mean sigmoid of a (B, 1, H, W) logit map: log(mean σ) − log(mean (1 − σ)),
+    as log-sum-exps of log-sigmoids — exact and finite for any map, in float32 even under
+    autocast (bf16 rounded 1 − 1e-6 to 1: an infinite logit, then a NaN loss)."""
+    with torch.autocast(logit_map.device.type, enabled=False):
+        o = logit_map.float().flatten(1)
+        return (torch.logsumexp(nn.functional.logsigmoid(o), dim=1)
+                - torch.logsumexp(nn.functional.logsigmoid(-o), dim=1))
 
 
 class C3D(nn.Module):
