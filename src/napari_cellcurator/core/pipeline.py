@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from napari_cellcurator.core.data.splits import data_hash, hash_split
+from napari_cellcurator.core.data.splits import data_hash, training_split
 from napari_cellcurator.core.device import (
     amp_dtype,
     default_training_amp,
@@ -97,7 +97,7 @@ def prepare_training(req: TrainRequest, items: ItemSet | None = None):
         classes = list(init_cfg.classes) + [c for c in classes if c not in init_cfg.classes]
     if task.kind == "classification":
         _check_classes(labelled, classes, req.data, fine_tuning=init_cfg is not None)
-    train_idx, val_idx = hash_split(labelled.table, task.hyper.val_fraction)
+    train_idx, val_idx = training_split(labelled.table, task.hyper.val_fraction)
     train, val = labelled.subset(train_idx), labelled.subset(val_idx)
     prep = task.fit_preprocessing(train, options)
     spec = task.model_spec(prep, classes)

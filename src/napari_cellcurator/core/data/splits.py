@@ -40,6 +40,18 @@ def hash_split(
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
+def training_split(table: pd.DataFrame, val_fraction: float = 0.2
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hash_split`, leaving out items a reader marked ``crosses_split`` (they share
+    pixels with items of the other side: mixture validation tiles next to a training
+    region)."""
+    train, val = hash_split(table, val_fraction)
+    if "crosses_split" not in table.columns:
+        return train, val
+    crossing = table["crosses_split"].fillna(False).to_numpy(dtype=bool)
+    return train[~crossing[train]], val[~crossing[val]]
+
+
 def _fallback_split(keys: np.ndarray, ids: np.ndarray, val_fraction: float) -> np.ndarray:
     """Validation mask when the hash put every group on one side: whole groups, lowest hash
     first, until ``val_fraction`` of the rows (one group always trains); a single group is

@@ -123,34 +123,38 @@ def movie_items(movie: Movie, opts: SnippetOptions) -> ItemSet:
     return ItemSet(table, {"frames": arr}, meta)
 
 
-def one_side_of_the_split(pos: np.ndarray, fp: int, shape: tuple[int, ...], n_regions: int,
-                          val_fraction: float = VAL_FRACTION) -> np.ndarray:
-    """Mask of tiles (``pos`` rows t0, y0, x0; ``fp`` px) that lie wholly on their region's
-    side of the train/validation split.
+def near_training_side(pos: np.ndarray, fp: int, shape: tuple[int, ...], n_regions: int,
+                       val_fraction: float = VAL_FRACTION) -> np.ndarray:
+    """Mask of validation-side tiles (``pos`` rows t0, y0, x0; ``fp`` px) that share pixels
+    with tiles of the training side.
 
-    A tile's group is the region of its centre, and the split hashes region names: a tile
-    near a border between a training and a validation region would share pixels with tiles
-    on the other side (41 % of validation tiles did), so validation would score regions
-    partly seen in training. Tiles crossing only borders between regions of one side stay.
+    A tile's group is the region of its centre and the split hashes region names, so a
+    training tile near a border reaches up to ``fp / 2`` into a validation region: 41 % of
+    validation tiles shared pixels with training tiles. A validation tile is kept only when
+    its footprint grown by ``fp / 2`` stays in validation regions; training keeps every tile
+    (small movies cannot spare them). The masked tiles are marked ``crosses_split`` and
+    left out of training and validation (:func:`~napari_cellcurator.core.data.splits.
+    training_split`); evaluation and prediction read them all.
     """
     n = n_regions
     val = np.array([stable_fraction(f"region{r}") < val_fraction for r in range(n * n)])
     h, w = shape[-2:]
+    reach = fp // 2 + fp % 2
 
-    def cells(start, extent):  # first and last region row/column a footprint touches
-        lo = np.clip((start / extent * n).astype(int), 0, n - 1)
-        hi = np.clip(((start + fp - 1) / extent * n).astype(int), 0, n - 1)
+    def cells(start, extent):  # region rows / columns the grown footprint touches
+        lo = np.clip(((start - reach) / extent * n).astype(int), 0, n - 1)
+        hi = np.clip(((start + fp - 1 + reach) / extent * n).astype(int), 0, n - 1)
         return lo, hi
 
     y_lo, y_hi = cells(pos[:, 1], h)
     x_lo, x_hi = cells(pos[:, 2], w)
     own = val[region_id(pos[:, 1] + fp / 2, pos[:, 2] + fp / 2, shape, n)]
-    keep = np.ones(len(pos), dtype=bool)
-    for k in range(len(pos)):
+    near = np.zeros(len(pos), dtype=bool)
+    for k in np.flatnonzero(own):
         touched = val[[ry * n + rx for ry in range(y_lo[k], y_hi[k] + 1)
                        for rx in range(x_lo[k], x_hi[k] + 1)]]
-        keep[k] = bool((touched == own[k]).all())
-    return keep
+        near[k] = not touched.all()
+    return near
 
 
 def forced_group(split: str, key: str, val_fraction: float = VAL_FRACTION) -> str:
@@ -203,9 +207,6 @@ def read_manifest_items(csv: Path, opts: SnippetOptions) -> ItemSet:
         stride = (row.stride or opts.stride or max(1, opts.tile // 2)) * opts.scale
         pos = grid_positions(trange, (box[0], box[2]), (box[1], box[3]), opts.length,
                              _footprint(opts), stride, row.t_stride or opts.t_stride or 1)
-        if not row.split:  # the hash split by region: no tile may reach the other side
-            pos = pos[one_side_of_the_split(pos, _footprint(opts), movie.shape,
-                                            opts.n_regions)]
         cap = row.max_snippets or (opts.max_snippets if row.proportion is not None else None)
         if cap and len(pos) > cap:
             rng = np.random.default_rng([opts.seed, row.number])
@@ -215,8 +216,12 @@ def read_manifest_items(csv: Path, opts: SnippetOptions) -> ItemSet:
             fp = _footprint(opts)
             reg = region_id(pos[:, 1] + fp / 2, pos[:, 2] + fp / 2, movie.shape, opts.n_regions)
             group = [forced_group(row.split, f"region{r}") for r in reg]
-        parts.append(_table(movie, pos, opts, f"{stem}:r{row.number}:", readable(row.path),
-                            row.number, row.proportion, group))
+        part = _table(movie, pos, opts, f"{stem}:r{row.number}:", readable(row.path),
+                      row.number, row.proportion, group)
+        # the hash split by region: validation tiles next to the training side stay out
+        part["crosses_split"] = False if row.split else near_training_side(
+            pos, _footprint(opts), movie.shape, opts.n_regions)
+        parts.append(part)
         b = np.full((len(pos), kmax * kmax, 4), -1, dtype=np.int64)
         b[:, 0, 0], b[:, 0, 1:] = m, pos
         blocks.append(b)
