@@ -174,3 +174,20 @@ def test_mixture_curation_of_a_movie_without_file_labels(tmp_path):
     table = curated_table(items, predictions, labels, proportions=True)
     np.testing.assert_allclose(table["curated"].astype(float), [0.25, 0.8, 0.6])
     assert table["curated_from"].tolist() == ["label", "model", "model"]
+
+
+def test_c_and_x_keys():
+    """cell / not cell only for classes so named (Chula's "0" / "1" are cell types), accept
+    or runner-up otherwise, the predicted proportion for mixture."""
+    from napari_cellcurator.core.triage import key_label
+
+    assert key_label("c", ["not_cell", "cell"], None) == "cell"
+    assert key_label("x", ["not_cell", "cell"], None) == "not_cell"
+    chula = ["0", "1", "6"]
+    scores = np.array([0.7, 0.2, 0.1])
+    assert key_label("c", chula, scores) == "0" and key_label("x", chula, scores) == "1"
+    assert key_label("c", ["T98G", "C2C12"], np.array([0.734]), proportions=True) == "0.73"
+    with pytest.raises(ValueError, match="no runner-up"):
+        key_label("x", ["T98G", "C2C12"], np.array([0.7]), proportions=True)
+    with pytest.raises(ValueError, match="predict first"):
+        key_label("c", chula, None)

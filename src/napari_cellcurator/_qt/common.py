@@ -81,11 +81,18 @@ class Session:
         return ItemSet(table, self.items.arrays, dict(self.items.meta))
 
     def set_label(self, row: int, label: str | None) -> None:
-        """Write a human label for item ``row`` to the journal now, then refresh the layer."""
+        """Write a human label for item ``row`` to the journal now, then refresh the layer.
+
+        The task checks the label first (mixture: a proportion, or one of the two types'
+        names for a pure snippet, 0 / 1); a refused one raises and nothing is written."""
+        from napari_cellcurator.core.tasks import get_task
+
         item_id = str(self.items.table["item_id"].iloc[row])
         if self.journal is None:
             raise RuntimeError("no project for these data: labels cannot be saved "
                                "(load them with the Load widget)")
+        if label is not None:
+            label = get_task(self.task_name).check_label(str(label), self.classes, True)
         self.journal.set_label(item_id, label, source="human", model_version=self.version)
         self.refresh_rows([row])
 
@@ -113,6 +120,10 @@ class Session:
         if self.layer is None:
             return
         feats = self.features()
+        old = self.layer.features
+        if len(old) == len(feats):  # the user's own columns (class, area...) stay
+            for column in old.columns.difference(feats.columns):
+                feats[column] = old[column].to_numpy()
         if self.layer._type_string == "points":
             self._show_points(feats, point_style(feats, self.classes))
             return

@@ -25,7 +25,6 @@ from napari_cellcurator._qt.layer_keys import LayerKeys
 ORDERS = (("most uncertain, rare classes first", "balanced"), ("most uncertain", "uncertain"),
           ("highest entropy", "entropy"), ("random", "random"), ("by class", "class"))
 COLUMNS = ("item_id", "label", "prediction", "probability", "label_source")
-POSITIVE, NEGATIVE = ("cell", "is_cell", "1"), ("not_cell", "notcell", "0")
 
 
 class CurateWidget(Container):
@@ -175,11 +174,14 @@ class CurateWidget(Container):
         if where is not False and len(where):
             self.position = int(where[0])
         s.current = row
-        centre = s.centre_of(row)
+        # data pixels of the item layer → world (a calibrated image: µm, not pixels)
+        centre = np.asarray(s.centre_of(row), dtype=float)
+        k = len(centre)
+        scale = np.asarray(s.layer.scale, dtype=float)[-k:]
         size = float(s.items.arrays.get("image", np.zeros((1, 1, 48, 48))).shape[-1])
         camera = camera_of(self._viewer)
-        camera.center = tuple(centre)
-        camera.zoom = max(0.5, 250.0 / (3 * size))
+        camera.center = tuple(centre * scale + np.asarray(s.layer.translate, dtype=float)[-k:])
+        camera.zoom = max(0.5, 250.0 / (3 * size)) / float(scale[-1])
         if s.layer._type_string == "points":
             s.layer.selected_data = {row}
         elif s.layer._type_string == "labels":
@@ -219,22 +221,21 @@ class CurateWidget(Container):
             self._apply_label(self._label_as.value)
 
     def label_key(self, key: str) -> None:
-        """``c``/``x``: cell/not cell, or accept the prediction / take the runner-up class."""
+        """``c``/``x``: cell/not cell, or accept the prediction / take the runner-up class
+        (mixture: accept the predicted proportion); see :func:`core.triage.key_label`."""
+        from napari_cellcurator.core.triage import key_label
+
         s = self.session
-        pos = next((c for c in s.classes if c.lower() in POSITIVE), None)
-        neg = next((c for c in s.classes if c.lower() in NEGATIVE), None)
-        if pos is not None and neg is not None:
-            self._apply_label(pos if key == "c" else neg)
-            return
         row = self._row_or_first()
         if row is None:
             return
-        if s.scores is None:
-            notify_error("predict first: c/x accept or reject the model's class")
+        scores = None if s.scores is None else np.asarray(s.scores[row]).reshape(-1)
+        try:
+            label = key_label(key, s.classes, scores, s.proportions)
+        except ValueError as exc:
+            notify_info(str(exc))
             return
-        ranked = np.argsort(-np.asarray(s.scores[row]).reshape(-1))
-        pick = ranked[0] if key == "c" or len(ranked) < 2 else ranked[1]
-        self._apply_label(s.classes[int(pick)])
+        self._apply_label(label)
 
     def _row_or_first(self) -> int | None:
         if self.current_row() is None:

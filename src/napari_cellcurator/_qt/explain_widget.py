@@ -53,16 +53,20 @@ def item_scale_translate(session, row: int, map_shape) -> tuple[tuple, tuple]:
     from napari_cellcurator.core.explain.align import map_scale_translate
     from napari_cellcurator.core.explain.output import item_placement
 
-    items = session.items
+    items, layer = session.items, session.layer
+    # the item layer's own calibration (µm per pixel, offset), as the image under it
+    placed = ({} if layer is None else {"layer_scale": tuple(layer.scale[-2:]),
+                                        "layer_translate": tuple(layer.translate[-2:])})
     if items.meta.get("mosaic"):
         size = items.arrays["image"].shape[-1]
         y0, x0 = mosaic_positions(len(items), size)[0][row]
-        return map_scale_translate(y0, x0, (size, size), map_shape)
+        return map_scale_translate(y0, x0, (size, size), map_shape, **placed)
     prep = session.config.preprocessing if session.config is not None else {}
     place = item_placement(items.table.iloc[row], map_shape, prep)
     if "scale" not in place:
         return (1.0, 1.0), (0.0, 0.0)
-    return tuple(place["scale"]), tuple(place["translate"])
+    return map_scale_translate(place["y0"], place["x0"], place["crop_shape"], map_shape,
+                               **placed)
 
 
 class ExplainWidget(Container):
@@ -81,7 +85,8 @@ class ExplainWidget(Container):
         self._status = Label(value="")
         super().__init__(widgets=[self._method, self._target, self._patch, self._stride,
                                   self._run, self._cancel, self._progress, self._status])
-        self._run.changed.connect(self.explain)
+        # a button's changed(False) must not reach explain() as row 0
+        self._run.changed.connect(lambda: self.explain())
         self._cancel.changed.connect(lambda: self.worker is not None and self.worker.quit())
         hub_for(viewer).changed.connect(self._on_hub)
         self._on_hub("session")
@@ -172,6 +177,7 @@ class ExplainWidget(Container):
         if result is not None:
             session.explanation = {"row": row, **result}
             hub_for(self._viewer).changed.emit("explanation")
-            what = result.get("target_name") or result.get("target")
+            what = (result.get("target_name") or result.get("target")
+                    or ("the proportion" if session.task_name == "mixture" else "the prediction"))
             self._status.value = (f"{result['method']} for {what}: "
                                   f"score {result.get('score', float('nan')):.3f}")

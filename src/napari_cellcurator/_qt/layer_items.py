@@ -115,7 +115,7 @@ def celltype_from_layer_data(image, rgb: bool, kind: str, cells, shape_types: li
         return celltype_from_shapes(image, rgb, cells, shape_types, name, classes, crop)
     from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
 
-    return items_from_labels_layer(image, np.asarray(cells)), None
+    return items_from_labels_layer(image, np.asarray(cells), crop_size=crop), None
 
 
 def mixture_from_movie(movie, rgb: bool, source: str, name: str, progress=None

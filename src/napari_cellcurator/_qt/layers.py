@@ -22,8 +22,10 @@ PALETTE = np.array([
 CHANNEL_COLORMAPS = ("gray", "green", "magenta", "cyan", "yellow", "red", "blue")
 MOSAIC_GAP = 2
 HUMAN_SYMBOL, MODEL_SYMBOL = "square", "disc"
+#: the columns this plugin writes into ``layer.features``; ``shown_class`` (label, else
+#: prediction) colours the items — never ``class``, the user's own expert labels column
 FEATURE_COLUMNS = ("item_id", "label", "label_source", "prediction", "probability",
-                   "uncertainty", "class")
+                   "uncertainty", "shown_class")
 
 
 def class_color(classes: list[str], name: str | None, alpha: float = 1.0) -> np.ndarray:
@@ -109,7 +111,7 @@ def item_features(table: pd.DataFrame, predictions: pd.DataFrame | None = None,
         feats["prediction"] = predictions["prediction"].astype(str).to_numpy()
         feats["probability"] = predictions["probability"].to_numpy(dtype=float)
         feats["uncertainty"] = predictions["uncertainty"].to_numpy(dtype=float)
-    feats["class"] = np.where(feats["label"] != "", feats["label"], feats["prediction"])
+    feats["shown_class"] = np.where(feats["label"] != "", feats["label"], feats["prediction"])
     return feats
 
 
@@ -118,7 +120,7 @@ def point_style(features: pd.DataFrame, classes: list[str]) -> dict:
     prob = features["probability"].to_numpy(dtype=float)
     human = features["label_source"].to_numpy() == "human"
     alpha = np.where(np.isnan(prob) | human, 1.0, 0.35 + 0.65 * np.nan_to_num(prob))
-    border = class_colors(classes, features["class"], alpha)
+    border = class_colors(classes, features["shown_class"], alpha)
     return {
         "border_color": border,
         "face_color": np.zeros((len(features), 4)),

@@ -29,6 +29,7 @@ from napari_cellcurator._qt.common import (
     notify_info,
     open_project,
     real_viewer,
+    warm_torch,
 )
 from napari_cellcurator._qt.layer_items import layer_file, layer_source, placed_as
 
@@ -78,9 +79,11 @@ class LoadWidget(Container):
                                   self._button, self._image_layer, self._items_layer, self._crop,
                                   self._from_layers, self._progress, self._cancel,
                                   self._status])
-        self._button.changed.connect(self.load)
+        self._button.changed.connect(lambda: self.load())
         self._cancel.changed.connect(self.cancel)
         self._cancel_event = threading.Event()
+        # torch's import (~3 s) at opening, as Predict/Train do, not in the middle of a load
+        warm_torch()
         self._from_layers.changed.connect(lambda: self.load_layers())
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(lambda _e: (self._image_layer.reset_choices(),

@@ -93,6 +93,11 @@ def add_proportion_map(viewer, session) -> None:
     scale = (t_step, stride, stride)
     translate = (float(starts[0]) + (length - 1) / 2 if len(starts) > 1 else 0.0,
                  tile / 2 - 0.5, tile / 2 - 0.5)
+    # movie pixels → world: the tiles' layer carries the movie's calibration (frames in
+    # minutes, pixels in µm)
+    own_scale, own_translate = _calibration(session.layer)
+    scale = tuple(np.asarray(scale) * own_scale)
+    translate = tuple(np.asarray(translate) * own_scale + own_translate)
     if movie.ndim == 2 or pmap.shape[0] == 1:
         pmap, scale, translate = pmap[0], scale[1:], translate[1:]
     name = "proportion map"
@@ -102,3 +107,13 @@ def add_proportion_map(viewer, session) -> None:
     viewer.add_image(pmap, name=name, scale=scale, translate=translate, colormap="PiYG",
                      contrast_limits=(0.0, 1.0), opacity=0.5,
                      metadata={"cellcurator_role": "proportion_map"})
+
+
+def _calibration(layer, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and translate of ``layer``'s last ``k`` axes (1 and 0 where it has fewer)."""
+    scale, translate = np.ones(k), np.zeros(k)
+    if layer is not None:
+        n = min(k, layer.ndim)
+        scale[-n:] = np.asarray(layer.scale, dtype=float)[-n:]
+        translate[-n:] = np.asarray(layer.translate, dtype=float)[-n:]
+    return scale, translate

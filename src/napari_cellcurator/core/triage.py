@@ -228,3 +228,32 @@ def _is_float(value) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+#: class names the ``c`` / ``x`` keys mean as "cell" / "not cell" (never "1" / "0": Chula's
+#: classes 0 and 1 are normal cells and macrocytes)
+CELL_NAMES, NOT_CELL_NAMES = ("cell", "is_cell"), ("not_cell", "notcell")
+
+
+def key_label(key: str, classes: list[str], scores: np.ndarray | None,
+              proportions: bool = False) -> str:
+    """The label the Curate widget's ``c`` / ``x`` key gives an item.
+
+    Classes named cell / not cell: those. Otherwise ``c`` accepts the model's class and
+    ``x`` takes the runner-up (``scores``: the item's class probabilities); for proportions
+    ``c`` accepts the predicted proportion. Raises :class:`ValueError` (a message for the
+    user) when the key means nothing here.
+    """
+    pos = next((c for c in classes if c.lower() in CELL_NAMES), None)
+    neg = next((c for c in classes if c.lower() in NOT_CELL_NAMES), None)
+    if pos is not None and neg is not None:
+        return pos if key == "c" else neg
+    if scores is None:
+        raise ValueError("predict first: c/x accept or reject the model's class")
+    if proportions:
+        if key == "c":
+            return f"{float(scores[0]):.2f}"
+        raise ValueError("x has no runner-up for a proportion: keys 1 / 2 label a pure "
+                         "snippet, 'label as' any proportion")
+    ranked = np.argsort(-np.asarray(scores, dtype=float))
+    return classes[int(ranked[0] if key == "c" or len(ranked) < 2 else ranked[1])]

@@ -9,13 +9,20 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from napari_cellcurator import __version__
 from napari_cellcurator.core.errors import CellCuratorError, ModelFileError
 from napari_cellcurator.core.store.atomic import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written: reading a config
+    import torch  # (the project, the model registry on the GUI thread) must not wait ~3 s
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
@@ -50,7 +57,7 @@ class ModelConfig:
     parent: str | None = None
     created: str = ""
     package_version: str = __version__
-    torch_version: str = torch.__version__
+    torch_version: str = field(default_factory=_torch_version)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -126,6 +133,8 @@ def load_state_dict(model_dir: str | Path) -> dict[str, torch.Tensor]:
     pts = sorted(model_dir.glob("*.pt")) + sorted(model_dir.glob("*.pth"))
     if not pts:
         raise ModelFileError(f"{model_dir}: no {WEIGHTS_NAME} or .pt state dict")
+    import torch
+
     try:
         state = torch.load(pts[0], map_location="cpu", weights_only=True)
     except Exception as exc:  # refuses pickles that would build arbitrary objects
