@@ -189,3 +189,33 @@ def test_a_replaced_session_is_freed(make_napari_viewer, qtbot, jurkat_copy, jur
     gc.collect()
     alive = [r() for r in layer_refs if r() is not None]
     assert not alive, [[type(x).__name__ for x in gc.get_referrers(a)] for a in alive]
+
+
+def test_class_ids_in_natural_order_and_exports_beside_the_project(make_napari_viewer,
+                                                                   tmp_path):
+    """Digit keys follow classes 0, 1, 2, ..., 10 (not '10' after '1'); data made in napari
+    export beside their project, not into napari's working directory; the export has one
+    column per name."""
+    import pandas as pd
+
+    from napari_cellcurator._qt.common import Session, hub_for
+    from napari_cellcurator._qt.export_widget import ExportWidget
+    from napari_cellcurator.core.io.items import ItemSet
+    from napari_cellcurator.core.store.project import Project
+
+    table = pd.DataFrame({"item_id": [f"c{k}" for k in range(4)], "source": "smear",
+                          "label": ["10", "2", "0", "1"], "y": 1.0, "x": 2.0})
+    items = ItemSet(table, {"image": np.zeros((4, 3, 8, 8), np.float32)})
+    session = Session("celltype", items, "smear", Project(tmp_path / "p"))
+    assert session.classes == ["0", "1", "2", "10"]
+    viewer = make_napari_viewer()
+    session.layer = viewer.add_points(np.ones((4, 2)))
+    export = ExportWidget(viewer)
+    hub_for(viewer).set_session(session)
+    assert export._path.value == tmp_path / "p" / "smear_curated.csv"
+    session.predictions = pd.DataFrame({"item_id": table["item_id"], "source": "smear",
+                                        "y": 1.0, "x": 2.0, "prediction": "0",
+                                        "probability": 0.9})
+    written = export.export()
+    columns = list(pd.read_csv(written).columns)
+    assert len(columns) == len(set(columns)) and "y_prediction" not in columns

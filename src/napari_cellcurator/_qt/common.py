@@ -38,8 +38,11 @@ class Session:
         self.items = items
         self.data_path = Path(data_path)
         self.project = project
+        from napari_cellcurator.core.io.names import natural_key
+
+        # natural order: class ids 0, 1, 2, ..., 10 (key 3 is class 2, not class 10)
         self.classes = list(classes or items.meta.get("classes") or sorted(
-            items.table["label"].dropna().astype(str).unique()))
+            items.table["label"].dropna().astype(str).unique(), key=natural_key))
         self.layer = None  # the item layer (Points or Labels)
         self.model = None
         self.config = None
@@ -229,6 +232,9 @@ class Hub:
 
     def set_session(self, session: Session) -> None:
         replaced, self.session = self.session, session
+        old = getattr(replaced, "layer", None)
+        if old is not None and old is not session.layer:  # no longer the items being curated
+            old.metadata.pop("cellcurator_role", None)
         self.changed.emit("session")
         if replaced is not None and not _FROZEN_FOR:
             import gc

@@ -51,7 +51,11 @@ class ExportWidget(Container):
         # a path the user chose stays; the one suggested for the previous data set follows
         # the new one (else B's export would overwrite A's)
         if s is not None and str(self._path.value) in ("", ".", self._suggested):
-            self._path.value = s.data_path.with_name(f"{s.data_path.stem}_curated.csv")
+            name = f"{s.data_path.stem}_curated.csv"
+            # data made in napari (no file): beside their project, not wherever napari started
+            folder = (s.data_path.parent if s.data_path.is_absolute() or s.project is None
+                      else s.project.folder)
+            self._path.value = folder / name
             self._suggested = str(self._path.value)
 
     def curated(self):

@@ -66,8 +66,9 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
     curated = out["label"].astype(object).where(decided, None)
     curated_from = pd.Series(np.where(decided, "label", None), dtype=object)
     if predictions is not None and len(predictions):
-        pred = predictions.drop(columns=[c for c in ("label", "label_source")
-                                         if c in predictions.columns])
+        # the prediction table repeats item columns (source, y, x...): keep the items' own
+        pred = predictions.drop(columns=[c for c in predictions.columns if c != "item_id" and
+                                         (c in ("label", "label_source") or c in out.columns)])
         pred = pred.drop_duplicates("item_id", keep="last")
         pred = pred.assign(item_id=pred["item_id"].astype(str))
         out = out.assign(item_id=out["item_id"].astype(str)).merge(

@@ -239,8 +239,8 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
         losses = []
         for step in range(steps):
             idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-            if len(idx) == 0:
-                break
+            if len(idx) == 0 or (len(idx) == 1 and step > 0):
+                break  # a last batch of one item: batch norm cannot train on it
             batch = task.make_batch(train, idx, prep, augment=True, rng=rng)
             batch = {k: v.to(device) for k, v in batch.items()}
             target = torch.as_tensor(np.array(y_train[idx]), device=device)
