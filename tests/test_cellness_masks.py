@@ -236,3 +236,21 @@ def test_sparse_and_negative_label_values():
     assert list(ids) == [5, 1_000_000_000]
     assert [len(f[0]) for f in fps] == [6, 4]
     assert (fps[1][0].min(), fps[1][1].min()) == (2, 2)
+
+
+def test_cells_only_mask_keeps_negative_background_as_background(tmp_path):
+    """Negative values are background when read; written back they stayed negative and
+    wrapped to 65,535 — an ROI id — in the uint16 file."""
+    import tifffile
+
+    from napari_cellcurator.core.io.writeback import write_cell_masks
+
+    labels = np.full((20, 20), -1, np.int32)
+    labels[2:6, 2:6], labels[10:15, 10:15] = 3, 7
+    mask = tmp_path / "rec_masks.tif"
+    tifffile.imwrite(mask, labels)
+    (tmp_path / "rec.tif").write_bytes(b"")
+    written = write_cell_masks(mask, tmp_path / "rec.tif", np.array([3, 7]),
+                               np.array([True, False]))
+    cells = tifffile.imread(written)
+    assert set(np.unique(cells)) == {0, 3} and cells.dtype == np.uint16

@@ -135,7 +135,7 @@ def write_cell_masks(mask_path: Path, movie_path: Path, mask_ids: np.ndarray,
 
     labels = read_label_image(Path(mask_path))
     drop = np.asarray(mask_ids, dtype=np.int64)[~np.asarray(is_cell, dtype=bool)]
-    labels[np.isin(labels, drop)] = 0
+    labels[np.isin(labels, drop) | (labels < 0)] = 0  # negative = background, as when read
     dtype = np.uint16 if labels.max() < 2 ** 16 else np.uint32
     return _write_cells_file(Path(movie_path), ".tif", lambda tmp: tifffile.imwrite(
         tmp, labels.astype(dtype), photometric="minisblack"))
