@@ -85,8 +85,15 @@ def test_missing_channel_is_named(tmp_path):
 
 
 def test_not_a_class_folder_layout(tmp_path):
-    (tmp_path / "x.tif").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("no images here")
     assert_input_error(read_or_error("celltype", [tmp_path]), tmp_path, "not a recognised")
+
+
+def test_a_broken_crop_in_a_folder_of_crops_is_named(tmp_path):
+    """A folder of crops without classes is read (unlabelled); a broken file says so."""
+    (tmp_path / "x.tif").write_bytes(b"")
+    assert_input_error(read_or_error("celltype", [tmp_path]), tmp_path / "x.tif",
+                       "cannot be read as an image")
 
 
 def test_only_empty_class_folders(tmp_path):
