@@ -313,3 +313,12 @@ def test_hash_split_tiles_never_share_pixels_across_the_split(tmp_path):
     for _, tile in a.iterrows():
         assert not ((abs(b["y0"] - tile["y0"]) < 16) & (abs(b["x0"] - tile["x0"]) < 16)).any()
     assert len(train) + len(val) > 0.6 * len(t)  # most of them train or validate
+
+
+def test_several_channels_for_mixture_are_refused(tmp_path):
+    """--channels 0,2 silently read channel 0 only; one channel is what the networks see."""
+    np.save(tmp_path / "a.npy", _movie(8, 64, 64))
+    p = _manifest(tmp_path, "path,proportion\na.npy,0.5\n")
+    with pytest.raises(InputError, match="read from one channel"):
+        get_task("mixture").read(p, ReadOptions(channels=[0, 2], extra={"tile": 16}))
+    assert len(get_task("mixture").read(p, ReadOptions(channels=[0], extra={"tile": 16})))

@@ -145,6 +145,11 @@ def test_reusing_a_saved_autoencoder_gives_the_same_clusters(tmp_path):
                            device="cpu")
     assert not r2["trained_autoencoder"]
     np.testing.assert_allclose(t1[["x", "y"]].to_numpy(), t2[["x", "y"]].to_numpy(), atol=1e-4)
+    from napari_cellcurator.core.errors import InputWarning
+
+    with pytest.warns(InputWarning, match=r"channels \[0\] are not used"):  # the model's win
+        cluster_items("celltype", "x", None, k=3, channels=[0], items=items,
+                      model_dir=str(ae_dir), device="cpu")
 
 
 @pytest.mark.parametrize("method", ["autoencoder", "contrastive"])

@@ -71,6 +71,14 @@ def iter_item_features(task: Task, data: list[str] | str | None = None, channels
     if model_dir and (Path(model_dir) / "config.json").is_file():
         model, cfg = load_model(model_dir, dev)
         prep = cfg.preprocessing
+        used = prep.get("read_options", {}).get("channels")
+        if channels and list(channels) != list(used or []):
+            import warnings
+
+            from napari_cellcurator.core.errors import InputWarning
+
+            warnings.warn(f"{model_dir}: reads channels {used or 'all'} as it was trained; "
+                          f"channels {list(channels)} are not used", InputWarning, stacklevel=2)
         if items is None:
             items = task.read_many(_paths(data), task.read_options_from(prep))
         feats = encode_items(task, model, items, prep, device=dev)

@@ -55,6 +55,9 @@ class SnippetOptions:
         known = {k: v for k, v in extra.items() if k in cls.__dataclass_fields__}
         if "half" in extra and "scale" not in extra:
             known["scale"] = 2 if extra["half"] else 1
+        if channels and len(channels) > 1:  # the mixture networks see one channel
+            raise InputError(None, f"channels {list(channels)}: mixture snippets are read "
+                             "from one channel", "one channel index, e.g. --channels 1")
         if channels and "channel" not in known:
             known["channel"] = int(channels[0])
         opts = cls(**known)
