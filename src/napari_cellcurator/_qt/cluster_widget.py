@@ -262,25 +262,15 @@ class ClusterWidget(Container):
         if not name or len(rows) == 0:
             notify_error("type a class name and choose a cluster or select items")
             return None
-        if session.journal is None:
-            notify_error("no project journal next to the data: labels cannot be saved")
-            return None
-        from napari_cellcurator.core.tasks import get_task
-
-        try:  # a cluster names a class here (new ones welcome); mixture wants a proportion
-            name = get_task(session.task_name).check_label(name, session.classes, True)
-        except CellCuratorError as exc:
+        try:  # the task checks the name (a new class is welcome; mixture: a proportion)
+            action = session.set_labels(rows, name, source="cluster")
+        except (CellCuratorError, RuntimeError) as exc:
             notify_error(exc)
             return None
-        ids = session.items.table["item_id"].to_numpy()[np.asarray(rows, dtype=int)].tolist()
-        action = session.journal.set_labels(ids, [name] * len(ids), source="cluster")
-        if name not in session.classes and not session.proportions:
-            session.classes.append(name)
-        session.refresh_layer()
         if self.table is not None:  # refresh_layer rewrote features: keep the cluster column
             self.colour_layer()
         hub_for(self._viewer).changed.emit("labels")
-        self._status.value = f"labelled {len(ids)} items {name!r}"
+        self._status.value = f"labelled {len(rows)} items {name!r}"
         return action
 
     def undo(self, *_) -> None:

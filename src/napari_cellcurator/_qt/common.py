@@ -84,20 +84,30 @@ class Session:
         return ItemSet(table, self.items.arrays, dict(self.items.meta))
 
     def set_label(self, row: int, label: str | None) -> None:
-        """Write a human label for item ``row`` to the journal now, then refresh the layer.
+        """Write a human label for item ``row`` to the journal now, then refresh the layer."""
+        self.set_labels([row], label, "human")
+
+    def set_labels(self, rows, label: str | None, source: str = "human") -> int:
+        """Label items ``rows`` in one journal action (undone as one); returns its id.
 
         The task checks the label first (mixture: a proportion, or one of the two types'
-        names for a pure snippet, 0 / 1); a refused one raises and nothing is written."""
+        names for a pure snippet, 0 / 1; a new class name starts a class); a refused one
+        raises and nothing is written."""
         from napari_cellcurator.core.tasks import get_task
 
-        item_id = str(self.items.table["item_id"].iloc[row])
         if self.journal is None:
             raise RuntimeError("no project for these data: labels cannot be saved "
                                "(load them with the Load widget)")
         if label is not None:
             label = get_task(self.task_name).check_label(str(label), self.classes, True)
-        self.journal.set_label(item_id, label, source="human", model_version=self.version)
-        self.refresh_rows([row])
+            if label not in self.classes and not self.proportions:
+                self.classes.append(label)
+        rows = np.asarray(rows, dtype=int)
+        ids = self.items.table["item_id"].astype(str).to_numpy()[rows].tolist()
+        action = self.journal.set_labels(ids, [label] * len(ids), source=source,
+                                         model_version=self.version)
+        self.refresh_rows(rows)
+        return action
 
     def undo(self) -> list:
         """Undo the last journal action; returns its events."""

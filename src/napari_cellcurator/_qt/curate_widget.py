@@ -175,12 +175,13 @@ class CurateWidget(Container):
             self.position = int(where[0])
         s.current = row
         # data pixels of the item layer → world (a calibrated image: µm, not pixels)
+        from napari_cellcurator._qt.layer_items import layer_calibration
+
         centre = np.asarray(s.centre_of(row), dtype=float)
-        k = len(centre)
-        scale = np.asarray(s.layer.scale, dtype=float)[-k:]
+        scale, translate = layer_calibration(s.layer, len(centre))
         size = float(s.items.arrays.get("image", np.zeros((1, 1, 48, 48))).shape[-1])
         camera = camera_of(self._viewer)
-        camera.center = tuple(centre * scale + np.asarray(s.layer.translate, dtype=float)[-k:])
+        camera.center = tuple(centre * scale + translate)
         camera.zoom = max(0.5, 250.0 / (3 * size)) / float(scale[-1])
         if s.layer._type_string == "points":
             s.layer.selected_data = {row}

@@ -55,8 +55,10 @@ def item_scale_translate(session, row: int, map_shape) -> tuple[tuple, tuple]:
 
     items, layer = session.items, session.layer
     # the item layer's own calibration (µm per pixel, offset), as the image under it
-    placed = ({} if layer is None else {"layer_scale": tuple(layer.scale[-2:]),
-                                        "layer_translate": tuple(layer.translate[-2:])})
+    from napari_cellcurator._qt.layer_items import layer_calibration
+
+    scale, translate = layer_calibration(layer, 2)
+    placed = {"layer_scale": tuple(scale), "layer_translate": tuple(translate)}
     if items.meta.get("mosaic"):
         size = items.arrays["image"].shape[-1]
         y0, x0 = mosaic_positions(len(items), size)[0][row]

@@ -32,6 +32,17 @@ def layer_source(layer) -> str:
     return str(layer_file(layer) or layer.name)
 
 
+def layer_calibration(layer, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and translate of ``layer``'s last ``k`` axes (1 and 0 where it has fewer, or
+    without a layer): its pixels → world (µm, minutes)."""
+    scale, translate = np.ones(k), np.zeros(k)
+    if layer is not None:
+        n = min(k, layer.ndim)
+        scale[-n:] = np.asarray(layer.scale, dtype=float)[-n:]
+        translate[-n:] = np.asarray(layer.translate, dtype=float)[-n:]
+    return scale, translate
+
+
 def placed_as(image) -> dict:
     """Scale and translate of a new 2-D layer drawn over ``image`` (its last two axes)."""
     return {"scale": image.scale[-2:], "translate": image.translate[-2:]}

@@ -95,7 +95,9 @@ def add_proportion_map(viewer, session) -> None:
                  tile / 2 - 0.5, tile / 2 - 0.5)
     # movie pixels → world: the tiles' layer carries the movie's calibration (frames in
     # minutes, pixels in µm)
-    own_scale, own_translate = _calibration(session.layer)
+    from napari_cellcurator._qt.layer_items import layer_calibration
+
+    own_scale, own_translate = layer_calibration(session.layer)
     scale = tuple(np.asarray(scale) * own_scale)
     translate = tuple(np.asarray(translate) * own_scale + own_translate)
     if movie.ndim == 2 or pmap.shape[0] == 1:
@@ -108,12 +110,3 @@ def add_proportion_map(viewer, session) -> None:
                      contrast_limits=(0.0, 1.0), opacity=0.5,
                      metadata={"cellcurator_role": "proportion_map"})
 
-
-def _calibration(layer, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Scale and translate of ``layer``'s last ``k`` axes (1 and 0 where it has fewer)."""
-    scale, translate = np.ones(k), np.zeros(k)
-    if layer is not None:
-        n = min(k, layer.ndim)
-        scale[-n:] = np.asarray(layer.scale, dtype=float)[-n:]
-        translate[-n:] = np.asarray(layer.translate, dtype=float)[-n:]
-    return scale, translate
