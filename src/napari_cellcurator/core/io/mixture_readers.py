@@ -139,6 +139,8 @@ def near_training_side(pos: np.ndarray, fp: int, shape: tuple[int, ...], n_regio
     left out of training and validation (:func:`~napari_cellcurator.core.data.splits.
     training_split`); evaluation and prediction read them all.
     """
+    # the mask depends on (y0, x0) only: once per place, not per start frame
+    places, back = np.unique(pos[:, 1:3], axis=0, return_inverse=True)
     n = n_regions
     val = np.array([stable_fraction(f"region{r}") < val_fraction for r in range(n * n)])
     h, w = shape[-2:]
@@ -149,15 +151,15 @@ def near_training_side(pos: np.ndarray, fp: int, shape: tuple[int, ...], n_regio
         hi = np.clip(((start + fp - 1 + reach) / extent * n).astype(int), 0, n - 1)
         return lo, hi
 
-    y_lo, y_hi = cells(pos[:, 1], h)
-    x_lo, x_hi = cells(pos[:, 2], w)
-    own = val[region_id(pos[:, 1] + fp / 2, pos[:, 2] + fp / 2, shape, n)]
-    near = np.zeros(len(pos), dtype=bool)
+    y_lo, y_hi = cells(places[:, 0], h)
+    x_lo, x_hi = cells(places[:, 1], w)
+    own = val[region_id(places[:, 0] + fp / 2, places[:, 1] + fp / 2, shape, n)]
+    near = np.zeros(len(places), dtype=bool)
     for k in np.flatnonzero(own):
         touched = val[[ry * n + rx for ry in range(y_lo[k], y_hi[k] + 1)
                        for rx in range(x_lo[k], x_hi[k] + 1)]]
         near[k] = not touched.all()
-    return near
+    return near[back.ravel()]
 
 
 def forced_group(split: str, key: str, val_fraction: float = VAL_FRACTION) -> str:
