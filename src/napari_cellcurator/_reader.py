@@ -171,11 +171,12 @@ def _table_task(header: str) -> str | None:
     return None
 
 
-def _first_line(path: Path, limit: int = 65536) -> str:
-    """The first line of a text file (a CellProfiler header runs to thousands of bytes)."""
+def _first_line(path: Path) -> str:
+    """The header of a text table ("" when unreadable: then it is not ours)."""
+    from napari_cellcurator.core.io.names import header_line
+
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
-            return fh.readline(limit)
+        return header_line(path)
     except OSError:
         return ""
 

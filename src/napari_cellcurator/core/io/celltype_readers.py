@@ -12,7 +12,7 @@ import pandas as pd
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
 from napari_cellcurator.core.io.items import ItemSet
-from napari_cellcurator.core.io.names import field_separator, readable
+from napari_cellcurator.core.io.names import readable, table_separator
 from napari_cellcurator.core.progress import counted
 from napari_cellcurator.core.tasks.base import ReadOptions
 
@@ -78,11 +78,8 @@ def read_crop_table(csv: Path, options: ReadOptions) -> ItemSet:
     unlabelled cell (predicted, not trained on). Other columns are kept in the item table.
     """
     try:
-        with open(csv, encoding="utf-8-sig") as fh:
-            header = fh.readline()
         # the header's separator (pandas' sniffer splits a one-column 'filename' file at 'e')
-        sep = field_separator(header)
-        table = pd.read_csv(csv, sep=sep, dtype=str, keep_default_na=False,
+        table = pd.read_csv(csv, sep=table_separator(csv), dtype=str, keep_default_na=False,
                             skip_blank_lines=True, encoding="utf-8-sig")
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise InputError(csv, f"cannot be read as a table ({exc})",

@@ -91,12 +91,11 @@ def read_manifest(csv: str | Path) -> tuple[list[ManifestRow], tuple[str, str]]:
     InputError
         Naming the CSV, the row and the problem.
     """
-    from napari_cellcurator.core.io.names import field_separator
+    from napari_cellcurator.core.io.names import table_separator
 
     csv = Path(csv)
     try:
-        with open(csv, encoding="utf-8-sig") as fh:
-            sep = field_separator(fh.readline())  # comma, semicolon (European Excel) or tab
+        sep = table_separator(csv)  # comma, semicolon (European Excel) or tab
         df = pd.read_csv(csv, sep=sep, dtype=str, keep_default_na=False,
                          skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:

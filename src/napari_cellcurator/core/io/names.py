@@ -33,6 +33,18 @@ def field_separator(line: str, default: str | None = ",") -> str | None:
     return next((c for c in ("\t", ";", ",") if c in line), default)
 
 
+def header_line(path, limit: int = 65536) -> str:
+    """The first line of a text table (a BOM dropped; a CellProfiler header runs to
+    thousands of bytes). Raises ``OSError`` when the file cannot be opened."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        return fh.readline(limit)
+
+
+def table_separator(path) -> str:
+    """The separator of the text table at ``path`` (see :func:`field_separator`)."""
+    return field_separator(header_line(path))
+
+
 def natural_key(text: str) -> list:
     """Sort key that orders embedded numbers by value: ``t2`` before ``t10``."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
