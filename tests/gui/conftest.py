@@ -51,3 +51,10 @@ def use_layers(load, qtbot, *layers, timeout: int = 60_000):
         pass
     qtbot.waitUntil(lambda: hub_for(load._viewer).session is not before, timeout=10_000)
     return hub_for(load._viewer).session
+
+
+def press(layer, key: str) -> None:
+    """Call the handler bound to ``key`` on ``layer`` (what napari does on a key press)."""
+    from app_model.types import KeyBinding
+
+    layer.keymap[KeyBinding.from_str(key)](layer)

@@ -8,17 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import use_layers
+from conftest import press, use_layers
 
 pytestmark = pytest.mark.gui
 
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "napari_cellcurator" / "sample_data"
 
-
-def _press(layer, key: str) -> None:
-    from app_model.types import KeyBinding
-
-    layer.keymap[KeyBinding.from_str(key)](layer)
 
 
 def _predict(viewer, qtbot, model_dir) -> None:
@@ -76,8 +71,8 @@ def test_calibrated_smear_view_and_explanation_sit_on_the_cell(smear, qtbot, chu
     session = use_layers(LoadWidget(viewer), qtbot, image, points)
     _predict(viewer, qtbot, chula_model)
     curate = CurateWidget(viewer)
-    _press(points, "n")
-    _press(points, "n")
+    press(points, "n")
+    press(points, "n")
     row = curate.current_row()
     cell = np.asarray(points.data_to_world(points.data[row]))
     np.testing.assert_allclose(camera_of(viewer).center[-2:], cell, atol=0.5)
@@ -138,7 +133,7 @@ def test_mixture_keys_and_map_on_a_calibrated_movie(make_napari_viewer, qtbot, t
     map_world = np.asarray(pmap.data_to_world((0,) * pmap.ndim))[-2:]
     np.testing.assert_allclose(map_world, tile_world, atol=0.5)
     CurateWidget(viewer)
-    _press(tiles, "n")
-    _press(tiles, "2")
+    press(tiles, "n")
+    press(tiles, "2")
     labels = session.merged_table()["label"]
     assert labels.dtype == float and (labels == 1.0).sum() == 1

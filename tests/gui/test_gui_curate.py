@@ -5,13 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from app_model.types import KeyBinding
+from conftest import press
 
 pytestmark = pytest.mark.gui
-
-
-def press(layer, key: str) -> None:
-    """Call the handler bound to ``key`` on ``layer`` (what napari does on a key press)."""
-    layer.keymap[KeyBinding.from_str(key)](layer)
 
 
 def predict(viewer, qtbot):

@@ -9,7 +9,7 @@ import weakref
 
 import numpy as np
 import pytest
-from conftest import load_jurkat
+from conftest import load_jurkat, press
 
 pytestmark = pytest.mark.gui
 
@@ -23,11 +23,6 @@ def _second_set(jurkat_subset, tmp_path, n: int = 4):
             shutil.copy(f, dst / cls / f.name)
     return dst
 
-
-def _press(layer, key: str) -> None:
-    from app_model.types import KeyBinding
-
-    layer.keymap[KeyBinding.from_str(key)](layer)
 
 
 def test_export_path_follows_the_data_unless_the_user_chose_one(make_napari_viewer, qtbot,
@@ -133,7 +128,7 @@ def test_keys_belong_to_the_open_curate_widget(make_napari_viewer, qtbot, jurkat
     dock_b = viewer.window.add_dock_widget(standalone, name="curate B")
     viewer.window.remove_dock_widget(dock_b)  # napari's close button
     assert "C" in {str(k) for k in session.layer.keymap}  # A still has its keys
-    _press(session.layer, "n")
+    press(session.layer, "n")
     assert docked.current_row() is not None
     viewer.window.remove_dock_widget(dock_a)
     assert not session.layer.keymap
@@ -155,8 +150,8 @@ def test_deleting_points_turns_the_keys_off(loaded, qtbot, monkeypatch):
     layer.selected_data = {0}
     layer.remove_selected()
     assert errors and "points for" in errors[-1]
-    _press(layer, "n")
-    _press(layer, "1")
+    press(layer, "n")
+    press(layer, "1")
     assert len(session.journal.current_labels()) == 0  # no label lands on the wrong cell
 
 
