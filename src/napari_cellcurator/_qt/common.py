@@ -479,24 +479,6 @@ def add_layer_data(viewer, layer_data: list[tuple]) -> list:
     return out
 
 
-@guarded
-def predict_chunks(model, config, items: ItemSet, device: str = "auto", chunk: int = 256):
-    """Generator: predict ``items`` in chunks, yielding ``(done, total)``; returns
-    ``(table, scores)`` (the worker's ``returned`` value)."""
-    from napari_cellcurator.core.pipeline import predict_items
-
-    worker_setup()
-    tables, scores = [], []
-    n = len(items)
-    for start in range(0, max(n, 1), chunk):
-        idx = np.arange(start, min(n, start + chunk))
-        t, s = predict_items(model, config, items.subset(idx), device)
-        tables.append(t)
-        scores.append(s)
-        yield (int(idx[-1]) + 1 if len(idx) else 0, n)
-    return pd.concat(tables, ignore_index=True), np.concatenate(scores)
-
-
 def device_combo():
     """The device chooser shared by the Predict and Train widgets (``auto`` = cuda, mps, cpu)."""
     from magicgui.widgets import ComboBox

@@ -4,6 +4,8 @@ import weakref
 from pathlib import Path
 
 import napari.viewer
+import numpy as np
+import pandas as pd
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
 from qtpy.QtCore import QTimer
@@ -12,13 +14,14 @@ from napari_cellcurator._qt.common import (
     WorkerFailed,
     device_combo,
     freeze_heap,
+    guarded,
     hub_for,
     notify_error,
     notify_info,
-    predict_chunks,
     real_viewer,
     require_session,
     warm_torch,
+    worker_setup,
 )
 
 CURRENT = "project: current version"
@@ -101,6 +104,24 @@ class PredictWidget(Container):
 
     def _done(self):
         self._run.enabled, self._cancel.enabled = True, False
+
+
+@guarded
+def predict_chunks(model, config, items, device: str = "auto", chunk: int = 256):
+    """Generator: predict ``items`` in chunks, yielding ``(done, total)``; returns
+    ``(table, scores)`` (the worker's ``returned`` value)."""
+    from napari_cellcurator.core.pipeline import predict_items
+
+    worker_setup()
+    tables, scores = [], []
+    n = len(items)
+    for start in range(0, max(n, 1), chunk):
+        idx = np.arange(start, min(n, start + chunk))
+        t, s = predict_items(model, config, items.subset(idx), device)
+        tables.append(t)
+        scores.append(s)
+        yield (int(idx[-1]) + 1 if len(idx) else 0, n)
+    return pd.concat(tables, ignore_index=True), np.concatenate(scores)
 
 
 def start_prediction(viewer, session, device, progress=None, status=None, on_done=None,
