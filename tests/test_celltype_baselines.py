@@ -18,11 +18,23 @@ def test_stratified_fraction_keeps_every_class():
     assert np.array_equal(idx, stratified_fraction(y, 0.1, seed=0))
 
 
-def test_compare_runs_on_a_tiny_real_subset(jurkat_subset, tmp_path):
+def test_compare_runs_on_a_tiny_real_subset(jurkat_subset, tmp_path, monkeypatch):
+    import napari_cellcurator.core.training as training
+
+    kept = []
+
+    def spy(task, model, train, val, prep, classes, config, arch=""):
+        kept.append(config.keep)
+        return real_fit(task, model, train, val, prep, classes, config, arch)
+
+    real_fit = training.fit
+    monkeypatch.setattr(training, "fit", spy)
     res = compare("celltype", [str(jurkat_subset)], [0, 2], str(tmp_path), fractions=(0.5, 1.0),
                   epochs=1)
     assert [p["fraction"] for p in res["curve"]] == [0.5, 1.0]
     assert [p["epochs"] for p in res["curve"]] == [2, 1]  # ~equal steps per point
+    # the CNN's epoch is not picked on the validation set the comparison reports
+    assert kept == ["last", "last"]
     assert res["curve"][0]["n_train"] < res["curve"][1]["n_train"] == res["n_train"]
     for method in ("cnn", "knn_pixels", "svm_pixels", "knn_cnn", "svm_cnn"):
         assert 0 <= res["curve"][1][method]["accuracy"] <= 1, method

@@ -62,3 +62,37 @@ def test_ema_horizon_is_counted_in_epochs():
             model.weight.fill_(1.0)
             ema.update_parameters(model)
         assert torch.allclose(ema.module.weight, torch.full((2, 2), 1 - decay))
+
+
+def test_keep_last_returns_the_final_weights_not_the_best_on_val(jurkat_subset, monkeypatch):
+    # compare reports scores on the validation set, so it must not pick the epoch on it:
+    # make epoch 1 score best on val, then check "best" returns epoch 1 and "last" epoch 3
+    from napari_cellcurator.core.tasks.celltype import CellTypeTask
+
+    scores = iter(())
+    real_metrics = CellTypeTask.metrics
+
+    def scripted(self, table, scores_, classes):
+        nonlocal scores
+        metrics = real_metrics(self, table, scores_, classes)
+        return {**metrics, self.primary_metric(): next(scores, metrics[self.primary_metric()])}
+
+    monkeypatch.setattr(CellTypeTask, "metrics", scripted)
+    req = TrainRequest(task="celltype", data=[str(jurkat_subset)], arch="resnet",
+                       channels=[0, 2], seed=0)
+    task, arch, classes, prep, _, _, train, val, _ = prepare_training(req)
+    for keep, epoch in (("best", 1), ("last", 3)):
+        scores = iter([0.9, 0.1, 0.2])  # epochs 1-3; the final scoring keeps its real value
+        model = copy.deepcopy(prepare_training(req)[5])
+        cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, seed=0, max_steps_per_epoch=2,
+                          keep=keep)
+        done = [u for u in fit(task, model, train, val, prep, classes, cfg, arch)
+                if isinstance(u, TrainingDone)][0]
+        assert done.best_epoch == epoch, keep
+
+
+def test_keep_is_checked():
+    import pytest
+
+    with pytest.raises(ValueError, match="keep"):
+        TrainConfig(keep="median")

@@ -118,8 +118,11 @@ def compare(task_name: str, data: list[str], channels: list[int] | None = None,
         # smaller fractions get more epochs (up to 3×) so the CNN is not judged on fewer
         # optimisation steps rather than on fewer labels
         frac_epochs = int(min(3 * n_epochs, np.ceil(n_epochs / max(frac, 1e-6))))
+        # the last epoch, not the best on ``val``: val is the set reported here, and the
+        # kNN / SVM get no selection on it either
         cfg = TrainConfig(epochs=frac_epochs, batch_size=hyper.batch_size, lr=hyper.lr,
-                          weight_decay=hyper.weight_decay, balance=hyper.balance, seed=seed)
+                          weight_decay=hyper.weight_decay, balance=hyper.balance, seed=seed,
+                          ema_epochs=hyper.ema_epochs, keep="last")
         done = [u for u in fit(task, model, sub, val, prep, classes, cfg, arch)
                 if isinstance(u, TrainingDone)]
         if not done:

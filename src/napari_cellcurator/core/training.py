@@ -40,6 +40,14 @@ class TrainConfig:
     #: (:func:`~napari_cellcurator.core.device.default_training_amp`: CPUs with native bf16).
     #: Validation and the returned model's scores are computed in float32 either way
     amp: bool | None = None
+    #: which weights ``fit`` returns: "best" (the epoch scoring best on ``val``) or "last".
+    #: Use "last" when ``val`` is also the set whose scores are reported (``compare``):
+    #: picking the epoch on it would report an optimistic, selected score
+    keep: str = "best"
+
+    def __post_init__(self):
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', not {self.keep!r}")
 
 
 # ---- typed progress updates (careamics-napari style) -----------------------------------------
@@ -190,7 +198,8 @@ def optimisation_step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched, epo
 
 def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None, prep: dict,
         classes: list[str], config: TrainConfig, arch: str = "") -> Iterator[TrainingUpdate]:
-    """Train ``model`` on labelled ``train`` items; keep the best epoch on ``val``.
+    """Train ``model`` on labelled ``train`` items; keep the best epoch on ``val``
+    (``config.keep == "best"``) or the last one.
 
     Yields
     ------
@@ -267,7 +276,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
             val_metrics = task.metrics(val.table, task.outputs_to_scores(logits), classes)
         score = val_metrics.get(primary, -float(np.mean(losses)) if losses else -math.inf)
         score = -math.inf if score is None or np.isnan(score) else score
-        is_best = score >= best_score
+        is_best = score >= best_score or config.keep == "last"
         if is_best:
             best_score, best_epoch = score, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
