@@ -100,7 +100,8 @@ def test_points_outside_the_image_are_dropped_with_a_warning(tmp_path, chula):
         items = TASK.read_many([root], NO_QC)
     assert any(str(root / "labels" / "1.txt") in str(w.message) for w in record)
     assert len(items) == 5  # points off the 640×480 frame are not cells of it
-    assert list(items.table["item_id"]) == [f"1:{i}" for i in range(5)]
+    assert list(items.table["item_id"]) == [f"1:y{float(y):.1f}x{float(x):.1f}"
+                                            for x, y, _ in rows]
 
 
 def test_only_points_outside_is_one_error(tmp_path, chula):
@@ -163,3 +164,22 @@ def test_cli_train_and_predict_with_csv_labels(tmp_path, chula):
                  "--device", "cpu"]) == 0
     table = pd.read_csv(pred)
     assert len(table) == len(TASK.read_many([root]))
+
+
+def test_deleting_a_line_of_a_label_file_keeps_the_other_cells_ids(tmp_path, chula):
+    # ids are the cells' positions: a point removed from (or inserted into) the file must not
+    # shift the journal's labels onto the next cells, as line numbers would
+    lines = _chula_lines(chula, "1")
+    by_class = {}
+    for row in lines:
+        by_class.setdefault(row[2], []).append(row)
+    first, second = list(by_class.values())[:2]
+    rows = [r for pair in zip(first[:3], second[:3], strict=True) for r in pair]  # alternating
+    full = _folder(tmp_path / "a", chula, {"1.txt": "\n".join(map(" ".join, rows))},
+                   stems=("1",))
+    edited = _folder(tmp_path / "b", chula, {"1.txt": "\n".join(map(" ".join, rows[1:]))},
+                     stems=("1",))
+    before = TASK.read_many([full], NO_QC).table.set_index("item_id")["label"]
+    after = TASK.read_many([edited], NO_QC).table.set_index("item_id")["label"]
+    assert len(after) == 5 and after.index.isin(before.index).all()
+    assert (before[after.index] == after).all()

@@ -459,7 +459,9 @@ def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, opti
         part = items_from_points(chw, pts, labels, crop, size, qc=False, frame=readable(f),
                                  frame_norm=bool(extra.get("frame_norm", True)))
         part.table["group"] = readable(f.stem)
-        part.table["item_id"] = [f"{readable(f.stem)}:{i}" for i in keep]
+        # ids from positions, as for napari points: a point deleted from (or inserted into)
+        # a label file must not move the journal's labels onto the next cells
+        part.table["item_id"] = point_ids(readable(f.stem), pts)
         parts.append(part)
     if not parts:
         raise InputError(where, "has no points inside the images",
