@@ -160,6 +160,20 @@ def test_curated_table_rules():
     assert list(pipeline["curated_from"].fillna("-")) == ["model", "model", "-", "label"]
     no_model = curated_table(items, None, journal, model_over_file_labels=True)
     assert list(no_model["curated"].fillna("-")) == ["x", "-", "-", "z"]
+    # ...except rows an expert labelled in such a format (Allen ROI JSON)
+    expert = items.assign(label_origin=["expert", None, None, "expert"])
+    mixed = curated_table(expert, preds, journal, model_over_file_labels=True)
+    assert list(mixed["curated"].fillna("-")) == ["x", "y", "-", "z"]
+    assert list(mixed["curated_from"].fillna("-")) == ["label", "model", "-", "label"]
+
+
+def test_allen_labels_are_marked_as_an_experts(shared_data):
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    allen = shared_data / "cellness" / "allen_croissant" / "train_rois.json"
+    table = get_task("cellness").read(allen, ReadOptions()).table
+    labelled = table["label"].notna()
+    assert labelled.any() and (table.loc[labelled, "label_origin"] == "expert").all()
 
 
 def test_prediction_file_item_ids_stay_text(tmp_path):

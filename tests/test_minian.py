@@ -172,3 +172,14 @@ def test_bad_minian_stores_name_the_store(tmp_path, simulated):
     save_minian(c.isel(unit_id=slice(1, None)), folder)  # one unit's trace missing
     with pytest.raises(InputError, match="no rows for units"):
         read_minian(folder)
+
+
+def test_unit_ids_do_not_depend_on_the_working_folder(tmp_path, simulated, monkeypatch):
+    # typed as "minian" inside the session folder, the ids must still name the session, or
+    # the journal's labels (made with the full path) match no unit
+    _write(tmp_path / "day1" / "minian", simulated[1])
+    task = get_task("cellness")
+    absolute = task.read(tmp_path / "day1" / "minian", ReadOptions()).table["item_id"]
+    monkeypatch.chdir(tmp_path / "day1")
+    relative = task.read(Path("minian"), ReadOptions()).table["item_id"]
+    assert list(relative) == list(absolute) and absolute.iloc[0].startswith("day1/minian:")

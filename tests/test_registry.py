@@ -152,7 +152,7 @@ def test_project_for_data_next_to_data(tmp_path):
     data.parent.mkdir()
     data.write_bytes(b"")
     with Project.for_data(data, user="u") as p:
-        assert p.folder == tmp_path / "exp" / "plate1.cellcurator"
+        assert p.folder == tmp_path / "exp" / "plate1.tif.cellcurator"
         assert p.info()["data"] == [str(data.resolve())]
         p.journal.set_label("a", "x")
     with Project.for_data(data) as p:  # same project again, data recorded once
@@ -176,7 +176,7 @@ def test_project_for_data_read_only_falls_back(tmp_path, monkeypatch):
     assert folder.name.startswith("plate1-") and folder.name.endswith(".cellcurator")
     with Project.for_data(data) as p:
         assert p.folder == folder and p.info()["data"] == [str(data.resolve())]
-    assert not (tmp_path / "share" / "plate1.cellcurator").exists()
+    assert not (tmp_path / "share" / "plate1.tif.cellcurator").exists()
     other = tmp_path / "share2" / "plate1.tif"  # same name elsewhere: another folder
     other.parent.mkdir()
     monkeypatch.setattr(project, "_writable", lambda f: False)

@@ -4,20 +4,22 @@ What a user means by "my curation" is one decision per item: their own label whe
 one; else, for labels read from the data files, it depends on what those are — an expert's
 labels (celltype class folders, point labels) beat the model, while the output of the
 pipeline's own classifier (Suite2p ``iscell``, CaImAn ``idx_components``: the task says so with
-``file_labels_are_predictions``) is what the model's prediction replaces. This module builds
+``file_labels_are_predictions``) is what the model's prediction replaces — unless the rows'
+``label_origin`` says an expert gave them (Allen ROI JSON). This module builds
 that table and writes it out (CSV/Parquet, or the task's native files such as Suite2p's
 ``iscell.npy``), so the GUI, the CLI and Python calls share one rule.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.errors import InputError
-from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.items import EXPERT, LABEL_ORIGIN, ItemSet
 from napari_cellcurator.core.store.atomic import atomic_write
 from napari_cellcurator.core.triage import merge_labels
 
@@ -58,11 +60,15 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
     """
     if journal_labels is None:
         journal_labels = pd.DataFrame(columns=["item_id", "label", "source"])
+    warn_orphan_labels(items_table, journal_labels)
     merged = merge_labels(items_table, journal_labels, proportions)
     keep = [c for c in _ITEM_COLUMNS if c in merged.columns]
     out = merged[[*keep, "label", "label_source"]].reset_index(drop=True)
     deciding = DECIDING_SOURCES if model_over_file_labels else (*DECIDING_SOURCES, "file")
-    decided = out["label_source"].isin(deciding).to_numpy()
+    decided = out["label_source"].isin(deciding).to_numpy().copy()
+    if LABEL_ORIGIN in merged.columns:  # annotators' labels among a classifier's formats
+        expert = merged[LABEL_ORIGIN].eq(EXPERT).to_numpy()
+        decided |= expert & out["label_source"].eq("file").to_numpy()
     curated = out["label"].astype(object).where(decided, None)
     curated_from = pd.Series(np.where(decided, "label", None), dtype=object)
     if predictions is not None and len(predictions):
@@ -86,6 +92,56 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
     out["curated"] = curated.to_numpy(dtype=object)
     out["curated_from"] = curated_from.to_numpy(dtype=object)
     return out
+
+
+def warn_orphan_labels(items_table: pd.DataFrame, journal_labels: pd.DataFrame) -> list[str]:
+    """Warn about journal labels that belong to no item of the data (files renamed, moved or
+    edited, cells deleted): the export would otherwise silently go without them.
+
+    Returns the ids of those labels."""
+    ids = set(items_table["item_id"].astype(str))
+    orphans = [i for i in journal_labels["item_id"].astype(str) if i not in ids]
+    if orphans:
+        warnings.warn(f"{len(orphans)} label(s) in the project journal belong to no item of "
+                      f"this data, e.g. {orphans[:3]} (data renamed, moved or edited?); they "
+                      "stay in the journal (`cellcurator labels --history`)", InputWarning,
+                      stacklevel=3)
+    return orphans
+
+
+def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame,
+                            where: str | Path | None = None) -> None:
+    """Refuse a prediction table made for other data than ``items_table``'s.
+
+    Two recordings laid out alike (``mouseA/day1/suite2p/plane0`` and ``mouseB/...``) share
+    item ids, so ids alone cannot tell; the tables' ``source`` columns can, where the
+    predictions' sources still exist on disk (relative ones are taken from the current
+    folder, as the commands read them).
+
+    Raises
+    ------
+    InputError
+        When no prediction id is an item of the data, or when the predictions' sources are
+        data on disk none of which is the items' source.
+    """
+    ids = set(items_table["item_id"].astype(str))
+    if len(predictions) and not predictions["item_id"].astype(str).isin(ids).any():
+        raise InputError(where, "predicts none of this data's items (made for other data?)",
+                         "a `cellcurator predict` output of the same --data")
+    if "source" not in predictions.columns or "source" not in items_table.columns:
+        return
+    theirs = {p for p in map(_existing, predictions["source"].dropna().unique()) if p}
+    ours = {p for p in map(_existing, items_table["source"].dropna().unique()) if p}
+    if theirs and ours and not theirs & ours:
+        raise InputError(where, f"was predicted for {sorted(map(str, theirs))[:3]}, not for "
+                         f"this data {sorted(map(str, ours))[:3]}",
+                         "a `cellcurator predict` output of the same --data")
+
+
+def _existing(source) -> Path | None:
+    """``source`` resolved if it names a file or folder on disk, else None."""
+    path = Path(str(source)).expanduser()
+    return path.resolve() if path.exists() else None
 
 
 def export_table(table: pd.DataFrame, path: str | Path) -> Path:

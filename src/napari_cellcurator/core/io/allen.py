@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.items import EXPERT, LABEL_ORIGIN
 from napari_cellcurator.core.io.rois import RoiSet, label_name
 
 REQUIRED_KEYS = ("coo_rows", "coo_cols", "coo_data", "image_shape", "trace")
@@ -77,6 +78,9 @@ def read_allen_json(path: Path, extra: dict | None = None) -> RoiSet:
     exp = columns["experiment_id"]
     groups = [str(e) if e is not None else f"{path}:{i}" for i, e in enumerate(exp)]
     columns = {k: v for k, v in columns.items() if any(x is not None for x in v)}
+    # annotators' labels, not a pipeline classifier's: a model's prediction must not replace
+    # them in the curated result (see core.curation)
+    columns[LABEL_ORIGIN] = [EXPERT if lab is not None else None for lab in labels]
     return RoiSet(footprints, np.stack(traces), fov, path, "allen",
                   labels=labels, columns=columns, groups=groups,
                   meta={"fov_shapes": shapes})

@@ -12,6 +12,10 @@ from napari_cellcurator.core.errors import InputError
 
 #: Columns every item table has. Readers may add task-specific columns.
 BASE_COLUMNS = ("item_id", "source", "label")
+#: Optional column: who gave a row's file ``label``. ``EXPERT`` marks annotators' labels in a
+#: format whose labels are otherwise a pipeline classifier's output (Allen ROI JSON among
+#: cellness formats); the curated result never lets a model's prediction replace them.
+LABEL_ORIGIN, EXPERT = "label_origin", "expert"
 
 
 @dataclass

@@ -100,8 +100,9 @@ def read_minian(path: Path, extra: dict | None = None) -> RoiSet:
     background, _ = _variable(folder, "max_proj", ("height", "width"), required=False)
     if background is not None and background.shape != shape:
         background = None
+    named = folder.expanduser().resolve()  # ids the same however the path was typed
     columns = {"unit_id": units.astype(np.int64),
-               "item_id": [f"{folder.parent.name}/{folder.name}:unit{int(u)}" for u in units]}
+               "item_id": [f"{named.parent.name}/{named.name}:unit{int(u)}" for u in units]}
     return RoiSet(fps, traces, shape, folder, "minian", columns=columns,
                   mean_image=None if background is None else background.astype(np.float32),
                   meta={"n_frames": int(traces.shape[1])})

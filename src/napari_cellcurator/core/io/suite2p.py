@@ -178,7 +178,9 @@ def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
 
 def _id_prefix(plane: Path) -> str:
     """``<parent>/<plane>``; Suite2p's own ``suite2p/planeN`` also names the recording folder
-    above it, so two recordings read together keep distinct item ids."""
+    above it, so two recordings read together keep distinct item ids. Named from the
+    absolute path: ``--data plane0`` typed in the recording folder gives the same ids."""
+    plane = plane.expanduser().resolve()
     parts = [plane.parent.name, plane.name]
     if plane.parent.name.lower() == "suite2p" and plane.parent.parent.name:
         parts.insert(0, plane.parent.parent.name)

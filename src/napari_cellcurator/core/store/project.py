@@ -1,6 +1,6 @@
 """A project folder: the label journal, the model versions and a small ``project.json``.
 
-By default the folder sits next to the data (``<parent>/<stem>.cellcurator/``) so labels travel
+By default the folder sits next to the data (``<parent>/<name>.cellcurator/``) so labels travel
 with the data; where that folder cannot be written it goes to the user's data directory.
 """
 
@@ -11,10 +11,11 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.store.atomic import atomic_write_text
 from napari_cellcurator.core.store.journal import LabelJournal
 from napari_cellcurator.core.store.registry import ModelRegistry
@@ -57,11 +58,21 @@ class Project:
     def for_data(cls, data_path: str | Path, user: str | None = None) -> Project:
         """The default project of a data file or folder, created if needed.
 
-        ``<parent>/<stem>.cellcurator/``; if that cannot be written (read-only share), a folder
-        under the user's data directory named after the data and a hash of its location.
+        ``<parent>/<name>.cellcurator/`` of the data set (see :func:`project_folder`); if
+        that cannot be written (read-only share), a folder under the user's data directory
+        named after the data and a hash of its location.
         """
-        data_path = Path(data_path).expanduser().resolve()
-        folder = default_folder(data_path)
+        folder = project_folder(data_path)
+        data_path = _root(data_path)
+        beside = beside_folder(data_path)
+        if folder != fallback_folder(data_path):
+            pass  # beside the data (or where an earlier version kept it)
+        elif beside.is_dir() and not folder.exists():
+            _continue_read_only(beside, folder)
+        elif _writable(beside if beside.is_dir() else data_path.parent):
+            warnings.warn(f"the labels and models of {data_path} are in {folder} (made "
+                          f"while its folder could not be written); move that folder to "
+                          f"{beside} to keep them with the data", InputWarning, stacklevel=2)
         project = cls(folder, user=user)
         try:
             project._record_data(data_path)
@@ -120,16 +131,87 @@ class Project:
         return f"Project({str(self.folder)!r})"
 
 
+def _root(data_path: str | Path) -> Path:
+    from napari_cellcurator.core.io.roots import dataset_root
+
+    return dataset_root(data_path)
+
+
+def project_folder(data_path: str | Path) -> Path:
+    """The project folder of ``data_path`` (not created): every documented form of one data
+    set (a Suite2p plane, its ``suite2p/`` folder, the recording folder...) gives the same
+    one, :func:`default_folder` of its :func:`~napari_cellcurator.core.io.roots.dataset_root`.
+    A project that versions before December 2026 kept beside the path as typed
+    (``plane0.cellcurator``) is used while the new folder does not exist."""
+    given = Path(data_path).expanduser().resolve()
+    folder = default_folder(_root(given))
+    old = given.parent / f"{given.stem}{SUFFIX}"
+    if not folder.exists() and old != folder and _names_data(old, given):
+        return old
+    return folder
+
+
 def default_folder(data_path: str | Path) -> Path:
-    """Where :meth:`Project.for_data` keeps the project of ``data_path``."""
+    """Where :meth:`Project.for_data` keeps the project of ``data_path``.
+
+    ``<name>.cellcurator`` beside the data (the full name: ``sess.tif`` and ``sess.hdf5``
+    are different data sets); a project made by earlier versions as ``<stem>.cellcurator``
+    is used while its ``project.json`` names this data. Where the data's folder cannot be
+    written: a folder under the user's data directory (see :func:`fallback_folder`).
+    """
     data_path = Path(data_path).expanduser().resolve()
-    beside = data_path.parent / f"{data_path.stem}{SUFFIX}"
+    beside, fallback = beside_folder(data_path), fallback_folder(data_path)
+    if fallback.is_dir():  # labels made while the data's folder was read-only stay found
+        return fallback
     if beside.is_dir() and _writable(beside):
         return beside
     if not beside.exists() and _writable(data_path.parent):
         return beside
+    return fallback
+
+
+def _continue_read_only(beside: Path, fallback: Path) -> None:
+    """A project beside the data that cannot be written (a read-only share) is copied to
+    ``fallback`` and continued there, with a warning: its labels and models must not give
+    way to an empty project."""
+    import shutil
+
+    fallback.parent.mkdir(parents=True, exist_ok=True)
+    partial = fallback.with_name(fallback.name + ".copying")
+    shutil.rmtree(partial, ignore_errors=True)
+    # contents only: the copy must be writable, unlike the read-only original
+    shutil.copytree(beside, partial, copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(partial):
+        os.chmod(folder, 0o700 | os.stat(folder).st_mode)
+    os.replace(partial, fallback)
+    warnings.warn(f"{beside} cannot be written: its labels and models were copied to "
+                  f"{fallback}, where new labels are saved", InputWarning, stacklevel=3)
+
+
+def beside_folder(data_path: Path) -> Path:
+    """``<name>.cellcurator`` next to ``data_path`` (or an earlier version's
+    ``<stem>.cellcurator`` whose ``project.json`` names this data)."""
+    beside = data_path.parent / f"{data_path.name}{SUFFIX}"
+    legacy = data_path.parent / f"{data_path.stem}{SUFFIX}"
+    if legacy != beside and not beside.exists() and _names_data(legacy, data_path):
+        return legacy
+    return beside
+
+
+def fallback_folder(data_path: Path) -> Path:
+    """The project folder of ``data_path`` under the user's data directory: named after the
+    data and a digest of its location."""
     digest = hashlib.sha1(str(data_path).encode("utf-8")).hexdigest()[:10]
     return user_data_dir() / "projects" / f"{data_path.stem}-{digest}{SUFFIX}"
+
+
+def _names_data(folder: Path, data_path: Path) -> bool:
+    """Whether project ``folder`` exists and its ``project.json`` lists ``data_path``."""
+    try:
+        info = json.loads((folder / PROJECT_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(info, dict) and str(data_path) in info.get("data", [])
 
 
 def array_digest(array, samples_per_axis: int = 64) -> str:

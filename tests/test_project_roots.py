@@ -1,0 +1,166 @@
+"""One data set, one project, whatever form of its path is typed; labels never silently lost.
+
+Found by an adversarial review: labels made with ``--data rec/suite2p/plane0`` were missing
+from ``export --data rec --write-back``; ``sess.tif`` and ``sess.hdf5`` shared one project;
+a read-only project was silently replaced by an empty one; predictions of another recording
+were written into ``iscell.npy``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import napari_cellcurator.core.store.project as project_module
+from napari_cellcurator.core.curation import check_predictions_match, curated_table
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.roots import dataset_root
+from napari_cellcurator.core.store.project import Project, default_folder
+from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+SAMPLE_PLANE = Path(__file__).resolve().parents[1] / "sample_data" / "cellness_sim" / "plane0"
+
+
+@pytest.fixture
+def recording(tmp_path) -> Path:
+    rec = tmp_path / "rec"
+    shutil.copytree(SAMPLE_PLANE, rec / "suite2p" / "plane0")
+    return rec
+
+
+def test_every_form_of_a_suite2p_recording_is_one_data_set(recording):
+    plane = recording / "suite2p" / "plane0"
+    forms = [recording, recording / "suite2p", plane, plane / "stat.npy", plane / "F.npy"]
+    assert {dataset_root(f) for f in forms} == {recording / "suite2p"}
+    folders = {default_folder(dataset_root(f)) for f in forms}
+    # inside the recording folder: the labels travel when it is copied or moved
+    assert folders == {recording / "suite2p.cellcurator"}
+
+
+def test_other_data_are_their_own_root(tmp_path):
+    movie = tmp_path / "movie.tif"
+    movie.write_bytes(b"")
+    assert dataset_root(movie) == movie.resolve()
+    minian = tmp_path / "minian"
+    for store in ("A.zarr", "C.zarr"):
+        (minian / store).mkdir(parents=True)
+    assert dataset_root(minian / "A.zarr") == minian
+
+
+def test_labels_set_through_a_plane_are_found_from_the_recording(recording, monkeypatch):
+    with Project.for_data(recording / "suite2p" / "plane0") as p:
+        p.journal.set_label("rec/suite2p/plane0:0", "not_cell")
+    monkeypatch.chdir(recording.parent)
+    with Project.for_data("rec") as p:
+        assert p.journal.label_of("rec/suite2p/plane0:0") == "not_cell"
+
+
+def test_suite2p_ids_do_not_depend_on_the_working_folder(recording, monkeypatch):
+    task = get_task("cellness")
+    absolute = task.read_many([recording / "suite2p" / "plane0"], ReadOptions())
+    monkeypatch.chdir(recording / "suite2p")
+    relative = task.read_many(["plane0"], ReadOptions())
+    assert list(relative.table["item_id"]) == list(absolute.table["item_id"])
+    assert absolute.table["item_id"].iloc[0] == "rec/suite2p/plane0:0"
+
+
+def test_files_with_one_stem_have_their_own_projects(tmp_path):
+    movie, results = tmp_path / "sess.tif", tmp_path / "sess.hdf5"
+    movie.write_bytes(b"")
+    results.write_bytes(b"")
+    assert default_folder(movie) != default_folder(results)
+    assert default_folder(movie) == tmp_path / "sess.tif.cellcurator"
+
+
+def test_a_project_of_an_earlier_version_is_still_found(tmp_path):
+    data = tmp_path / "plate1.tif"
+    data.write_bytes(b"")
+    legacy = tmp_path / "plate1.cellcurator"
+    legacy.mkdir()
+    (legacy / "project.json").write_text(f'{{"data": ["{data.resolve()}"]}}')
+    assert default_folder(data) == legacy
+    other = tmp_path / "plate1.png"  # same stem, not named by that project
+    other.write_bytes(b"")
+    assert default_folder(other) == tmp_path / "plate1.png.cellcurator"
+
+
+def _read_only(monkeypatch, *folders: Path) -> None:
+    """Root ignores chmod: make ``folders`` (and everything in them) look unwritable."""
+    real = project_module._writable
+    blocked = [f.resolve() for f in folders]
+    monkeypatch.setattr(project_module, "_writable", lambda f: real(f) and not any(
+        Path(f).resolve() == b or b in Path(f).resolve().parents for b in blocked))
+
+
+def test_a_read_only_project_is_continued_in_a_copy_not_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "home"))
+    data = tmp_path / "share" / "plate1.tif"
+    data.parent.mkdir()
+    data.write_bytes(b"")
+    with Project.for_data(data) as p:
+        beside = p.folder
+        p.journal.set_label("a", "G2")
+    _read_only(monkeypatch, data.parent)
+    with pytest.warns(InputWarning, match="cannot be written.*copied"):
+        p = Project.for_data(data)
+    with p:
+        assert p.folder.is_relative_to(tmp_path / "home")
+        assert p.journal.label_of("a") == "G2"  # the read-only project's label is kept
+        p.journal.set_label("b", "G1")
+    assert (beside / "labels.sqlite").is_file()  # the original is untouched
+
+
+def test_labels_made_while_read_only_are_found_when_writable_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "home"))
+    data = tmp_path / "share" / "plate1.tif"
+    data.parent.mkdir()
+    data.write_bytes(b"")
+    with monkeypatch.context() as m:
+        _read_only(m, data.parent)
+        with Project.for_data(data) as p:
+            p.journal.set_label("a", "G2")
+    with pytest.warns(InputWarning, match="move that folder"):
+        p = Project.for_data(data)
+    with p:
+        assert p.journal.label_of("a") == "G2"
+
+
+def test_predictions_of_other_data_are_refused(recording, tmp_path):
+    items = pd.DataFrame({"item_id": ["a:0", "a:1"], "source": str(recording)})
+    other = tmp_path / "other"
+    other.mkdir()
+    ours = pd.DataFrame({"item_id": ["a:0"], "source": str(recording), "prediction": "cell"})
+    check_predictions_match(items, ours, "p.csv")
+    with pytest.raises(InputError, match="predicted for"):
+        check_predictions_match(items, ours.assign(source=str(other)), "p.csv")
+    with pytest.raises(InputError, match="none of this data's items"):
+        check_predictions_match(items, ours.assign(item_id="b:0"), "p.csv")
+    # sources that no longer exist (moved data) cannot be judged: accepted
+    check_predictions_match(items, ours.assign(source=str(tmp_path / "gone")), "p.csv")
+
+
+def test_journal_labels_of_no_item_are_reported_on_export():
+    items = pd.DataFrame({"item_id": ["new:0", "new:1"], "label": ["cell", None]})
+    journal = pd.DataFrame({"item_id": ["old:0"], "label": ["not_cell"], "source": ["human"]})
+    with pytest.warns(InputWarning, match="1 label.*no item.*old:0"):
+        curated_table(items, None, journal)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curated_table(items, None, journal.assign(item_id="new:0"))
+
+
+def test_a_plane_project_of_an_earlier_version_is_still_found(recording):
+    # versions before December 2026 kept the project beside the path as typed
+    plane = recording / "suite2p" / "plane0"
+    old = plane.parent / "plane0.cellcurator"
+    with Project(old) as p:
+        p._record_data(plane.resolve())
+        p.journal.set_label("rec/suite2p/plane0:0", "not_cell")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Project.for_data(plane) as p:
+            assert p.folder == old and p.journal.label_of("rec/suite2p/plane0:0") == "not_cell"
