@@ -8,11 +8,14 @@ composite snippets reads data the same way.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
+from napari_cellcurator.core.errors import InputWarning
 from napari_cellcurator.core.io.movies import Movie
+from napari_cellcurator.core.io.names import readable
 
 DEFAULT_LENGTH = 5
 DEFAULT_TILE = 64
@@ -31,6 +34,24 @@ def robust_normalise(x: np.ndarray, eps: float = 1e-3) -> np.ndarray:
         spread = float(x.std())
     y = (x - med) / max(spread, eps)
     return np.clip(y, -8.0, 8.0, out=y)
+
+
+def finite_pixels(data: np.ndarray) -> np.ndarray:
+    """``data`` with NaN replaced by its finite median and ±inf by its finite extremes (all
+    zeros when nothing is finite).
+
+    The median, not celltype's 0, because a movie's raw level is arbitrary: 0 next to pixels
+    of 1000 would be a dark edge the model reads as texture, while the median is 0 after
+    :func:`robust_normalise` (the reader warns, once per movie, how many pixels this hits).
+    """
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return data
+    finite = data[~bad]
+    if finite.size == 0:
+        return np.zeros_like(data)
+    return np.nan_to_num(data, nan=float(np.median(finite)), posinf=float(finite.max()),
+                         neginf=float(finite.min()))
 
 
 def tile_starts(extent: tuple[int, int], footprint: int, stride: int) -> np.ndarray:
@@ -80,8 +101,11 @@ class SnippetArray:
     def __init__(self, movies: Sequence[Movie], blocks: np.ndarray, grid: np.ndarray,
                  length: int = DEFAULT_LENGTH, size: int = DEFAULT_TILE, scale: int = 1):
         self.movies = list(movies)
-        self.blocks = np.asarray(blocks, dtype=np.int64).reshape(len(grid), -1, 4)
         self.grid = np.asarray(grid, dtype=np.int64)
+        blocks = np.asarray(blocks, dtype=np.int64)
+        # no snippets (an empty subset): -1 cannot be inferred from size 0, keep G when known
+        per_snippet = blocks.shape[1] if blocks.ndim == 3 else 1
+        self.blocks = blocks.reshape(len(self.grid), -1 if len(self.grid) else per_snippet, 4)
         self.length, self.size, self.scale = int(length), int(size), int(scale)
 
     @classmethod
@@ -140,7 +164,12 @@ class SnippetArray:
     def _read_block(self, block: np.ndarray, side: int) -> np.ndarray:
         m, t0, y0, x0 = (int(v) for v in block)
         fp = side * self.scale
-        data = self.movies[m].read(t0, t0 + self.length, y0, y0 + fp, x0, x0 + fp)
+        raw = self.movies[m].read(t0, t0 + self.length, y0, y0 + fp, x0, x0 + fp)
+        data = finite_pixels(raw)
+        if data is not raw:  # found as snippets are read: a lazy movie is never scanned whole
+            warnings.warn(f"{readable(self.movies[m].path)}: has NaN/inf pixels; snippets "
+                          "read NaN as their tile's median and ±inf as its finite extremes",
+                          InputWarning, stacklevel=2)
         if data.shape[1:] != (fp, fp):  # a block at the border: pad by reflection
             data = np.pad(data, ((0, 0), (0, fp - data.shape[1]), (0, fp - data.shape[2])),
                           mode="reflect")

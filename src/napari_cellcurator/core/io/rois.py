@@ -7,6 +7,7 @@ them, so a model trained on one format (or on simulated data) reads the others i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,15 @@ import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.data.roi_images import DEFAULT_PATCH, roi_centre, roi_patches
-from napari_cellcurator.core.data.traces import NEUROPIL_COEF, neuropil_subtract, resample
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.data.traces import (
+    NEUROPIL_COEF,
+    fill_nan,
+    neuropil_subtract,
+    resample,
+)
+from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.names import readable
 
 CLASSES = ["not_cell", "cell"]
 Footprint = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -107,6 +114,7 @@ def roiset_to_items(rois: RoiSet, extra: dict | None = None) -> ItemSet:
     images = roi_patches(rois.footprints, size, context=context) if n else np.zeros(
         (0, 2 + len(context), size, size), np.float32)
     traces = neuropil_subtract(np.asarray(rois.traces, np.float32), rois.neuropil, coef)
+    traces = finite_traces(traces, rois.path)
     if extra.get("trace_length"):
         traces = resample(traces, int(extra["trace_length"])) if n else np.zeros(
             (0, int(extra["trace_length"])), np.float32)
@@ -132,6 +140,27 @@ def roiset_to_items(rois: RoiSet, extra: dict | None = None) -> ItemSet:
             "fov_shape": tuple(int(v) for v in rois.fov_shape), "footprints": rois.footprints,
             "mean_image": rois.mean_image, **rois.meta}
     return ItemSet(table, {"image": images, "trace": traces.astype(np.float32)}, meta)
+
+
+def finite_traces(traces: np.ndarray, path: Path) -> np.ndarray:
+    """``traces`` (N, T) with NaN/inf interpolated along time (all-NaN rows → 0), with one
+    warning naming ``path`` and how many ROIs had them.
+
+    Every ROI format passes here, so a failed extraction (NaN in ``F`` or ``Fneu``) is
+    never scored silently: the model would see a flat trace and call the ROI from its
+    footprint alone.
+    """
+    bad = ~np.isfinite(traces)
+    if traces.size == 0 or not bad.any():
+        return traces
+    rows = bad.any(axis=1)
+    whole = int(bad.all(axis=1).sum())
+    note = (f", {whole} of them entirely (read as flat: their footprint alone decides)"
+            if whole else "")
+    warnings.warn(f"{readable(path)}: {int(rows.sum())} of {len(traces)} ROI traces have "
+                  f"NaN/inf values{note}; they are interpolated over time", InputWarning,
+                  stacklevel=3)
+    return fill_nan(traces, np.float32)
 
 
 def footprints_to_labels(items: ItemSet) -> np.ndarray:
