@@ -14,6 +14,9 @@ from pathlib import Path
 from napari_cellcurator.core.io.images import IMAGE_SUFFIXES
 
 PROJECT_SUFFIX = ".cellcurator"
+#: an image this large on its longest side is a frame (of a movie, or a smear without
+#: labels), not a crop: a folder of such images does not tell its task
+FRAME_SIDE = 512
 
 
 def detect_task(path: str | Path) -> str | None:
@@ -81,10 +84,44 @@ def detect_task(path: str | Path) -> str | None:
 
     if coco_layout(path) is not None:  # frames + a COCO JSON of boxes (Roboflow export)
         return "celltype"
-    if any(p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
-           for p in path.iterdir() if not p.name.startswith(".")):
+    if any(_holds_images(p) or any(_holds_images(q) for q in _folders(p))
+           for p in _folders(path)):  # class folders, their images maybe in sub-folders
         return "celltype"
-    return None
+    return "celltype" if _holds_crops(path) else None
+
+
+def _folders(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_SUFFIXES for f in folder.iterdir())
+
+
+def _holds_crops(folder: Path) -> bool:
+    """Whether ``folder`` holds crops without classes: images, the first smaller than a
+    frame (a folder of frames is a movie for the mixture task, ``--task`` says so)."""
+    from napari_cellcurator.core.io.images import image_files
+
+    files = image_files(folder)
+    return bool(files) and _longest_side(files[0]) < FRAME_SIDE
+
+
+def _longest_side(image: Path) -> int:
+    """The longest side of an image, from its header (0 when unreadable: the reader then
+    names the file and the problem)."""
+    try:
+        if image.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(image) as tif:
+                return max(tif.series[0].shape)
+        from PIL import Image
+
+        with Image.open(image) as im:
+            return max(im.size)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def unknown_format(path: Path) -> str:
@@ -94,6 +131,9 @@ def unknown_format(path: Path) -> str:
     if path.suffix.lower() in MOVIE_SUFFIXES or is_video_folder(path):
         return (f"{path.name}: a movie — choose the task: cellness (find candidate cells, "
                 "or ROIs from a mask file beside it) or mixture (tiles to score)")
+    if path.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.iterdir()):
+        return (f"{path.name}: images of {FRAME_SIDE} px or more — choose the task: mixture "
+                "(the frames of a movie) or celltype (crops without classes)")
     return f"{path}: not a format napari-cellcurator reads"
 
 

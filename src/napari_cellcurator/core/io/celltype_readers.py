@@ -24,22 +24,24 @@ MAX_INPUT = 64
 def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
     """Detect the layout of ``path`` and read it."""
     from napari_cellcurator.core.io.arrays import is_array_file
-    from napari_cellcurator.core.io.points import is_points_folder, read_points_folder
 
     path = Path(path)
     if is_array_file(path):
         return read_array_items(path, options)
-    if is_points_folder(path):
-        return read_points_folder(path, options)
     if path.is_dir():
-        from napari_cellcurator.core.io.coco import coco_layout, read_coco_folder
+        from napari_cellcurator.core.io import annotated_frames as af
 
-        if coco_layout(path) is not None:  # before class folders: images/ is not a class
-            return read_coco_folder(path, options)
+        # frames + points, YOLO, VOC or COCO boxes: before class folders (images/ is no class)
+        if af.frames_layout(path) is not None:
+            return af.annotated_frames(path).items(path, options)
+        splits = af.export_splits(path)  # Roboflow: train/ valid/ test/ of annotated frames
+        if splits:
+            return af.read_export_splits(path, splits, options)
     splits = split_folders(path)
     if splits:
         return read_split_folders(path, splits, options)
     if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
+        _refuse_split_names_as_classes(path)
         return read_class_folders(path, options)
     if path.is_dir() and image_files(path):  # crops without classes: to predict, to curate
         return read_unlabelled_crops(path, options)
@@ -51,6 +53,19 @@ def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
                      "folders of class folders, images/ + labels/<stem>.txt ('x y class' "
                      "lines) or Pascal VOC / COCO boxes, a CSV with file and label columns, "
                      "or an .npz of images and labels")
+
+
+def _refuse_split_names_as_classes(root: Path) -> None:
+    """Folders all named like splits (``train/ valid/``) holding neither class folders nor
+    annotated frames: an error, not classes "train" and "valid" of whole frames."""
+    subs = [p for p in root.iterdir() if p.is_dir() and not is_junk_file(p)
+            and p.name != "__MACOSX"]
+    if subs and all(p.name.lower() in SPLIT_NAMES for p in subs):
+        raise InputError(root, f"its folders {sorted(p.name for p in subs)} are split names, "
+                         "not classes, but hold no class folders and no box annotations",
+                         "train/<class>/*.png, or frames with their boxes in each split "
+                         "(_annotations.coco.json, images/ + labels/, VOC .xml beside each "
+                         "image); images without classes: --data <root>/<split>")
 
 
 #: column names (lower case, alphanumerics only) of a crop table's file and class columns

@@ -15,7 +15,6 @@ resized to ``input_size`` so one pixel keeps one physical size (cell size is a c
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import pandas as pd
 
 from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quality
 from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
 from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import field_separator, readable
@@ -394,6 +394,12 @@ def _inside(pts: np.ndarray, ids: list, shape: tuple[int, ...], label_file: Path
 
 def read_points_folder(root: Path, options) -> ItemSet:
     """``images/`` + ``labels/<stem>.txt`` → labelled crops, one group per frame."""
+    return points_frames(root).items(root, options)
+
+
+def points_frames(root: Path) -> AnnotatedFrames:
+    """The frames of an ``images/`` + ``labels/`` folder with their points (YOLO boxes:
+    their centres, classes named by the data set's own names file)."""
     root = Path(root)
     dirs = points_dirs(root)
     if dirs is None:
@@ -403,20 +409,13 @@ def read_points_folder(root: Path, options) -> ItemSet:
     pairs = _frames_and_labels(frames_dir, labels_dir)
     from napari_cellcurator.core.io import yolo
 
-    if pairs and all(yolo.is_yolo_file(lab) for lab in pairs.values()):  # YOLO boxes
-        names = yolo.yolo_class_names(root)
-        parsed = {}
-        for f, lab in pairs.items():
-            pts, ids = yolo.read_yolo_file(lab, read_image_chw(f).shape[-2:])
-            parsed[f] = (pts, [names.get(i, i) for i in ids])
-        # the data set's own names (or ids), never RBC-12's
-        options = replace(options, extra={**(options.extra or {}), "class_names": False})
-    else:
-        parsed = {f: read_points_file(lab) for f, lab in pairs.items()}
+    boxes = bool(pairs) and all(yolo.is_yolo_file(lab) for lab in pairs.values())
+    parsed = yolo.read_yolo_pairs(root, pairs) if boxes else {
+        f: read_points_file(lab) for f, lab in pairs.items()}
     if not any(len(p) for p, _ in parsed.values()):
         raise InputError(labels_dir, "has no points for the images",
                          f"{labels_dir.name}/<image stem>.txt with lines 'x y class'")
-    return items_from_frames(root, parsed, pairs, labels_dir, options)
+    return AnnotatedFrames(parsed, pairs, labels_dir, own_names=boxes)
 
 
 def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, options

@@ -1,12 +1,21 @@
-"""Pascal VOC box annotations (``Annotations/<stem>.xml``): cells at the box centres."""
+"""Pascal VOC box annotations: cells at the box centres.
+
+Read from ``JPEGImages/`` + ``Annotations/<stem>.xml`` (see :mod:`.points`), or with each
+``<stem>.xml`` beside its image, as Roboflow exports VOC (``train/*.jpg`` + ``train/*.xml``).
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
+from napari_cellcurator.core.io.images import image_files, is_junk_file
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.names import readable
 
 
 def read_voc_file(path: Path) -> tuple[np.ndarray, list[str | None]]:
@@ -34,3 +43,48 @@ def read_voc_file(path: Path) -> tuple[np.ndarray, list[str | None]]:
         name = (obj.findtext("name") or "").strip()
         ids.append(name or None)
     return np.asarray(pts, dtype=np.float64).reshape(-1, 2), ids
+
+
+def _xml_files(folder: Path) -> dict[str, Path]:
+    return {f.stem: f for f in folder.iterdir() if f.suffix.lower() == ".xml"
+            and f.is_file() and not is_junk_file(f)}
+
+
+def is_voc_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds images with a Pascal VOC ``<stem>.xml`` beside them (the
+    first such file's head is checked: ``<annotation>``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    xmls = _xml_files(folder)
+    first = next((xmls[f.stem] for f in image_files(folder) if f.stem in xmls), None)
+    if first is None:
+        return False
+    try:
+        with open(first, "rb") as fh:
+            return b"<annotation" in fh.read(4096)
+    except OSError:
+        return False
+
+
+def voc_frames(folder: Path) -> AnnotatedFrames:
+    """The images of ``folder`` with the box centres of their ``<stem>.xml``; images
+    without one are not read, an XML without its image is named in a warning."""
+    folder = Path(folder)
+    xmls = _xml_files(folder)
+    pairs = {f: xmls[f.stem] for f in image_files(folder) if f.stem in xmls}
+    orphans = sorted(set(xmls) - {f.stem for f in pairs})
+    if orphans:
+        warnings.warn(f"{readable(folder)}: {len(orphans)} XML file(s) match no image and "
+                      f"are not read: {[readable(xmls[o].name) for o in orphans[:5]]}",
+                      InputWarning, stacklevel=3)
+    parsed = {f: read_voc_file(x) for f, x in pairs.items()}
+    if not any(len(p) for p, _ in parsed.values()):
+        raise InputError(folder, "has no boxes in the XML files beside its images",
+                         "Pascal VOC <object> boxes")
+    return AnnotatedFrames(parsed, pairs, folder)
+
+
+def read_voc_folder(folder: Path, options) -> ItemSet:
+    """Images + a Pascal VOC ``<stem>.xml`` beside each → labelled crops."""
+    return voc_frames(folder).items(folder, options)

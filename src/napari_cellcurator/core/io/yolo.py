@@ -59,6 +59,20 @@ def read_yolo_file(path: Path, frame_shape: tuple[int, int]) -> tuple[np.ndarray
     return np.asarray(pts, dtype=np.float64).reshape(-1, 2), ids
 
 
+def read_yolo_pairs(root: Path, pairs: dict[Path, Path]
+                    ) -> dict[Path, tuple[np.ndarray, list[str]]]:
+    """``{frame: (box centres as (row, col), class names)}`` of frames with their label
+    files; names from the names file of ``root`` or above it, else the class ids."""
+    from napari_cellcurator.core.io.images import read_image_chw
+
+    names = yolo_class_names(root)
+    parsed = {}
+    for frame, labels in pairs.items():
+        pts, ids = read_yolo_file(labels, read_image_chw(frame).shape[-2:])
+        parsed[frame] = (pts, [names.get(i, i) for i in ids])
+    return parsed
+
+
 def yolo_class_names(root: Path) -> dict[str, str]:
     """``{class id: name}`` from a names file in ``root`` or the folders above (two levels)."""
     for folder in (root, root.parent, root.parent.parent):

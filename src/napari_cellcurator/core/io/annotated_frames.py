@@ -1,0 +1,155 @@
+"""Full frames with box or point labels, and detection data sets exported split into
+``train/ valid/ test/`` folders (Roboflow's COCO, YOLO and Pascal VOC exports).
+
+Each annotation format parses its folder into :class:`AnnotatedFrames` (points files and YOLO
+in :mod:`.points` / :mod:`.yolo`, VOC in :mod:`.voc`, COCO in :mod:`.coco`); the crops are
+cut once for all frames, so the splits of an export share one crop size, one class naming and
+one quality filter.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.images import image_files, is_junk_file
+from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.names import readable
+
+EXPECTED = ("train/ valid/ test/ folders each holding frames with their boxes: "
+            "_annotations.coco.json, images/ + labels/, or a VOC .xml beside each image")
+
+
+class AnnotatedFrames(NamedTuple):
+    """Frames with the cells annotated on them, before cropping.
+
+    Attributes
+    ----------
+    parsed
+        ``{frame file: (points (N, 2) as row/col, class ids or names)}``.
+    sources
+        ``{frame file: the annotation file its points came from}`` (named in warnings).
+    where
+        Where the annotations are (named in errors).
+    own_names
+        The classes are the data set's own names or ids (never renamed to RBC-12's).
+    """
+
+    parsed: dict[Path, tuple[np.ndarray, list[str | None]]]
+    sources: dict[Path, Path]
+    where: Path
+    own_names: bool = False
+
+    def items(self, root: Path, options) -> ItemSet:
+        """Crops around the points of every frame, one group per frame."""
+        from napari_cellcurator.core.io.points import items_from_frames
+
+        if self.own_names:
+            options = replace(options, extra={**(options.extra or {}), "class_names": False})
+        return items_from_frames(Path(root), self.parsed, self.sources, self.where, options)
+
+
+def frames_layout(folder: Path) -> str | None:
+    """Which annotated-frames layout ``folder`` has, or None: ``"points"`` (``images/`` +
+    ``labels/`` of points or YOLO boxes, VOC's ``JPEGImages/`` + ``Annotations/``),
+    ``"coco"`` or ``"voc"`` (an XML beside each image)."""
+    from napari_cellcurator.core.io.coco import coco_layout
+    from napari_cellcurator.core.io.points import is_points_folder
+    from napari_cellcurator.core.io.voc import is_voc_folder
+
+    if not folder.is_dir():
+        return None
+    if is_points_folder(folder):
+        return "points"
+    if coco_layout(folder) is not None:
+        return "coco"
+    return "voc" if is_voc_folder(folder) else None
+
+
+def annotated_frames(folder: Path) -> AnnotatedFrames:
+    """The annotated frames of one folder, whichever layout it has."""
+    from napari_cellcurator.core.io import coco, points, voc
+
+    layout = frames_layout(folder)
+    if layout is None:
+        raise InputError(folder, "holds no frames with box or point annotations", EXPECTED)
+    read = {"coco": coco.coco_frames, "points": points.points_frames,
+            "voc": voc.voc_frames}[layout]
+    return read(folder)
+
+
+def _sub_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not is_junk_file(p)
+                  and p.name != "__MACOSX")
+
+
+def export_splits(root: Path) -> dict[str, list[Path]]:
+    """``{"train"|"val"|"test": [folders]}`` when every sub-folder of ``root`` is a split
+    name and one of them holds annotated frames (a Roboflow export: ``train/ valid/ test/``
+    with COCO, YOLO or VOC boxes in each); else empty."""
+    from napari_cellcurator.core.io.celltype_readers import SPLIT_NAMES
+
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    subs = _sub_folders(root)
+    if not subs or any(p.name.lower() not in SPLIT_NAMES for p in subs):
+        return {}
+    if not any(frames_layout(p) for p in subs):
+        return {}
+    out: dict[str, list[Path]] = {}
+    for p in subs:
+        out.setdefault(SPLIT_NAMES[p.name.lower()], []).append(p)
+    return out
+
+
+def read_export_splits(root: Path, splits: dict[str, list[Path]], options) -> ItemSet:
+    """A detection export ``root/train|valid|test/`` → the cells of train + valid.
+
+    As for split folders of crops, valid keeps the validation side of the train/validation
+    split and test is held out with a warning (``--data root/test`` evaluates on it); item
+    ids start with the split folder's name (frames of two splits may share a name).
+    """
+    used = [s for s in ("train", "val") if s in splits] or ["test"]
+    if "test" in splits and used != ["test"]:
+        n = sum(len(image_files(d, recursive=True)) for d in splits["test"])
+        warnings.warn(f"{readable(root)}: {n} frames of {[d.name for d in splits['test']]} "
+                      "are kept aside as the test set (not read); predict or evaluate on "
+                      f"them with --data {readable(splits['test'][0])}", InputWarning,
+                      stacklevel=3)
+    parsed, sources, folder_of, own = {}, {}, {}, False
+    for split in used:
+        for d in splits[split]:
+            frames = annotated_frames(d)
+            parsed.update(frames.parsed)
+            sources.update(frames.sources)
+            folder_of.update({readable(f): (split, d.name) for f in frames.parsed})
+            own = own or frames.own_names
+    items = AnnotatedFrames(parsed, sources, Path(root), own).items(root, options)
+    return _split_columns(items, folder_of, "val" in used)
+
+
+def _split_columns(items: ItemSet, folder_of: dict[str, tuple[str, str]],
+                   keep_val: bool) -> ItemSet:
+    """Ids prefixed with the split folder, ``split`` = train/val and a ``group`` per frame
+    that (with a validation folder) puts the frame's cells on its side of the split."""
+    from napari_cellcurator.core.io.celltype_readers import split_groups
+
+    table = items.table
+    side = [folder_of[f][0] for f in table["frame"]]
+    folder = [folder_of[f][1] for f in table["frame"]]
+    frame = [f"{d}/{g}" for d, g in zip(folder, table["group"], strict=True)]
+    table["item_id"] = [f"{d}/{i}" for d, i in zip(folder, table["item_id"], strict=True)]
+    table["split"] = side
+    if keep_val:  # one forced group per frame, computed once per frame
+        keys = sorted(set(zip(side, frame, strict=True)))
+        forced = dict(zip(keys, split_groups([s for s, _ in keys], [k for _, k in keys]),
+                          strict=True))
+        frame = [forced[k] for k in zip(side, frame, strict=True)]
+    table["group"] = frame
+    return ItemSet(table, items.arrays, items.meta)
