@@ -212,3 +212,10 @@ def test_mixture_trains_with_an_empty_validation_split(tmp_path):
     saved = train(TrainRequest(task="mixture", data=[str(tmp_path / "m.csv")], epochs=1,
                                device="cpu", init="none", read_extra=SNIPPETS))
     assert saved.config.metrics["n_val"] == 0 and saved.config.metrics["n_train"] > 0
+
+
+def test_a_nan_score_gets_no_class_in_a_classifier_either():
+    table = pd.DataFrame({"item_id": ["a", "b"]})
+    scores = np.array([[0.2, 0.8], [np.nan, np.nan]], np.float32)
+    out = get_task("celltype").prediction_table(table, scores, ["G1", "G2"])
+    assert out["prediction"].tolist()[0] == "G2" and pd.isna(out["prediction"][1])

@@ -116,3 +116,14 @@ def test_cluster_k_beyond_the_items_and_compare_on_mixture_say_why(tmp_path, cap
     assert main(["compare", "--task", "mixture", "--data",
                  str(samples / "mixture" / "manifest.csv")]) == 2
     assert "predicts a proportion" in capsys.readouterr().err
+
+
+def test_warnings_about_the_data_are_one_line():
+    from napari_cellcurator.cli import _warning_format
+    from napari_cellcurator.core.errors import InputWarning
+
+    fmt = _warning_format("predict")
+    assert fmt("3 points are outside", InputWarning, "/x/points.py", 12) == (
+        "cellcurator predict: warning: 3 points are outside\n")
+    # other warnings (a library's deprecation) keep Python's format, file and line
+    assert "/x/lib.py:3: DeprecationWarning" in fmt("old", DeprecationWarning, "/x/lib.py", 3)

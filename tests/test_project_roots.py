@@ -96,11 +96,15 @@ def _read_only(monkeypatch, *folders: Path) -> None:
         Path(f).resolve() == b or b in Path(f).resolve().parents for b in blocked))
 
 
-def test_a_read_only_project_is_continued_in_a_copy_not_replaced(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["plate1.tif", "crops"])
+def test_a_read_only_project_is_continued_in_a_copy_not_replaced(tmp_path, monkeypatch, name):
     monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "home"))
-    data = tmp_path / "share" / "plate1.tif"
+    data = tmp_path / "share" / name
     data.parent.mkdir()
-    data.write_bytes(b"")
+    if data.suffix:
+        data.write_bytes(b"")
+    else:  # a folder: its project's name is also what earlier versions called it
+        data.mkdir()
     with Project.for_data(data) as p:
         beside = p.folder
         p.journal.set_label("a", "G2")

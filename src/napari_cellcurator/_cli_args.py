@@ -83,3 +83,15 @@ class ReadProgress:
         if stage != self.stage or tenth > self.tenth:
             print(f"reading: {stage} ({fraction:.0%})", file=sys.stderr, flush=True)
             self.stage, self.tenth = stage, tenth
+
+
+def _task_name(task: str | None, data: str | list[str]) -> str:
+    """``--task``, or the task detected from the (first) ``--data`` path."""
+    from napari_cellcurator._reader import detect_task
+    from napari_cellcurator.core.errors import InputError
+
+    first = data[0] if isinstance(data, list) else data
+    name = task or detect_task(first)
+    if name is None:
+        raise InputError(first, "cannot tell which task this data is for", "pass --task")
+    return name

@@ -1,7 +1,8 @@
 """``cellcurator``: every GUI action as a command.
 
-Errors the package raises on purpose (bad input, unsafe model files) print one line on stderr
-and exit with status 2; anything else is a bug and keeps its traceback.
+Errors the package raises on purpose (bad input, unsafe model files) and failed reads or writes
+of a named file (permission denied, disk full) print one line on stderr and exit with status 2;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -9,16 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from napari_cellcurator._cli_args import (
     MODEL_HELP,
     ReadProgress,
+    _task_name,
     channels_arg,
     model_dir_arg,
     positive,
     scheduler_arg,
+)
+from napari_cellcurator._cli_curation import (
+    _cmd_export,
+    _cmd_labels,
+    _cmd_review,
+    _read_predictions,  # noqa: F401  (part of this module's interface for tests)
 )
 
 TASKS = ("mixture", "celltype", "cellness")
@@ -206,6 +215,7 @@ def _cmd_train(a) -> int:
     from napari_cellcurator.core.pipeline import TrainRequest, train
 
     task = _task_name(a.task, a.data)
+    _check_model_out(a.out, a.data)
     req = TrainRequest(task=task, data=a.data, out=a.out, arch=a.arch, channels=a.channels,
                        epochs=a.epochs, seed=a.seed, device=a.device, init=a.init,
                        batch_size=a.batch_size, lr=a.lr, amp=a.amp)
@@ -214,6 +224,18 @@ def _cmd_train(a) -> int:
     shown = {k: val[k] for k in ("accuracy", "macro_f1", "f1", "A", "bce") if k in val}
     print(f"saved {saved.config.arch} model to {saved.model_dir}; validation {shown}")
     return 0
+
+
+def _check_model_out(out: str, data: list[str]) -> None:
+    """Refuse a model ``--out`` that would destroy data, before hours of training: the input
+    itself or a folder holding it, or a folder that is not a model folder (saving replaces
+    the folder whole; a new model folder inside a data folder destroys nothing)."""
+    from napari_cellcurator.core.batch import data_paths
+    from napari_cellcurator.core.store.atomic import check_not_input, check_replaceable
+    from napari_cellcurator.core.store.modelio import is_model_folder
+
+    check_not_input(out, data_paths(data), inside_ok=True)
+    check_replaceable(out, is_model_folder, "a model folder")
 
 
 def _add_model_task(p) -> None:
@@ -228,11 +250,11 @@ def _default_model(data: str, task: str | None = None) -> str:
     for the data's task; said on stderr, as the Predict widget says it."""
     from napari_cellcurator.core.errors import InputError
     from napari_cellcurator.core.io.arrays import split_fragment
-    from napari_cellcurator.core.store.project import MODELS_NAME, default_folder
+    from napari_cellcurator.core.store.project import MODELS_NAME, project_folder
     from napari_cellcurator.core.store.registry import ModelRegistry
     from napari_cellcurator.core.tasks import get_task
 
-    models = default_folder(split_fragment(Path(data))[0]) / MODELS_NAME
+    models = project_folder(split_fragment(Path(data))[0]) / MODELS_NAME
     current = ModelRegistry(models).current_dir() if models.is_dir() else None
     if current is not None:
         print(f"model: the project's current version {current}", file=sys.stderr)
@@ -311,114 +333,10 @@ def _cmd_pretrain(a) -> int:
     from napari_cellcurator.core.pretrain import pretrain
 
     data = a.data if len(a.data) > 1 else a.data[0]
+    _check_model_out(a.out, a.data)
     pretrain(_task_name(a.task, a.data), data, a.out, channels=a.channels, epochs=a.epochs,
              on_update=_progress_printer("pretrain"))
     print(f"saved pretrained encoder to {a.out}; use `cellcurator train --init {a.out}`")
-    return 0
-
-
-def _task_name(task: str | None, data: str | list[str]) -> str:
-    """``--task``, or the task detected from the (first) ``--data`` path."""
-    from napari_cellcurator._reader import detect_task
-    from napari_cellcurator.core.errors import InputError
-
-    first = data[0] if isinstance(data, list) else data
-    name = task or detect_task(first)
-    if name is None:
-        raise InputError(first, "cannot tell which task this data is for", "pass --task")
-    return name
-
-
-def _open_curation(a, read_items: bool = True):
-    """(task, items or None, project) of the curation commands' --data/--project/--task."""
-    from napari_cellcurator.core.store.project import Project
-    from napari_cellcurator.core.tasks import ReadOptions, get_task
-
-    task = get_task(_task_name(a.task, a.data))
-    items = task.read_many([a.data], ReadOptions()) if read_items else None
-    project = (Project(a.project, user=a.user) if a.project
-               else Project.for_data(a.data, user=a.user))
-    return task, items, project
-
-
-def _read_predictions(path: str):
-    import pandas as pd
-
-    from napari_cellcurator.core.errors import InputError
-
-    suffix = Path(path).suffix.lower()
-    try:
-        table = (pd.read_parquet(path) if suffix == ".parquet"  # ids stay text ("007")
-                 else pd.read_csv(path, dtype={"item_id": str}))
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read the prediction table ({exc})") from None
-    if "item_id" not in table.columns:
-        raise InputError(path, "has no item_id column", "a `cellcurator predict` output")
-    return table.assign(item_id=table["item_id"].astype(str))
-
-
-def _cmd_labels(a) -> int:
-    from napari_cellcurator.core.errors import InputError
-
-    task, items, project = _open_curation(a, read_items=a.set is not None)
-    with project:
-        journal = project.journal
-        if a.export:
-            print(f"wrote {journal.export(a.export)}: {len(journal.current_labels())} labels")
-        elif a.set:
-            item, label = a.set
-            if item not in set(items.table["item_id"].astype(str)):
-                raise InputError(a.data, f"has no item {item!r}")
-            journal_labels = journal.current_labels()["label"].astype(str)
-            known = list(dict.fromkeys([*task.classes_from(items), *journal_labels]))
-            label = task.check_label(label, known, new_class=a.new_class)
-            journal.set_label(item, label, source="human")
-            print(f"{item}: {label}")
-        elif a.undo:
-            undone = journal.undo()
-            print("nothing to undo" if not undone else
-                  "undid " + ", ".join(f"{e.item_id} ({e.label})" for e in undone))
-        else:
-            history = journal.history(a.history or None)
-            print(history.to_string(index=False) if len(history) else "no label events")
-    return 0
-
-
-def _cmd_review(a) -> int:
-    from napari_cellcurator.core.curation import export_table
-    from napari_cellcurator.core.triage import human_labels, merge_labels, review_order
-
-    task, items, project = _open_curation(a)
-    predictions = _read_predictions(a.predictions)
-    with project:
-        labelled, counts = human_labels(merge_labels(
-            items.table, project.journal.current_labels(), task.kind == "proportion"))
-    order = review_order(predictions, a.order, labelled=labelled, label_counts=counts,
-                         exclude_labelled=not a.include_labelled)
-    table = predictions.iloc[order[:a.top] if a.top else order].reset_index(drop=True)
-    table.insert(0, "rank", range(1, len(table) + 1))
-    if a.out:
-        print(f"wrote {export_table(table, a.out)}: {len(table)} items")
-    else:
-        print(table.to_string(index=False, max_rows=60))
-    return 0
-
-
-def _cmd_export(a) -> int:
-    from napari_cellcurator.core.curation import curated_table, export_table, write_back_curated
-
-    task, items, project = _open_curation(a)
-    predictions = _read_predictions(a.predictions) if a.predictions else None
-    with project:
-        table = curated_table(items.table, predictions, project.journal.current_labels(),
-                              model_over_file_labels=task.file_labels_are_predictions,
-                              proportions=task.kind == "proportion")
-    counts = table["curated_from"].value_counts().to_dict()
-    if a.write_back:
-        written = write_back_curated(task, items, table)
-        print(f"wrote {written} (backed up first); decisions {counts}")
-    else:
-        print(f"wrote {export_table(table, a.out)}: {len(table)} items, decisions {counts}")
     return 0
 
 
@@ -443,13 +361,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.formatwarning = _warning_format(args.command)
+            return COMMANDS[args.command](args)
     except CellCuratorError as exc:
         print(f"cellcurator {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a file the user named: keep the traceback
+            raise
+        print(f"cellcurator {args.command}: error: {_os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cellcurator {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _warning_format(command: str):
+    """``warnings.formatwarning`` for the package's own warnings about the user's data: one
+    line ``cellcurator <command>: warning: ...`` instead of a source file and line of ours.
+    Other warnings keep Python's format (a library's deprecation is for developers)."""
+    from napari_cellcurator.core.errors import InputWarning
+
+    default = warnings.formatwarning
+
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, InputWarning):
+            return f"cellcurator {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+    return format_warning
+
+
+def _os_error_text(exc: OSError) -> str:
+    """``path: problem`` of a failed read or write (a rename names both paths)."""
+    where = str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return f"{where}: {exc.strerror or exc}"
 
 
 if __name__ == "__main__":

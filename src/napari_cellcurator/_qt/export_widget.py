@@ -83,7 +83,7 @@ class ExportWidget(Container):
         return path
 
     def write_back(self, *_) -> Path | None:
-        from napari_cellcurator.core.curation import write_back_curated
+        from napari_cellcurator.core.curation import write_back_curated, write_back_summary
         from napari_cellcurator.core.tasks import get_task
 
         try:
@@ -93,7 +93,7 @@ class ExportWidget(Container):
         except (CellCuratorError, RuntimeError, OSError, ValueError) as exc:
             notify_error(f"write-back failed: {exc}")
             return None
-        self._say(f"wrote {path} (original backed up)", table)
+        self._say(write_back_summary(s.items, path), table)
         return path
 
     def _say(self, text: str, table) -> None:

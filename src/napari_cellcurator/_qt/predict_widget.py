@@ -31,7 +31,7 @@ FOLDER = "model folder"
 def load_session_model(session, source: str = CURRENT, folder: str | Path | None = None):
     """``(model, config, version)`` a session should predict with, checked against its task;
     the session keeps its own model until a prediction with this one completes."""
-    from napari_cellcurator.core.store.modelio import load_model
+    from napari_cellcurator.core.store.modelio import check_predictor, load_model
     from napari_cellcurator.core.tasks import get_task
 
     model_dir = folder if source == FOLDER else None
@@ -52,6 +52,7 @@ def load_session_model(session, source: str = CURRENT, folder: str | Path | None
             raise RuntimeError("no project: choose a model folder")
         model, config = session.project.models.load()
         version = session.project.models.current()
+    check_predictor(config, version)
     if config.task != session.task_name:
         raise RuntimeError(f"model is for task {config.task!r}, data are "
                            f"{session.task_name!r}")

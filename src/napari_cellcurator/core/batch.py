@@ -16,7 +16,17 @@ import pandas as pd
 
 from napari_cellcurator.core.errors import CellCuratorError, InputError
 from napari_cellcurator.core.io.items import ItemSet
-from napari_cellcurator.core.store.atomic import atomic_write
+from napari_cellcurator.core.store.atomic import (
+    OUTPUT_MARK,
+    atomic_write,
+    atomic_write_dir,
+    check_not_input,
+    check_replaceable,
+    marked_output,
+)
+
+#: the :data:`OUTPUT_MARK` of prediction zarr outputs
+PREDICTIONS_MARK = "predictions"
 
 _MODEL_CACHE: dict[tuple[str, str], tuple] = {}
 _CACHE_LOCK = threading.Lock()
@@ -142,19 +152,26 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
     (``progress(fraction, stage)``: of reading, for long recordings).
 
     ``batch_size`` None picks one from the item size (:func:`default_batch_size`), so memory
-    stays bounded for big snippets as well as small crops."""
+    stays bounded for big snippets as well as small crops.
+
+    Raises
+    ------
+    InputError
+        ``out`` has an unknown suffix, is (inside, or holds) the input data, or is an existing
+        folder that is not an earlier prediction ``.zarr``: nothing is read or written then.
+    """
     from napari_cellcurator.core.device import resolve_device
     from napari_cellcurator.core.pipeline import read_for_model
-    from napari_cellcurator.core.store.modelio import read_config
+    from napari_cellcurator.core.store.modelio import check_predictor, read_config
     from napari_cellcurator.core.tasks import get_task
 
     config = read_config(model_dir)
+    check_predictor(config, model_dir)
     task = get_task(config.task)
     out_path = Path(out)
-    suffix = out_path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".zarr"):
-        raise InputError(out_path, "has an unknown output format", ".csv, .parquet or .zarr")
+    suffix = _check_out(out_path, data)
     items = read_for_model(config, data, task, progress)
+    check_not_input(out_path, item_sources(items.table, data), inside_ok=True)
     dev = str(resolve_device(device))
     scores = score_items(model_dir, items, dev, batch_size or default_batch_size(items),
                          scheduler, amp)
@@ -170,24 +187,86 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
     return out_path
 
 
-def _write_zarr(path: Path, scores: np.ndarray, table: pd.DataFrame) -> None:
-    """Scores as a zarr array plus the table as Parquet beside it (written, then renamed)."""
-    import shutil
+def _check_out(out: Path, data: str) -> str:
+    """The output's suffix, once ``out`` is known safe to write (before any work)."""
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".zarr"):
+        raise InputError(out, "has an unknown output format", ".csv, .parquet or .zarr")
+    # a new file inside a data folder is fine (``--data plane0 --out plane0/p.csv``)
+    check_not_input(out, data_paths(data), inside_ok=True)
+    if suffix == ".zarr":
+        check_replaceable(out, _is_prediction_zarr, "a prediction .zarr")
+    else:
+        check_table_out(out, data)
+    return suffix
 
+
+def check_table_out(out: Path, data: str | Path | list) -> None:
+    """Refuse a table output (``.csv``/``.parquet``) that is a folder, or an existing file
+    inside an input folder that is not one of the package's item tables (a label table of
+    the data): writing would replace it. Outputs elsewhere overwrite as usual."""
+    check_not_input(out, data_paths(data), inside_ok=True)
+    if out.is_dir():
+        raise InputError(out, "is a folder", f"a {out.suffix or '.csv'} file name")
+    if out.is_file() and _inside(out, data) and not _is_item_table(out):
+        raise InputError(out, "is a file of the input data (not an earlier table of "
+                         "cellcurator's); writing would replace it", "a new file name")
+
+
+def _inside(path: Path, data: str | Path | list) -> bool:
+    parents = set(path.resolve().parents)
+    return any(p.resolve() in parents for p in data_paths(data))
+
+
+def _is_item_table(path: Path) -> bool:
+    """Whether ``path`` is an earlier output of predict/export/review (an ``item_id``
+    column says so)."""
+    try:
+        columns = (pd.read_parquet(path).columns if path.suffix.lower() == ".parquet"
+                   else pd.read_csv(path, nrows=0).columns)
+    except (OSError, ValueError):
+        return False
+    return "item_id" in set(columns)
+
+
+def data_paths(data: str | Path | list) -> list[Path]:
+    """The files/folders named by ``data`` (a ``file.h5#split`` fragment stripped)."""
+    from napari_cellcurator.core.io.arrays import split_fragment
+
+    paths = data if isinstance(data, list | tuple) else [data]
+    return [split_fragment(p)[0] for p in paths]
+
+
+def item_sources(table: pd.DataFrame, data: str | Path | list) -> list[Path]:
+    """The existing files the items were read from outside ``data`` itself (a manifest's
+    movies): an output must not overwrite them either."""
+    if "source" not in table.columns:
+        return []
+    # sources inside the data folder are covered by its own check: skip them by their text,
+    # a stat per item would cost seconds for 100,000 crops
+    roots = tuple(os.path.join(os.path.abspath(p), "") for p in data_paths(data))
+    names = {str(s) for s in table["source"].dropna().unique()} - {"", "."}
+    return [Path(s) for s in names
+            if not os.path.abspath(s).startswith(roots) and Path(s).exists()]
+
+
+def _is_prediction_zarr(folder: Path) -> bool:
+    """An earlier ``predict --out X.zarr`` (marked; unmarked ones from before the mark by
+    their layout)."""
+    return (marked_output(folder, PREDICTIONS_MARK)
+            or ((folder / "predictions.parquet").is_file() and (folder / "scores").is_dir()))
+
+
+def _write_zarr(path: Path, scores: np.ndarray, table: pd.DataFrame) -> None:
+    """Scores as a zarr array plus the table as Parquet beside it (written, then swapped in)."""
     import zarr
 
-    from napari_cellcurator.core.store.atomic import replace_dir
-
-    if path.exists() and not path.is_dir():
-        raise InputError(path, "is a file, not a .zarr folder", "a new or .zarr output path")
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    def write(tmp: Path) -> None:
         root = zarr.open_group(str(tmp), mode="w")
         root.create_array("scores", data=np.asarray(scores, dtype=np.float32))
         root.attrs["item_ids"] = table["item_id"].astype(str).tolist()
+        root.attrs[OUTPUT_MARK] = PREDICTIONS_MARK
         table.to_parquet(tmp / "predictions.parquet", index=False)
-        replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    check_replaceable(path, _is_prediction_zarr, "a prediction .zarr")
+    atomic_write_dir(path, write)

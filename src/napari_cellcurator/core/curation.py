@@ -195,4 +195,23 @@ def write_back_curated(task, items: ItemSet, curated: pd.DataFrame,
         raise InputError(target, str(exc), "export CSV or Parquet instead") from None
 
 
-__all__ = ["curated_predictions", "curated_table", "export_table", "write_back_curated"]
+#: formats whose write-back replaces the pipeline's own file (after a backup beside it); the
+#: others write a new file (``movie_cells.tif``, ``rec_curated.nwb``, ``iscell_curated.zarr``)
+IN_PLACE_FORMATS = ("suite2p", "caiman")
+
+
+def write_back_summary(items: ItemSet, written: Path) -> str:
+    """What a write-back did, in words: every source written to (a multi-plane Suite2p run
+    writes each plane) and whether originals were backed up."""
+    sources = sorted(set(items.table["source"].astype(str)))
+    formats = {p.get("format") for p in items.meta.get("parts", [items.meta])}
+    where = (str(written) if len(sources) < 2 else
+             f"{len(sources)} sources ({', '.join(sources[:4])}{'...' if len(sources) > 4 else ''}"
+             f"; the last file {written})")
+    kept = (" (each original backed up beside it first, as *.bak-<time>)"
+            if formats & set(IN_PLACE_FORMATS) else " (a new file; the originals untouched)")
+    return f"wrote {where}{kept}"
+
+
+__all__ = ["curated_predictions", "curated_table", "export_table", "write_back_curated",
+           "write_back_summary"]

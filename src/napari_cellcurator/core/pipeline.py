@@ -28,7 +28,12 @@ from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.metrics import jsonable as _jsonable
 from napari_cellcurator.core.models.registry import available_models, build_model
 from napari_cellcurator.core.progress import ProgressFn
-from napari_cellcurator.core.store.modelio import ModelConfig, load_model, save_model
+from napari_cellcurator.core.store.modelio import (
+    ModelConfig,
+    check_predictor,
+    load_model,
+    save_model,
+)
 from napari_cellcurator.core.tasks import ReadOptions, Task, get_task
 from napari_cellcurator.core.training import (
     TrainConfig,
@@ -244,6 +249,7 @@ def predict(model_dir: str, data: list[str] | str, device: str = "auto",
     """Predict every item of ``data`` with the model in ``model_dir`` (``progress``: of
     reading, as :func:`read_for_model`)."""
     model, config = load_model(model_dir)
+    check_predictor(config, model_dir)
     items = read_for_model(config, data, progress=progress)
     table, _ = predict_items(model, config, items, device, amp=amp)
     return table
@@ -254,6 +260,7 @@ def evaluate(model_dir: str, data: list[str] | str, device: str = "auto",
     """Metrics of the model in ``model_dir`` on the labelled items of ``data``
     (``progress``: of reading, as :func:`read_for_model`)."""
     model, config = load_model(model_dir)
+    check_predictor(config, model_dir)
     task = get_task(config.task)
     items = read_for_model(config, data, task, progress)
     if not items.labelled.any():

@@ -22,8 +22,16 @@ from napari_cellcurator.core.explain.common import make_score_fn, to_batch
 from napari_cellcurator.core.explain.gradcam import combine_streams, gradcam
 from napari_cellcurator.core.explain.occlusion import occlusion_iter, trace_occlusion_iter
 from napari_cellcurator.core.explain.output import item_placement, write_map, write_maps_zarr
+from napari_cellcurator.core.store.atomic import (
+    OUTPUT_MARK,
+    check_not_input,
+    check_replaceable,
+    zarr_attrs,
+)
 
 METHODS = ("occlusion", "gradcam", "activations")
+#: the :data:`OUTPUT_MARK` of explanation zarr outputs (and .tif descriptions)
+EXPLANATION_MARK = "explanation"
 
 Progress = Generator[tuple[float, np.ndarray], None, dict[str, Any]]
 
@@ -166,15 +174,44 @@ def explain(model: torch.nn.Module, task, inputs: Mapping[str, Any], method: str
             on_progress(frac, partial)
 
 
-def _load(model_dir: str | Path, data, device: str):
+def _load(model_dir: str | Path, data, device: str, out: str | Path | None):
+    """Model, config, task and items; ``out`` is checked safe to write before any work."""
+    from napari_cellcurator.core.batch import item_sources
     from napari_cellcurator.core.pipeline import read_for_model
-    from napari_cellcurator.core.store.modelio import load_model
+    from napari_cellcurator.core.store.modelio import check_predictor, load_model
     from napari_cellcurator.core.tasks import get_task
 
+    if out is not None:
+        _check_out(Path(out), data)
     model, config = load_model(model_dir, device=device)
+    check_predictor(config, model_dir)
     task = get_task(config.task)
     items = read_for_model(config, data, task)
+    if out is not None:
+        check_not_input(out, item_sources(items.table, _as_list(data)), inside_ok=True)
     return model, config, task, items
+
+
+def _check_out(out: Path, data) -> None:
+    """Refuse an output that is the input data, or an existing folder that is not an earlier
+    explanation ``.zarr`` (writing a ``.zarr`` replaces the whole folder)."""
+    from napari_cellcurator.core.batch import data_paths
+
+    check_not_input(out, data_paths(_as_list(data)))
+    if out.suffix.lower() == ".zarr":
+        check_replaceable(out, _is_explanation_zarr, "an explanation .zarr")
+    elif out.is_dir():
+        raise InputError(out, "is a folder", f"a {out.suffix or '.npy'} file name")
+
+
+def _is_explanation_zarr(folder: Path) -> bool:
+    """An earlier ``explain --out X.zarr`` (marked; unmarked ones by their attributes)."""
+    attrs = zarr_attrs(folder)
+    return attrs.get(OUTPUT_MARK) == EXPLANATION_MARK or attrs.get("method") in METHODS
+
+
+def _as_list(data) -> list:
+    return [data] if isinstance(data, str | Path) else list(data)
 
 
 def find_item(items, item_id: str, data) -> int:
@@ -207,7 +244,7 @@ def explain_item(model_dir: str | Path, data: str | Path | Sequence[str], item_i
     ``result["map"]``: a float32 array with the item's spatial shape (``(F, H, W)`` for
     activations), written atomically.
     """
-    model, config, task, items = _load(model_dir, data, device)
+    model, config, task, items = _load(model_dir, data, device, out)
     row = find_item(items, item_id, data)
     inputs = _item_inputs(task, items, row, config.preprocessing, device)
     result = explain(model, task, inputs, method, target=resolve_target(target, config.classes),
@@ -232,7 +269,7 @@ def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
     all checked before any work; the zarr appears only when complete. Only ``map`` is stored:
     the trace importance of cellness occlusion comes from :func:`explain_item`.
     """
-    model, config, task, items = _load(model_dir, data, device)
+    model, config, task, items = _load(model_dir, data, device, out_zarr)
     ids = list(items.table["item_id"].astype(str)) if item_ids is None else list(map(str, item_ids))
     rows = [find_item(items, i, data) for i in ids]
     tgt = resolve_target(target, config.classes)
@@ -250,7 +287,7 @@ def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
 
     def attrs() -> dict:
         first = results[0] if results else {}
-        return {"item_ids": ids, "method": method,
+        return {OUTPUT_MARK: EXPLANATION_MARK, "item_ids": ids, "method": method,
                 "targets": [r["target"] for r in results],
                 "scores": [r["score"] for r in results],
                 "layers": first.get("layers"), "patch": first.get("patch"),
@@ -262,7 +299,7 @@ def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
 def _attrs(result: dict) -> dict:
     keep = ("method", "item_id", "target", "target_name", "score", "layers", "patch", "stride",
             "fill", "input_key")
-    return {k: result[k] for k in keep if k in result}
+    return {OUTPUT_MARK: EXPLANATION_MARK, **{k: result[k] for k in keep if k in result}}
 
 
 __all__ = ["METHODS", "explain", "explain_batch", "explain_item", "explain_iter",

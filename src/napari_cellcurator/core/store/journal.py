@@ -36,6 +36,11 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _COLUMNS = ("event_id", "action_id", "item_id", "label", "source", "model_version", "user",
             "timestamp", "undoes")
 _LABEL_COLUMNS = ["item_id", "label", "source", "model_version", "user", "timestamp"]
+# SQLite result codes (primary) that blame the file, not the SQL: read-only, locked, I/O,
+# disk full, cannot open, permission
+_FILE_ERRORS = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+                sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+                sqlite3.SQLITE_PERM}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -177,18 +182,33 @@ class LabelJournal:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        """A write transaction, committed (durably) on exit, rolled back on error."""
+        """A write transaction, committed (durably) on exit, rolled back on error.
+
+        Raises
+        ------
+        InputError
+            The journal cannot be written (a read-only file, a full disk, a lock held too
+            long): nothing of the transaction was saved.
+        """
         with self._lock:
             conn = self._connection()
             cur = conn.cursor()
-            # IMMEDIATE takes the write lock now: action ids stay unique across processes
-            cur.execute("BEGIN IMMEDIATE")
             try:
-                yield cur
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+                # IMMEDIATE takes the write lock now: action ids stay unique across processes
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            except sqlite3.OperationalError as exc:
+                if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in _FILE_ERRORS:
+                    raise  # an SQL mistake is a bug: keep its traceback
+                if conn.in_transaction:
+                    conn.rollback()
+                raise InputError(self.path, f"cannot write the label journal ({exc}); "
+                                 "nothing was saved", "a writable labels.sqlite") from None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from napari_cellcurator import __version__
 from napari_cellcurator.core.errors import CellCuratorError, ModelFileError
-from napari_cellcurator.core.store.atomic import atomic_write, atomic_write_text
+from napari_cellcurator.core.store.atomic import (
+    atomic_write,
+    atomic_write_dir,
+    atomic_write_text,
+    check_replaceable,
+)
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: reading a config
     import torch  # (the project, the model registry on the GUI thread) must not wait ~3 s
@@ -93,15 +98,54 @@ def _json_default(obj: Any):
 
 
 def save_model(model_dir: str | Path, model: torch.nn.Module, config: ModelConfig) -> Path:
-    """Write weights then config, each atomically (config last: it marks the folder complete)."""
+    """Write weights and config into a temporary sibling folder, then swap it in whole.
+
+    An earlier model in ``model_dir`` stays intact and loadable until the new one is
+    complete; its other files (notes, plots) are carried over, its weights are not. An empty
+    ``model_dir`` (a fresh temp folder) is written in place, config last (it marks the
+    folder complete).
+
+    Raises
+    ------
+    InputError
+        ``model_dir`` is a file, or a folder holding something other than a model.
+    """
     from safetensors.torch import save_file
 
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
+    check_replaceable(model_dir, is_model_folder, "a model folder")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(model_dir / WEIGHTS_NAME, lambda p: save_file(state, str(p)))
-    atomic_write_text(model_dir / CONFIG_NAME, config.to_json())
-    return model_dir
+
+    def write(folder: Path) -> None:
+        _copy_extras(model_dir, folder)
+        atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, str(p)))
+        atomic_write_text(folder / CONFIG_NAME, config.to_json())
+
+    if model_dir.is_dir() and not any(model_dir.iterdir()):
+        write(model_dir)  # nothing to keep intact: no second temp folder
+        return model_dir
+    return atomic_write_dir(model_dir, write)
+
+
+def _copy_extras(old: Path, new: Path) -> None:
+    """Copy the files of an earlier model folder that are not its weights or config."""
+    import shutil
+
+    if new == old or not old.is_dir():
+        return
+    for f in old.iterdir():
+        if f.name not in (CONFIG_NAME, WEIGHTS_NAME) and f.suffix not in (".pt", ".pth"):
+            shutil.copy2(f, new / f.name)
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` looks like a model folder (config or weights, no subfolders): what
+    :func:`save_model` may replace without destroying other data."""
+    entries = list(folder.iterdir())
+    names = {e.name for e in entries}
+    has_model = CONFIG_NAME in names or WEIGHTS_NAME in names or any(
+        e.suffix in (".pt", ".pth") for e in entries)
+    return has_model and not any(e.is_dir() for e in entries)
 
 
 def read_config(model_dir: str | Path) -> ModelConfig:
@@ -169,4 +213,91 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu"):
     except RuntimeError as exc:
         raise ModelFileError(f"{model_dir}: weights do not fit architecture "
                              f"{config.arch!r} ({str(exc).splitlines()[0]})") from None
+    check_consistent(config, model_dir)
     return model.to(device).eval(), config
+
+
+def is_feature_model(config: ModelConfig) -> bool:
+    """A pretrained encoder or an autoencoder: features, no classes to predict."""
+    return not config.classes and (
+        "pretraining" in config.metrics or config.metrics.get("kind") == "autoencoder")
+
+
+def check_consistent(config: ModelConfig, model_dir: str | Path) -> None:
+    """Refuse a config that does not describe its network: class names that are not unique or
+    not one per output, normalisation that would turn every input into NaN.
+
+    A hand-edited or merged ``config.json`` would otherwise give wrong predictions silently
+    (probabilities that do not sum to 1, merged columns, NaN scores with a confident class).
+
+    Raises
+    ------
+    ModelFileError
+        Naming the model folder and the inconsistency.
+    """
+    problem = _class_problem(config) or _preprocessing_problem(config.preprocessing)
+    if problem:
+        raise ModelFileError(f"{model_dir}: {CONFIG_NAME} does not fit the model: {problem}")
+
+
+def check_predictor(config: ModelConfig, model_dir: str | Path) -> None:
+    """:func:`check_consistent`, and refuse a feature model (it has no classes to predict).
+
+    Raises
+    ------
+    ModelFileError
+        Naming the model folder and what is wrong.
+    """
+    if is_feature_model(config):
+        raise ModelFileError(f"{model_dir}: a pretrained encoder / autoencoder without "
+                             "classes cannot predict (use it with `train --init`)")
+    check_consistent(config, model_dir)
+
+
+def _class_problem(config: ModelConfig) -> str | None:
+    """What is wrong with the class names, given the network's outputs (None: nothing)."""
+    classes = config.classes
+    if not all(isinstance(c, str) and c for c in classes):
+        return f"class names must be non-empty text, got {classes}"
+    if len(set(classes)) != len(classes):
+        return f"class names are not unique: {classes}"
+    if is_feature_model(config):
+        return None
+    from napari_cellcurator.core.tasks import get_task
+
+    try:
+        kind = get_task(config.task).kind
+    except CellCuratorError:  # an unknown task is reported where the task is used
+        return None
+    if kind != "classification":  # a proportion: one output, named by the two cell types
+        if len(classes) != 2:
+            return f"{len(classes)} class names {classes} (expected the two cell types' names)"
+        return None
+    outputs = config.model_spec.get("n_outputs")
+    if isinstance(outputs, int) and len(classes) != outputs:
+        return f"{len(classes)} class names {classes} for a network with {outputs} outputs"
+    return None
+
+
+def _preprocessing_problem(prep: dict) -> str | None:
+    """Normalisation values that are not finite (or a scale that is not above 0)."""
+    import math
+
+    for key in ("channel_mean", "channel_std", "mean_image"):
+        if key not in prep:
+            continue
+        values = list(_flatten(prep[key]))
+        if not values or not all(isinstance(v, int | float) and math.isfinite(v)
+                                 for v in values):
+            return f"preprocessing {key!r} holds values that are not finite numbers"
+        if key.endswith("_std") and min(values) <= 0:
+            return f"preprocessing {key!r} must be above 0, got {prep[key]}"
+    return None
+
+
+def _flatten(value: Any):
+    if isinstance(value, list | tuple):
+        for v in value:
+            yield from _flatten(v)
+    else:
+        yield value

@@ -144,9 +144,11 @@ def project_folder(data_path: str | Path) -> Path:
     A project that versions before December 2026 kept beside the path as typed
     (``plane0.cellcurator``) is used while the new folder does not exist."""
     given = Path(data_path).expanduser().resolve()
-    folder = default_folder(_root(given))
+    root = _root(given)
+    folder = default_folder(root)
     old = given.parent / f"{given.stem}{SUFFIX}"
-    if not folder.exists() and old != folder and _names_data(old, given):
+    if (not folder.exists() and old not in (folder, beside_folder(root))
+            and _names_data(old, given)):
         return old
     return folder
 

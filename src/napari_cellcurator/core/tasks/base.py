@@ -282,6 +282,8 @@ class ClassificationTask(Task):
         })
         for i, c in enumerate(classes):
             out[f"prob_{c}"] = scores[:, i]
+        # argmax of a row with NaN is an arbitrary class: no class rather than a wrong one
+        out.loc[~np.isfinite(scores).all(axis=1), "prediction"] = None
         return out
 
     def metrics(self, table, scores, classes):
@@ -347,7 +349,9 @@ class ProportionTask(Task):
         return pd.DataFrame({
             "item_id": table["item_id"].to_numpy(),
             "proportion": scores,
-            "prediction": np.where(scores >= 0.5, classes[1], classes[0]),
+            # NaN >= 0.5 is False: a NaN score would read as a confident classes[0]
+            "prediction": np.where(np.isfinite(scores),
+                                   np.where(scores >= 0.5, classes[1], classes[0]), None),
             "probability": np.maximum(scores, 1 - scores),
             "uncertainty": 1.0 - 2.0 * np.abs(scores - 0.5),
         })

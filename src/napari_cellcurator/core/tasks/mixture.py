@@ -66,12 +66,6 @@ class MixtureTask(ProportionTask):
             x = augment_snippets(x, rng)
         return {"frames": torch.from_numpy(np.ascontiguousarray(x))}
 
-    def prediction_table(self, table, scores, classes):
-        out = super().prediction_table(table, scores, classes)
-        # NaN >= 0.5 is False: without this a NaN score reads as a confident classes[0]
-        out.loc[~np.isfinite(np.asarray(scores, dtype=float)), "prediction"] = None
-        return out
-
     def model_spec(self, prep, classes):
         # the head is recorded so a later change of the builders' default cannot silently
         # make saved models unloadable (the *_fc architectures ignore it)

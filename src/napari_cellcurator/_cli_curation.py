@@ -1,0 +1,130 @@
+"""The curation commands of ``cellcurator``: ``labels``, ``review`` and ``export``.
+
+They share the napari widgets' project folder and label journal, so a curation started in the
+GUI can be continued, audited or exported from a shell.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari_cellcurator._cli_args import _task_name
+
+
+def _open_curation(a, read_items: bool = True):
+    """(task, items or None, project) of the curation commands' --data/--project/--task."""
+    from napari_cellcurator.core.store.project import Project
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    task = get_task(_task_name(a.task, a.data))
+    items = task.read_many([a.data], ReadOptions()) if read_items else None
+    project = (Project(a.project, user=a.user) if a.project
+               else Project.for_data(a.data, user=a.user))
+    return task, items, project
+
+
+def _safe_out(out: str | None, data: str) -> None:
+    """Refuse an output path that would replace the input data or a file of it."""
+    if out:
+        from napari_cellcurator.core.batch import check_table_out
+
+        check_table_out(Path(out), data)
+
+
+def _read_predictions(path: str):
+    """The prediction table of ``predict --out`` (``.csv``, ``.parquet`` or the ``.zarr``
+    folder, whose table is its ``predictions.parquet``)."""
+    import pandas as pd
+
+    from napari_cellcurator.core.errors import InputError
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".zarr" and (Path(path) / "predictions.parquet").is_file():
+        path, suffix = str(Path(path) / "predictions.parquet"), ".parquet"
+    try:
+        table = (pd.read_parquet(path) if suffix == ".parquet"  # ids stay text ("007")
+                 else pd.read_csv(path, dtype={"item_id": str}))
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read the prediction table ({exc})") from None
+    if "item_id" not in table.columns:
+        raise InputError(path, "has no item_id column", "a `cellcurator predict` output")
+    return table.assign(item_id=table["item_id"].astype(str))
+
+
+def _cmd_labels(a) -> int:
+    from napari_cellcurator.core.errors import InputError
+
+    task, items, project = _open_curation(a, read_items=a.set is not None)
+    with project:
+        journal = project.journal
+        if a.export:
+            _safe_out(a.export, a.data)
+            print(f"wrote {journal.export(a.export)}: {len(journal.current_labels())} labels")
+        elif a.set:
+            item, label = a.set
+            if item not in set(items.table["item_id"].astype(str)):
+                raise InputError(a.data, f"has no item {item!r}")
+            journal_labels = journal.current_labels()["label"].astype(str)
+            known = list(dict.fromkeys([*task.classes_from(items), *journal_labels]))
+            label = task.check_label(label, known, new_class=a.new_class)
+            journal.set_label(item, label, source="human")
+            print(f"{item}: {label}")
+        elif a.undo:
+            undone = journal.undo()
+            print("nothing to undo" if not undone else
+                  "undid " + ", ".join(f"{e.item_id} ({e.label})" for e in undone))
+        else:
+            history = journal.history(a.history or None)
+            print(history.to_string(index=False) if len(history) else "no label events")
+    return 0
+
+
+def _cmd_review(a) -> int:
+    from napari_cellcurator.core.curation import check_predictions_match, export_table
+    from napari_cellcurator.core.triage import human_labels, merge_labels, review_order
+
+    _safe_out(a.out, a.data)
+    task, items, project = _open_curation(a)
+    predictions = _read_predictions(a.predictions)
+    check_predictions_match(items.table, predictions, a.predictions)
+    with project:
+        labelled, counts = human_labels(merge_labels(
+            items.table, project.journal.current_labels(), task.kind == "proportion"))
+    order = review_order(predictions, a.order, labelled=labelled, label_counts=counts,
+                         exclude_labelled=not a.include_labelled)
+    table = predictions.iloc[order[:a.top] if a.top else order].reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    if a.out:
+        print(f"wrote {export_table(table, a.out)}: {len(table)} items")
+    else:
+        print(table.to_string(index=False, max_rows=60))
+    return 0
+
+
+def _cmd_export(a) -> int:
+    from napari_cellcurator.core.curation import (
+        check_predictions_match,
+        curated_table,
+        export_table,
+        write_back_curated,
+        write_back_summary,
+    )
+
+    _safe_out(None if a.write_back else a.out, a.data)
+    task, items, project = _open_curation(a)
+    predictions = _read_predictions(a.predictions) if a.predictions else None
+    if predictions is not None:
+        check_predictions_match(items.table, predictions, a.predictions)
+    with project:
+        table = curated_table(items.table, predictions, project.journal.current_labels(),
+                              model_over_file_labels=task.file_labels_are_predictions,
+                              proportions=task.kind == "proportion")
+    counts = table["curated_from"].value_counts().to_dict()
+    if a.write_back:
+        written = write_back_curated(task, items, table)
+        print(f"{write_back_summary(items, written)}; decisions {counts}")
+    else:
+        print(f"wrote {export_table(table, a.out)}: {len(table)} items, decisions {counts}")
+    return 0
+
+
