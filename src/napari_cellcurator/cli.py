@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH")
     _add_model_task(p)
-    p.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help=".csv or .parquet, or .zarr (scores array + the table as Parquet)")
     p.add_argument("--scheduler", default="threads", type=scheduler_arg,
                    help="threads (default), processes, local:N or a dask.distributed address")
     _add_device(p)
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "rare classes first)")
     _add_curation_data(p)
     p.add_argument("--predictions", required=True, metavar="FILE",
-                   help="a `cellcurator predict` output (.csv / .parquet)")
+                   help="a `cellcurator predict` output (.csv / .parquet / .zarr)")
     from napari_cellcurator.core.triage import MODES
 
     p.add_argument("--order", default="balanced", choices=MODES)
