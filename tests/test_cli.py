@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from napari_cellcurator.cli import main
@@ -127,3 +128,26 @@ def test_warnings_about_the_data_are_one_line():
         "cellcurator predict: warning: 3 points are outside\n")
     # other warnings (a library's deprecation) keep Python's format, file and line
     assert "/x/lib.py:3: DeprecationWarning" in fmt("old", DeprecationWarning, "/x/lib.py", 3)
+
+
+def test_a_movie_without_task_says_which_tasks_read_it(tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    movie = tmp_path / "rec.tif"
+    tifffile.imwrite(movie, np.zeros((6, 16, 16), np.uint8))
+    assert main(["predict", "--data", str(movie), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "cellness" in err and "mixture" in err and "--task" in err
+
+
+def test_train_out_in_an_unwritable_place_fails_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")  # a file where the model's folder should go
+    tifffile = pytest.importorskip("tifffile")
+    data = tmp_path / "d"
+    for cls in ("A", "B"):
+        (data / cls).mkdir(parents=True)
+        for i in range(4):
+            tifffile.imwrite(data / cls / f"{i}.tif", np.full((16, 16), 40 * i, np.uint8))
+    code = main(["train", "--task", "celltype", "--data", str(data), "--epochs", "1",
+                 "--out", str(tmp_path / "file" / "m")])
+    err = capsys.readouterr().err
+    assert code == 2 and "file" in err and "epoch" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def channels_arg(text: str) -> list[int]:
@@ -87,11 +88,13 @@ class ReadProgress:
 
 def _task_name(task: str | None, data: str | list[str]) -> str:
     """``--task``, or the task detected from the (first) ``--data`` path."""
-    from napari_cellcurator._reader import detect_task
-    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator._reader import detect_task, unknown_format
+    from napari_cellcurator.core.errors import CellCuratorError, InputError
 
     first = data[0] if isinstance(data, list) else data
     name = task or detect_task(first)
     if name is None:
+        if Path(first).exists():  # a movie or a folder of frames: say which tasks read it
+            raise CellCuratorError(f"{unknown_format(Path(first))} (pass --task)")
         raise InputError(first, "cannot tell which task this data is for", "pass --task")
     return name

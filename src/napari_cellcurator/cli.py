@@ -223,7 +223,8 @@ def _cmd_train(a) -> int:
     saved = train(req, _progress_printer(task))
     val = saved.config.metrics.get("validation", {})
     shown = {k: val[k] for k in ("accuracy", "macro_f1", "f1", "A", "bce") if k in val}
-    print(f"saved {saved.config.arch} model to {saved.model_dir}; validation {shown}")
+    print(f"saved {saved.config.arch} model to {saved.model_dir}; validation "
+          f"{shown or 'none (no validation items: a small or one-sided split)'}")
     return 0
 
 
@@ -237,6 +238,18 @@ def _check_model_out(out: str, data: list[str]) -> None:
 
     check_not_input(out, data_paths(data), inside_ok=True)
     check_replaceable(out, is_model_folder, "a model folder")
+    _check_writable_beside(Path(out))
+
+
+def _check_writable_beside(out: Path) -> None:
+    """An ``OSError`` now, not after training, when ``out``'s folder cannot be written."""
+    import tempfile
+
+    from napari_cellcurator.core.store.atomic import make_parent
+
+    make_parent(out)
+    with tempfile.TemporaryFile(dir=out.parent):
+        pass
 
 
 def _add_model_task(p) -> None:
