@@ -161,3 +161,18 @@ def test_a_folder_of_frames_is_not_taken_for_crops(tmp_path):
         _frame_sized(tmp_path / "movie" / f"t{t}.tif", 512, t)
     assert detect_task(tmp_path / "movie") is None
     assert "mixture" in unknown_format(tmp_path / "movie")
+
+
+def test_a_folder_of_small_movies_is_not_taken_for_crops(tmp_path):
+    import tifffile
+
+    from napari_cellcurator._reader import detect_task
+
+    for name in ("a", "b"):  # two time-lapse stacks of 96 px frames (a mixture folder)
+        tifffile.imwrite(tmp_path / f"{name}.tif", np.zeros((20, 96, 96), np.uint8))
+    assert detect_task(tmp_path) is None
+    tifffile.imwrite(tmp_path / "c.tif", np.zeros((3, 32, 32), np.uint8))  # RGB-like: crops
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    tifffile.imwrite(crops / "c.tif", np.zeros((3, 32, 32), np.uint8))
+    assert detect_task(crops) == "celltype"

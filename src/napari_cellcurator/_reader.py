@@ -84,6 +84,11 @@ def detect_task(path: str | Path) -> str | None:
 
     if coco_layout(path) is not None:  # frames + a COCO JSON of boxes (Roboflow export)
         return "celltype"
+    from napari_cellcurator.core.io.points import is_points_folder
+    from napari_cellcurator.core.io.yolo import dataset_splits
+
+    if is_points_folder(path) or dataset_splits(path):  # frames + points / YOLO boxes
+        return "celltype"
     if any(_holds_images(p) or any(_holds_images(q) for q in _folders(p))
            for p in _folders(path)):  # class folders, their images maybe in sub-folders
         return "celltype"
@@ -109,13 +114,17 @@ def _holds_crops(folder: Path) -> bool:
 
 def _longest_side(image: Path) -> int:
     """The longest side of an image, from its header (0 when unreadable: the reader then
-    names the file and the problem)."""
+    names the file and the problem); a multi-frame TIFF (a movie, not a crop) counts as a
+    frame-sized image."""
     try:
         if image.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
             with tifffile.TiffFile(image) as tif:
-                return max(tif.series[0].shape)
+                shape = [n for n in tif.series[0].shape if n > 1]
+            if len(shape) > 3 or (len(shape) == 3 and min(shape[0], shape[-1]) > 4):
+                return FRAME_SIDE  # frames × height × width: beyond channels
+            return max(shape, default=0)
         from PIL import Image
 
         with Image.open(image) as im:

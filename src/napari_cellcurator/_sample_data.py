@@ -33,7 +33,7 @@ def _load(key: str) -> list[tuple]:
 
     path = sample_path(key)
     task = SAMPLES[key][0]
-    if task == "mixture" and detect_task(path) is None:
+    if task == "mixture" and detect_task(path) != "mixture":  # its movies, as its manifest says
         manifests = sorted(path.glob("*.csv"))
         path = manifests[0] if manifests else path
     return read_layers(path, task)

@@ -1,5 +1,6 @@
 """Full frames with box or point labels, and detection data sets exported split into
-``train/ valid/ test/`` folders (Roboflow's COCO, YOLO and Pascal VOC exports).
+``train/ valid/ test/`` folders (Roboflow's COCO, YOLO and Pascal VOC exports) or into
+``images/<split>/`` + ``labels/<split>/`` (Ultralytics' own YOLO layout).
 
 Each annotation format parses its folder into :class:`AnnotatedFrames` (points files and YOLO
 in :mod:`.points` / :mod:`.yolo`, VOC in :mod:`.voc`, COCO in :mod:`.coco`); the crops are
@@ -22,7 +23,8 @@ from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import readable
 
 EXPECTED = ("train/ valid/ test/ folders each holding frames with their boxes: "
-            "_annotations.coco.json, images/ + labels/, or a VOC .xml beside each image")
+            "_annotations.coco.json, images/ + labels/, or a VOC .xml beside each image; "
+            "or images/<split>/ with YOLO labels in labels/<split>/")
 
 
 class AnnotatedFrames(NamedTuple):
@@ -57,12 +59,14 @@ class AnnotatedFrames(NamedTuple):
 def frames_layout(folder: Path) -> str | None:
     """Which annotated-frames layout ``folder`` has, or None: ``"points"`` (``images/`` +
     ``labels/`` of points or YOLO boxes, VOC's ``JPEGImages/`` + ``Annotations/``),
-    ``"coco"`` or ``"voc"`` (an XML beside each image)."""
+    ``"coco"`` or ``"voc"`` (an XML beside each image). An Ultralytics root
+    (``images/<split>/``) is none: :func:`export_splits` reads it split by split."""
     from napari_cellcurator.core.io.coco import coco_layout
     from napari_cellcurator.core.io.points import is_points_folder
     from napari_cellcurator.core.io.voc import is_voc_folder
+    from napari_cellcurator.core.io.yolo import dataset_splits
 
-    if not folder.is_dir():
+    if not folder.is_dir() or dataset_splits(folder):
         return None
     if is_points_folder(folder):
         return "points"
@@ -74,8 +78,14 @@ def frames_layout(folder: Path) -> str | None:
 def annotated_frames(folder: Path) -> AnnotatedFrames:
     """The annotated frames of one folder, whichever layout it has."""
     from napari_cellcurator.core.io import coco, points, voc
+    from napari_cellcurator.core.io.yolo import split_labels
 
     layout = frames_layout(folder)
+    labels = split_labels(folder)
+    if layout is None and labels is not None:  # images/<split>/ without labels/<split>/
+        raise InputError(labels, f"is missing: the frames of images/{folder.name}/ have no "
+                         "labels", f"labels/{folder.name}/<image stem>.txt with YOLO lines "
+                         "'class x_centre y_centre width height'")
     if layout is None:
         raise InputError(folder, "holds no frames with box or point annotations", EXPECTED)
     read = {"coco": coco.coco_frames, "points": points.points_frames,
@@ -89,14 +99,23 @@ def _sub_folders(root: Path) -> list[Path]:
 
 
 def export_splits(root: Path) -> dict[str, list[Path]]:
-    """``{"train"|"val"|"test": [folders]}`` when every sub-folder of ``root`` is a split
-    name and one of them holds annotated frames (a Roboflow export: ``train/ valid/ test/``
-    with COCO, YOLO or VOC boxes in each); else empty."""
-    from napari_cellcurator.core.io.celltype_readers import SPLIT_NAMES
+    """``{"train"|"val"|"test": [folders of frames]}`` of a detection data set split into
+    folders, else empty: a Roboflow export (every sub-folder of ``root`` a split name, one
+    holding annotated frames: ``train/ valid/ test/`` with COCO, YOLO or VOC boxes in each)
+    or an Ultralytics root (``images/<split>/`` + ``labels/<split>/``, see
+    :func:`~napari_cellcurator.core.io.yolo.dataset_splits`)."""
+    from napari_cellcurator.core.io.yolo import dataset_splits
 
     root = Path(root)
     if not root.is_dir():
         return {}
+    return _roboflow_splits(root) or dataset_splits(root)
+
+
+def _roboflow_splits(root: Path) -> dict[str, list[Path]]:
+    """The split folders of a Roboflow export ``root/train|valid|test/``, else empty."""
+    from napari_cellcurator.core.io.celltype_readers import SPLIT_NAMES
+
     subs = _sub_folders(root)
     if not subs or any(p.name.lower() not in SPLIT_NAMES for p in subs):
         return {}
@@ -109,11 +128,13 @@ def export_splits(root: Path) -> dict[str, list[Path]]:
 
 
 def read_export_splits(root: Path, splits: dict[str, list[Path]], options) -> ItemSet:
-    """A detection export ``root/train|valid|test/`` → the cells of train + valid.
+    """A detection export ``root/train|valid|test/`` (or Ultralytics'
+    ``root/images/train|val|test/``) → the cells of train + valid.
 
     As for split folders of crops, valid keeps the validation side of the train/validation
-    split and test is held out with a warning (``--data root/test`` evaluates on it); item
-    ids start with the split folder's name (frames of two splits may share a name).
+    split and test is held out with a warning (``--data root/test``, or
+    ``root/images/test``, evaluates on it); item ids start with the split folder's name
+    (frames of two splits may share a name).
     """
     used = [s for s in ("train", "val") if s in splits] or ["test"]
     if "test" in splits and used != ["test"]:

@@ -50,6 +50,8 @@ def points_dirs(path: Path) -> tuple[Path, Path] | None:
 
     Both must hold what they are for (images; ``.txt``/``.csv``/``.tsv`` files), so a
     folder of class folders that happens to have a class named "label" is not taken for one.
+    A split of an Ultralytics data set, ``images/<split>/``, is its own frames folder with
+    ``labels/<split>/`` beside ``images/``.
     """
     path = Path(path)
     if not path.is_dir():
@@ -58,7 +60,10 @@ def points_dirs(path: Path) -> tuple[Path, Path] | None:
     frames = next((subdirs[n] for n in IMAGE_DIRS if n in subdirs), None)
     labels = next((subdirs[n] for n in LABEL_DIRS if n in subdirs), None)
     if frames is None or labels is None:
-        return None
+        from napari_cellcurator.core.io.yolo import split_labels
+
+        labels = split_labels(path)
+        return (path, labels) if labels is not None and labels.is_dir() else None
     if (frames.name.lower(), labels.name.lower()) == ("images", "labels"):
         return frames, labels  # our own layout: an empty folder gets its own clear error
     if not image_files(frames) or not any(

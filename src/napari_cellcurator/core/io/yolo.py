@@ -4,10 +4,14 @@
 ``class x_centre y_centre width height``, coordinates as fractions of the image size. Class
 names come from ``data.yaml`` (``names:`` a list or ``{id: name}``), ``classes.txt`` or
 ``obj.names`` in the data set folder or above it; else the class ids are kept.
+
+Ultralytics' own data set layout splits both folders alike: ``images/train``, ``images/val``,
+``images/test`` with their labels in ``labels/train``... (:func:`dataset_splits`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +101,96 @@ def _names_in(path: Path) -> dict[str, str]:
         return {str(k): str(v) for k, v in enumerate(names or [])}
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     return {str(k): v for k, v in enumerate(lines)}
+
+
+def split_labels(frames: Path) -> Path | None:
+    """Where Ultralytics keeps the labels of a split's frames: ``images/<split>`` →
+    ``labels/<split>`` beside ``images/`` (which may not exist); None when ``frames`` is not
+    a folder inside an ``images/`` folder."""
+    frames = Path(frames)
+    if frames.parent.name != "images":
+        return None
+    return frames.parent.parent / "labels" / frames.name
+
+
+def dataset_splits(root: Path) -> dict[str, list[Path]]:
+    """``{"train"|"val"|"test": [frame folders]}`` of an Ultralytics data set root, else empty.
+
+    The root holds ``images/<split>/`` and ``labels/<split>/`` (and ``data.yaml``). The
+    frame folders that data.yaml's ``train:``, ``val:`` and ``test:`` name (relative to its
+    ``path:`` or to its own folder) are used when they exist inside an ``images/`` folder of
+    the root; else the sub-folders of ``images/`` named like splits (``train``, ``val``,
+    ``valid``, ``test``...). A folder named for two splits (``val: images/train``) is read
+    once, for the first.
+    """
+    root = Path(root)
+    if not ((root / "images").is_dir() and (root / "labels").is_dir()):
+        return {}
+    declared, named = _declared_splits(root), _named_splits(root / "images")
+    out: dict[str, list[Path]] = {}
+    seen: set[Path] = set()
+    for split in ("train", "val", "test"):
+        folders = [f for f in declared.get(split) or named.get(split, []) if f not in seen]
+        seen.update(folders)
+        if folders:
+            out[split] = folders
+    return out
+
+
+def _named_splits(images: Path) -> dict[str, list[Path]]:
+    """The sub-folders of ``images/`` named like splits, by split."""
+    from napari_cellcurator.core.io.celltype_readers import SPLIT_NAMES
+
+    out: dict[str, list[Path]] = {}
+    for d in sorted(images.iterdir()):
+        if d.is_dir() and d.name.lower() in SPLIT_NAMES:
+            out.setdefault(SPLIT_NAMES[d.name.lower()], []).append(_normal(d))
+    return out
+
+
+def _declared_splits(root: Path) -> dict[str, list[Path]]:
+    """The existing frame folders that ``root/data.yaml`` names for each split."""
+    data = _data_yaml(root)
+    bases = [root / data["path"], root] if isinstance(data.get("path"), str) else [root]
+    out = {}
+    for split in ("train", "val", "test"):
+        entries = data.get(split)
+        entries = [entries] if isinstance(entries, str) else entries
+        found = [_frames_folder(root, bases, e) for e in entries or [] if isinstance(e, str)]
+        out[split] = [f for f in found if f is not None]
+    return out
+
+
+def _frames_folder(root: Path, bases: list[Path], entry: str) -> Path | None:
+    """A ``train:``/``val:``/``test:`` entry as an existing folder inside ``images/`` and
+    inside ``root`` (the first base it exists in; Roboflow's ``../`` prefix dropped as
+    Ultralytics does), or None. Folders outside ``root`` are left out: an absolute path
+    names where the data set was made (another machine, an older copy), not the folder
+    being read."""
+    top = _normal(root)
+    for base in bases:
+        for relative in dict.fromkeys((entry, entry.removeprefix("../"))):
+            folder = _normal(base / relative)
+            if top in folder.parents and folder.is_dir() and split_labels(folder) is not None:
+                return folder
+    return None
+
+
+def _normal(path: Path) -> Path:
+    return Path(os.path.normpath(path))
+
+
+def _data_yaml(root: Path) -> dict:
+    """``root/data.yaml`` (or ``data.yml``) as a mapping; empty when absent or unreadable
+    (reading the class names then names the file and the problem)."""
+    import yaml
+
+    for name in ("data.yaml", "data.yml"):
+        path = root / name
+        if path.is_file():
+            try:
+                data = yaml.safe_load(path.read_text(errors="replace"))
+            except yaml.YAMLError:
+                return {}
+            return data if isinstance(data, dict) else {}
+    return {}
