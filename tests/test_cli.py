@@ -151,3 +151,12 @@ def test_train_out_in_an_unwritable_place_fails_before_training(tmp_path, capsys
                  "--out", str(tmp_path / "file" / "m")])
     err = capsys.readouterr().err
     assert code == 2 and "file" in err and "epoch" not in err
+
+
+def test_the_warning_format_is_restored_after_a_command(tmp_path):
+    import warnings
+
+    before = warnings.formatwarning
+    main(["labels", "--data", str(tmp_path / "missing"), "--project", str(tmp_path / "p"),
+          "--history"])
+    assert warnings.formatwarning is before

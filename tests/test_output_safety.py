@@ -362,3 +362,67 @@ def test_review_and_export_read_a_zarr_of_predictions(model, data, tmp_path):
     assert main(["review", "--data", str(data), "--project", str(tmp_path / "p"),
                  "--predictions", str(out), "--out", str(tmp_path / "r.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "r.csv")) == 6
+
+
+def test_a_crash_between_the_two_renames_of_a_swap_loses_no_model(model, tmp_path):
+    # kill -9 right after the old model moved aside: the next load puts it back
+    import subprocess
+    import sys
+
+    target = tmp_path / "model"
+    shutil.copytree(model, target)
+    child = (
+        "import os, sys\n"
+        "from napari_cellcurator.core.store import modelio\n"
+        "real = os.replace\n"
+        "def replace(a, b):\n"
+        "    real(a, b)\n"
+        "    if '.old-' in os.path.basename(str(b)):\n"
+        "        os._exit(9)\n"
+        "os.replace = replace\n"
+        "m, cfg = modelio.load_model(sys.argv[1])\n"
+        "modelio.save_model(sys.argv[1], m, cfg)\n")
+    done = subprocess.run([sys.executable, "-c", child, str(target)], capture_output=True)
+    assert done.returncode == 9 and not target.exists()
+    loaded, config = load_model(target)
+    assert config.classes and (target / "config.json").is_file()
+
+
+def test_a_failed_second_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
+    from napari_cellcurator.core.store import atomic
+
+    old, new = tmp_path / "out", tmp_path / "new"
+    old.mkdir()
+    (old / "keep.txt").write_text("old")
+    new.mkdir()
+    real = os.replace
+
+    def failing(a, b):
+        if Path(a) == new:
+            raise OSError(28, "No space left on device", str(b))
+        real(a, b)
+
+    monkeypatch.setattr(atomic.os, "replace", failing)
+    with pytest.raises(OSError):
+        atomic.replace_dir(new, old)
+    assert (old / "keep.txt").read_text() == "old"
+
+
+def test_a_model_saved_to_the_current_folder(model, tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    shutil.copytree(model, target)
+    monkeypatch.chdir(target)
+    loaded, config = load_model(".")
+    save_model(".", loaded, config)  # retraining in place: `train --out .`
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in model.iterdir())
+
+
+def test_explain_writes_a_new_file_inside_the_data_folder(model, data, tmp_path):
+    # `explain --data rec --out rec/maps/roi3.npy` worked before the output checks: keep it
+    out = data / "maps" / "a.npy"
+    try:
+        explain_item(model, str(data), ITEM, "gradcam", out=out)
+        assert np.load(out).ndim >= 2
+    finally:
+        shutil.rmtree(data / "maps", ignore_errors=True)

@@ -134,6 +134,7 @@ def test_labels_made_while_read_only_are_found_when_writable_again(tmp_path, mon
 
 
 def test_predictions_of_other_data_are_refused(recording, tmp_path):
+    recording = recording.resolve()
     items = pd.DataFrame({"item_id": ["a:0", "a:1"], "source": str(recording)})
     other = tmp_path / "other"
     other.mkdir()
@@ -143,8 +144,24 @@ def test_predictions_of_other_data_are_refused(recording, tmp_path):
         check_predictions_match(items, ours.assign(source=str(other)), "p.csv")
     with pytest.raises(InputError, match="none of this data's items"):
         check_predictions_match(items, ours.assign(item_id="b:0"), "p.csv")
-    # sources that no longer exist (moved data) cannot be judged: accepted
-    check_predictions_match(items, ours.assign(source=str(tmp_path / "gone")), "p.csv")
+    # relative sources cannot be judged (they depend on the folder predict ran in)
+    check_predictions_match(items, ours.assign(source="day1/plane0"), "p.csv")
+    # predict records the data set it read: judged exactly, however --data was typed
+    recorded = ours.assign(source="day1/plane0", data_root=str(recording / "suite2p"))
+    check_predictions_match(items, recorded, "p.csv", data=recording / "suite2p")
+    with pytest.raises(InputError, match="predicted for"):
+        check_predictions_match(items, recorded.assign(data_root=str(other)), "p.csv",
+                                data=recording)
+
+
+def test_predict_records_the_data_set_it_read(recording, tmp_path, monkeypatch):
+    from napari_cellcurator.core.batch import predict_to_file
+    from napari_cellcurator.core.tasks import get_task
+
+    monkeypatch.chdir(recording / "suite2p")
+    out = predict_to_file(get_task("cellness").shipped_model(), "plane0", str(tmp_path / "p.csv"),
+                          device="cpu")
+    assert set(pd.read_csv(out)["data_root"]) == {str(recording / "suite2p")}
 
 
 def test_journal_labels_of_no_item_are_reported_on_export():
@@ -168,3 +185,15 @@ def test_a_plane_project_of_an_earlier_version_is_still_found(recording):
         warnings.simplefilter("error")
         with Project.for_data(plane) as p:
             assert p.folder == old and p.journal.label_of("rec/suite2p/plane0:0") == "not_cell"
+
+
+def test_labels_of_another_plane_are_not_orphans():
+    # one project holds every plane; exporting plane 0 alone must not report plane 1's labels
+    items = pd.DataFrame({"item_id": ["rec/suite2p/plane0:0", "rec/suite2p/plane0:1"],
+                          "label": [None, None]})
+    journal = pd.DataFrame({"item_id": ["rec/suite2p/plane1:3", "old/suite2p/plane0:1"],
+                            "label": ["cell", "cell"], "source": ["human", "human"]})
+    with pytest.warns(InputWarning) as record:
+        curated_table(items, None, journal)
+    assert len(record) == 1 and "old/suite2p/plane0:1" in str(record[0].message)
+    assert "plane1" not in str(record[0].message)

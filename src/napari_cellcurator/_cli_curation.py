@@ -86,7 +86,7 @@ def _cmd_review(a) -> int:
     _safe_out(a.out, a.data)
     task, items, project = _open_curation(a)
     predictions = _read_predictions(a.predictions)
-    check_predictions_match(items.table, predictions, a.predictions)
+    check_predictions_match(items.table, predictions, a.predictions, a.data)
     with project:
         labelled, counts = human_labels(merge_labels(
             items.table, project.journal.current_labels(), task.kind == "proportion"))
@@ -114,7 +114,7 @@ def _cmd_export(a) -> int:
     task, items, project = _open_curation(a)
     predictions = _read_predictions(a.predictions) if a.predictions else None
     if predictions is not None:
-        check_predictions_match(items.table, predictions, a.predictions)
+        check_predictions_match(items.table, predictions, a.predictions, a.data)
     with project:
         table = curated_table(items.table, predictions, project.journal.current_labels(),
                               model_over_file_labels=task.file_labels_are_predictions,

@@ -374,10 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from napari_cellcurator.core.errors import CellCuratorError
 
     args = build_parser().parse_args(argv)
+    default_format = warnings.formatwarning  # catch_warnings does not restore it
+    warnings.formatwarning = _warning_format(args.command)
     try:
-        with warnings.catch_warnings():
-            warnings.formatwarning = _warning_format(args.command)
-            return COMMANDS[args.command](args)
+        return COMMANDS[args.command](args)
     except CellCuratorError as exc:
         print(f"cellcurator {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -389,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cellcurator {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = default_format
 
 
 def _warning_format(command: str):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from napari_cellcurator.core.errors import CellCuratorError, InputError
 from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.roots import dataset_root
 from napari_cellcurator.core.store.atomic import (
     OUTPUT_MARK,
     atomic_write,
@@ -27,6 +28,8 @@ from napari_cellcurator.core.store.atomic import (
 
 #: the :data:`OUTPUT_MARK` of prediction zarr outputs
 PREDICTIONS_MARK = "predictions"
+#: column of a prediction table naming the data set (its absolute root) it was made for
+DATA_ROOT = "data_root"
 
 _MODEL_CACHE: dict[tuple[str, str], tuple] = {}
 _CACHE_LOCK = threading.Lock()
@@ -171,13 +174,15 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
     out_path = Path(out)
     suffix = _check_out(out_path, data)
     items = read_for_model(config, data, task, progress)
-    check_not_input(out_path, item_sources(items.table, data), inside_ok=True)
+    check_not_a_source(out_path, items.table)
     dev = str(resolve_device(device))
     scores = score_items(model_dir, items, dev, batch_size or default_batch_size(items),
                          scheduler, amp)
     table = task.prediction_table(items.table, scores, config.classes)
     extra = [c for c in items.table.columns if c not in table.columns]
     table = pd.concat([items.table[extra].reset_index(drop=True), table], axis=1)
+    # which data set these are of (however --data was typed): export/review check it
+    table[DATA_ROOT] = str(dataset_root(data))
     if suffix == ".zarr":
         _write_zarr(out_path, scores, table)
     elif suffix == ".parquet":
@@ -214,6 +219,7 @@ def check_table_out(out: Path, data: str | Path | list) -> None:
 
 
 def _inside(path: Path, data: str | Path | list) -> bool:
+    """Whether ``path`` lies inside one of the folders ``data`` names."""
     parents = set(path.resolve().parents)
     return any(p.resolve() in parents for p in data_paths(data))
 
@@ -237,17 +243,24 @@ def data_paths(data: str | Path | list) -> list[Path]:
     return [split_fragment(p)[0] for p in paths]
 
 
-def item_sources(table: pd.DataFrame, data: str | Path | list) -> list[Path]:
-    """The existing files the items were read from outside ``data`` itself (a manifest's
-    movies): an output must not overwrite them either."""
+def check_not_a_source(out: str | Path, table: pd.DataFrame) -> None:
+    """Refuse an output that is, or holds, a file the items were read from (a manifest's
+    movies, a crop table's images). Compared as text: a stat per crop would cost seconds for
+    100,000 of them.
+
+    Raises
+    ------
+    InputError
+        Naming ``out`` and the source it would destroy.
+    """
     if "source" not in table.columns:
-        return []
-    # sources inside the data folder are covered by its own check: skip them by their text,
-    # a stat per item would cost seconds for 100,000 crops
-    roots = tuple(os.path.join(os.path.abspath(p), "") for p in data_paths(data))
-    names = {str(s) for s in table["source"].dropna().unique()} - {"", "."}
-    return [Path(s) for s in names
-            if not os.path.abspath(s).startswith(roots) and Path(s).exists()]
+        return
+    target = os.path.normpath(os.path.abspath(out))
+    for source in {str(s) for s in table["source"].dropna().unique()} - {"", "."}:
+        path = os.path.normpath(os.path.abspath(source))
+        if path == target or path.startswith(target + os.sep):
+            raise InputError(out, f"is (or holds) {source}, read as input; writing there "
+                             "could destroy the data", "an output path apart from the data")
 
 
 def _is_prediction_zarr(folder: Path) -> bool:

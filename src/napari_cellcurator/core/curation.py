@@ -12,6 +12,8 @@ that table and writes it out (CSV/Parquet, or the task's native files such as Su
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -100,7 +102,11 @@ def warn_orphan_labels(items_table: pd.DataFrame, journal_labels: pd.DataFrame) 
 
     Returns the ids of those labels."""
     ids = set(items_table["item_id"].astype(str))
-    orphans = [i for i in journal_labels["item_id"].astype(str) if i not in ids]
+    # labels of the other planes of a Suite2p recording (one project, a plane read on its
+    # own) are not orphans
+    planes = {_plane(i) for i in ids} - {None}
+    orphans = [i for i in journal_labels["item_id"].astype(str)
+               if i not in ids and not _other_plane(_plane(i), planes)]
     if orphans:
         warnings.warn(f"{len(orphans)} label(s) in the project journal belong to no item of "
                       f"this data, e.g. {orphans[:3]} (data renamed, moved or edited?); they "
@@ -109,39 +115,73 @@ def warn_orphan_labels(items_table: pd.DataFrame, journal_labels: pd.DataFrame) 
     return orphans
 
 
+def _plane(item_id: str) -> tuple[str, str] | None:
+    """(recording, ``planeN``) of a Suite2p item id (``rec/suite2p/plane0:3``), else None."""
+    head = item_id.rsplit(":", 1)[0]
+    recording, _, last = head.rpartition("/")
+    return (recording, last) if re.fullmatch(r"plane\d+", last) else None
+
+
+def _other_plane(plane: tuple[str, str] | None, planes: set[tuple[str, str]]) -> bool:
+    return plane is not None and plane not in planes and any(
+        plane[0] == recording for recording, _ in planes)
+
+
 def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame,
-                            where: str | Path | None = None) -> None:
+                            where: str | Path | None = None,
+                            data: str | Path | None = None) -> None:
     """Refuse a prediction table made for other data than ``items_table``'s.
 
     Two recordings laid out alike (``mouseA/day1/suite2p/plane0`` and ``mouseB/...``) share
-    item ids, so ids alone cannot tell; the tables' ``source`` columns can, where the
-    predictions' sources still exist on disk (relative ones are taken from the current
-    folder, as the commands read them).
+    item ids, so ids alone cannot tell. ``predict`` records the data set it read
+    (``data_root``), compared with ``data``'s; tables without it are judged by their
+    absolute ``source`` paths (relative ones cannot be judged: they depend on the folder
+    ``predict`` ran in).
 
     Raises
     ------
     InputError
-        When no prediction id is an item of the data, or when the predictions' sources are
-        data on disk none of which is the items' source.
+        When no prediction id is an item of the data, or the predictions name other data.
     """
+    from napari_cellcurator.core.batch import DATA_ROOT
+    from napari_cellcurator.core.io.roots import dataset_root
+
     ids = set(items_table["item_id"].astype(str))
     if len(predictions) and not predictions["item_id"].astype(str).isin(ids).any():
         raise InputError(where, "predicts none of this data's items (made for other data?)",
                          "a `cellcurator predict` output of the same --data")
-    if "source" not in predictions.columns or "source" not in items_table.columns:
+    if data is not None and DATA_ROOT in predictions.columns:
+        theirs = set(predictions[DATA_ROOT].dropna().astype(str))
+        ours = str(dataset_root(data))
+        if theirs and ours not in theirs:
+            _refuse_other_data(where, theirs, {ours})
         return
-    theirs = {p for p in map(_existing, predictions["source"].dropna().unique()) if p}
-    ours = {p for p in map(_existing, items_table["source"].dropna().unique()) if p}
-    if theirs and ours and not theirs & ours:
-        raise InputError(where, f"was predicted for {sorted(map(str, theirs))[:3]}, not for "
-                         f"this data {sorted(map(str, ours))[:3]}",
-                         "a `cellcurator predict` output of the same --data")
+    if "source" in predictions.columns and "source" in items_table.columns:
+        theirs = _absolute(predictions["source"])
+        ours = {os.path.normpath(os.path.abspath(s)) for s in _texts(items_table["source"])}
+        if theirs and ours and not theirs & ours and not _same_files(theirs, ours):
+            _refuse_other_data(where, theirs, ours)
 
 
-def _existing(source) -> Path | None:
-    """``source`` resolved if it names a file or folder on disk, else None."""
-    path = Path(str(source)).expanduser()
-    return path.resolve() if path.exists() else None
+def _texts(column: pd.Series) -> set[str]:
+    return {str(s) for s in column.dropna().unique()} - {""}
+
+
+def _absolute(column: pd.Series) -> set[str]:
+    """The absolute paths among ``column``'s values, normalised (no file is touched)."""
+    return {os.path.normpath(s) for s in _texts(column) if os.path.isabs(s)}
+
+
+def _same_files(theirs: set[str], ours: set[str], sample: int = 20) -> bool:
+    """Whether a few of the paths are the same files under other names (symbolic links):
+    only a sample is resolved, a crop table can name 100,000 files."""
+    resolved = {str(Path(p).resolve()) for p in sorted(ours)[:sample]}
+    return any(str(Path(p).resolve()) in resolved for p in sorted(theirs)[:sample])
+
+
+def _refuse_other_data(where, theirs: set[str], ours: set[str]) -> None:
+    raise InputError(where, f"was predicted for {sorted(theirs)[:3]}, not for this data "
+                     f"{sorted(ours)[:3]}", "a `cellcurator predict` output of the same --data")
 
 
 def export_table(table: pd.DataFrame, path: str | Path) -> Path:

@@ -176,7 +176,7 @@ def explain(model: torch.nn.Module, task, inputs: Mapping[str, Any], method: str
 
 def _load(model_dir: str | Path, data, device: str, out: str | Path | None):
     """Model, config, task and items; ``out`` is checked safe to write before any work."""
-    from napari_cellcurator.core.batch import item_sources
+    from napari_cellcurator.core.batch import check_not_a_source
     from napari_cellcurator.core.pipeline import read_for_model
     from napari_cellcurator.core.store.modelio import check_predictor, load_model
     from napari_cellcurator.core.tasks import get_task
@@ -188,20 +188,25 @@ def _load(model_dir: str | Path, data, device: str, out: str | Path | None):
     task = get_task(config.task)
     items = read_for_model(config, data, task)
     if out is not None:
-        check_not_input(out, item_sources(items.table, _as_list(data)), inside_ok=True)
+        check_not_a_source(out, items.table)
     return model, config, task, items
 
 
 def _check_out(out: Path, data) -> None:
-    """Refuse an output that is the input data, or an existing folder that is not an earlier
-    explanation ``.zarr`` (writing a ``.zarr`` replaces the whole folder)."""
-    from napari_cellcurator.core.batch import data_paths
+    """Refuse an output that is (or holds) the input data, an existing folder that is not an
+    earlier explanation ``.zarr`` (writing a ``.zarr`` replaces the whole folder), or an
+    existing file inside the data (a ``.tif`` there may be one of its images). A new file
+    inside a data folder is fine."""
+    from napari_cellcurator.core.batch import _inside, data_paths
 
-    check_not_input(out, data_paths(_as_list(data)))
+    check_not_input(out, data_paths(_as_list(data)), inside_ok=True)
     if out.suffix.lower() == ".zarr":
         check_replaceable(out, _is_explanation_zarr, "an explanation .zarr")
     elif out.is_dir():
         raise InputError(out, "is a folder", f"a {out.suffix or '.npy'} file name")
+    elif out.is_file() and _inside(out, _as_list(data)):
+        raise InputError(out, "exists inside the input data; writing would replace it",
+                         "a new file name, or one outside the data")
 
 
 def _is_explanation_zarr(folder: Path) -> bool:

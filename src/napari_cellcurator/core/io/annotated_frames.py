@@ -94,7 +94,13 @@ def annotated_frames(folder: Path) -> AnnotatedFrames:
 
 
 def _sub_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not is_junk_file(p)
+    # split names first: a stat per entry of a folder of 100,000 crops costs seconds
+    from napari_cellcurator.core.io.celltype_readers import SPLIT_NAMES
+
+    entries = list(root.iterdir())
+    if not any(p.name.lower() in SPLIT_NAMES for p in entries):
+        return []
+    return sorted(p for p in entries if p.is_dir() and not is_junk_file(p)
                   and p.name != "__MACOSX")
 
 

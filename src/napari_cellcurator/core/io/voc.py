@@ -57,6 +57,8 @@ def is_voc_folder(folder: Path) -> bool:
     if not folder.is_dir():
         return False
     xmls = _xml_files(folder)
+    if not xmls:  # a folder of 100,000 crops: no second listing of its images
+        return False
     first = next((xmls[f.stem] for f in image_files(folder) if f.stem in xmls), None)
     if first is None:
         return False

@@ -107,17 +107,24 @@ def new_dir_mode() -> int:
 
 def replace_dir(src: Path, dst: Path) -> Path:
     """Move the finished folder ``src`` to ``dst``; an existing ``dst`` is swapped out first
-    and removed after, so a crash in between leaves it as ``.<name>.old-<pid>`` beside,
-    never lost. ``src`` gets a shared folder's permissions."""
+    and removed after. A failed move puts it back; a crash in between leaves it beside as
+    ``.<name>.old-<random>``, which :func:`recover_swapped` restores. ``src`` gets a shared
+    folder's permissions."""
     import shutil
+    import uuid
 
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(src).absolute(), Path(dst).absolute()
     os.chmod(src, new_dir_mode())
     old = None
     if dst.exists() or dst.is_symlink():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        old = dst.with_name(f".{dst.name}{OLD_TAG}{uuid.uuid4().hex[:8]}")
         os.replace(dst, old)
-    os.replace(src, dst)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        if old is not None and not dst.exists():
+            os.replace(old, dst)  # the previous folder stays what the user has
+        raise
     _fsync_dir(dst.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
@@ -125,6 +132,23 @@ def replace_dir(src: Path, dst: Path) -> Path:
         else:
             old.unlink()
     return dst
+
+
+#: infix of a folder swapped out by :func:`replace_dir` until its replacement is in place
+OLD_TAG = ".old-"
+
+
+def recover_swapped(path: str | Path) -> bool:
+    """Put back a folder :func:`replace_dir` had swapped out when a crash left ``path``
+    missing (the newest ``.<name>.old-*`` beside it). Returns whether one was restored."""
+    path = Path(path).absolute()
+    if path.exists() or not path.parent.is_dir():
+        return False
+    swapped = sorted(path.parent.glob(f".{path.name}{OLD_TAG}*"), key=os.path.getmtime)
+    if not swapped:
+        return False
+    os.replace(swapped[-1], path)
+    return True
 
 
 def check_not_input(out: str | Path, inputs: Iterable[str | Path],
@@ -212,7 +236,8 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     import shutil
 
-    path = Path(path)
+    path = Path(path).absolute()  # "." has no name to make a sibling of
+    recover_swapped(path)
     make_parent(path)
     tmp = None
     try:

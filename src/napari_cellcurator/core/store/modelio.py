@@ -18,6 +18,7 @@ from napari_cellcurator.core.store.atomic import (
     atomic_write_dir,
     atomic_write_text,
     check_replaceable,
+    recover_swapped,
 )
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: reading a config
@@ -112,7 +113,8 @@ def save_model(model_dir: str | Path, model: torch.nn.Module, config: ModelConfi
     """
     from safetensors.torch import save_file
 
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).absolute()  # "." has no name to make a sibling of
+    recover_swapped(model_dir)
     check_replaceable(model_dir, is_model_folder, "a model folder")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
@@ -134,7 +136,8 @@ def _copy_extras(old: Path, new: Path) -> None:
     if new == old or not old.is_dir():
         return
     for f in old.iterdir():
-        if f.name not in (CONFIG_NAME, WEIGHTS_NAME) and f.suffix not in (".pt", ".pth"):
+        if f.is_file() and f.name not in (CONFIG_NAME, WEIGHTS_NAME) and f.suffix not in (
+                ".pt", ".pth"):
             shutil.copy2(f, new / f.name)
 
 
@@ -151,6 +154,7 @@ def is_model_folder(folder: Path) -> bool:
 def read_config(model_dir: str | Path) -> ModelConfig:
     """Read and schema-check ``config.json`` of a model folder."""
     model_dir = Path(model_dir)
+    recover_swapped(model_dir)  # a crash mid-swap left the previous model beside it
     path = model_dir / CONFIG_NAME
     if not model_dir.is_dir():
         raise ModelFileError(f"{model_dir}: not a model folder (no such directory)")
