@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from napari_cellcurator.core.errors import InputError, InputWarning
@@ -183,3 +184,19 @@ def test_deleting_a_line_of_a_label_file_keeps_the_other_cells_ids(tmp_path, chu
     after = TASK.read_many([edited], NO_QC).table.set_index("item_id")["label"]
     assert len(after) == 5 and after.index.isin(before.index).all()
     assert (before[after.index] == after).all()
+
+
+def test_labels_saved_under_the_former_line_number_ids_still_apply(tmp_path, chula):
+    # journals of versions before December 2026 keyed point-file cells by line number
+    from napari_cellcurator.core.curation import curated_table
+
+    rows = _chula_lines(chula, "1")[:3]
+    root = _folder(tmp_path, chula, {"1.txt": "\n".join(map(" ".join, rows))}, stems=("1",))
+    table = TASK.read_many([root], NO_QC).table
+    journal = pd.DataFrame({"item_id": ["1:1", "1:2", table["item_id"][2]],
+                            "label": ["old_label", "older", "newer"],
+                            "source": "human"})
+    out = curated_table(table, None, journal).set_index("item_id")
+    ids = list(table["item_id"])
+    assert out.loc[ids[1], "curated"] == "old_label" and out.loc[ids[1], "label_source"] == "human"
+    assert out.loc[ids[2], "curated"] == "newer"  # a label under the current id wins

@@ -176,13 +176,16 @@ class Session:
 
     def _features_of(self, rows: np.ndarray) -> pd.DataFrame:
         """:meth:`features` of some rows only (journal looked up for these items alone)."""
+        from napari_cellcurator.core.io.items import FORMER_ID
         from napari_cellcurator.core.triage import merge_labels
 
         table = self.items.table.iloc[rows].reset_index(drop=True)
         if self.journal is None:
             table["label_source"] = np.where(table["label"].notna(), "file", None)
         else:
-            ids = table["item_id"].astype(str)
+            ids = table["item_id"].astype(str).tolist()
+            if FORMER_ID in table.columns:  # labels saved under older ids
+                ids += table[FORMER_ID].astype(str).tolist()
             table = merge_labels(table, self.journal.current_labels_of(ids), self.proportions)
         predictions = (None if self.predictions is None
                        else self.predictions.iloc[rows].reset_index(drop=True))

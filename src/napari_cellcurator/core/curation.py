@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.errors import InputError, InputWarning
-from napari_cellcurator.core.io.items import EXPERT, LABEL_ORIGIN, ItemSet
+from napari_cellcurator.core.io.items import EXPERT, FORMER_ID, LABEL_ORIGIN, ItemSet
 from napari_cellcurator.core.store.atomic import atomic_write
 from napari_cellcurator.core.triage import merge_labels
 
@@ -102,6 +102,8 @@ def warn_orphan_labels(items_table: pd.DataFrame, journal_labels: pd.DataFrame) 
 
     Returns the ids of those labels."""
     ids = set(items_table["item_id"].astype(str))
+    if FORMER_ID in items_table.columns:  # labels saved under older ids still apply
+        ids |= set(items_table[FORMER_ID].astype(str))
     # labels of the other planes of a Suite2p recording (one project, a plane read on its
     # own) are not orphans
     planes = {_plane(i) for i in ids} - {None}

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.items import FORMER_ID
 
 MODES = ("balanced", "uncertain", "entropy", "random", "class")
 #: journal sources that override a label read from the data files
@@ -155,6 +156,21 @@ def human_labels(merged: pd.DataFrame) -> tuple[set[str], dict[str, int]]:
             human["label"].astype(str).value_counts().to_dict())
 
 
+def with_current_ids(table: pd.DataFrame, journal_labels: pd.DataFrame) -> pd.DataFrame:
+    """``journal_labels`` with labels saved under an item's former id (``FORMER_ID`` column
+    of ``table``) moved to its current id; a label saved under the current id wins."""
+    if FORMER_ID not in table.columns or not len(journal_labels):
+        return journal_labels
+    ids = table["item_id"].astype(str)
+    current = dict(zip(table[FORMER_ID].astype(str), ids, strict=True))
+    j_ids = journal_labels["item_id"].astype(str)
+    old = (~j_ids.isin(set(ids)) & j_ids.isin(current.keys())).to_numpy()
+    if not old.any():
+        return journal_labels
+    moved = journal_labels[old].assign(item_id=j_ids[old].map(current))
+    return pd.concat([moved, journal_labels[~old]], ignore_index=True)  # current ids last
+
+
 def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame,
                  proportions: bool | None = None) -> pd.DataFrame:
     """Fill ``label`` and ``label_source`` of an item table from the journal's current labels.
@@ -187,6 +203,7 @@ def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame,
     labels = out["label"].astype(object).where(file_label, None)
     source = pd.Series(np.where(file_label, "file", None), index=out.index, dtype=object)
     if len(journal_labels):
+        journal_labels = with_current_ids(out, journal_labels)
         jl = journal_labels.drop_duplicates("item_id", keep="last").set_index("item_id")
         j_label = ids.map(jl["label"])
         j_source = ids.map(jl["source"]) if "source" in jl else pd.Series("human", index=ids.index)

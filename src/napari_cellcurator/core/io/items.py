@@ -16,6 +16,9 @@ BASE_COLUMNS = ("item_id", "source", "label")
 #: format whose labels are otherwise a pipeline classifier's output (Allen ROI JSON among
 #: cellness formats); the curated result never lets a model's prediction replace them.
 LABEL_ORIGIN, EXPERT = "label_origin", "expert"
+#: Optional column: an item's id as versions before December 2026 gave it (point-label
+#: files: ``<frame>:<line>``); journal labels made under it still apply (core.triage)
+FORMER_ID = "former_item_id"
 
 
 @dataclass

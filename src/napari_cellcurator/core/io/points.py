@@ -24,7 +24,7 @@ from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quali
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
 from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
-from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.items import FORMER_ID, ItemSet
 from napari_cellcurator.core.io.names import field_separator, readable
 
 POINT_CROP = 64  # px around a point: one RBC (~40 px at 1000×) plus context
@@ -466,6 +466,7 @@ def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, opti
         # ids from positions, as for napari points: a point deleted from (or inserted into)
         # a label file must not move the journal's labels onto the next cells
         part.table["item_id"] = point_ids(readable(f.stem), pts)
+        part.table[FORMER_ID] = [f"{readable(f.stem)}:{i}" for i in keep]  # older journals
         parts.append(part)
     if not parts:
         raise InputError(where, "has no points inside the images",
