@@ -44,10 +44,12 @@ BENCHES := inference memory responsiveness retrain item_table triage occlusion g
 bench: $(STAMP) xvfb
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
-# plus the few-labels pretraining study (~13 min) and the issue-4 celltype report (~12 min)
+# plus the few-labels pretraining study (~13 min), the issue-4 celltype report (~12 min) and
+# the CNN vs kNN / SVM baselines with the data-volume curve (~35 min on a loaded 2-core CPU)
 bench-all: bench
 	$(PY) bench/few_labels.py
 	$(PY) bench/celltype_report.py
+	$(PY) bench/baselines.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

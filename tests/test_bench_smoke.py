@@ -88,6 +88,14 @@ def test_memory_quick(tmp_path):
     assert res["candidates"]["n_candidates"] > 0 and res["peak_rss_mb_candidates"] > 0
 
 
+def test_baselines_quick(shared_data, tmp_path):
+    res = _run("baselines", tmp_path)["jurkat_label_free"]
+    assert [p["fraction"] for p in res["curve"]] == [0.5, 1.0]
+    for method in ("cnn", "knn_pixels", "svm_pixels", "knn_cnn", "svm_cnn"):
+        assert 0 <= res["full"][method]["accuracy"] <= 1, method
+    assert (tmp_path / "baselines_jurkat_label_free.png").stat().st_size > 1000
+
+
 @pytest.mark.slow
 @pytest.mark.gui
 def test_gui_benchmarks_quick(shared_data, tmp_path):
