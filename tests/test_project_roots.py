@@ -174,17 +174,27 @@ def test_journal_labels_of_no_item_are_reported_on_export():
         curated_table(items, None, journal.assign(item_id="new:0"))
 
 
-def test_a_plane_project_of_an_earlier_version_is_still_found(recording):
-    # versions before December 2026 kept the project beside the path as typed
+def test_plane_projects_of_an_earlier_version_are_merged_once(recording):
+    # versions before December 2026 kept a project beside the path as typed: one per plane
+    # (and rec.cellcurator for the recording folder); their labels join the recording's
     plane = recording / "suite2p" / "plane0"
-    old = plane.parent / "plane0.cellcurator"
-    with Project(old) as p:
-        p._record_data(plane.resolve())
-        p.journal.set_label("rec/suite2p/plane0:0", "not_cell")
+    for folder, item in ((plane.parent / "plane0.cellcurator", "rec/suite2p/plane0:0"),
+                         (recording.parent / "rec.cellcurator", "rec/suite2p/plane0:1")):
+        with Project(folder) as p:
+            p.journal.set_label(item, "not_cell")
+    with pytest.warns(InputWarning, match="1 label.*earlier version") as record:
+        p = Project.for_data(plane)
+    assert len(record) == 2
+    with p:
+        assert p.folder == recording / "suite2p.cellcurator"
+        assert p.journal.label_of("rec/suite2p/plane0:0") == "not_cell"
+        assert p.journal.label_of("rec/suite2p/plane0:1") == "not_cell"
+        assert list(p.journal.history("rec/suite2p/plane0:0")["user"])[-1]  # who is kept
+        p.journal.set_label("rec/suite2p/plane0:1", "cell")  # a newer decision
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with Project.for_data(plane) as p:
-            assert p.folder == old and p.journal.label_of("rec/suite2p/plane0:0") == "not_cell"
+        warnings.simplefilter("error")  # merged once: no second copy, no warning
+        with Project.for_data(recording) as p:
+            assert p.journal.label_of("rec/suite2p/plane0:1") == "cell"
 
 
 def test_labels_of_another_plane_are_not_orphans():

@@ -264,6 +264,24 @@ class LabelJournal:
         )
         return int(cur.lastrowid)
 
+    def merge_from(self, other: LabelJournal) -> int:
+        """Copy ``other``'s current labels of items this journal has never labelled, as one
+        action keeping each label's source, model version, user and time (the other journal
+        keeps the full history). Returns how many labels were copied."""
+        theirs = other.current_labels()
+        with self._transaction() as cur:
+            known = {r[0] for r in cur.execute("SELECT DISTINCT item_id FROM events")}
+            rows = [r for r in theirs.itertuples(index=False) if str(r.item_id) not in known]
+            if not rows:
+                return 0
+            action = _next_action(cur)
+            cur.executemany(
+                "INSERT INTO events (action_id, item_id, label, source, model_version, user, "
+                "timestamp, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                [(action, str(r.item_id), label_to_text(r.label), r.source, r.model_version,
+                  r.user, r.timestamp) for r in rows])
+        return len(rows)
+
     def undo(self) -> list[LabelEvent]:
         """Undo this user's most recent human/cluster action that is not undone yet.
 

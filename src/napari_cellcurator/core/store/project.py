@@ -76,6 +76,7 @@ class Project:
         project = cls(folder, user=user)
         try:
             project._record_data(data_path)
+            project._merge_earlier(data_path)
         except BaseException:
             project.close()  # no journal connection left open behind the error
             raise
@@ -109,6 +110,25 @@ class Project:
         info["data"] = [*data, str(data_path)]
         atomic_write_text(path, json.dumps(info, indent=2) + "\n")
 
+    def _merge_earlier(self, data_path: Path) -> None:
+        """Once, copy the labels of projects earlier versions kept for parts of this data set
+        (``suite2p/plane0.cellcurator``, ``rec.cellcurator`` of a Suite2p recording) into this
+        one, with a warning; they stay on disk with their full history."""
+        info = self.info()
+        done = set(info.get("merged", []))
+        todo = [f for f in _earlier_projects(data_path)
+                if f != self.folder and str(f) not in done]
+        if not todo:
+            return
+        for folder in todo:
+            with LabelJournal(folder / JOURNAL_NAME) as earlier:
+                n = self.journal.merge_from(earlier)
+            if n:
+                warnings.warn(f"{n} label(s) made by an earlier version in {folder} were "
+                              f"copied into {self.folder}", InputWarning, stacklevel=3)
+        info["merged"] = sorted(done | {str(f) for f in todo})
+        atomic_write_text(self.folder / PROJECT_NAME, json.dumps(info, indent=2) + "\n")
+
     def info(self) -> dict:
         """Contents of ``project.json`` (``{}`` if absent or unreadable)."""
         try:
@@ -140,17 +160,10 @@ def _root(data_path: str | Path) -> Path:
 def project_folder(data_path: str | Path) -> Path:
     """The project folder of ``data_path`` (not created): every documented form of one data
     set (a Suite2p plane, its ``suite2p/`` folder, the recording folder...) gives the same
-    one, :func:`default_folder` of its :func:`~napari_cellcurator.core.io.roots.dataset_root`.
-    A project that versions before December 2026 kept beside the path as typed
-    (``plane0.cellcurator``) is used while the new folder does not exist."""
-    given = Path(data_path).expanduser().resolve()
-    root = _root(given)
-    folder = default_folder(root)
-    old = given.parent / f"{given.stem}{SUFFIX}"
-    if (not folder.exists() and old not in (folder, beside_folder(root))
-            and _names_data(old, given)):
-        return old
-    return folder
+    one, :func:`default_folder` of its :func:`~napari_cellcurator.core.io.roots.dataset_root`
+    (projects earlier versions kept for a plane are merged into it: :meth:`Project.for_data`).
+    """
+    return default_folder(_root(data_path))
 
 
 def default_folder(data_path: str | Path) -> Path:
@@ -170,6 +183,16 @@ def default_folder(data_path: str | Path) -> Path:
     if not beside.exists() and _writable(data_path.parent):
         return beside
     return fallback
+
+
+def _earlier_projects(root: Path) -> list[Path]:
+    """Project folders with a journal that versions before December 2026 made for parts of
+    the data set ``root``: one per Suite2p plane folder typed, and one beside the recording
+    folder (``rec.cellcurator``) when ``root`` is its ``suite2p/`` folder."""
+    found = sorted(root.glob(f"plane*{SUFFIX}")) if root.is_dir() else []
+    if root.name.lower() == "suite2p":
+        found.append(root.parent.parent / f"{root.parent.name}{SUFFIX}")
+    return [f for f in found if (f / JOURNAL_NAME).is_file()]
 
 
 def _continue_read_only(beside: Path, fallback: Path) -> None:
