@@ -86,7 +86,7 @@ class ReadProgress:
             self.stage, self.tenth = stage, tenth
 
 
-def _task_name(task: str | None, data: str | list[str]) -> str:
+def task_name(task: str | None, data: str | list[str]) -> str:
     """``--task``, or the task detected from the (first) ``--data`` path."""
     from napari_cellcurator._reader import detect_task, unknown_format
     from napari_cellcurator.core.errors import CellCuratorError, InputError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_cellcurator._cli_args import _task_name
+from napari_cellcurator._cli_args import task_name
 
 
 def _open_curation(a, read_items: bool = True):
@@ -16,7 +16,7 @@ def _open_curation(a, read_items: bool = True):
     from napari_cellcurator.core.store.project import Project
     from napari_cellcurator.core.tasks import ReadOptions, get_task
 
-    task = get_task(_task_name(a.task, a.data))
+    task = get_task(task_name(a.task, a.data))
     items = task.read_many([a.data], ReadOptions()) if read_items else None
     project = (Project(a.project, user=a.user) if a.project
                else Project.for_data(a.data, user=a.user))

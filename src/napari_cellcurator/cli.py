@@ -17,11 +17,11 @@ from pathlib import Path
 from napari_cellcurator._cli_args import (
     MODEL_HELP,
     ReadProgress,
-    _task_name,
     channels_arg,
     model_dir_arg,
     positive,
     scheduler_arg,
+    task_name,
 )
 from napari_cellcurator._cli_curation import (
     _cmd_export,
@@ -215,7 +215,7 @@ def _progress_printer(desc: str):
 def _cmd_train(a) -> int:
     from napari_cellcurator.core.pipeline import TrainRequest, train
 
-    task = _task_name(a.task, a.data)
+    task = task_name(a.task, a.data)
     _check_model_out(a.out, a.data)
     req = TrainRequest(task=task, data=a.data, out=a.out, arch=a.arch, channels=a.channels,
                        epochs=a.epochs, seed=a.seed, device=a.device, init=a.init,
@@ -273,7 +273,7 @@ def _default_model(data: str, task: str | None = None) -> str:
     if current is not None:
         print(f"model: the project's current version {current}", file=sys.stderr)
         return str(current)
-    task = _task_name(task, data)
+    task = task_name(task, data)
     shipped = get_task(task).shipped_model()
     if shipped is None:
         raise InputError(data, f"has no model yet (no project model, none shipped for {task})",
@@ -328,7 +328,7 @@ def _cmd_explain(a) -> int:
 def _cmd_compare(a) -> int:
     from napari_cellcurator.core.baselines import compare
 
-    result = compare(_task_name(a.task, a.data), a.data, a.channels, a.out, epochs=a.epochs)
+    result = compare(task_name(a.task, a.data), a.data, a.channels, a.out, epochs=a.epochs)
     print(json.dumps(result) if a.json else json.dumps(result, indent=2))
     return 0
 
@@ -336,7 +336,7 @@ def _cmd_compare(a) -> int:
 def _cmd_cluster(a) -> int:
     from napari_cellcurator.core.clustering import cluster
 
-    result = cluster(_task_name(a.task, a.data), a.data, a.out, k=a.k, channels=a.channels,
+    result = cluster(task_name(a.task, a.data), a.data, a.out, k=a.k, channels=a.channels,
                      model_dir=a.model, method=a.method, seed=a.seed,
                      on_update=_progress_printer("autoencoder"))
     print(json.dumps(result) if a.json else f"wrote {a.out}: {result.get('k')} clusters")
@@ -348,7 +348,7 @@ def _cmd_pretrain(a) -> int:
 
     data = a.data if len(a.data) > 1 else a.data[0]
     _check_model_out(a.out, a.data)
-    pretrain(_task_name(a.task, a.data), data, a.out, channels=a.channels, epochs=a.epochs,
+    pretrain(task_name(a.task, a.data), data, a.out, channels=a.channels, epochs=a.epochs,
              on_update=_progress_printer("pretrain"))
     print(f"saved pretrained encoder to {a.out}; use `cellcurator train --init {a.out}`")
     return 0
