@@ -4,6 +4,7 @@ images without labels, labels without images). Built from real Chula RBC-12 smea
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -200,3 +201,27 @@ def test_labels_saved_under_the_former_line_number_ids_still_apply(tmp_path, chu
     ids = list(table["item_id"])
     assert out.loc[ids[1], "curated"] == "old_label" and out.loc[ids[1], "label_source"] == "human"
     assert out.loc[ids[2], "curated"] == "newer"  # a label under the current id wins
+
+
+def test_cells_dropped_by_the_quality_filter_are_said(tmp_path, chula):
+    # a point at the frame's corner is cut by the border: dropped, with counts and the way out
+    rows = _chula_lines(chula, "1")[:3] + [["2", "2", "0"]]
+    root = _folder(tmp_path, chula, {"1.txt": "\n".join(map(" ".join, rows))}, stems=("1",))
+    with pytest.warns(InputWarning, match=r"quality filter dropped 1 of 4 cells \(border 1"):
+        items = TASK.read_many([root])
+    assert len(items) == 3
+
+
+def test_read_option_qc_false_keeps_them_and_stays_with_the_model(tmp_path, chula):
+    from napari_cellcurator.cli import main
+
+    lines = _chula_lines(chula, "1")
+    two = [r for r in lines if r[2] == lines[0][2]][:3] + [r for r in lines
+                                                          if r[2] != lines[0][2]][:2]
+    rows = two + [["2", "2", lines[0][2]]]  # the last one at the corner: cut by the border
+    root = _folder(tmp_path, chula, {"1.txt": "\n".join(map(" ".join, rows))}, stems=("1",))
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "m"), "--epochs", "1",
+                 "--read-option", "qc=false", "--init", "none"]) == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["preprocessing"]["read_options"]["extra"]["qc"] is False
+    assert config["metrics"]["n_train"] + config["metrics"]["n_val"] == 6

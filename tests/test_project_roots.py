@@ -207,3 +207,25 @@ def test_labels_of_another_plane_are_not_orphans():
         curated_table(items, None, journal)
     assert len(record) == 1 and "old/suite2p/plane0:1" in str(record[0].message)
     assert "plane1" not in str(record[0].message)
+
+
+def test_an_unreadable_earlier_project_is_warned_not_fatal(recording):
+    broken = recording / "suite2p" / "plane0.cellcurator"
+    broken.mkdir(parents=True)
+    (broken / "labels.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x01" * 200)
+    with pytest.warns(InputWarning, match="could not be read"):
+        p = Project.for_data(recording)
+    with p:  # the recording still gets its project
+        p.journal.set_label("rec/suite2p/plane0:0", "cell")
+
+
+def test_earlier_journals_are_read_without_writing(recording):
+    from napari_cellcurator.core.store.journal import read_current_labels
+
+    folder = recording / "suite2p" / "plane0.cellcurator"
+    with Project(folder) as p:
+        p.journal.set_label("rec/suite2p/plane0:0", "cell")
+    before = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
+    labels = read_current_labels(folder / "labels.sqlite")
+    assert list(labels["label"]) == ["cell"]
+    assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == before

@@ -98,3 +98,17 @@ def task_name(task: str | None, data: str | list[str]) -> str:
             raise CellCuratorError(f"{unknown_format(Path(first))} (pass --task)")
         raise InputError(first, "cannot tell which task this data is for", "pass --task")
     return name
+
+
+def read_option_arg(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--read-option``; the value read as JSON where it is (``false``,
+    ``3``, ``0.5``), else as text."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. qc=false)")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value

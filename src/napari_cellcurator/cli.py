@@ -20,6 +20,7 @@ from napari_cellcurator._cli_args import (
     channels_arg,
     model_dir_arg,
     positive,
+    read_option_arg,
     scheduler_arg,
     task_name,
 )
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", metavar="MODEL_DIR",
                    help="start from this model's weights ('none' disables a task's default init)")
+    p.add_argument("--read-option", dest="read_options", type=read_option_arg,
+                   action="append", metavar="KEY=VALUE",
+                   help="how the data are read, kept in the model for prediction; repeatable "
+                        "(e.g. qc=false keeps cells the quality filter would drop)")
     _add_device(p)
 
     p = sub.add_parser("predict", help="predict every item of a data path",
@@ -219,7 +224,8 @@ def _cmd_train(a) -> int:
     _check_model_out(a.out, a.data)
     req = TrainRequest(task=task, data=a.data, out=a.out, arch=a.arch, channels=a.channels,
                        epochs=a.epochs, seed=a.seed, device=a.device, init=a.init,
-                       batch_size=a.batch_size, lr=a.lr, amp=a.amp)
+                       batch_size=a.batch_size, lr=a.lr, amp=a.amp,
+                       read_extra=dict(a.read_options or []))
     saved = train(req, _progress_printer(task))
     val = saved.config.metrics.get("validation", {})
     shown = {k: val[k] for k in ("accuracy", "macro_f1", "f1", "A", "bce") if k in val}

@@ -6,11 +6,14 @@ microscope), so they transfer between instruments without tuning.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from napari_cellcurator.core.errors import InputWarning
 from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.names import readable
 
 QC_COLUMNS = ("qc_sharpness", "qc_contrast", "qc_outside")
 
@@ -95,4 +98,10 @@ def apply_qc(items: ItemSet, qc: QCOptions | bool | dict | None) -> ItemSet:
         report["dropped"] = report["flagged"]
     report["n_out"] = len(items)
     items.meta["qc"] = report
+    if report["n_out"] < report["n_in"]:  # cells the user annotated must not vanish unsaid
+        reasons = ", ".join(f"{k} {v}" for k, v in report["flagged"].items() if v)
+        warnings.warn(f"{readable(items.meta.get('path', ''))}: the quality filter dropped "
+                      f"{report['n_in'] - report['n_out']} of {report['n_in']} cells "
+                      f"({reasons}); read option qc=False keeps them", InputWarning,
+                      stacklevel=3)
     return items

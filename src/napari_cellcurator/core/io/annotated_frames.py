@@ -146,8 +146,9 @@ def read_export_splits(root: Path, splits: dict[str, list[Path]], options) -> It
     if "test" in splits and used != ["test"]:
         n = sum(len(image_files(d, recursive=True)) for d in splits["test"])
         warnings.warn(f"{readable(root)}: {n} frames of {[d.name for d in splits['test']]} "
-                      "are kept aside as the test set (not read); predict or evaluate on "
-                      f"them with --data {readable(splits['test'][0])}", InputWarning,
+                      "are kept aside as the test set (not read); to predict or evaluate "
+                      f"them, load {readable(splits['test'][0])} itself (CLI: --data "
+                      f"{readable(splits['test'][0])})", InputWarning,
                       stacklevel=3)
     parsed, sources, folder_of, own = {}, {}, {}, False
     for split in used:

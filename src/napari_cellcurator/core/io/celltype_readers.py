@@ -402,9 +402,9 @@ def read_split_folders(root: Path, splits: dict[str, list[Path]],
     if "test" in splits and used != ["test"]:
         n = sum(len(_class_files(d)[0]) or len(image_files(d)) for d in splits["test"])
         warnings.warn(f"{readable(root)}: {n} images of {[d.name for d in splits['test']]} "
-                      "are kept aside as the test set (not read); predict or evaluate on them "
-                      "with "
-                      f"--data {readable(splits['test'][0])}", InputWarning, stacklevel=2)
+                      "are kept aside as the test set (not read); to predict or evaluate them, "
+                      f"load {readable(splits['test'][0])} itself (CLI: --data "
+                      f"{readable(splits['test'][0])})", InputWarning, stacklevel=2)
     files, labels, ids, side = [], [], [], []
     for split in used:
         for d in splits[split]:

@@ -264,11 +264,11 @@ class LabelJournal:
         )
         return int(cur.lastrowid)
 
-    def merge_from(self, other: LabelJournal) -> int:
-        """Copy ``other``'s current labels of items this journal has never labelled, as one
-        action keeping each label's source, model version, user and time (the other journal
-        keeps the full history). Returns how many labels were copied."""
-        theirs = other.current_labels()
+    def merge_from(self, theirs: pd.DataFrame) -> int:
+        """Copy another journal's current labels (:func:`read_current_labels`) of items this
+        journal has never labelled, as one action keeping each label's source, model
+        version, user and time (the other journal keeps the full history). Returns how many
+        labels were copied."""
         with self._transaction() as cur:
             known = {r[0] for r in cur.execute("SELECT DISTINCT item_id FROM events")}
             rows = [r for r in theirs.itertuples(index=False) if str(r.item_id) not in known]
@@ -419,6 +419,32 @@ class LabelJournal:
 
     def __repr__(self) -> str:
         return f"LabelJournal({str(self.path)!r}, user={self.user!r})"
+
+
+def read_current_labels(path: str | Path) -> pd.DataFrame:
+    """The current labels of the journal at ``path``, read without writing anything (a
+    journal on a read-only share: no WAL set-up, no schema update).
+
+    Raises
+    ------
+    sqlite3.Error
+        The file cannot be read as a journal.
+    """
+    import pandas as pd
+
+    path = Path(path).absolute()
+    wal = path.with_name(path.name + "-wal")
+    # with no pending write-ahead log the file is all there is: read it as immutable (no
+    # -wal/-shm files created beside it); else a read-only connection that reads the log
+    pending = wal.is_file() and wal.stat().st_size > 0
+    conn = sqlite3.connect(f"{path.as_uri()}?{'mode=ro' if pending else 'immutable=1'}",
+                           uri=True)
+    try:
+        rows = conn.execute(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM current_labels "
+                            "WHERE label IS NOT NULL ORDER BY event_id").fetchall()
+    finally:
+        conn.close()
+    return pd.DataFrame(rows, columns=_LABEL_COLUMNS).astype(object)
 
 
 def _next_action(cur: sqlite3.Cursor) -> int:

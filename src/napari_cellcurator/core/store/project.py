@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import warnings
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.store.atomic import atomic_write_text
-from napari_cellcurator.core.store.journal import LabelJournal
+from napari_cellcurator.core.store.journal import LabelJournal, read_current_labels
 from napari_cellcurator.core.store.registry import ModelRegistry
 
 JOURNAL_NAME = "labels.sqlite"
@@ -121,8 +122,12 @@ class Project:
         if not todo:
             return
         for folder in todo:
-            with LabelJournal(folder / JOURNAL_NAME) as earlier:
-                n = self.journal.merge_from(earlier)
+            try:
+                n = self.journal.merge_from(read_current_labels(folder / JOURNAL_NAME))
+            except sqlite3.Error as exc:  # never a reason to open no project at all
+                warnings.warn(f"labels of the earlier project {folder} could not be read "
+                              f"({exc}); they were not copied", InputWarning, stacklevel=3)
+                continue
             if n:
                 warnings.warn(f"{n} label(s) made by an earlier version in {folder} were "
                               f"copied into {self.folder}", InputWarning, stacklevel=3)
