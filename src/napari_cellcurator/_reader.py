@@ -274,4 +274,24 @@ def read_layers(path: str | Path, task: str | None = None) -> list[tuple]:
                          "manifest CSV or a folder of class folders")
     # read_checked: a decoding error is one message naming the file, as in the CLI
     items = get_task(task).read_checked(path, ReadOptions())
+    items.table = _with_journal_labels(items.table, path, get_task(task).kind)
     return layer_data_for(task, items)
+
+
+def _with_journal_labels(table, path: Path, kind: str):
+    """``table`` with the labels of the data's project journal on top (people's labels are
+    what a curated data set shows), read without creating or writing a project."""
+    import sqlite3
+
+    from napari_cellcurator.core.store.journal import read_current_labels
+    from napari_cellcurator.core.store.project import JOURNAL_NAME, project_folder
+    from napari_cellcurator.core.triage import merge_labels
+
+    journal = project_folder(path) / JOURNAL_NAME
+    if not journal.is_file():
+        return table
+    try:
+        labels = read_current_labels(journal)
+    except sqlite3.Error:  # the Load widget says what is wrong with the journal
+        return table
+    return merge_labels(table, labels, kind == "proportion")

@@ -393,3 +393,19 @@ def test_use_layers_a_movie_alone_finds_cellness_candidates(make_napari_viewer, 
     assert session.layer is viewer.layers["mini candidates"]
     shown = set(np.unique(session.layer.data)) - {0}  # overlaps: the stronger pixel wins
     assert shown <= set(session.items.table["label_id"]) and len(shown) > 0
+
+
+def test_reader_shows_the_journal_labels_without_making_a_project(jurkat_copy, tmp_path):
+    # drag and drop (viewer.open) shows what people labelled, as the Load widget does
+    from napari_cellcurator._reader import get_reader
+    from napari_cellcurator.core.store.project import Project, project_folder
+
+    fresh = get_reader(str(jurkat_copy))(str(jurkat_copy))[1][1]["features"]
+    assert not project_folder(jurkat_copy).exists()  # opening creates nothing
+    item = fresh["item_id"].iloc[0]
+    other = "Prophase" if fresh["label"].iloc[0] != "Prophase" else "G1"
+    with Project.for_data(jurkat_copy) as p:
+        p.journal.set_label(item, other)
+    feats = get_reader(str(jurkat_copy))(str(jurkat_copy))[1][1]["features"]
+    row = feats.set_index("item_id").loc[item]
+    assert row["label"] == other and row["label_source"] == "human"
