@@ -190,6 +190,7 @@ def test_plane_projects_of_an_earlier_version_are_merged_once(recording):
         assert p.journal.label_of("rec/suite2p/plane0:0") == "not_cell"
         assert p.journal.label_of("rec/suite2p/plane0:1") == "not_cell"
         assert list(p.journal.history("rec/suite2p/plane0:0")["user"])[-1]  # who is kept
+        assert p.journal.undo() == []  # an undo never takes back the earlier curation
         p.journal.set_label("rec/suite2p/plane0:1", "cell")  # a newer decision
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # merged once: no second copy, no warning

@@ -266,9 +266,10 @@ class LabelJournal:
 
     def merge_from(self, theirs: pd.DataFrame) -> int:
         """Copy another journal's current labels (:func:`read_current_labels`) of items this
-        journal has never labelled, as one action keeping each label's source, model
-        version, user and time (the other journal keeps the full history). Returns how many
-        labels were copied."""
+        journal has never labelled, as one action keeping each label's model version, user
+        and time (the other journal keeps the full history). People's labels are recorded
+        as ``"import"``: they still decide, but an undo (``u``) right after the merge must
+        not take back a whole earlier curation. Returns how many labels were copied."""
         with self._transaction() as cur:
             known = {r[0] for r in cur.execute("SELECT DISTINCT item_id FROM events")}
             rows = [r for r in theirs.itertuples(index=False) if str(r.item_id) not in known]
@@ -278,7 +279,8 @@ class LabelJournal:
             cur.executemany(
                 "INSERT INTO events (action_id, item_id, label, source, model_version, user, "
                 "timestamp, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                [(action, str(r.item_id), label_to_text(r.label), r.source, r.model_version,
+                [(action, str(r.item_id), label_to_text(r.label),
+                  "import" if r.source in UNDOABLE_SOURCES else r.source, r.model_version,
                   r.user, r.timestamp) for r in rows])
         return len(rows)
 
