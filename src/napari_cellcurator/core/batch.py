@@ -197,9 +197,9 @@ def _check_out(out: Path, data: str) -> str:
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".zarr"):
         raise InputError(out, "has an unknown output format", ".csv, .parquet or .zarr")
-    # a new file inside a data folder is fine (``--data plane0 --out plane0/p.csv``)
-    check_not_input(out, data_paths(data), inside_ok=True)
     if suffix == ".zarr":
+        # a new folder inside a data folder is fine (``--data plane0 --out plane0/p.zarr``)
+        check_not_input(out, data_paths(data), inside_ok=True)
         check_replaceable(out, _is_prediction_zarr, "a prediction .zarr")
     else:
         check_table_out(out, data)
@@ -213,12 +213,12 @@ def check_table_out(out: Path, data: str | Path | list) -> None:
     check_not_input(out, data_paths(data), inside_ok=True)
     if out.is_dir():
         raise InputError(out, "is a folder", f"a {out.suffix or '.csv'} file name")
-    if out.is_file() and _inside(out, data) and not _is_item_table(out):
+    if out.is_file() and inside_data(out, data) and not _is_item_table(out):
         raise InputError(out, "is a file of the input data (not an earlier table of "
                          "cellcurator's); writing would replace it", "a new file name")
 
 
-def _inside(path: Path, data: str | Path | list) -> bool:
+def inside_data(path: Path, data: str | Path | list) -> bool:
     """Whether ``path`` lies inside one of the folders ``data`` names."""
     parents = set(path.resolve().parents)
     return any(p.resolve() in parents for p in data_paths(data))
@@ -228,8 +228,12 @@ def _is_item_table(path: Path) -> bool:
     """Whether ``path`` is an earlier output of predict/export/review (an ``item_id``
     column says so)."""
     try:
-        columns = (pd.read_parquet(path).columns if path.suffix.lower() == ".parquet"
-                   else pd.read_csv(path, nrows=0).columns)
+        if path.suffix.lower() == ".parquet":  # the schema alone, not the whole table
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        else:
+            columns = pd.read_csv(path, nrows=0).columns
     except (OSError, ValueError):
         return False
     return "item_id" in set(columns)

@@ -197,14 +197,14 @@ def _check_out(out: Path, data) -> None:
     earlier explanation ``.zarr`` (writing a ``.zarr`` replaces the whole folder), or an
     existing file inside the data (a ``.tif`` there may be one of its images). A new file
     inside a data folder is fine."""
-    from napari_cellcurator.core.batch import _inside, data_paths
+    from napari_cellcurator.core.batch import data_paths, inside_data
 
     check_not_input(out, data_paths(_as_list(data)), inside_ok=True)
     if out.suffix.lower() == ".zarr":
         check_replaceable(out, _is_explanation_zarr, "an explanation .zarr")
     elif out.is_dir():
         raise InputError(out, "is a folder", f"a {out.suffix or '.npy'} file name")
-    elif out.is_file() and _inside(out, _as_list(data)):
+    elif out.is_file() and inside_data(out, _as_list(data)):
         raise InputError(out, "exists inside the input data; writing would replace it",
                          "a new file name, or one outside the data")
 

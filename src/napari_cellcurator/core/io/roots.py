@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from napari_cellcurator.core.io.suite2p import plane_folders
+
 
 def dataset_root(path: str | Path) -> Path:
     """The absolute path that names the data set ``path`` belongs to.
@@ -27,7 +29,7 @@ def dataset_root(path: str | Path) -> Path:
     if (path / "stat.npy").is_file() and (path.name.lower().startswith("plane")
                                           or path.parent.name.lower() == "suite2p"):
         return path.parent
-    if path.is_dir() and (path / "suite2p").is_dir() and _holds_planes(path / "suite2p"):
+    if (path / "suite2p").is_dir() and plane_folders(path / "suite2p"):
         return path / "suite2p"
     from napari_cellcurator.core.io.minian import minian_folder
 
@@ -37,6 +39,3 @@ def dataset_root(path: str | Path) -> Path:
             return folder
     return path
 
-
-def _holds_planes(folder: Path) -> bool:
-    return any((p / "stat.npy").is_file() for p in folder.glob("plane*"))
