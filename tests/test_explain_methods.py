@@ -32,6 +32,8 @@ class _Proportion:
     explain_input = "frames"
     input_keys = ("frames",)
     explain_score = ProportionTask.explain_score
+    explain_logit = ProportionTask.explain_logit
+    occlusion_fill = "mean"
 
 
 def _region_item(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -143,7 +145,7 @@ def test_two_streams_get_one_map_each():
     assert list_conv_layers(model) == ["x_stream.0", "x_stream.2", "dx_stream.0", "dx_stream.2"]
     acts = layer_activations(model, frames, key="frames")
     assert sorted(acts) == ["dx_stream.0", "x_stream.0"]
-    score_fn, _ = make_score_fn(_Proportion(), model(**frames), None)
+    score_fn, _ = make_score_fn(_Proportion(), model(**frames), None, logit=True)
     cams = gradcam(model, frames, score_fn, key="frames")
     assert sorted(cams) == ["dx_stream.2", "x_stream.2"]
     assert all(c.shape == (16, 16) for c in cams.values())

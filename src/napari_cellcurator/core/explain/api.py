@@ -51,7 +51,7 @@ def resolve_target(target: int | str | None, classes: Sequence[str]) -> int | No
 
 def explain_iter(model: torch.nn.Module, task, inputs: Mapping[str, Any], method: str,
                  target: int | None = None, layer: str | list[str] | None = None,
-                 patch: int | None = None, stride: int | None = None, fill: str = "mean",
+                 patch: int | None = None, stride: int | None = None, fill: str | None = None,
                  batch_size: int | None = None, classes: Sequence[str] | None = None
                  ) -> Progress:
     """Explain one item progressively.
@@ -72,7 +72,8 @@ def explain_iter(model: torch.nn.Module, task, inputs: Mapping[str, Any], method
     layer
         Conv layer(s) for Grad-CAM / activations (default: last / first conv of each stream).
     patch, stride, fill, batch_size
-        Occlusion settings (default patch ≈ size/8, stride ≈ patch/2).
+        Occlusion settings (default patch ≈ size/8, stride ≈ patch/2, fill the task's
+        ``occlusion_fill``: the item's channel means, zero for cellness footprints).
     classes
         Class names, only to name the target in the result.
 
@@ -111,10 +112,12 @@ def explain_iter(model: torch.nn.Module, task, inputs: Mapping[str, Any], method
                         and target < len(classes) else None),
     }
     if method == "occlusion":
+        fill = fill or task.occlusion_fill
         result.update((yield from _occlusion(model, batch, score_fn, key, patch, stride, fill,
                                               batch_size)))
     elif method == "gradcam":
-        maps = gradcam(model, batch, score_fn, layer, key=key)
+        logit_fn, _ = make_score_fn(task, logits, target, logit=True)
+        maps = gradcam(model, batch, logit_fn, layer, key=key)
         spatial = {k: v for k, v in maps.items() if v.ndim == 2}
         result.update(maps=maps, layers=list(maps),
                       map=combine_streams(spatial or maps).astype(np.float32))
@@ -240,7 +243,7 @@ def _item_inputs(task, items, row: int, prep: dict, device: str) -> dict[str, to
 def explain_item(model_dir: str | Path, data: str | Path | Sequence[str], item_id: str,
                  method: str, target: int | str | None = None, out: str | Path | None = None,
                  layer: str | None = None, patch: int | None = None, stride: int | None = None,
-                 fill: str = "mean", device: str = "cpu") -> dict[str, Any]:
+                 fill: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """Explain one item of ``data`` with the model in ``model_dir`` (``cellcurator explain``).
 
     Returns the :func:`explain_iter` result plus ``item_id`` and ``placement`` (crop origin and
@@ -265,7 +268,7 @@ def explain_item(model_dir: str | Path, data: str | Path | Sequence[str], item_i
 def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
                   item_ids: Sequence[str] | None, method: str, out_zarr: str | Path,
                   target: int | str | None = None, layer: str | None = None,
-                  patch: int | None = None, stride: int | None = None, fill: str = "mean",
+                  patch: int | None = None, stride: int | None = None, fill: str | None = None,
                   device: str = "cpu",
                   on_progress: Callable[[int, int], None] | None = None) -> Path:
     """Explain many items (None = all) into one zarr array ``(N, *map_shape)``.

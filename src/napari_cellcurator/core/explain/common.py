@@ -59,11 +59,15 @@ def to_batch(inputs: Mapping[str, np.ndarray | torch.Tensor], model: nn.Module |
     return out
 
 
-def make_score_fn(task, logits: torch.Tensor, target: int | None) -> tuple[ScoreFn, int | None]:
+def make_score_fn(task, logits: torch.Tensor, target: int | None, logit: bool = False
+                  ) -> tuple[ScoreFn, int | None]:
     """The score to explain with the target fixed to the unoccluded item's prediction.
 
     Re-taking the argmax on each occluded copy would explain a different class per copy, so
     classification targets are resolved once from ``logits`` (the item's own output).
+    ``logit=True`` scores before the softmax/sigmoid (``Task.explain_logit``, for Grad-CAM);
+    else the probability or proportion (``Task.explain_score``). A proportion's target is 1
+    (the proportion, default) or 0 (its complement).
     """
     if getattr(task, "kind", "classification") == "classification":
         if target is None:
@@ -71,8 +75,12 @@ def make_score_fn(task, logits: torch.Tensor, target: int | None) -> tuple[Score
         n = int(torch.as_tensor(logits).reshape(1, -1).shape[1])
         if not 0 <= int(target) < n:
             raise InputError(None, f"target class {target} does not exist", f"0..{n - 1}")
+    elif target is not None and int(target) not in (0, 1):
+        raise InputError(None, f"target {target} does not exist for a proportion",
+                         "1 (the proportion, default) or 0 (its complement)")
     fixed = None if target is None else int(target)
-    return (lambda lg: task.explain_score(lg, fixed).reshape(-1)), fixed
+    score = task.explain_logit if logit else task.explain_score
+    return (lambda lg: score(lg, fixed).reshape(-1)), fixed
 
 
 def upsample_map(act: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -149,6 +157,7 @@ class LayerRecorder:
         self.outputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         self.order: list[str] = []
         self.ancestors: dict[str, set[str]] = {}  # filled by conv_streams
+        self.pointwise = {n for n in names if _is_pointwise(get_layer(model, n))}
         self._handles = []
         for name in names:
             layer = get_layer(model, name)
@@ -179,19 +188,31 @@ class LayerRecorder:
         self.remove()
 
 
+def _is_pointwise(layer: nn.Module) -> bool:
+    kernel = getattr(layer, "kernel_size", None)
+    return kernel is not None and all(int(k) == 1 for k in kernel)
+
+
 def conv_streams(recorder: LayerRecorder) -> list[list[str]]:
     """Group recorded conv layers into independent streams via the autograd graph.
 
     Two convs are in one stream when one feeds the other. A two-stream model (dCNN: X and dX)
-    gives two groups; a ResNet one. Needs a forward pass recorded with ``keep_graph=True``.
+    gives two groups; a ResNet one. 1×1 convs fed by other convs are left out: they mix
+    channels (a ResNet's skip projection, a per-position head fusing the streams) and their
+    maps are not what the streams saw — a head joining both streams would merge them into one.
+    Needs a forward pass recorded with ``keep_graph=True``.
     """
-    names = [n for n in recorder.outputs if recorder.outputs[n]]
-    node_owner = {}
-    for n in names:
-        for t in recorder.outputs[n]:
-            if t.grad_fn is not None:
-                node_owner[t.grad_fn] = n
-    ancestors = {n: _conv_ancestors(recorder.outputs[n], node_owner) - {n} for n in names}
+    recorded = [n for n in recorder.outputs if recorder.outputs[n]]
+    node_owner = {t.grad_fn: n for n in recorded for t in recorder.outputs[n]
+                  if t.grad_fn is not None}
+    all_ancestors = {n: _conv_ancestors(recorder.outputs[n], node_owner) - {n}
+                     for n in recorded}
+    names = [n for n in recorded if n not in recorder.pointwise or not all_ancestors[n]]
+    return _group_streams(recorder, names, {n: all_ancestors[n] & set(names) for n in names})
+
+
+def _group_streams(recorder: LayerRecorder, names: list[str], ancestors: dict[str, set[str]]
+                   ) -> list[list[str]]:
     parent = {n: n for n in names}
 
     def find(n: str) -> str:

@@ -99,6 +99,9 @@ class Task(ABC):
     file_labels_are_predictions: ClassVar[bool] = False
     #: input on which occlusion maps are drawn, and spatial axes of that input
     explain_input: ClassVar[str] = "image"
+    #: what an occluded patch becomes by default (``core.explain.occlusion.fill_image``):
+    #: the value that means "nothing here" for this task's inputs
+    occlusion_fill: ClassVar[str] = "mean"
 
     # ---- reading -------------------------------------------------------------------------
     @abstractmethod
@@ -227,6 +230,16 @@ class Task(ABC):
         else:
             target_idx = torch.full((probs.shape[0],), int(target), device=probs.device)
         return probs.gather(1, target_idx[:, None])[:, 0]
+
+    def explain_logit(self, logits: torch.Tensor, target: int | None) -> torch.Tensor:
+        """The target's score before the softmax (what Grad-CAM differentiates: the
+        probability saturates on confident items and its gradient vanishes to noise)."""
+        logits = logits.reshape(logits.shape[0], -1)
+        if target is None:
+            target_idx = logits.argmax(dim=1)
+        else:
+            target_idx = torch.full((logits.shape[0],), int(target), device=logits.device)
+        return logits.gather(1, target_idx[:, None])[:, 0]
 
 
 class ClassificationTask(Task):
@@ -374,6 +387,10 @@ class ProportionTask(Task):
     def explain_score(self, logits, target):
         p = torch.sigmoid(logits.reshape(-1))
         return p if target in (None, 1) else 1 - p
+
+    def explain_logit(self, logits, target):
+        logit = logits.reshape(-1)
+        return logit if target in (None, 1) else -logit
 
 
 def _is_number(text: str) -> bool:

@@ -109,6 +109,9 @@ class CellnessTask(ClassificationTask):
     # Suite2p iscell / CaImAn idx_components come from those pipelines' own classifiers
     file_labels_are_predictions = True
     input_keys = ("image", "trace")
+    # footprint and mask are 0 outside the ROI, context channels zero-mean per patch: a
+    # patch-mean fill would paint footprint where there is none
+    occlusion_fill = "zero"
     hyper = Hyper(epochs=30, batch_size=32, lr=1e-3, weight_decay=1e-3, val_fraction=0.2,
                   balance="sampler")
 
