@@ -70,6 +70,7 @@ def test_tif_and_zarr_outputs_and_named_target(model_and_data, tmp_path):
     arr = zarr.open_array(str(zr), mode="r")
     np.testing.assert_array_equal(arr[...], b["map"])
     assert arr.attrs["method"] == "occlusion" and arr.attrs["patch"] == 6
+    assert arr.attrs["placement"] == b["placement"]  # where the map goes, with the map
     # overwriting an existing zarr swaps it whole
     explain_item(model_dir, str(data), "round/round_0.tif", "gradcam", out=zr)
     assert zarr.open_array(str(zr), mode="r").attrs["method"] == "gradcam"
@@ -103,6 +104,7 @@ def test_explain_batch_writes_one_zarr(model_and_data, tmp_path):
     assert arr.attrs["item_ids"] == ids
     single = explain_item(model_dir, str(data), ids[1], "gradcam")
     np.testing.assert_allclose(arr[1], single["map"], rtol=1e-5, atol=1e-7)
+    assert arr.attrs["placements"][1] == single["placement"]
     with pytest.raises(InputError):
         explain_batch(model_dir, str(data), ["round/round_0.tif", "x"], "gradcam",
                       tmp_path / "bad.zarr")

@@ -114,3 +114,12 @@ def test_a_proportion_target_other_than_0_or_1_is_an_input_error(target):
     with pytest.raises(InputError, match="proportion"):
         explain(model, "mixture", {"frames": torch.randn(1, 5, 32, 32)}, "occlusion",
                 target=target)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "gradcam", "activations"])
+def test_a_model_in_training_mode_stays_in_it(method):
+    """The Train widget's model may be explained between epochs: explaining evaluates it in
+    eval mode and hands it back as it was."""
+    model = RegionModel().train()
+    explain(model, "celltype", _region_item(), method, patch=8)
+    assert model.training

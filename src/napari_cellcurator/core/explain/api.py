@@ -100,7 +100,17 @@ def explain_iter(model: torch.nn.Module, task, inputs: Mapping[str, Any], method
     key = task.explain_input
     if key not in batch:
         raise InputError(None, f"inputs lack {key!r}", f"inputs {list(task.input_keys)}")
+    was_training = model.training
     model.eval()
+    try:
+        return (yield from _explain_steps(model, task, batch, key, method, target, layer,
+                                          (patch, stride, fill, batch_size), classes))
+    finally:  # a model explained mid-training goes back to training mode
+        model.train(was_training)
+
+
+def _explain_steps(model, task, batch, key, method, target, layer, occlusion, classes):
+    patch, stride, fill, batch_size = occlusion
     with torch.inference_mode():
         logits = model(**batch)
     score_fn, target = make_score_fn(task, logits, target)
@@ -223,9 +233,12 @@ def _as_list(data) -> list:
 
 
 def find_item(items, item_id: str, data) -> int:
-    """Row of ``item_id``; :class:`InputError` listing a few valid ids otherwise."""
+    """Row of ``item_id`` (or of the item whose former id it is); :class:`InputError`
+    listing a few valid ids otherwise."""
+    from napari_cellcurator.core.io.items import current_item_id
+
     ids = items.table["item_id"].astype(str).to_numpy()
-    hits = np.flatnonzero(ids == str(item_id))
+    hits = np.flatnonzero(ids == (current_item_id(items.table, item_id) or str(item_id)))
     if len(hits) == 0:
         few = ", ".join(repr(i) for i in ids[:5])
         more = f" … ({len(ids)} items)" if len(ids) > 5 else ""
@@ -257,7 +270,7 @@ def explain_item(model_dir: str | Path, data: str | Path | Sequence[str], item_i
     inputs = _item_inputs(task, items, row, config.preprocessing, device)
     result = explain(model, task, inputs, method, target=resolve_target(target, config.classes),
                      layer=layer, patch=patch, stride=stride, fill=fill, classes=config.classes)
-    result["item_id"] = str(item_id)
+    result["item_id"] = str(items.table["item_id"].iloc[row])
     result["placement"] = item_placement(items.table.iloc[row], result["map"].shape[-2:],
                                          config.preprocessing)
     if out is not None:
@@ -280,6 +293,7 @@ def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
     model, config, task, items = _load(model_dir, data, device, out_zarr)
     ids = list(items.table["item_id"].astype(str)) if item_ids is None else list(map(str, item_ids))
     rows = [find_item(items, i, data) for i in ids]
+    ids = [str(items.table["item_id"].iloc[r]) for r in rows]  # former ids → current
     tgt = resolve_target(target, config.classes)
     results = []
 
@@ -288,6 +302,8 @@ def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
             inputs = _item_inputs(task, items, row, config.preprocessing, device)
             res = explain(model, task, inputs, method, target=tgt, layer=layer, patch=patch,
                           stride=stride, fill=fill, classes=config.classes)
+            res["placement"] = item_placement(items.table.iloc[row], res["map"].shape[-2:],
+                                              config.preprocessing)
             results.append(res)
             if on_progress is not None:
                 on_progress(n + 1, len(rows))
@@ -298,6 +314,7 @@ def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
         return {OUTPUT_MARK: EXPLANATION_MARK, "item_ids": ids, "method": method,
                 "targets": [r["target"] for r in results],
                 "scores": [r["score"] for r in results],
+                "placements": [r["placement"] for r in results],
                 "layers": first.get("layers"), "patch": first.get("patch"),
                 "stride": first.get("stride"), "fill": first.get("fill")}
 
@@ -306,7 +323,7 @@ def explain_batch(model_dir: str | Path, data: str | Path | Sequence[str],
 
 def _attrs(result: dict) -> dict:
     keep = ("method", "item_id", "target", "target_name", "score", "layers", "patch", "stride",
-            "fill", "input_key")
+            "fill", "input_key", "placement")
     return {OUTPUT_MARK: EXPLANATION_MARK, **{k: result[k] for k in keep if k in result}}
 
 

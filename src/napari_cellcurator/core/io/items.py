@@ -83,6 +83,19 @@ class ItemSet:
         return self.table["label"].notna().to_numpy()
 
 
+def current_item_id(table: pd.DataFrame, item_id: str) -> str | None:
+    """The id of the item ``item_id`` names — its current id or a former one (ids of older
+    versions, ``FORMER_ID``) — or None when no item has it."""
+    ids = table["item_id"].astype(str)
+    if (ids == str(item_id)).any():
+        return str(item_id)
+    if FORMER_ID in table.columns:
+        hits = ids[table[FORMER_ID].astype(str) == str(item_id)]
+        if len(hits):
+            return str(hits.iloc[0])
+    return None
+
+
 def concat_itemsets(sets: list[ItemSet]) -> ItemSet:
     """Concatenate item sets read from several paths (same input keys and shapes)."""
     if len(sets) == 1:
@@ -97,7 +110,10 @@ def concat_itemsets(sets: list[ItemSet]) -> ItemSet:
         parts = [s.arrays[k] for s in sets]
         shapes = {p.shape[1:] for p in parts}
         if len(shapes) > 1:
-            raise InputError(None, f"input '{k}' has different shapes across data paths: {shapes}")
+            hint = ("one trace length: `--read-option trace_length=N` resamples every "
+                    "recording's traces to N frames" if k == "trace" else None)
+            raise InputError(None, f"input '{k}' has different shapes across data paths: "
+                             f"{shapes}", hint)
         if any(hasattr(p, "compute") for p in parts):
             import dask.array as da
 

@@ -10,7 +10,7 @@ import torch
 
 from napari_cellcurator.core.data.traces import robust_normalise
 from napari_cellcurator.core.errors import InputError
-from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
+from napari_cellcurator.core.io.items import FORMER_ID, ItemSet, concat_itemsets
 from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES, is_video_folder
 from napari_cellcurator.core.io.rois import CLASSES, footprints_to_labels, roiset_to_items
 from napari_cellcurator.core.tasks.base import ClassificationTask, Hyper, ReadOptions
@@ -20,7 +20,33 @@ MIN_CROP = 48  # shortest random trace window used as augmentation
 
 
 def read_rois(path: Path, options: ReadOptions) -> ItemSet:
-    """Detect the format of ``path`` and read its ROI candidates."""
+    """Detect the format of ``path`` and read its ROI candidates.
+
+    CaImAn ids are ``<folder>/<file stem>:k``, as Suite2p's and Minian's name their
+    recording's folder: CaImAn pipelines save ``analysis_results.hdf5`` in every session
+    folder, and sessions read together must keep distinct ids. (Other formats are named
+    after files that name their session: a movie, an NWB file.)
+    """
+    items = _read_rois(Path(path), options)
+    if items.meta.get("format") != "caiman":
+        return items
+    return with_session_ids(items, Path(path))
+
+
+def with_session_ids(items: ItemSet, path: Path) -> ItemSet:
+    """Ids ``<stem>:k`` → ``<parent folder>/<stem>:k`` (the old id kept as ``FORMER_ID`` so
+    labels journaled under it still apply)."""
+    folder = path.expanduser().resolve().parent.name
+    ids = items.table["item_id"].astype(str)
+    if not folder or not len(ids) or not ids.str.startswith(f"{path.stem}:").all():
+        return items
+    table = items.table.copy()
+    table[FORMER_ID] = ids.to_numpy()
+    table["item_id"] = (f"{folder}/" + ids).to_numpy()
+    return ItemSet(table, items.arrays, items.meta)
+
+
+def _read_rois(path: Path, options: ReadOptions) -> ItemSet:
     from napari_cellcurator.core.io import suite2p
 
     path = Path(path)
