@@ -58,3 +58,11 @@ def test_recordings_of_different_lengths_name_the_trace_length_option():
 
     with pytest.raises(InputError, match="trace_length=N"):
         concat_itemsets([item_set(100), item_set(864)])
+
+
+def test_labels_set_takes_an_old_id_and_journals_the_current_one(two_sessions, capsys):
+    from napari_cellcurator.cli import main
+
+    assert main(["labels", "--data", str(two_sessions[1]), "--set", "analysis_results:2",
+                 "not_cell"]) == 0
+    assert capsys.readouterr().out.strip() == "day2/analysis_results:2: not_cell"

@@ -90,17 +90,22 @@ def test_export_and_write_back_the_curated_result(plane, predictions, tmp_path, 
     table = pd.read_csv(tmp_path / "curated.csv", dtype={"item_id": str}).set_index("item_id")
     assert table.loc[flip, "curated"] == human and table.loc[flip, "curated_from"] == "label"
     rest = table.drop(index=flip)
-    assert (rest["curated_from"] == "model").all()
-    assert (rest["curated"] == preds.set_index("item_id").loc[rest.index, "prediction"]).all()
+    # by default the model does not overrule Suite2p's own labels (--model-decides does);
+    # its prediction is still in the table
+    assert (rest["curated_from"] == "label").all()
+    assert (rest["curated"] == rest["label"]).all()
+    assert (rest["prediction"] == preds.set_index("item_id").loc[rest.index, "prediction"]).all()
 
     original = np.load(plane / "iscell.npy")
     assert main(["export", *project, "--predictions", str(predictions), "--write-back"]) == 0
     assert len(list(plane.glob("iscell.bak-*.npy"))) == 1
     new = np.load(plane / "iscell.npy")
     assert new.shape == original.shape
-    roi = table["roi_index"].astype(int)  # the model replaces Suite2p's classifier ...
+    roi = table["roi_index"].astype(int)  # Suite2p keeps its own decisions ...
     expected = (table["curated"] == "cell").to_numpy()
     np.testing.assert_array_equal(new[roi.to_numpy(), 0].astype(bool), expected)
+    others = np.delete(np.arange(len(new)), roi[flip])
+    np.testing.assert_array_equal(new[others], original[others])
     assert new[roi[flip], 0] == (human == "cell")  # ... and the person's label beats both
     assert new[roi[flip], 1] == float(human == "cell")
 

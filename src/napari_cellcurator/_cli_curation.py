@@ -53,6 +53,7 @@ def _read_predictions(path: str):
 
 def _cmd_labels(a) -> int:
     from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.io.items import current_item_id
 
     task, items, project = _open_curation(a, read_items=a.set is not None)
     with project:
@@ -61,9 +62,10 @@ def _cmd_labels(a) -> int:
             _safe_out(a.export, a.data)
             print(f"wrote {journal.export(a.export)}: {len(journal.current_labels())} labels")
         elif a.set:
-            item, label = a.set
-            if item not in set(items.table["item_id"].astype(str)):
-                raise InputError(a.data, f"has no item {item!r}")
+            named, label = a.set
+            item = current_item_id(items.table, named)  # an id of an older version too
+            if item is None:
+                raise InputError(a.data, f"has no item {named!r}")
             journal_labels = journal.current_labels()["label"].astype(str)
             known = list(dict.fromkeys([*task.classes_from(items), *journal_labels]))
             label = task.check_label(label, known, new_class=a.new_class)
@@ -101,11 +103,23 @@ def _cmd_review(a) -> int:
     return 0
 
 
+#: help of ``export --model-decides``
+MODEL_DECIDES_HELP = ("uncurated items take the model's prediction instead of the pipeline's "
+                      "own label")
+
+
+def add_model_decides_arg(p) -> None:
+    """``--model-decides`` of ``cellcurator export`` (off: a write-back changes only what a
+    person decided; Suite2p / CaImAn keep their own label for every other item)."""
+    p.add_argument("--model-decides", action="store_true", help=MODEL_DECIDES_HELP)
+
+
 def _cmd_export(a) -> int:
     from napari_cellcurator.core.curation import (
         check_predictions_match,
         curated_table,
         export_table,
+        model_decides,
         write_back_curated,
         write_back_summary,
     )
@@ -115,9 +129,10 @@ def _cmd_export(a) -> int:
     predictions = _read_predictions(a.predictions) if a.predictions else None
     if predictions is not None:
         check_predictions_match(items.table, predictions, a.predictions, a.data)
+    model = model_decides(task, getattr(a, "model_decides", False))
     with project:
         table = curated_table(items.table, predictions, project.journal.current_labels(),
-                              model_over_file_labels=task.file_labels_are_predictions,
+                              model_over_file_labels=model,
                               proportions=task.kind == "proportion")
     counts = table["curated_from"].value_counts().to_dict()
     if a.write_back:
@@ -125,6 +140,20 @@ def _cmd_export(a) -> int:
         print(f"{write_back_summary(items, written)}; decisions {counts}")
     else:
         print(f"wrote {export_table(table, a.out)}: {len(table)} items, decisions {counts}")
+    note = _model_note(task, table, model, predictions is not None)
+    if note:
+        print(note)
     return 0
 
 
+def _model_note(task, table, model: bool, predicted: bool) -> str:
+    """What the model did to the pipeline's own labels, in words."""
+    from napari_cellcurator.core.curation import model_changes
+
+    if model:
+        return (f"--model-decides: the model changed {model_changes(table)} of the "
+                "pipeline's own labels")
+    if predicted and getattr(task, "file_labels_are_predictions", False):
+        return ("items nobody curated keep the pipeline's own label (--model-decides lets the "
+                "model's prediction replace it)")
+    return ""

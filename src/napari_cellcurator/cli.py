@@ -29,6 +29,7 @@ from napari_cellcurator._cli_curation import (
     _cmd_labels,
     _cmd_review,
     _read_predictions,  # noqa: F401  (part of this module's interface for tests)
+    add_model_decides_arg,
 )
 
 TASKS = ("mixture", "celltype", "cellness")
@@ -173,11 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="the curated result (your labels over the model's "
                        "predictions) to CSV/Parquet or back into Suite2p / CaImAn files",
-                       description="One decision per item: your label; else an expert label "
-                       "from the files (celltype); else the model's prediction; for cellness "
-                       "the model replaces the pipeline's own iscell / idx_components.")
+                       description="One decision per item: your label; else a label from "
+                       "the files (an expert's, or Suite2p's / CaImAn's own classifier's); "
+                       "else the model's prediction. With --model-decides the model's "
+                       "prediction replaces the pipeline's own label of the items nobody "
+                       "curated.")
     _add_curation_data(p)
     p.add_argument("--predictions", metavar="FILE", help="a `cellcurator predict` output")
+    add_model_decides_arg(p)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="FILE", help=".csv / .parquet")
     where.add_argument("--write-back", action="store_true",

@@ -142,8 +142,15 @@ def test_suite2p_load_train_predict_explain(make_napari_viewer, qtbot, tmp_path)
     table = pd.read_parquet(export.export()).set_index("item_id")
     assert table.loc[item_id, "curated"] == human
     others = table.drop(index=item_id)
-    assert (others["curated"] == others["prediction"]).all()  # the model replaces iscell
+    # by default Suite2p's own iscell stands for what nobody curated ...
+    assert (others["curated"] == others["label"].fillna(others["prediction"])).all()
+    assert not export._model_decides.value
+    export._model_decides.value = True  # ... the model replaces it only when asked
+    table = pd.read_parquet(export.export()).set_index("item_id")
+    others = table.drop(index=item_id)
+    assert (others["curated"] == others["prediction"]).all()
     written = export.write_back()
+    assert "the model changed" in export._status.value
     assert written == data / "plane0" / "iscell.npy"
     iscell = np.load(written)
     rois = session.items.table.set_index("item_id")["roi_index"]

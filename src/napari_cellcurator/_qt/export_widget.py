@@ -1,8 +1,9 @@
 """Export widget: the curated result to CSV/Parquet, or back into Suite2p / CaImAn files.
 
 Thin over :mod:`napari_cellcurator.core.curation` (the same rule as ``cellcurator export``):
-one decision per item — the person's label, else an expert label from the files, else the
-model's prediction (for cellness the model replaces the pipeline's own classifier).
+one decision per item — the person's label, else the label read from the files, else the
+model's prediction. The model replaces the pipeline's own classifier (Suite2p ``iscell``,
+CaImAn ``idx_components``) only when "the model decides uncurated items" is ticked.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari.viewer
-from magicgui.widgets import Container, FileEdit, Label, PushButton
+from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
 
 from napari_cellcurator._qt.common import (
     hub_for,
@@ -36,8 +37,13 @@ class ExportWidget(Container):
             tooltip="update iscell.npy / idx_components (the original is backed up beside "
                     "it), write rec_curated.nwb, add iscell_curated.zarr to a Minian folder, "
                     "or write <movie>_cells.tif / .zip beside a movie read with its ROIs")
+        self._model_decides = CheckBox(
+            text="the model decides uncurated items", value=False,
+            tooltip="uncurated items take the model's prediction instead of the pipeline's "
+                    "own label (off: only what a person decided changes)")
         self._status = Label(value="")
-        super().__init__(widgets=[self._path, self._export, self._write_back, self._status])
+        super().__init__(widgets=[self._path, self._model_decides, self._export,
+                                  self._write_back, self._status])
         self._export.changed.connect(self.export)
         self._write_back.changed.connect(self.write_back)
         self._hub = hub_for(viewer)
@@ -60,14 +66,15 @@ class ExportWidget(Container):
 
     def curated(self):
         """The curated table of the loaded session (see :func:`core.curation.curated_table`)."""
-        from napari_cellcurator.core.curation import curated_table
+        from napari_cellcurator.core.curation import curated_table, model_decides
         from napari_cellcurator.core.tasks import get_task
 
         s = require_session(self._viewer)
         journal = s.journal.current_labels() if s.journal is not None else None
         task = get_task(s.task_name)
         return curated_table(s.items.table, s.predictions, journal,
-                             model_over_file_labels=task.file_labels_are_predictions,
+                             model_over_file_labels=model_decides(
+                                 task, bool(self._model_decides.value)),
                              proportions=task.kind == "proportion")
 
     def export(self, *_) -> Path | None:
@@ -97,9 +104,13 @@ class ExportWidget(Container):
         return path
 
     def _say(self, text: str, table) -> None:
+        from napari_cellcurator.core.curation import model_changes
+
         counts = table["curated_from"].value_counts().to_dict()
+        changed = (f"; the model changed {model_changes(table)} of the pipeline's labels"
+                   if self._model_decides.value else "")
         self._status.value = f"{text}; from labels {counts.get('label', 0)}, " \
-                             f"from the model {counts.get('model', 0)}"
+                             f"from the model {counts.get('model', 0)}{changed}"
         notify_info(self._status.value)
 
     def close(self) -> None:

@@ -1,11 +1,12 @@
 """The curated result: model predictions with the journal's labels on top; export, write-back.
 
 What a user means by "my curation" is one decision per item: their own label where they gave
-one; else, for labels read from the data files, it depends on what those are — an expert's
-labels (celltype class folders, point labels) beat the model, while the output of the
-pipeline's own classifier (Suite2p ``iscell``, CaImAn ``idx_components``: the task says so with
-``file_labels_are_predictions``) is what the model's prediction replaces — unless the rows'
-``label_origin`` says an expert gave them (Allen ROI JSON). This module builds
+one; else the label read from the data files — an expert's (celltype class folders, point
+labels, Allen ROI JSON) or the pipeline's own classifier's (Suite2p ``iscell``, CaImAn
+``idx_components``); else the model's prediction. Only on request (``model_decides``, for a
+task whose file labels are another classifier's output: ``file_labels_are_predictions``) does
+the model's prediction replace the pipeline's labels, never an expert's (``label_origin``).
+By default, then, a write-back changes only what a person decided. This module builds
 that table and writes it out (CSV/Parquet, or the task's native files such as Suite2p's
 ``iscell.npy``), so the GUI, the CLI and Python calls share one rule.
 """
@@ -46,8 +47,10 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
     journal_labels
         :meth:`LabelJournal.current_labels`, or None without a journal.
     model_over_file_labels
-        True when labels read from the files are another classifier's output (the task's
-        ``file_labels_are_predictions``): the prediction then beats them.
+        True to let the prediction beat labels read from the files that are another
+        classifier's output (pass the task's ``file_labels_are_predictions`` *and* the user's
+        explicit opt-in, see :func:`model_decides`); expert labels (``label_origin``) still
+        win. Default False: the files' labels stand for every item nobody curated.
     proportions
         Whether labels are proportions (mixture): the decision is then the predicted
         ``proportion`` (a number), not the majority class, and journal labels are numbers.
@@ -94,6 +97,24 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
     out["curated"] = curated.to_numpy(dtype=object)
     out["curated_from"] = curated_from.to_numpy(dtype=object)
     return out
+
+
+def model_decides(task, requested: bool) -> bool:
+    """Whether the model's prediction replaces the labels read from the files.
+
+    Only when the user asked (``export --model-decides``, the Export widget's checkbox) and
+    the task's file labels are another classifier's output (``file_labels_are_predictions``).
+    """
+    return bool(requested) and bool(getattr(task, "file_labels_are_predictions", False))
+
+
+def model_changes(table: pd.DataFrame) -> int:
+    """How many labels read from the files the model's prediction changed in a
+    :func:`curated_table` (0 unless the model was allowed to decide over them)."""
+    from_file = table["label_source"].astype(str).eq("file") & table["label"].notna()
+    by_model = table["curated_from"].astype(str).eq("model")
+    changed = table["curated"].astype(str).ne(table["label"].astype(str))
+    return int((from_file & by_model & changed).sum())
 
 
 def warn_orphan_labels(items_table: pd.DataFrame, journal_labels: pd.DataFrame) -> list[str]:
@@ -203,18 +224,25 @@ def export_table(table: pd.DataFrame, path: str | Path) -> Path:
 def curated_predictions(curated: pd.DataFrame) -> pd.DataFrame:
     """A prediction table whose ``prediction`` is the curated decision.
 
-    Items a person decided get probability 1 for their class (``prob_<class>`` one-hot), so a
-    writer that stores probabilities (Suite2p's second ``iscell`` column) records certainty.
+    Items a person decided (a journal label) get probability 1 for their class
+    (``prob_<class>`` one-hot), so a writer that stores probabilities (Suite2p's second
+    ``iscell`` column) records certainty. Items decided by the files' own label get no
+    probability (NaN): the writer keeps the file's own (Suite2p's ``iscell`` probability).
+    Items the model decided keep the model's probabilities.
     """
     out = curated.copy()
-    decided = (out["curated_from"] == "label").to_numpy()
+    by_label = (out["curated_from"] == "label").to_numpy()
+    source = out["label_source"] if "label_source" in out.columns else None
+    person = by_label if source is None else by_label & source.isin(DECIDING_SOURCES).to_numpy()
     out["prediction"] = out["curated"]
     probs = [c for c in out.columns if str(c).startswith("prob_")]
-    for column in probs:
-        hit = out["curated"].astype(str) == str(column)[len("prob_"):]
-        out.loc[decided, column] = hit[decided].astype(float).to_numpy()
     if "probability" in out.columns:
-        out.loc[decided, "probability"] = 1.0
+        probs.append("probability")
+    for column in probs:
+        hit = (out["curated"].astype(str) == str(column)[len("prob_"):]).to_numpy()
+        value = np.where(hit, 1.0, 0.0) if column != "probability" else np.ones(len(out))
+        out[column] = np.where(person, value, np.where(
+            by_label, np.nan, pd.to_numeric(out[column], errors="coerce")))
     return out
 
 
@@ -255,5 +283,5 @@ def write_back_summary(items: ItemSet, written: Path) -> str:
     return f"wrote {where}{kept}"
 
 
-__all__ = ["curated_predictions", "curated_table", "export_table", "write_back_curated",
-           "write_back_summary"]
+__all__ = ["curated_predictions", "curated_table", "export_table", "model_changes",
+           "model_decides", "write_back_curated", "write_back_summary"]

@@ -6,6 +6,7 @@ Object arrays (``stat.npy``, ``ops.npy``) are read with the restricted unpickler
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,26 @@ def plane_folders(path: Path) -> list[Path]:
         if planes:
             return planes
     return []
+
+
+def _natural(path: Path) -> tuple:
+    """Sort key: ``plane2`` before ``plane10``."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name))
+
+
+def sibling_planes(root: Path) -> list[Path]:
+    """The ``plane*`` folders (with ``stat.npy``) directly in ``root``, in natural order —
+    Suite2p's own order of the planes in ``combined/``."""
+    return sorted((p for p in Path(root).glob("plane*")
+                   if re.fullmatch(r"plane\d+", p.name) and (p / "stat.npy").is_file()),
+                  key=_natural)
+
+
+def combined_folders(planes: list[Path]) -> list[Path]:
+    """The ``combined/`` folders Suite2p made beside these plane folders (multi-plane runs;
+    the Suite2p GUI opens them), each once."""
+    roots = {Path(p).parent for p in planes if re.fullmatch(r"plane\d+", Path(p).name)}
+    return sorted(r / "combined" for r in roots if (r / "combined").is_dir())
 
 
 def _full_frame(img: np.ndarray | None, ops: dict, shape: tuple[int, int]) -> np.ndarray | None:

@@ -1,7 +1,8 @@
 """Write cell / not-cell decisions back into the user's pipeline files.
 
 - Suite2p: ``iscell.npy`` (N × 2 float64: 1/0, probability of cell), written atomically after
-  keeping a timestamped copy of the original, so the Suite2p GUI opens the curated result.
+  keeping a timestamped copy of the original, so the Suite2p GUI opens the curated result;
+  a multi-plane run's ``combined/iscell.npy`` is rebuilt from its planes the same way.
 - CaImAn: ``estimates/idx_components`` / ``idx_components_bad`` rewritten in the HDF5 (on a
   copy, swapped in atomically, after a backup); a side ``.npz`` when the file is read-only.
 - ROI masks beside a movie: a new label image ``<movie>_cells.tif`` keeping only the ROIs
@@ -58,45 +59,137 @@ def decisions(items: ItemSet, predictions: pd.DataFrame, source: str
 
 def _cell_probability(pred: pd.DataFrame, rows: pd.DataFrame, is_cell: np.ndarray
                       ) -> np.ndarray:
-    """P(cell) per item: the model's; without a model run (labels only), 1/0 for the
-    decision, except that decisions still taken from the file keep the file's own
-    probability (Suite2p's second ``iscell`` column), so a write-back changes only what was
-    curated."""
+    """P(cell) per item: the model's for what the model decided; 1/0 for a person's
+    decision; the file's own probability (Suite2p's second ``iscell`` column) for decisions
+    still taken from the file, so a write-back changes only what was curated."""
+    prob = _model_probability(pred, is_cell)
+    if "suite2p_prob" in rows.columns:
+        own = rows["suite2p_prob"].to_numpy(dtype=np.float64)
+        keep = _decided_by_file(pred, model=not np.isnan(prob).all()) & ~np.isnan(own)
+        prob[keep] = own[keep]
+    return np.where(np.isnan(prob), is_cell.astype(np.float64), prob)
+
+
+def _model_probability(pred: pd.DataFrame, is_cell: np.ndarray) -> np.ndarray:
+    """P(cell) from the prediction table's ``prob_cell`` or ``probability`` (NaN where none:
+    items a person or the file decided, see :func:`core.curation.curated_predictions`)."""
     if "prob_cell" in pred.columns:
-        return pred["prob_cell"].to_numpy(dtype=np.float64)
+        return np.array(pd.to_numeric(pred["prob_cell"], errors="coerce"), np.float64)
     if "probability" in pred.columns:
-        p = pred["probability"].to_numpy(dtype=np.float64)
+        p = pd.to_numeric(pred["probability"], errors="coerce").to_numpy(dtype=np.float64)
         return np.where(is_cell, p, 1 - p)
-    prob = is_cell.astype(np.float64)
-    if "suite2p_prob" in rows.columns and "label_source" in pred.columns:
-        from_file = (pred["label_source"].astype(str) == "file").to_numpy()
-        prob[from_file] = rows["suite2p_prob"].to_numpy(dtype=np.float64)[from_file]
-    return prob
+    return np.full(len(pred), np.nan)
+
+
+def _decided_by_file(pred: pd.DataFrame, model: bool) -> np.ndarray:
+    """Rows whose decision is the label read from the file (not a person's, not the
+    model's). A bare model table (no ``curated_from``) with probabilities is the model's."""
+    if "label_source" not in pred.columns or ("curated_from" not in pred.columns and model):
+        return np.zeros(len(pred), bool)
+    mask = np.array(pred["label_source"].astype(str) == "file", bool)
+    if "curated_from" in pred.columns:
+        mask &= (pred["curated_from"].astype(str) == "label").to_numpy()
+    return mask
 
 
 def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray,
                          prob: np.ndarray) -> Path:
-    """Update ``plane/iscell.npy`` at ``roi_index`` (other ROIs keep their values)."""
+    """Update ``plane/iscell.npy`` at ``roi_index`` (other ROIs keep their values).
+
+    Everything is checked before the original is backed up and replaced (atomically).
+
+    Raises
+    ------
+    InputError
+        When ``iscell.npy``'s rows differ from ``stat.npy``'s ROIs, or an index is out of
+        range.
+    """
     plane = Path(plane)
     target = plane / "iscell.npy"
     n = len(load_npy(plane / "stat.npy"))
-    if target.is_file():
-        old = np.asarray(load_npy(target), dtype=np.float64).reshape(n, -1)
-        backup(target)
-        iscell = np.zeros((n, 2), np.float64)
-        iscell[:, :old.shape[1]] = old[:, :2]
-    else:
-        iscell = np.zeros((n, 2), np.float64)
     if len(roi_index) and (roi_index.min() < 0 or roi_index.max() >= n):
         raise InputError(target, f"ROI index out of range for {n} ROIs")
+    iscell = np.zeros((n, 2), np.float64)
+    if target.is_file():
+        old = np.asarray(load_npy(target), dtype=np.float64)
+        old = old.reshape(len(old), -1) if old.ndim else old.reshape(1, 1)
+        if len(old) != n:
+            raise InputError(target, f"has {len(old)} rows but {plane / 'stat.npy'} has {n} "
+                             "ROIs", f"{n} rows, one per ROI of the same Suite2p run")
+        iscell[:, :min(old.shape[1], 2)] = old[:, :2]
+        backup(target)
     iscell[roi_index, 0] = is_cell.astype(np.float64)
     iscell[roi_index, 1] = prob
+    return _save_npy(target, iscell)
 
+
+def _save_npy(target: Path, array: np.ndarray) -> Path:
+    """Write ``array`` to ``target`` atomically (no pickles)."""
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:  # a handle: np.save would append .npy to the temp name
-            np.save(fh, iscell, allow_pickle=False)
+            np.save(fh, array, allow_pickle=False)
 
     return atomic_write(target, write)
+
+
+def update_combined(planes: list[Path]) -> list[Path]:
+    """Rewrite Suite2p's ``combined/iscell.npy`` beside the plane folders written.
+
+    The Suite2p GUI opens ``combined/`` for a multi-plane run, so after the planes were
+    written it must follow: it becomes every plane's ``iscell.npy`` (all the planes beside
+    the ones written) stacked in natural order (plane2 before plane10), after a backup, and
+    atomically. When that cannot be done safely (its row count is not the planes' sum, a
+    plane has no ``iscell.npy``) it is left as it is with an :class:`InputWarning` saying why.
+
+    Returns
+    -------
+    list of Path
+        The ``combined/iscell.npy`` files written.
+    """
+    from napari_cellcurator.core.io.suite2p import combined_folders
+
+    written = []
+    for combined in combined_folders(planes):
+        path = _rebuild_combined(combined)
+        if path is not None:
+            written.append(path)
+    return written
+
+
+def _rebuild_combined(combined: Path) -> Path | None:
+    from napari_cellcurator.core.io.suite2p import sibling_planes
+
+    target = combined / "iscell.npy"
+    siblings = sibling_planes(combined.parent)
+    missing = [p.name for p in siblings if not (p / "iscell.npy").is_file()]
+    if not target.is_file():
+        return _not_updated(combined, "it has no iscell.npy")
+    if missing:
+        return _not_updated(combined, f"no iscell.npy in {', '.join(missing)}")
+    parts = [_two_columns(load_npy(p / "iscell.npy")) for p in siblings]
+    rows, total = len(np.asarray(load_npy(target))), sum(len(a) for a in parts)
+    if rows != total:
+        return _not_updated(combined, f"its iscell.npy has {rows} rows but the planes "
+                            f"{', '.join(p.name for p in siblings)} have {total} together")
+    backup(target)
+    return _save_npy(target, np.concatenate(parts))
+
+
+def _two_columns(iscell) -> np.ndarray:
+    """A Suite2p ``iscell`` as N × 2 float64 (label, probability; a lone label column is
+    its own probability)."""
+    a = np.asarray(iscell, np.float64)
+    a = a.reshape(len(a), -1)
+    return a[:, :2] if a.shape[1] >= 2 else np.repeat(a[:, :1], 2, axis=1)
+
+
+def _not_updated(combined: Path, why: str) -> None:
+    import warnings
+
+    from napari_cellcurator.core.errors import InputWarning
+
+    warnings.warn(f"{combined}: not updated ({why}); the Suite2p GUI shows the old labels "
+                  "there, open the plane folders instead", InputWarning, stacklevel=3)
 
 
 def write_caiman_idx(path: Path, roi_index: np.ndarray, is_cell: np.ndarray) -> Path:
@@ -269,12 +362,13 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
         # the target is one source or a folder above several (a suite2p/ root of its planes)
         sources = [s for s in sources if Path(s) == Path(target) or Path(target) in
                    Path(s).parents] or [str(target)]
-    written = None
+    written, planes = None, []
     for source in sources:
         fmt = fmts.get(source)
         idx, is_cell, prob = decisions(items, predictions, source)
         if fmt == "suite2p":
             written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
+            planes.append(Path(source))
         elif fmt == "caiman":
             written = write_caiman_idx(Path(source), idx, is_cell)
         elif fmt == "minian":
@@ -294,4 +388,6 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
                              "masks file or ImageJ RoiSet.zip; export CSV for other formats")
     if written is None:
         raise InputError(target, "no items to write back")
+    if planes:
+        update_combined(planes)
     return written
