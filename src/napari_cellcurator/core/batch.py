@@ -109,6 +109,27 @@ def _client_for(scheduler: str):
                                f"({type(exc).__name__}: {exc})") from None
 
 
+def check_serialisable(items: ItemSet, scheduler: str) -> None:
+    """Refuse, before any work, items that cannot be sent to worker processes.
+
+    Raises
+    ------
+    InputError
+        Naming the data and the pickling failure, suggesting ``--scheduler threads``.
+    """
+    import pickle
+
+    import cloudpickle
+
+    sample = {k: v[:1] for k, v in items.arrays.items()}  # the movies/arrays a batch holds
+    try:
+        cloudpickle.dumps(sample)
+    except (TypeError, AttributeError, ValueError, pickle.PicklingError) as exc:
+        raise InputError(items.meta.get("path"), f"cannot be sent to the worker processes "
+                         f"of --scheduler {scheduler} ({type(exc).__name__}: {exc})",
+                         "--scheduler threads (reads the data in this process)") from None
+
+
 def score_items(model_dir: str, items: ItemSet, device: str = "cpu", batch_size: int = 256,
                 scheduler: str = "threads", amp: bool = False) -> np.ndarray:
     """Scores of every item, computed batch-wise on the chosen dask scheduler (mixed
@@ -121,6 +142,8 @@ def score_items(model_dir: str, items: ItemSet, device: str = "cpu", batch_size:
 
         config = read_config(model_dir)
         return get_task(config.task).no_scores(config.classes)
+    if scheduler not in ("threads", "sync", "synchronous"):
+        check_serialisable(items, scheduler)
     tasks = _batch_tasks(model_dir, items, batch_size, device, amp)
     if scheduler in ("threads", "sync", "synchronous", "processes"):
         kw = {"scheduler": scheduler}

@@ -24,6 +24,11 @@ from napari_cellcurator.core.data.splits import stable_fraction
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.manifest import ManifestRow, read_manifest
+from napari_cellcurator.core.io.mixture_splits import (
+    composite_side,
+    mark_crossing_composites,
+    warn_split_conflicts,
+)
 from napari_cellcurator.core.io.movies import MOVIE_SUFFIXES, Movie, open_movie
 from napari_cellcurator.core.io.names import readable
 
@@ -231,10 +236,16 @@ def read_manifest_items(csv: Path, opts: SnippetOptions) -> ItemSet:
         b[:, 0, 0], b[:, 0, 1:] = m, pos
         blocks.append(b)
         grids.append(np.ones(len(pos), dtype=np.int64))
+    splits = {row.number: row.split for row in rows}
+    conflicts = []
     for row in rows:
         if row.composite_of is None:
             continue
         a, b_src = sources[row.composite_of[0]], sources[row.composite_of[1]]
+        # a composite inherits its sources' forced side: a held-out movie is never trained on
+        side, conflict = composite_side(row.split, *(splits[n] for n in row.composite_of))
+        if conflict:
+            conflicts.append(row.number)
         cb, labels, reg = make_composites(a, b_src, row.n, row.grid, opts.length, opts.tile,
                                           opts.scale, seed=opts.seed * 1000 + row.number,
                                           n_regions=opts.n_regions)
@@ -243,8 +254,7 @@ def read_manifest_items(csv: Path, opts: SnippetOptions) -> ItemSet:
         blocks.append(full)
         grids.append(np.full(row.n, row.grid, dtype=np.int64))
         fp = _footprint(opts)
-        groups = [forced_group(row.split, f"region{r}") if row.split else f"region{r}"
-                  for r in reg]
+        groups = [forced_group(side, f"region{r}") if side else f"region{r}" for r in reg]
         parts.append(pd.DataFrame({
             "item_id": [f"{stem}:r{row.number}:c{i}" for i in range(row.n)],
             "source": f"composite of rows {row.composite_of[0]}+{row.composite_of[1]}",
@@ -253,10 +263,14 @@ def read_manifest_items(csv: Path, opts: SnippetOptions) -> ItemSet:
             "y": cb[:, 0, 2] + fp / 2.0, "x": cb[:, 0, 3] + fp / 2.0, "size": fp,
             "group": groups,
         }))
+    warn_split_conflicts(readable(csv), conflicts)
     table = pd.concat(parts, ignore_index=True)
     table["label"] = table["label"].astype(object).where(table["label"].notna(), None)
-    arr = SnippetArray(movies, np.concatenate(blocks), np.concatenate(grids), opts.length,
-                       opts.tile, opts.scale)
+    blocks, grids = np.concatenate(blocks), np.concatenate(grids)
+    # validation composites sharing pixels with training snippets stay out, as tiles do
+    table["crosses_split"] = mark_crossing_composites(
+        table, blocks, grids, [mv.shape for mv in movies], _footprint(opts), VAL_FRACTION)
+    arr = SnippetArray(movies, blocks, grids, opts.length, opts.tile, opts.scale)
     meta = {"path": str(csv), "tile": _footprint(opts),
             "stride": (opts.stride or max(1, opts.tile // 2)) * opts.scale,
             "classes": list(classes), "movies": [str(mv.path) for mv in movies]}

@@ -68,10 +68,26 @@ class Movie:
         # compressed/chunked files cost ~ms per call: keep small decoded frames in a bounded
         # cache (never more than CACHE_BYTES); memory maps and large frames are read directly
         frame_bytes = y * x * 4
+        self.__dict__.setdefault("_file", None)  # set by open_movie: reopened when unpickled
         self._cache: OrderedDict[int, np.ndarray] | None = None
         if not isinstance(self.raw, np.ndarray) and frame_bytes <= FRAME_CACHE_MAX:
             self._cache = OrderedDict()
             self._cache_frames = max(1, CACHE_BYTES // frame_bytes)
+
+    def __getstate__(self) -> dict:
+        """State for worker processes (``--scheduler processes``/``local:N``): a movie opened
+        from a file keeps its path, not its open handle (an h5py dataset or tifffile's zarr
+        view cannot be pickled, a memory map would be copied whole) nor its frame cache."""
+        state = {k: v for k, v in self.__dict__.items() if k != "_cache"}
+        if state["_file"] is not None:
+            state["raw"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.raw is None:  # opened again from its file, with the axes found the first time
+            self.raw = _open_raw(self._file)[0]
+        self.__post_init__()
 
     def read(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int,
              cache: bool = True) -> np.ndarray:
@@ -168,6 +184,17 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist", EXPECTED)
+    raw, axes = _open_raw(path)
+    movie = Movie(path, raw, axes, 0 if channel is None else channel)
+    movie._file = path.resolve()
+    _validate(movie, min_frames)
+    if channel is None:
+        _warn_if_channels_differ(movie)
+    return movie
+
+
+def _open_raw(path: Path):
+    """``(raw, axes)`` of the movie file ``path`` (by its suffix)."""
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         raw, axes = _open_tiff(path)
@@ -187,11 +214,7 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
         raw, axes = FrameFolder.open(path), "tcyx"
     else:
         raise InputError(path, f"has an unsupported movie format {suffix!r}", EXPECTED)
-    movie = Movie(path, raw, axes, 0 if channel is None else channel)
-    _validate(movie, min_frames)
-    if channel is None:
-        _warn_if_channels_differ(movie)
-    return movie
+    return raw, axes
 
 
 def movie_from_array(array, name: str, rgb: bool = False, min_frames: int = 2) -> Movie:
@@ -345,6 +368,9 @@ def _open_tiff(path: Path):
             axes = axes.replace(others[0], "t")
         elif raw.ndim == 2:
             raise InputError(path, f"is a single 2-D image ({n_pages} page)", EXPECTED)
+        elif not others and "c" in axes:  # YXS: one colour image, not 3 frames
+            raise InputError(path, f"is a single (RGB) image (shape {raw.shape}), not a "
+                             "time-lapse", EXPECTED)
         else:
             axes = guess_axes(raw.shape, path)
     return raw, axes
