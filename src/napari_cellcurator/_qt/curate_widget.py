@@ -13,7 +13,6 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
 from napari_cellcurator._qt.common import (
     call_when_undocked,
-    camera_of,
     hub_for,
     notify_error,
     notify_info,
@@ -174,15 +173,9 @@ class CurateWidget(Container):
         if where is not False and len(where):
             self.position = int(where[0])
         s.current = row
-        # data pixels of the item layer → world (a calibrated image: µm, not pixels)
-        from napari_cellcurator._qt.layer_items import layer_calibration
+        from napari_cellcurator._qt.task_layers import centre_on_item
 
-        centre = np.asarray(s.centre_of(row), dtype=float)
-        scale, translate = layer_calibration(s.layer, len(centre))
-        size = float(s.items.arrays.get("image", np.zeros((1, 1, 48, 48))).shape[-1])
-        camera = camera_of(self._viewer)
-        camera.center = tuple(centre * scale + translate)
-        camera.zoom = max(0.5, 250.0 / (3 * size)) / float(scale[-1])
+        centre_on_item(self._viewer, s, row)  # and its frames, for a mixture snippet
         if s.layer._type_string == "points":
             s.layer.selected_data = {row}
         elif s.layer._type_string == "labels":

@@ -43,9 +43,10 @@ def layer_calibration(layer, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return scale, translate
 
 
-def placed_as(image) -> dict:
-    """Scale and translate of a new 2-D layer drawn over ``image`` (its last two axes)."""
-    return {"scale": image.scale[-2:], "translate": image.translate[-2:]}
+def placed_as(image, k: int = 2) -> dict:
+    """Scale and translate of a new ``k``-D layer drawn over ``image`` (its last ``k``
+    axes: 2 for cells in a frame, 3 for (t, y, x) points on a movie)."""
+    return {"scale": image.scale[-k:], "translate": image.translate[-k:]}
 
 
 def cellness_from_rois(movie, source: str, masks: np.ndarray | None = None,

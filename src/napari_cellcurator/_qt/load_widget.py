@@ -41,9 +41,9 @@ NO_CELLS = "(none: find candidates)"
 def _read(path: Path, task: str, channels: list[int] | None, progress=None):
     """Job: read items with the task's reader (numpy in, numpy out; ``progress`` for
     readers with long passes over a recording)."""
-    from napari_cellcurator.core.tasks import ReadOptions, get_task
+    from napari_cellcurator._qt.mixture_tiling import read_items
 
-    return get_task(task).read_checked(path, ReadOptions(channels=channels, progress=progress))
+    return read_items(path, task, channels, progress)
 
 
 class LoadWidget(Container):
@@ -191,7 +191,7 @@ class LoadWidget(Container):
             self._failed(out)
             return
         items, (coords, kwargs, _) = out
-        cells = self._viewer.add_points(coords, **kwargs, **placed_as(image))
+        cells = self._viewer.add_points(coords, **kwargs, **placed_as(image, coords.shape[1]))
         self._use_layers("mixture", items, image, cells)
 
     def _celltype_ready(self, out, image, cells) -> None:

@@ -23,6 +23,7 @@ from napari_cellcurator._qt.common import (
     warm_torch,
     worker_setup,
 )
+from napari_cellcurator._qt.mixture_tiling import tiles_for_model
 
 CURRENT = "project: current version"
 FOLDER = "model folder"
@@ -86,6 +87,9 @@ class PredictWidget(Container):
         try:
             session = require_session(self._viewer)
             chosen = load_session_model(session, self._source.value, self._folder.value)
+            retiled = tiles_for_model(self._viewer, session, chosen[1])
+            if retiled:
+                notify_info(retiled)
             warm_torch()
         except Exception as exc:  # any failure is shown, never raised into Qt
             notify_error(exc)

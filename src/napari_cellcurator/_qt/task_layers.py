@@ -45,6 +45,15 @@ def _movie_of(items: ItemSet):
     return movie
 
 
+def snippet_middles(items: ItemSet) -> np.ndarray:
+    """Middle frame of each snippet (movie frames; 0-based; its start frame ``t0`` + half
+    its length, rounded down)."""
+    length = int(items.arrays["frames"].shape[1])
+    t0 = (items.table["t0"].to_numpy(dtype=float) if "t0" in items.table.columns
+          else np.zeros(len(items)))
+    return t0 + (length - 1) // 2
+
+
 def mixture_layer_data(items: ItemSet, predictions: pd.DataFrame | None = None,
                        name: str = "mixture") -> list[tuple]:
     """The movie (lazy where the reader kept it lazy) and a Points layer at tile centres."""
@@ -55,6 +64,8 @@ def mixture_layer_data(items: ItemSet, predictions: pd.DataFrame | None = None,
     t = items.table
     if "y" in t.columns and "x" in t.columns:
         coords = t[["y", "x"]].to_numpy(dtype=float)
+        if items.meta.get("movie") is not None:  # (middle frame, y, x): a snippet's point
+            coords = np.column_stack([snippet_middles(items), coords])  # on its own frames
         layers.append((coords, {
             "name": f"{name} tiles", "features": feats, "size": 8, "face_color": "yellow",
             "metadata": {"cellcurator_role": "items", "cellcurator_task": "mixture",
@@ -85,16 +96,17 @@ def add_proportion_map(viewer, session) -> None:
         return
     pmap = mixture.proportion_map(pred, movie.shape, tile, stride)
     pmap = np.asarray(pmap, dtype=np.float32)
-    # map cell (i, j) sits on the centre of tile (i, j); map plane k on the frames of the k-th
-    # snippet start (t0_k .. t0_k + length - 1), so it changes with the time slider
+    grid = mixture.map_grid(pred, tile, stride)  # a manifest region's grid starts at y0, x0
+    # map cell (i, j) sits on the centre of tile (i, j); map plane k on the middle frame of
+    # the k-th snippet start, as the tiles' points, so it changes with the time slider
     starts = np.unique(pred["t0"]) if "t0" in pred.columns else np.array([0])
     t_step = float(np.diff(starts).min()) if len(starts) > 1 else 1.0
     length = int(items.arrays["frames"].shape[1])
-    scale = (t_step, stride, stride)
-    translate = (float(starts[0]) + (length - 1) / 2 if len(starts) > 1 else 0.0,
-                 tile / 2 - 0.5, tile / 2 - 0.5)
+    scale = (t_step, grid.step, grid.step)
+    translate = (float(starts[0]) + (length - 1) // 2, grid.origin_y + tile / 2 - 0.5,
+                 grid.origin_x + tile / 2 - 0.5)
     # movie pixels → world: the tiles' layer carries the movie's calibration (frames in
-    # minutes, pixels in µm)
+    # minutes, pixels in µm), its time axis included (3-D points: middle frame, y, x)
     from napari_cellcurator._qt.layer_items import layer_calibration
 
     own_scale, own_translate = layer_calibration(session.layer)
@@ -103,10 +115,33 @@ def add_proportion_map(viewer, session) -> None:
     if movie.ndim == 2 or pmap.shape[0] == 1:
         pmap, scale, translate = pmap[0], scale[1:], translate[1:]
     name = "proportion map"
-    if name in viewer.layers:
-        viewer.layers[name].data = pmap
+    old = viewer.layers[name] if name in viewer.layers else None
+    if old is not None and old.ndim == pmap.ndim:  # reused: placed anew (another movie)
+        old.data, old.scale, old.translate = pmap, scale, translate
         return
+    if old is not None:  # 2-D ↔ 3-D: a new layer in the old one's place
+        viewer.layers.remove(old)
     viewer.add_image(pmap, name=name, scale=scale, translate=translate, colormap="PiYG",
                      contrast_limits=(0.0, 1.0), opacity=0.5,
                      metadata={"cellcurator_role": "proportion_map"})
 
+
+def centre_on_item(viewer, session, row: int) -> None:
+    """Centre and zoom the view on item ``row`` (the item layer's data pixels → world: µm on
+    a calibrated image); a mixture snippet's point (middle frame, y, x) also sets the time
+    slider to its frame, so the curator sees the frames being labelled."""
+    from napari_cellcurator._qt.common import camera_of
+    from napari_cellcurator._qt.layer_items import layer_calibration
+
+    layer = session.layer
+    centre = np.asarray(session.centre_of(row), dtype=float)
+    scale, translate = layer_calibration(layer, len(centre))
+    size = float(session.items.arrays.get("image", np.zeros((1, 1, 48, 48))).shape[-1])
+    camera = camera_of(viewer)
+    camera.center = tuple(centre * scale + translate)
+    camera.zoom = max(0.5, 250.0 / (3 * size)) / float(scale[-1])
+    if session.task_name == "mixture" and layer._type_string == "points" and layer.ndim > 2:
+        world = np.asarray(layer.data_to_world(layer.data[row]), dtype=float)
+        first = viewer.dims.ndim - layer.ndim  # a layer's axes are the viewer's last ones
+        for axis, value in enumerate(world[:-2]):
+            viewer.dims.set_point(first + axis, float(value))

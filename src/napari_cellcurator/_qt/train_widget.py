@@ -27,6 +27,7 @@ from napari_cellcurator._qt.common import (
     warm_torch,
     worker_setup,
 )
+from napari_cellcurator._qt.mixture_tiling import fine_tune_read_extra
 
 
 @dataclass
@@ -117,9 +118,6 @@ class TrainWidget(Container):
 
         try:
             s = require_session(self._viewer)
-            items = s.training_items()
-            if items.labelled.sum() < 2:
-                raise RuntimeError("label at least 2 items first")
             if s.project is None:
                 raise RuntimeError("no project (read-only data?): nowhere to save models")
             init = s.project.models.current_dir()
@@ -130,6 +128,10 @@ class TrainWidget(Container):
                 cfg = read_config(init)
                 extra = [p for p in cfg.hyperparameters.get("data", [])
                          if Path(p).exists() and Path(p).resolve() != s.data_path.resolve()]
+            read_extra = fine_tune_read_extra(self._viewer, s, cfg)  # may cut tiles again
+            items = s.training_items()
+            if items.labelled.sum() < 2:
+                raise RuntimeError("label at least 2 items first")
             warm_torch()
         except Exception as exc:  # shown to the user; nothing started
             notify_error(exc)
@@ -140,7 +142,7 @@ class TrainWidget(Container):
                            epochs=int(self._epochs.value), device=self._device.value,
                            init=str(init) if init is not None else None,
                            arch=cfg.arch if cfg is not None else None,
-                           batch_size=hyper.get("batch_size"))
+                           batch_size=hyper.get("batch_size"), read_extra=read_extra)
         self._result, self._failure = None, None
         self._trained = s  # the session trained on (the viewer may load other data meanwhile)
         self.curves.clear()

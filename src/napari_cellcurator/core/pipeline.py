@@ -223,12 +223,48 @@ def read_for_model(config: ModelConfig, data: list[str] | str, task: Task | None
     return task.read_many(paths, options)
 
 
+def model_snippet_options(config: ModelConfig):
+    """The :class:`SnippetOptions` a mixture model's data were cut with."""
+    from napari_cellcurator.core.io.mixture_readers import SnippetOptions
+
+    options = get_task(config.task).read_options_from(config.preprocessing)
+    return SnippetOptions.from_extra(options.extra, options.channels)
+
+
+def tiling_mismatch(config: ModelConfig, items: ItemSet) -> str | None:
+    """Which snippet option (tile, scale, length, stride, t_stride, channel) of mixture
+    ``items`` differs from how the model's data were cut, in words; None when they agree
+    (or for other tasks, or items whose meta does not say how they were cut)."""
+    if config.task != "mixture" or "tile" not in items.meta or "frames" not in items.arrays:
+        return None
+    opts = model_snippet_options(config)
+    frames = items.arrays["frames"]
+    side, length = int(frames.shape[-1]), int(frames.shape[1])
+    have = {"tile": side, "scale": int(items.meta["tile"]) // max(side, 1), "length": length}
+    want = {"tile": opts.tile, "scale": opts.scale, "length": opts.length}
+    if "t_stride" in items.meta:  # a movie tiled whole: stride and t_stride set the tiles
+        have.update(stride=int(items.meta["stride"]) // max(have["scale"], 1),
+                    t_stride=int(items.meta["t_stride"]))
+        want.update(stride=opts.stride or opts.tile, t_stride=opts.t_stride or opts.length)
+    if "channel" in items.meta:  # recorded where the reader chose a channel of a file
+        have["channel"], want["channel"] = items.meta["channel"], opts.channel
+    differ = [f"{k}={have[k]} (model: {want[k]})" for k in want if have[k] != want[k]]
+    if not differ:
+        return None
+    return ("snippets were cut with " + ", ".join(differ) + ", not as the model's training "
+            "data were")
+
+
 def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
                   device: str = "auto", batch_size: int = 256, amp: bool = False
                   ) -> tuple[pd.DataFrame, np.ndarray]:
     """Prediction table (one row per item) and raw scores for an :class:`ItemSet`
     (mixed precision on CUDA when ``amp`` is True)."""
     task = get_task(config.task)
+    problem = tiling_mismatch(config, items)
+    if problem is not None:
+        raise InputError(items.meta.get("path"), problem,
+                         "items read the way the model's data were (read_for_model)")
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if len(items) == 0:  # a plane without ROIs, a frame without points
