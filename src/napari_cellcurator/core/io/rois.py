@@ -103,12 +103,14 @@ def roiset_to_items(rois: RoiSet, extra: dict | None = None) -> ItemSet:
     """Patches, traces and the item table of a :class:`RoiSet`.
 
     ``extra`` (ReadOptions.extra) understands ``patch_size`` (default 32), ``neuropil_coef``
-    (default 0.7, used when neuropil traces exist), ``trace_length`` (resample to this length;
+    (used when neuropil traces exist; default the one the pipeline ran with, e.g. Suite2p's
+    ``neucoeff``, else 0.7), ``trace_length`` (resample to this length;
     default: keep) and ``context`` (``"mean"`` adds the mean image as a third channel).
     """
     extra = dict(extra or {})
     size = int(extra.get("patch_size") or DEFAULT_PATCH)
-    coef = float(extra.get("neuropil_coef", NEUROPIL_COEF))
+    coef = next((float(c) for c in (extra.get("neuropil_coef"), rois.meta.get("neuropil_coef"))
+                 if c is not None), NEUROPIL_COEF)
     n = len(rois.footprints)
     context = [rois.mean_image] if extra.get("context") == "mean" else []
     images = roi_patches(rois.footprints, size, context=context) if n else np.zeros(

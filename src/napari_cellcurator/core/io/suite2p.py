@@ -193,8 +193,21 @@ def read_suite2p_plane(plane: Path, extra: dict | None = None) -> RoiSet:
         columns=columns,
         meta={"images": {k: v for k, v in images.items() if v is not None},
               "suite2p_version": version, "fs": float(ops.get("fs", 0) or 0) or None,
-              "id_prefix": _id_prefix(plane)},
+              "id_prefix": _id_prefix(plane), "neuropil_coef": _neuropil_coef(ops)},
     )
+
+
+def _neuropil_coef(ops: dict) -> float | None:
+    """The neuropil coefficient the user ran Suite2p with (0.x ``neucoeff``, 1.x
+    ``extraction.neuropil_coefficient``), so traces are ``F − c·Fneu`` as Suite2p shows them."""
+    extraction = ops.get("extraction")
+    value = (extraction.get("neuropil_coefficient") if isinstance(extraction, dict)
+             else None) or ops.get("neucoeff")
+    try:
+        coef = float(value)
+    except (TypeError, ValueError):
+        return None
+    return coef if 0.0 <= coef <= 2.0 else None
 
 
 def _id_prefix(plane: Path) -> str:

@@ -192,15 +192,31 @@ def _not_updated(combined: Path, why: str) -> None:
                   "there, open the plane folders instead", InputWarning, stacklevel=3)
 
 
+#: CaImAn's GUI keeps its manual curation in these; where a file holds them (arrays, not
+#: CaImAn's ``'NoneType'`` placeholder) they are rewritten with the same decisions
+CAIMAN_GUI_LISTS = ("accepted_list", "rejected_list")
+
+
 def write_caiman_idx(path: Path, roi_index: np.ndarray, is_cell: np.ndarray) -> Path:
-    """Rewrite idx_components / idx_components_bad; side file ``<stem>.curated.npz`` if the
-    HDF5 cannot be written."""
+    """Rewrite idx_components / idx_components_bad (and the CaImAn GUI's accepted_list /
+    rejected_list where the file has them); side file ``<stem>.curated.npz`` if the HDF5 is
+    read-only but its folder is not.
+
+    Raises
+    ------
+    InputError
+        When the folder cannot be written either (export a table instead).
+    """
     from napari_cellcurator.core.io.hdf5 import import_h5py
 
     path = Path(path)
     good = np.sort(roi_index[is_cell]).astype(np.int64)
     bad = np.sort(roi_index[~is_cell]).astype(np.int64)
-    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(path.parent, "is read-only: the curated CaImAn classification "
+                         "cannot be written beside the results",
+                         "`cellcurator export --out curated.csv` (a table anywhere)")
+    if not os.access(path, os.W_OK):
         side = path.with_name(f"{path.stem}.curated.npz")
         return atomic_write(side, lambda tmp: _savez(tmp, good, bad))
     h5py = import_h5py()
@@ -210,7 +226,10 @@ def write_caiman_idx(path: Path, roi_index: np.ndarray, is_cell: np.ndarray) -> 
         shutil.copy2(path, tmp)
         with h5py.File(tmp, "r+") as fh:
             est = fh["estimates"]
-            for key, arr in (("idx_components", good), ("idx_components_bad", bad)):
+            decisions = {"idx_components": good, "idx_components_bad": bad}
+            decisions.update((k, v) for k, v in zip(CAIMAN_GUI_LISTS, (good, bad), strict=True)
+                             if k in est and _is_array(est[k]))
+            for key, arr in decisions.items():
                 if key in est:
                     del est[key]
                 est[key] = arr
@@ -341,6 +360,11 @@ def write_nwb_curated(path: Path, tables: np.ndarray, rows: np.ndarray, is_cell:
                            "a person's label) after curation with napari-cellcurator")
 
     return _write_curated_copy(path.with_name(f"{path.stem}_curated.nwb"), write)
+
+
+def _is_array(node) -> bool:
+    """An HDF5 dataset of numbers (CaImAn saves a None attribute as the string 'NoneType')."""
+    return hasattr(node, "dtype") and node.dtype.kind in "iuf" and node.ndim == 1
 
 
 def _savez(tmp: Path, good: np.ndarray, bad: np.ndarray) -> None:
