@@ -13,6 +13,7 @@ returns a :class:`Movie` whose ``data`` is the raw array-like (cheap basic slici
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ class Movie:
         frame_bytes = y * x * 4
         self.__dict__.setdefault("_file", None)  # set by open_movie: reopened when unpickled
         self._cache: OrderedDict[int, np.ndarray] | None = None
+        self._lock = threading.Lock()  # dask threads share the cache: evictions race
         if not isinstance(self.raw, np.ndarray) and frame_bytes <= FRAME_CACHE_MAX:
             self._cache = OrderedDict()
             self._cache_frames = max(1, CACHE_BYTES // frame_bytes)
@@ -78,7 +80,7 @@ class Movie:
         """State for worker processes (``--scheduler processes``/``local:N``): a movie opened
         from a file keeps its path, not its open handle (an h5py dataset or tifffile's zarr
         view cannot be pickled, a memory map would be copied whole) nor its frame cache."""
-        state = {k: v for k, v in self.__dict__.items() if k != "_cache"}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_lock")}
         if state["_file"] is not None:
             state["raw"] = None
         return state
@@ -101,22 +103,24 @@ class Movie:
         if len(wanted) == 0:
             return np.zeros((0, 0, 0), np.float32)
         region = (slice(y0, y1), slice(x0, x1))
-        frames = {f: self._cache[f][region] for f in wanted if f in self._cache}
-        for f in frames:
-            self._cache.move_to_end(f)
+        with self._lock:
+            frames = {f: self._cache[f][region] for f in wanted if f in self._cache}
+            for f in frames:
+                self._cache.move_to_end(f)
         missing = [f for f in wanted if f not in frames]
         # frames not cached are read a cache's worth at a time: a chunk of many frames
         # (zarr, HDF5, video) decodes once, and memory stays bounded by the cache
         for start in range(0, len(missing), self._cache_frames):
             part = missing[start:start + self._cache_frames]
             block = self._read_raw(part[0], part[-1] + 1, 0, h, 0, w)
-            for i, frame in enumerate(block, start=part[0]):
-                if i not in frames:
-                    crop = frame[region]
-                    frames[i] = crop.copy() if crop.size < frame.size else crop
-                self._cache[i] = frame
-                if len(self._cache) > self._cache_frames:
-                    self._cache.popitem(last=False)
+            with self._lock:
+                for i, frame in enumerate(block, start=part[0]):
+                    if i not in frames:
+                        crop = frame[region]
+                        frames[i] = crop.copy() if crop.size < frame.size else crop
+                    self._cache[i] = frame
+                    if len(self._cache) > self._cache_frames:
+                        self._cache.popitem(last=False)
         return np.stack([frames[f] for f in wanted])
 
     def _read_raw(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
