@@ -123,3 +123,18 @@ def test_a_model_in_training_mode_stays_in_it(method):
     model = RegionModel().train()
     explain(model, "celltype", _region_item(), method, patch=8)
     assert model.training
+
+
+def test_numpy_inputs_each_with_or_without_a_batch_axis():
+    image = np.zeros((1, 2, 24, 24), np.float32)
+    image[:, :, 9:15, 9:15] = 1.0
+    trace = np.random.default_rng(0).normal(size=60).astype(np.float32)
+    model = _FootprintSum()
+    both = explain(model, "cellness", {"image": image, "trace": trace[None]}, "occlusion",
+                   patch=4, stride=2)["map"]
+    mixed = explain(model, "cellness", {"image": image, "trace": trace}, "occlusion",
+                    patch=4, stride=2)["map"]
+    neither = explain(model, "cellness", {"image": image[0], "trace": trace}, "occlusion",
+                      patch=4, stride=2)["map"]
+    np.testing.assert_array_equal(mixed, both)
+    np.testing.assert_array_equal(neither, both)

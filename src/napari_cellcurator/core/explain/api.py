@@ -96,7 +96,7 @@ def explain_iter(model: torch.nn.Module, task, inputs: Mapping[str, Any], method
         task = get_task(task)
     if method not in METHODS:
         raise InputError(None, f"unknown explanation method {method!r}", f"one of {METHODS}")
-    batch = to_batch(inputs, model, batched=_is_batched(inputs, task))
+    batch = to_batch(_with_batch_axis(inputs), model, batched=True)
     key = task.explain_input
     if key not in batch:
         raise InputError(None, f"inputs lack {key!r}", f"inputs {list(task.input_keys)}")
@@ -162,15 +162,20 @@ def _occlusion(model, batch, score_fn, key, patch, stride, fill, batch_size):
     return out
 
 
-def _is_batched(inputs: Mapping[str, Any], task) -> bool | None:
-    """Tensors from ``make_batch`` carry a batch axis; numpy arrays of one item may not."""
-    if all(torch.is_tensor(v) for v in inputs.values()):
-        return True
-    key = task.explain_input
-    if key in inputs:
-        spatial_ndim = 3  # (C|L, H, W) for every task's explained input
-        return np.ndim(inputs[key]) == spatial_ndim + 1
-    return None
+#: dimensions of one item's input without a batch axis: images/snippets (C|ℓ, H, W),
+#: traces (T,)
+ITEM_NDIM = {"trace": 1}
+
+
+def _with_batch_axis(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Tensors from ``make_batch`` carry a batch axis; numpy arrays of one item may or may
+    not, each on its own (an image with one and a trace without)."""
+    out = {}
+    for key, value in inputs.items():
+        if not torch.is_tensor(value) and np.ndim(value) == ITEM_NDIM.get(key, 3):
+            value = np.asarray(value)[None]
+        out[key] = value
+    return out
 
 
 def explain(model: torch.nn.Module, task, inputs: Mapping[str, Any], method: str,
