@@ -230,3 +230,43 @@ def test_earlier_journals_are_read_without_writing(recording):
     labels = read_current_labels(folder / "labels.sqlite")
     assert list(labels["label"]) == ["cell"]
     assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == before
+
+
+def test_an_earlier_project_that_could_not_be_read_is_tried_again(recording, monkeypatch):
+    import sqlite3
+
+    folder = recording / "suite2p" / "plane0.cellcurator"
+    with Project(folder) as p:
+        p.journal.set_label("rec/suite2p/plane0:0", "not_cell")
+    real = project_module.read_current_labels
+
+    def busy(path):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(project_module, "read_current_labels", busy)
+    with pytest.warns(InputWarning, match="could not be read"):
+        Project.for_data(recording).close()
+    monkeypatch.setattr(project_module, "read_current_labels", real)
+    with pytest.warns(InputWarning, match="1 label"), Project.for_data(recording) as p:
+        assert p.journal.label_of("rec/suite2p/plane0:0") == "not_cell"
+
+
+def test_an_immutable_read_overtaken_by_a_writer_is_read_again(recording, monkeypatch):
+    import sqlite3
+
+    import napari_cellcurator.core.store.journal as journal_module
+
+    folder = recording / "suite2p" / "plane0.cellcurator"
+    with Project(folder) as p:
+        p.journal.set_label("rec/suite2p/plane0:0", "cell")
+    real, modes = journal_module._read_labels, []
+
+    def racing(path, mode):
+        modes.append(mode)
+        if mode == "immutable=1":  # a writer checkpointed under the immutable reader
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return real(path, mode)
+
+    monkeypatch.setattr(journal_module, "_read_labels", racing)
+    labels = journal_module.read_current_labels(folder / "labels.sqlite")
+    assert list(labels["label"]) == ["cell"] and modes == ["immutable=1", "mode=ro"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from napari_cellcurator.core.errors import InputError, ModelFileError
+from napari_cellcurator.core.errors import InputError, InputWarning, ModelFileError
 from napari_cellcurator.core.models import build_model
 from napari_cellcurator.core.store.modelio import ModelConfig, save_model
 from napari_cellcurator.core.store.project import Project, default_folder
@@ -91,8 +91,8 @@ def test_corrupt_pointer_is_reported(tmp_path):
     with pytest.raises(InputError, match="current.json"):
         reg.current()
     (tmp_path / "models" / "current.json").write_text('{"current": "v0007"}')
-    with pytest.raises(InputError, match="missing"):
-        reg.current()
+    with pytest.warns(InputWarning, match="v0007.*folder is gone"):
+        assert reg.current() is None
 
 
 def test_add_folder_copies_and_checks(tmp_path):
@@ -190,12 +190,27 @@ def test_saving_works_after_the_current_version_was_deleted_by_hand(tmp_path):
     reg.add(_model(1), _config())
     reg.add(_model(2), _config())
     shutil.rmtree(tmp_path / "models" / "v0002")
-    with pytest.raises(InputError, match="missing"):
-        reg.current()
+    with pytest.warns(InputWarning, match="folder is gone"):
+        assert reg.current() is None  # no current model: train from scratch, predict says so
     config = _config()
-    assert reg.add(_model(3), config) == "v0002"  # the next free name
-    assert config.parent == "v0002" and reg.current() == "v0002"
+    # never the deleted name again (journal events and lineage name it), nor a loop
+    assert reg.add(_model(3), config) == "v0003"
+    assert config.parent == "v0002" and reg.current() == "v0003"
     assert _same_weights(reg.load()[0], _model(3))
+
+
+def test_the_trainers_parent_is_kept_and_the_newest_save_stays_current(tmp_path):
+    reg = ModelRegistry(tmp_path / "models")
+    reg.add(_model(1), _config())
+    reg.add(_model(2), _config())
+    started_from_v1 = _config(parent="v0001")  # a fine-tune of v0001 finishing after v0002
+    assert reg.add(_model(3), started_from_v1) == "v0003"
+    assert started_from_v1.parent == "v0001"
+    # two saves finishing at once: the older one writing its pointer last stays behind
+    reg._advance_current("v0002")
+    assert reg.current() == "v0003"
+    reg.set_current("v0001")  # a rollback by hand is still possible
+    assert reg.current() == "v0001"
 
 
 def test_saved_models_and_exports_are_readable_by_co_workers(tmp_path, monkeypatch):

@@ -216,8 +216,15 @@ def export_table(table: pd.DataFrame, path: str | Path) -> Path:
                          "a .csv or .parquet file name")
     if suffix == ".csv":
         return atomic_write(path, lambda p: table.to_csv(p, index=False))
-    mixed = [c for c in table.columns if table[c].dtype == object]
-    safe = table.astype(dict.fromkeys(mixed, "string"))  # Parquet needs one type per column
+    safe = table.copy()
+    for column in [c for c in table.columns if table[c].dtype == object]:
+        # Parquet needs one type per column: numbers stay numbers (a mixture's curated
+        # proportions), anything else is text (ids like "007" included)
+        values = table[column].dropna()
+        numeric = len(values) and values.map(
+            lambda v: isinstance(v, int | float | np.number) and not isinstance(v, bool)).all()
+        safe[column] = (pd.to_numeric(table[column]) if numeric
+                        else table[column].astype("string"))
     return atomic_write(path, lambda p: safe.to_parquet(p, index=False))
 
 

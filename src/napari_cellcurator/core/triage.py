@@ -148,10 +148,15 @@ def _class_groups(predictions: pd.DataFrame, prob_columns: list[str] | None) -> 
     raise InputError(None, "class ordering needs a 'prediction' or probability columns")
 
 
+#: journal sources of a person's own labels: set here, or imported from a project of an
+#: earlier version (cluster labels were given to whole groups: still worth a look)
+PERSON_SOURCES = ("human", "import")
+
+
 def human_labels(merged: pd.DataFrame) -> tuple[set[str], dict[str, int]]:
     """Item ids a person labelled and their count per class, from a :func:`merge_labels` table
     (what :func:`review_order` takes as ``labelled`` and ``label_counts``)."""
-    human = merged[merged["label_source"] == "human"]
+    human = merged[merged["label_source"].isin(PERSON_SOURCES)]
     return (set(human["item_id"].astype(str)),
             human["label"].astype(str).value_counts().to_dict())
 

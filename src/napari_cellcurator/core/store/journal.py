@@ -432,15 +432,24 @@ def read_current_labels(path: str | Path) -> pd.DataFrame:
     sqlite3.Error
         The file cannot be read as a journal.
     """
-    import pandas as pd
-
     path = Path(path).absolute()
     wal = path.with_name(path.name + "-wal")
     # with no pending write-ahead log the file is all there is: read it as immutable (no
     # -wal/-shm files created beside it); else a read-only connection that reads the log
-    pending = wal.is_file() and wal.stat().st_size > 0
-    conn = sqlite3.connect(f"{path.as_uri()}?{'mode=ro' if pending else 'immutable=1'}",
-                           uri=True)
+    if wal.is_file() and wal.stat().st_size > 0:
+        return _read_labels(path, "mode=ro")
+    try:
+        return _read_labels(path, "immutable=1")
+    except sqlite3.DatabaseError:
+        # a writer started meanwhile and checkpoints into the file under the immutable
+        # reader ("database disk image is malformed"): read as its fellow reader instead
+        return _read_labels(path, "mode=ro")
+
+
+def _read_labels(path: Path, mode: str) -> pd.DataFrame:
+    import pandas as pd
+
+    conn = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True)
     try:
         rows = conn.execute(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM current_labels "
                             "WHERE label IS NOT NULL ORDER BY event_id").fetchall()

@@ -121,17 +121,22 @@ class Project:
                 if f != self.folder and str(f) not in done]
         if not todo:
             return
+        merged = set()
         for folder in todo:
             try:
                 n = self.journal.merge_from(read_current_labels(folder / JOURNAL_NAME))
             except sqlite3.Error as exc:  # never a reason to open no project at all
                 warnings.warn(f"labels of the earlier project {folder} could not be read "
-                              f"({exc}); they were not copied", InputWarning, stacklevel=3)
+                              f"({exc}); they were not copied (tried again next time)",
+                              InputWarning, stacklevel=3)
                 continue
+            merged.add(str(folder))
             if n:
                 warnings.warn(f"{n} label(s) made by an earlier version in {folder} were "
                               f"copied into {self.folder}", InputWarning, stacklevel=3)
-        info["merged"] = sorted(done | {str(f) for f in todo})
+        if not merged:
+            return
+        info["merged"] = sorted(done | merged)
         atomic_write_text(self.folder / PROJECT_NAME, json.dumps(info, indent=2) + "\n")
 
     def info(self) -> dict:

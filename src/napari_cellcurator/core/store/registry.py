@@ -13,11 +13,12 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari_cellcurator.core.errors import InputError, ModelFileError
+from napari_cellcurator.core.errors import InputError, InputWarning, ModelFileError
 from napari_cellcurator.core.store.atomic import _fsync_dir, atomic_write_text, new_dir_mode
 from napari_cellcurator.core.store.modelio import CONFIG_NAME, read_config
 
@@ -90,8 +91,10 @@ class ModelRegistry:
     def add(self, model: torch.nn.Module, config: ModelConfig, make_current: bool = True) -> str:
         """Save ``model`` as the next version.
 
-        ``config.parent`` is set to the current version (if there is one) and ``config.created``
-        to now if empty; ``config`` is updated in place.
+        ``config.parent``, when empty, is set to the current version (if there is one: the
+        trainer records the version it actually started from, which another save may have
+        replaced as current meanwhile) and ``config.created`` to now if empty; ``config`` is
+        updated in place.
 
         Returns
         -------
@@ -103,7 +106,7 @@ class ModelRegistry:
         # the pointer itself: a current version whose folder was deleted by hand is still
         # this one's parent (lineage), and must not block saving a new one
         previous = self._read_pointer()
-        if previous is not None:
+        if previous is not None and config.parent is None:
             config.parent = previous
         if not config.created:
             config.created = datetime.now(UTC).isoformat(timespec="seconds")
@@ -143,14 +146,30 @@ class ModelRegistry:
                 shutil.rmtree(tmp, ignore_errors=True)
         _fsync_dir(self.folder)
         if make_current:
-            self.set_current(name)
+            self._advance_current(name)
         return name
+
+    def _advance_current(self, name: str) -> None:
+        """Make a just-saved version current unless a newer one already is (two saves
+        finishing at once: the newest stays current, whichever writes last)."""
+        try:
+            current = self._read_pointer()
+        except InputError:  # an unreadable pointer: replaced
+            current = None
+        if current is None or _number(current) < _number(name):
+            self.set_current(name)
 
     def _rename_to_next(self, tmp: Path) -> str:
         # another process may take the same number between listing and renaming: try the next
         for _ in range(1000):
-            names = self.names()
-            number = int(names[-1][1:]) + 1 if names else 1
+            # never a name used before: the pointer may name a version deleted by hand (its
+            # name is in journal events and in its children's lineage)
+            used = [_number(n) for n in self.names()]
+            try:
+                pointer = self._read_pointer()
+            except InputError:
+                pointer = None
+            number = max([*used, _number(pointer) if pointer else 0]) + 1
             name = f"v{number:04d}"
             try:
                 os.rename(tmp, self.folder / name)
@@ -163,13 +182,16 @@ class ModelRegistry:
 
     # --------------------------------------------------------------- current
     def current(self) -> str | None:
-        """Name of the current version, ``None`` if there is none yet."""
+        """Name of the current version, ``None`` if there is none yet (or, with a warning,
+        when its folder was deleted by hand)."""
         name = self._read_pointer()
         if name is None:
             return None
-        if not (self.folder / name).is_dir():
-            raise InputError(self.folder / CURRENT_NAME, f"names version {name!r}, which is "
-                             "missing", f"one of {self.names()}")
+        if not (self.folder / name).is_dir():  # deleted by hand: as if there were none
+            warnings.warn(f"{self.folder / CURRENT_NAME}: names version {name!r}, whose "
+                          f"folder is gone; no current model (versions: {self.names()})",
+                          InputWarning, stacklevel=2)
+            return None
         return name
 
     def current_dir(self) -> Path | None:
@@ -221,6 +243,10 @@ class ModelRegistry:
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.folder)!r}, current={self._read_pointer()!r})"
+
+
+def _number(version: str) -> int:
+    return int(version[1:])
 
 
 def _fsync_file(path: Path) -> None:

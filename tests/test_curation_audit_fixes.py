@@ -1,0 +1,27 @@
+"""Imported labels count as a person's in the review order; Parquet keeps a mixture's
+curated proportions as numbers and ids as text."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from napari_cellcurator.core.curation import curated_table, export_table
+from napari_cellcurator.core.triage import human_labels, merge_labels
+
+
+def test_labels_imported_from_an_earlier_project_are_a_persons():
+    table = pd.DataFrame({"item_id": ["a", "b", "c"], "label": [None, None, None]})
+    journal = pd.DataFrame({"item_id": ["a", "b", "c"], "label": ["x", "y", "x"],
+                            "source": ["import", "human", "cluster"]})
+    labelled, counts = human_labels(merge_labels(table, journal))
+    assert labelled == {"a", "b"} and counts == {"x": 1, "y": 1}
+
+
+def test_parquet_keeps_proportions_numbers_and_ids_text(tmp_path):
+    items = pd.DataFrame({"item_id": ["007", "008"], "label": [None, None]})
+    journal = pd.DataFrame({"item_id": ["007"], "label": ["0.25"], "source": ["human"]})
+    preds = pd.DataFrame({"item_id": ["007", "008"], "proportion": [0.5, 0.75]})
+    table = curated_table(items, preds, journal, proportions=True)
+    back = pd.read_parquet(export_table(table, tmp_path / "c.parquet"))
+    assert back["curated"].dtype.kind == "f" and list(back["curated"]) == [0.25, 0.75]
+    assert list(back["item_id"]) == ["007", "008"]
