@@ -25,3 +25,15 @@ def test_parquet_keeps_proportions_numbers_and_ids_text(tmp_path):
     back = pd.read_parquet(export_table(table, tmp_path / "c.parquet"))
     assert back["curated"].dtype.kind == "f" and list(back["curated"]) == [0.25, 0.75]
     assert list(back["item_id"]) == ["007", "008"]
+
+
+def test_macro_f1_counts_predicted_classes_absent_from_the_truth():
+    from sklearn.metrics import f1_score
+
+    from napari_cellcurator.core.metrics import classification_metrics
+
+    y_true = [0, 0, 1, 1, 1, 0]
+    y_pred = [0, 2, 1, 1, 3, 0]  # classes 2 and 3 are predicted but not in this subset
+    got = classification_metrics(y_true, y_pred, ["a", "b", "c", "d"])
+    assert got["macro_f1"] == f1_score(y_true, y_pred, average="macro")
+    assert got["balanced_accuracy"] == (2 / 3 + 2 / 3) / 2  # recall over the true classes

@@ -23,6 +23,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
         y_true, y_pred, labels=labels, zero_division=0
     )
     present = s > 0
+    # classes in the truth or in the predictions (scikit-learn's macro average): a class
+    # predicted but absent from a held-out subset counts its false alarms as F1 = 0
+    scored = present | np.isin(labels, y_pred)
     per_class = {
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                "support": int(s[i])}
@@ -31,8 +34,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
     return {
         "n": n,
         "accuracy": float(np.mean(y_true == y_pred)),
-        # macro over classes present in the truth: absent classes would add arbitrary zeros
-        "macro_f1": float(np.mean(f[present])) if present.any() else float("nan"),
+        "macro_f1": float(np.mean(f[scored])) if scored.any() else float("nan"),
         "balanced_accuracy": float(np.mean(r[present])) if present.any() else float("nan"),
         "per_class": per_class,
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
