@@ -14,7 +14,8 @@ SAMPLES = {
 
 
 def sample_root() -> Path:
-    """``sample_data/`` shipped inside the package (a symlink to the repository's folder)."""
+    """``sample_data/`` shipped inside the package (the repository's top-level
+    ``sample_data`` links to it)."""
     return Path(__file__).resolve().parent / "sample_data"
 
 
