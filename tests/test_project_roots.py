@@ -270,3 +270,19 @@ def test_an_immutable_read_overtaken_by_a_writer_is_read_again(recording, monkey
     monkeypatch.setattr(journal_module, "_read_labels", racing)
     labels = journal_module.read_current_labels(folder / "labels.sqlite")
     assert list(labels["label"]) == ["cell"] and modes == ["immutable=1", "mode=ro"]
+
+
+def test_journal_uris_of_windows_drives_and_network_paths():
+    import sqlite3
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    from napari_cellcurator.core.store.journal import sqlite_uri
+
+    assert sqlite_uri(PureWindowsPath(r"C:\data\rec.cellcurator\labels.sqlite")) == \
+        "file:///C:/data/rec.cellcurator/labels.sqlite"
+    unc = sqlite_uri(PureWindowsPath(r"\\nas\lab\rec 1\labels.sqlite"))
+    assert unc == "file:////nas/lab/rec%201/labels.sqlite"  # empty authority, UNC path
+    assert sqlite_uri(PurePosixPath("/d/a#b?c/labels.sqlite")) == \
+        "file:///d/a%23b%3Fc/labels.sqlite"
+    with pytest.raises(sqlite3.OperationalError, match="authority"):  # as_uri()'s form
+        sqlite3.connect(PureWindowsPath(r"\\nas\lab\x.sqlite").as_uri() + "?mode=ro", uri=True)

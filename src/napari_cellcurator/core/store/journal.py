@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from napari_cellcurator.core.errors import InputError
@@ -446,10 +446,25 @@ def read_current_labels(path: str | Path) -> pd.DataFrame:
         return _read_labels(path, "mode=ro")
 
 
+def sqlite_uri(path: PurePath) -> str:
+    """A SQLite ``file:`` URI of an absolute path, for read-only opening.
+
+    ``Path.as_uri()`` gives ``file://server/share/...`` for a Windows network path, which
+    SQLite refuses ("invalid uri authority"); here the authority stays empty and the UNC
+    path follows it (``file:////server/share/...``), as SQLite passes the path to Windows.
+    """
+    from urllib.parse import quote
+
+    posix = path.as_posix()  # /data/..., C:/data/... or //server/share/...
+    if not posix.startswith("/"):  # a drive: file:///C:/data/...
+        posix = "/" + posix
+    return "file://" + quote(posix, safe="/:")  # (empty authority)
+
+
 def _read_labels(path: Path, mode: str) -> pd.DataFrame:
     import pandas as pd
 
-    conn = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True)
+    conn = sqlite3.connect(f"{sqlite_uri(path)}?{mode}", uri=True)
     try:
         rows = conn.execute(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM current_labels "
                             "WHERE label IS NOT NULL ORDER BY event_id").fetchall()
