@@ -127,6 +127,10 @@ def _safe(text: str) -> str:
 def run_demo(out: Path, viewer: bool = True, epochs: int | None = None) -> dict:
     """Run every demo case; write ``metrics.json`` and (with ``viewer``) one screenshot per task."""
     out = Path(out)
+    if viewer:  # before minutes of training, not after
+        from napari_cellcurator._qt.demo_screens import check_can_render
+
+        check_can_render()
     out.mkdir(parents=True, exist_ok=True)
     results, summary = [], {}
     for case in CASES:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,16 +14,35 @@ from pathlib import Path
 import numpy as np
 
 
+def has_display() -> bool:
+    """Whether windows can be shown: always on Windows and macOS (their desktops set no
+    DISPLAY), on Linux when an X or Wayland display is set."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def check_can_render() -> None:
+    """Refuse, before any work, a viewer that could not be shown (Linux, no display, no Xvfb).
+
+    Raises
+    ------
+    RuntimeError
+        Saying to install Xvfb or to run without the viewer.
+    """
+    if not has_display() and shutil.which("Xvfb") is None:
+        raise RuntimeError("no display and no Xvfb: install xvfb (make demo does it) to render "
+                           "the viewer, or run `cellcurator demo --no-viewer`")
+
+
 @contextlib.contextmanager
 def virtual_display(size: tuple[int, int] = (1600, 1000)) -> Iterator[None]:
     """Start Xvfb for the block when there is no display (CI, SSH); no-op otherwise."""
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+    if has_display():
         yield
         return
+    check_can_render()
     xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        raise RuntimeError("no display and no Xvfb: install xvfb (make demo does it) to render "
-                           "the viewer, or run `cellcurator demo --no-viewer`")
     number = next(n for n in range(99, 199)  # first free display number
                   if not Path(f"/tmp/.X11-unix/X{n}").exists()
                   and not Path(f"/tmp/.X{n}-lock").exists())
