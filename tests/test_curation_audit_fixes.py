@@ -37,3 +37,13 @@ def test_macro_f1_counts_predicted_classes_absent_from_the_truth():
     got = classification_metrics(y_true, y_pred, ["a", "b", "c", "d"])
     assert got["macro_f1"] == f1_score(y_true, y_pred, average="macro")
     assert got["balanced_accuracy"] == (2 / 3 + 2 / 3) / 2  # recall over the true classes
+
+
+def test_yolo_class_names_are_utf8_without_a_byte_order_mark(tmp_path, monkeypatch):
+    import locale
+
+    from napari_cellcurator.core.io.yolo import yolo_class_names
+
+    (tmp_path / "classes.txt").write_bytes("\ufeffZelle 5 µm\r\nnot cell\r\n".encode())
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda *a: "cp1252")  # Windows
+    assert yolo_class_names(tmp_path) == {"0": "Zelle 5 µm", "1": "not cell"}

@@ -21,12 +21,18 @@ from napari_cellcurator.core.errors import InputError
 NAME_FILES = ("data.yaml", "data.yml", "classes.txt", "obj.names")
 
 
+def _text(path: Path) -> str:
+    """A label/names file as text: UTF-8 on every system (Windows' default is cp1252), a
+    Notepad byte-order mark dropped (it would join class 0's name)."""
+    return path.read_text(encoding="utf-8-sig", errors="replace")
+
+
 def is_yolo_file(path: Path) -> bool:
     """Whether every line of a ``.txt`` label file is ``id cx cy w h`` with fractions."""
     if path.suffix.lower() != ".txt":
         return False
     try:
-        lines = [ln.split() for ln in path.read_text(errors="replace").splitlines()
+        lines = [ln.split() for ln in _text(path).splitlines()
                  if ln.strip() and not ln.lstrip().startswith("#")]
     except OSError:
         return False
@@ -49,7 +55,7 @@ def read_yolo_file(path: Path, frame_shape: tuple[int, int]) -> tuple[np.ndarray
     ``frame_shape`` = (height, width), and their class ids."""
     height, width = frame_shape
     pts, ids = [], []
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for n, line in enumerate(_text(path).splitlines(), 1):
         parts = line.split()
         if not parts or line.lstrip().startswith("#"):
             continue
@@ -92,14 +98,14 @@ def _names_in(path: Path) -> dict[str, str]:
         import yaml
 
         try:
-            names = (yaml.safe_load(path.read_text(errors="replace")) or {}).get("names")
+            names = (yaml.safe_load(_text(path)) or {}).get("names")
         except (yaml.YAMLError, AttributeError) as exc:
             raise InputError(path, f"cannot be read as YOLO data.yaml ({exc})",
                              "names: [class0, class1, ...]") from None
         if isinstance(names, dict):
             return {str(k): str(v) for k, v in names.items()}
         return {str(k): str(v) for k, v in enumerate(names or [])}
-    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in _text(path).splitlines() if ln.strip()]
     return {str(k): v for k, v in enumerate(lines)}
 
 
@@ -189,7 +195,7 @@ def _data_yaml(root: Path) -> dict:
         path = root / name
         if path.is_file():
             try:
-                data = yaml.safe_load(path.read_text(errors="replace"))
+                data = yaml.safe_load(_text(path))
             except yaml.YAMLError:
                 return {}
             return data if isinstance(data, dict) else {}
