@@ -47,3 +47,28 @@ def test_yolo_class_names_are_utf8_without_a_byte_order_mark(tmp_path, monkeypat
     (tmp_path / "classes.txt").write_bytes("\ufeffZelle 5 µm\r\nnot cell\r\n".encode())
     monkeypatch.setattr(locale, "getpreferredencoding", lambda *a: "cp1252")  # Windows
     assert yolo_class_names(tmp_path) == {"0": "Zelle 5 µm", "1": "not cell"}
+
+
+def test_relative_paths_written_on_windows_are_found_elsewhere(tmp_path):
+    from pathlib import Path
+
+    from napari_cellcurator.core.io.names import table_path
+
+    table = tmp_path / "crops.csv"
+    assert table_path(r"imgs\c1.png ", table) == tmp_path / "imgs" / "c1.png"
+    assert table_path("imgs/c1.png", table) == tmp_path / "imgs" / "c1.png"
+    assert table_path("/abs/c1.png", table) == Path("/abs/c1.png")
+
+
+def test_cli_output_never_fails_on_a_narrow_console_encoding(monkeypatch, capsys):
+    import io
+    import sys
+
+    from napari_cellcurator import cli
+
+    narrow = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")  # Windows, redirected
+    monkeypatch.setattr(sys, "stdout", narrow)
+    cli._tolerant_stdout()
+    print("wrote Ζελλε ≥ 細胞.csv")
+    narrow.flush()
+    assert narrow.buffer.getvalue().startswith(b"wrote \\u0396")

@@ -286,3 +286,15 @@ def test_journal_uris_of_windows_drives_and_network_paths():
         "file:///d/a%23b%3Fc/labels.sqlite"
     with pytest.raises(sqlite3.OperationalError, match="authority"):  # as_uri()'s form
         sqlite3.connect(PureWindowsPath(r"\\nas\lab\x.sqlite").as_uri() + "?mode=ro", uri=True)
+
+
+def test_predictions_made_on_another_machine_fit_the_same_recording(tmp_path):
+    day1 = tmp_path / "lab" / "mouseA" / "day1"
+    day1.mkdir(parents=True)
+    items = pd.DataFrame({"item_id": ["a:0", "a:1"], "source": str(day1)})
+    preds = pd.DataFrame({"item_id": ["a:0"], "prediction": "cell"})
+    for root in ("/mnt/lab/mouseA/day1", r"\\nas\lab\MouseA\day1"):  # a server, a PC
+        check_predictions_match(items, preds.assign(data_root=root), "p.csv", day1)
+    with pytest.raises(InputError, match="not for this data"):
+        check_predictions_match(items, preds.assign(data_root="/mnt/lab/mouseB/day1"),
+                                "p.csv", day1)

@@ -379,10 +379,19 @@ COMMANDS = {
 }
 
 
+def _tolerant_stdout() -> None:
+    """Output redirected to a file on Windows is cp1252: a path or class name it cannot
+    encode (Greek, CJK, "≥") must not fail the command after its work is done."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if callable(reconfigure):
+        reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cellcurator`` command."""
     from napari_cellcurator.core.errors import CellCuratorError
 
+    _tolerant_stdout()
     args = build_parser().parse_args(argv)
     default_format = warnings.formatwarning  # catch_warnings does not restore it
     warnings.formatwarning = _warning_format(args.command)

@@ -176,7 +176,7 @@ def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame
     if data is not None and DATA_ROOT in predictions.columns:
         theirs = set(predictions[DATA_ROOT].dropna().astype(str))
         ours = str(dataset_root(data))
-        if theirs and ours not in theirs:
+        if theirs and ours not in theirs and _tail(ours) not in {_tail(t) for t in theirs}:
             _refuse_other_data(where, theirs, {ours})
         return
     if "source" in predictions.columns and "source" in items_table.columns:
@@ -184,6 +184,15 @@ def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame
         ours = {os.path.normpath(os.path.abspath(s)) for s in _texts(items_table["source"])}
         if theirs and ours and not theirs & ours and not _same_files(theirs, ours):
             _refuse_other_data(where, theirs, ours)
+
+
+def _tail(path: str, parts: int = 2) -> tuple[str, ...]:
+    """The last folders of a data set's path, case-folded, whatever the system wrote it:
+    predictions made on a server (``/mnt/lab/mouseA/day1``) fit the same recording seen from
+    a laptop (``\\\\nas\\lab\\mouseA\\day1``, ``/Volumes/lab/mouseA/day1``), while
+    ``mouseB/day1`` stays another recording."""
+    names = [n for n in path.replace("\\", "/").split("/") if n]
+    return tuple(n.casefold() for n in names[-parts:])
 
 
 def _texts(column: pd.Series) -> set[str]:

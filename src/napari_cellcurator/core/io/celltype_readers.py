@@ -12,7 +12,7 @@ import pandas as pd
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
 from napari_cellcurator.core.io.items import ItemSet
-from napari_cellcurator.core.io.names import readable, table_separator
+from napari_cellcurator.core.io.names import readable, table_path, table_separator
 from napari_cellcurator.core.progress import counted
 from napari_cellcurator.core.tasks.base import ReadOptions
 
@@ -104,8 +104,7 @@ def read_crop_table(csv: Path, options: ReadOptions) -> ItemSet:
         raise InputError(csv, f"has no file column among {list(table.columns)[:8]}"
                          if file_col is None else "has no rows",
                          "a CSV with columns such as filename,label")
-    files = [Path(v.strip()) if Path(v.strip()).is_absolute() else csv.parent / v.strip()
-             for v in table[file_col]]
+    files = [table_path(v, csv) for v in table[file_col]]
     missing = [(n + 2, f) for n, f in enumerate(files) if not f.is_file()]
     if missing:
         line, f = missing[0]

@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.names import table_path
 
 KNOWN = ("path", "proportion", "split", "y0", "x0", "y1", "x1", "t0", "t1", "class_a",
          "class_b", "composite_of", "n", "grid", "stride", "t_stride", "max_snippets")
@@ -141,8 +142,7 @@ def _parse_row(csv: Path, n: int, r: dict) -> ManifestRow:
     else:
         if raw_path == "" or raw_path.lower() == "composite":
             raise InputError(csv, f"row {n}: path is empty", "a movie path")
-        p = Path(raw_path)
-        row.path = p if p.is_absolute() else (csv.parent / p)
+        row.path = table_path(raw_path, csv)
         if not row.path.exists():
             raise InputError(csv, f"row {n}: movie {raw_path!r} does not exist "
                              f"(looked for {row.path})")

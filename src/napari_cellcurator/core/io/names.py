@@ -3,8 +3,10 @@ separator of a user's text table."""
 
 from __future__ import annotations
 
+import os
 import re
 from os import PathLike
+from pathlib import Path, PureWindowsPath
 
 
 def readable(name: str | PathLike) -> str:
@@ -48,3 +50,14 @@ def table_separator(path) -> str:
 def natural_key(text: str) -> list:
     """Sort key that orders embedded numbers by value: ``t2`` before ``t10``."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def table_path(value: str, table: Path) -> Path:
+    """A file named in a table (manifest, crop list), relative to the table's folder unless
+    absolute. A relative path written on Windows (``movies\\a.tif``) is read on macOS and
+    Linux too: there a backslash would be part of one odd file name."""
+    value = value.strip()
+    if "\\" in value and os.sep == "/" and not PureWindowsPath(value).is_absolute():
+        value = value.replace("\\", "/")
+    path = Path(value)
+    return path if path.is_absolute() else table.parent / path
