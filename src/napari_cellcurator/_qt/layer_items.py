@@ -107,12 +107,20 @@ def celltype_from_shapes(image: np.ndarray, rgb: bool, vertices: list, shape_typ
     """One crop per area shape (``classes``: a ``class`` feature per shape, or None) and the
     label image of the shapes."""
     from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
+    from napari_cellcurator.core.io.items import FORMER_ID
+    from napari_cellcurator.core.io.points import point_ids
     from napari_cellcurator.core.io.shapes import shapes_label_image
 
     frame = image.shape[:2] if rgb else image.shape[-2:]
     label_image, kept = shapes_label_image(vertices, shape_types, frame, name)
     by_value = {k + 1: classes[k] for k in kept} if classes is not None else None
-    return items_from_labels_layer(image, label_image, by_value, crop), label_image
+    items = items_from_labels_layer(image, label_image, by_value, crop)
+    # ids from the shapes' centres, as for points: label values are shape indices, and
+    # deleting a shape would move the journal's labels onto the next shapes
+    table = items.table
+    table[FORMER_ID] = table["item_id"].astype(str)  # labels saved by earlier versions
+    table["item_id"] = point_ids("image:shape", table[["y", "x"]].to_numpy(np.float64))
+    return items, label_image
 
 
 def celltype_from_layer_data(image, rgb: bool, kind: str, cells, shape_types: list,

@@ -140,4 +140,11 @@ def shapes_label_image(vertices: list[np.ndarray], shape_types: list[str],
     """A label image of the area shapes (shape ``k`` → value ``k + 1``) and the indices of
     the shapes in it."""
     footprints, kept = footprints_from_shapes(vertices, shape_types, frame, name)
-    return label_image_of(footprints, [k + 1 for k in kept], frame), kept
+    labels = label_image_of(footprints, [k + 1 for k in kept], frame)
+    hidden = [k for k in kept if not (labels == k + 1).any()]
+    if hidden:  # a label image holds one value per pixel: later shapes win
+        warnings.warn(f"{name}: {len(hidden)} shape(s) lie wholly under later ones and give "
+                      f"no crop (shape index {hidden[:10]}); move or delete the covering "
+                      "shapes to keep them", InputWarning, stacklevel=2)
+        kept = [k for k in kept if k not in hidden]
+    return labels, kept

@@ -1,0 +1,37 @@
+"""Celltype crops of napari Shapes: ids from the shapes' centres (deleting a shape leaves the
+other cells' labels where they were), and a shape hidden under later ones is reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cellcurator.core.errors import InputWarning
+
+
+def _rect(y0, x0, y1, x1) -> np.ndarray:
+    return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float)
+
+
+def _items(shapes, classes=None):
+    from napari_cellcurator._qt.layer_items import celltype_from_shapes
+
+    image = np.random.default_rng(0).random((240, 320)).astype(np.float32)
+    return celltype_from_shapes(image, False, shapes, ["rectangle"] * len(shapes), "S",
+                                classes, 48)[0]
+
+
+def test_deleting_a_shape_keeps_the_other_shapes_ids():
+    shapes = [_rect(10, 10, 30, 30), _rect(50, 100, 70, 120), _rect(120, 200, 140, 220)]
+    before = _items(shapes, ["a", "b", "c"]).table
+    after = _items(shapes[1:], ["b", "c"]).table
+    assert list(after["item_id"]) == list(before["item_id"])[1:]
+    assert list(after["label"]) == ["b", "c"]
+    assert before["item_id"].is_unique
+
+
+def test_a_shape_wholly_under_a_later_one_is_reported():
+    shapes = [_rect(20, 20, 25, 25), _rect(10, 10, 40, 40)]
+    with pytest.warns(InputWarning, match="1 shape.*under later ones"):
+        items = _items(shapes, ["a", "b"])
+    assert list(items.table["label"]) == ["b"]
