@@ -72,3 +72,22 @@ def test_cli_output_never_fails_on_a_narrow_console_encoding(monkeypatch, capsys
     print("wrote Ζελλε ≥ 細胞.csv")
     narrow.flush()
     assert narrow.buffer.getvalue().startswith(b"wrote \\u0396")
+
+
+def test_an_output_naming_the_input_file_otherwise_is_refused(tmp_path):
+    """Another name of the same file (a hard link here; on macOS and Windows the same name
+    in other letter case) is still the input."""
+    import os
+
+    import pytest
+
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.store.atomic import check_not_input
+
+    table = tmp_path / "Cells.csv"
+    table.write_text("item_id\n")
+    alias = tmp_path / "cells.csv"
+    os.link(table, alias)
+    with pytest.raises(InputError, match="is an input"):
+        check_not_input(alias, [table])
+    check_not_input(tmp_path / "other.csv", [table])

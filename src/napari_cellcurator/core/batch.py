@@ -243,8 +243,10 @@ def check_table_out(out: Path, data: str | Path | list) -> None:
 
 def inside_data(path: Path, data: str | Path | list) -> bool:
     """Whether ``path`` lies inside one of the folders ``data`` names."""
-    parents = set(path.resolve().parents)
-    return any(p.resolve() in parents for p in data_paths(data))
+    from napari_cellcurator.core.store.atomic import same_path
+
+    parents = path.resolve().parents
+    return any(same_path(parent, p.resolve()) for p in data_paths(data) for parent in parents)
 
 
 def _is_item_table(path: Path) -> bool:

@@ -168,19 +168,29 @@ def check_not_input(out: str | Path, inputs: Iterable[str | Path],
     from napari_cellcurator.core.errors import InputError
 
     target = Path(out).resolve()
-    above = set(target.parents)
     for source in inputs:
         src = Path(source).resolve()
-        if target == src:
+        if same_path(target, src):
             relation = "is an input of this command"
-        elif src in above and not inside_ok:
+        elif not inside_ok and any(same_path(parent, src) for parent in target.parents):
             relation = f"lies inside the input {source}"
-        elif target in src.parents:
+        elif any(same_path(parent, target) for parent in src.parents):
             relation = f"holds the input {source}"
         else:
             continue
         raise InputError(out, f"{relation}; writing there could destroy the data",
                          "an output path apart from the input data")
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """One file or folder: equal resolved paths, or another name of it (macOS and Windows
+    file systems ignore letter case, which ``resolve()`` keeps on macOS; hard links)."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 def check_replaceable(folder: str | Path, ours: Callable[[Path], bool], what: str) -> None:
