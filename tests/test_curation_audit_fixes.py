@@ -91,3 +91,17 @@ def test_an_output_naming_the_input_file_otherwise_is_refused(tmp_path):
     with pytest.raises(InputError, match="is an input"):
         check_not_input(alias, [table])
     check_not_input(tmp_path / "other.csv", [table])
+
+
+def test_class_folder_names_are_composed_unicode(tmp_path):
+    import numpy as np
+    import tifffile
+
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    for name in ("agre\u0301ge\u0301e", "normal"):  # decomposed, as macOS may keep it
+        (tmp_path / name).mkdir()
+        for k in range(2):
+            tifffile.imwrite(tmp_path / name / f"c{k}.tif", np.full((16, 16), k + 1, np.uint8))
+    labels = set(get_task("celltype").read(tmp_path, ReadOptions()).table["label"])
+    assert labels == {"agrégée", "normal"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -205,7 +206,9 @@ def _class_files(root: Path) -> tuple[list[Path], list[str], list[Path]]:
     for d in class_dirs:
         found = image_files(d, recursive=True)
         files += found
-        labels += [d.name] * len(found)
+        # composed (NFC) as typed and as Windows/Linux write it: macOS copies and zips may
+        # keep the decomposed form, and "agrégée" would be two different classes
+        labels += [unicodedata.normalize("NFC", readable(d.name))] * len(found)
         if not found:
             empty.append(d)
     return files, labels, empty
