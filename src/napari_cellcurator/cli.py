@@ -31,6 +31,7 @@ from napari_cellcurator._cli_curation import (
     _read_predictions,  # noqa: F401  (part of this module's interface for tests)
     add_model_decides_arg,
 )
+from napari_cellcurator._cli_propose import add_propose_parser, cmd_propose
 
 TASKS = ("mixture", "celltype", "cellness")
 
@@ -186,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--out", metavar="FILE", help=".csv / .parquet")
     where.add_argument("--write-back", action="store_true",
                        help="update iscell.npy / idx_components (originals backed up)")
+
+    add_propose_parser(sub)
 
     p = sub.add_parser("demo", help="train, predict and explain on the bundled sample data")
     p.add_argument("--out", default="demo_out", metavar="DIR")
@@ -375,7 +378,7 @@ COMMANDS = {
     "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
     "explain": _cmd_explain, "compare": _cmd_compare, "cluster": _cmd_cluster,
     "pretrain": _cmd_pretrain, "labels": _cmd_labels, "review": _cmd_review,
-    "export": _cmd_export, "demo": _cmd_demo,
+    "export": _cmd_export, "demo": _cmd_demo, "propose": cmd_propose,
 }
 
 

@@ -9,7 +9,8 @@ import pytest
 
 pytestmark = pytest.mark.gui
 
-WIDGETS = {"Cell curator", "Load", "Predict", "Curate", "Cluster", "Train", "Explain", "Export"}
+WIDGETS = {"Cell curator", "Load", "Find cells", "Predict", "Curate", "Cluster", "Train",
+           "Explain", "Export"}
 SAMPLES = {"jurkat_small", "chula_small", "mixture", "cellness_sim"}
 
 
@@ -64,7 +65,7 @@ def test_dock_opens_through_napari(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Cell curator")
     assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == [
-        "Load", "Predict", "Curate", "Cluster", "Train", "Explain", "Export"]
+        "Load", "Find cells", "Predict", "Curate", "Cluster", "Train", "Explain", "Export"]
     _, load = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Load")
     assert type(load).__name__ == "LoadWidget"
     _, export = viewer.window.add_plugin_dock_widget("napari-cellcurator", "Export")

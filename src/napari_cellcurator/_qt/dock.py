@@ -1,5 +1,5 @@
-"""One dock with the whole curation loop: Load, Predict, Curate, Cluster, Train, Explain,
-Export."""
+"""One dock with the whole curation loop: Load, Find cells, Predict, Curate, Cluster, Train,
+Explain, Export."""
 
 import napari.viewer
 from magicgui.widgets import Container
@@ -12,6 +12,7 @@ from napari_cellcurator._qt.explain_widget import ExplainWidget
 from napari_cellcurator._qt.export_widget import ExportWidget
 from napari_cellcurator._qt.load_widget import LoadWidget
 from napari_cellcurator._qt.predict_widget import PredictWidget
+from napari_cellcurator._qt.propose_widget import ProposeWidget
 from napari_cellcurator._qt.train_widget import TrainWidget
 
 
@@ -22,6 +23,7 @@ class CuratorDock(Container):
         super().__init__()
         viewer = real_viewer(viewer)
         self.load = LoadWidget(viewer)
+        self.propose = ProposeWidget(viewer)
         self.predict = PredictWidget(viewer)
         self.curate = CurateWidget(viewer)
         self.cluster = ClusterWidget(viewer)
@@ -29,7 +31,8 @@ class CuratorDock(Container):
         self.explain = ExplainWidget(viewer)
         self.export = ExportWidget(viewer)
         self.tabs = QTabWidget()
-        for name, widget in (("Load", self.load), ("Predict", self.predict),
+        for name, widget in (("Load", self.load), ("Find cells", self.propose),
+                             ("Predict", self.predict),
                              ("Curate", self.curate), ("Cluster", self.cluster),
                              ("Train", self.train), ("Explain", self.explain),
                              ("Export", self.export)):

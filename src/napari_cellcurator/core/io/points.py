@@ -144,7 +144,7 @@ def normalise_frame(chw: np.ndarray) -> np.ndarray:
     arr = np.asarray(chw, dtype=np.float32)
     top = 255.0 if chw.dtype == np.uint8 else float(np.percentile(arr, 99.9)) or 1.0
     try:
-        background = ~foreground_mask(arr)
+        background = ~foreground_mask(chw)  # uint8 colour: green, as proposals
     except InputError:  # a flat frame: nothing to normalise
         return chw
     if background.sum() < 0.05 * background.size:
