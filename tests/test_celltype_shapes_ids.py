@@ -35,3 +35,28 @@ def test_a_shape_wholly_under_a_later_one_is_reported():
     with pytest.warns(InputWarning, match="1 shape.*under later ones"):
         items = _items(shapes, ["a", "b"])
     assert list(items.table["label"]) == ["b"]
+
+
+def test_a_label_in_separate_pieces_is_cut_around_its_largest_piece():
+    from napari_cellcurator.core.io.label_crops import items_from_labels_layer
+
+    image = np.random.default_rng(1).random((100, 300)).astype(np.float32)
+    lab = np.zeros((100, 300), np.int32)
+    lab[40:60, 10:20] = 9  # small piece
+    lab[40:60, 250:280] = 9  # large piece
+    lab[10:20, 100:110] = 3
+    with pytest.warns(InputWarning, match=r"\[9\].*separate pieces"):
+        items = items_from_labels_layer(image, lab, crop_size=32)
+    row = items.table.set_index("label_id").loc[9]
+    assert lab[int(round(row["y"])), int(round(row["x"]))] == 9  # on the label, not between
+
+
+def test_a_label_image_of_another_size_is_refused():
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.io.label_crops import items_from_labels_layer
+
+    image = np.zeros((100, 100), np.float32)
+    lab = np.zeros((200, 200), np.int32)
+    lab[150:170, 150:170] = 1
+    with pytest.raises(InputError, match="does not match the image"):
+        items_from_labels_layer(image, lab)

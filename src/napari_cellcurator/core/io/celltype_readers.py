@@ -454,9 +454,13 @@ def read_array_items(path: Path, options: ReadOptions) -> ItemSet:
 
 
 def __getattr__(name: str):
-    # the GUI calls these through this module; they live in io/points.py
-    if name in ("items_from_points", "items_from_labels_layer"):
+    # the GUI calls these through this module; they live in io/points.py, io/label_crops.py
+    if name == "items_from_points":
         from napari_cellcurator.core.io import points
 
-        return getattr(points, name)
+        return points.items_from_points
+    if name == "items_from_labels_layer":
+        from napari_cellcurator.core.io import label_crops
+
+        return label_crops.items_from_labels_layer
     raise AttributeError(name)

@@ -214,30 +214,6 @@ def items_from_points(image: np.ndarray, points_yx: np.ndarray, labels: list | N
     return apply_qc(items, qc)
 
 
-def items_from_labels_layer(image: np.ndarray, label_image: np.ndarray,
-                            labels: dict | None = None, crop_size: int = POINT_CROP,
-                            input_size: int | None = POINT_INPUT,
-                            frame: str = "image") -> ItemSet:
-    """One item per label id of ``label_image``, cut around its centroid (napari Labels layer).
-
-    ``labels`` optionally maps label id → class name. The table gets a ``label_id`` column.
-    """
-    from scipy import ndimage
-
-    lab = np.asarray(label_image)
-    lab = lab.reshape(lab.shape[-2:]) if lab.ndim > 2 and lab.shape[0] == 1 else lab
-    if lab.ndim != 2:
-        raise InputError(None, f"label image has shape {lab.shape}", "a 2-D label image")
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
-    centres = np.asarray(ndimage.center_of_mass(np.ones_like(lab), lab, ids)).reshape(-1, 2)
-    classes = [labels.get(int(i)) if labels else None for i in ids]
-    items = items_from_points(image, centres, classes, crop_size, input_size, frame=frame)
-    items.table["label_id"] = ids.astype(np.int64)
-    items.table["item_id"] = [f"{frame}:label{i}" for i in ids]
-    return items
-
-
 def _clean_label(value) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
