@@ -105,3 +105,12 @@ def test_class_folder_names_are_composed_unicode(tmp_path):
             tifffile.imwrite(tmp_path / name / f"c{k}.tif", np.full((16, 16), k + 1, np.uint8))
     labels = set(get_task("celltype").read(tmp_path, ReadOptions()).table["label"])
     assert labels == {"agrégée", "normal"}
+
+
+def test_embedding_of_no_items_is_empty():
+    import numpy as np
+
+    from napari_cellcurator.core.embedding import embed_2d
+
+    for method in ("pca", "tsne"):
+        assert embed_2d(np.zeros((0, 16)), method).shape == (0, 2)

@@ -46,8 +46,10 @@ def extract_features(model: nn.Module, config, items: ItemSet, batch_size: int =
 
 def embed_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     """``(N, D)`` features → ``(N, 2)`` coordinates by PCA or t-SNE (standardised first)."""
-    x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
-    n = len(x)
+    n = len(features)
+    if n == 0:  # no items (everything filtered out): nothing to place
+        return np.zeros((0, 2), np.float32)
+    x = np.asarray(features, dtype=np.float64).reshape(n, -1)
     if n < 3 or x.shape[1] < 2:  # nothing to project: spread points on a line
         out = np.zeros((n, 2))
         out[:, 0] = x[:, 0] if x.shape[1] else np.arange(n)
