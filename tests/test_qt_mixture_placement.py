@@ -194,7 +194,7 @@ def test_going_to_a_snippet_sets_the_time_slider_to_its_frames(make_napari_viewe
 def test_tiles_that_cannot_be_cut_again_are_refused_saying_what_differs(tmp_path):
     from napari.components import ViewerModel
 
-    from napari_cellcurator._qt.mixture_tiling import tiles_for_model
+    from napari_cellcurator._qt.model_reading import tiles_for_model
     from napari_cellcurator.core.store.modelio import load_model
 
     _, config = load_model(_half_model(tmp_path / "half"))

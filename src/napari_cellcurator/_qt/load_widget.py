@@ -32,18 +32,11 @@ from napari_cellcurator._qt.common import (
     warm_torch,
 )
 from napari_cellcurator._qt.layer_items import layer_file, layer_source, placed_as
+from napari_cellcurator._qt.model_reading import read_items, record_layer_read
 
 TASKS = ("auto", "celltype", "cellness", "mixture")
 #: the cells-layer choice for "no layer": cellness then finds candidates in the movie
 NO_CELLS = "(none: find candidates)"
-
-
-def _read(path: Path, task: str, channels: list[int] | None, progress=None):
-    """Job: read items with the task's reader (numpy in, numpy out; ``progress`` for
-    readers with long passes over a recording)."""
-    from napari_cellcurator._qt.mixture_tiling import read_items
-
-    return read_items(path, task, channels, progress)
 
 
 class LoadWidget(Container):
@@ -107,7 +100,7 @@ class LoadWidget(Container):
         except ValueError:
             notify_error(f"channels must be integers like 0,2 (got {text!r})")
             return None
-        return self._start(f"reading {path.name}…", _read, (path, task, channels),
+        return self._start(f"reading {path.name}…", read_items, (path, task, channels),
                            lambda items: self._show(items, path, task, channels))
 
     def _start(self, status: str, job, args: tuple, on_result, **kwargs):
@@ -249,7 +242,8 @@ class LoadWidget(Container):
         except Exception as exc:  # read-only location: curate without saving
             notify_error(f"no project for {source or image.name} ({exc}); labels will not "
                          "be saved")
-        session = Session(task, items, source or image.name, project)
+        session = Session(task, record_layer_read(items, task, self._crop.value),
+                          source or image.name, project)
         cells.metadata.update(cellcurator_role="items", cellcurator_task=task)
         session.layer = cells
         session.refresh_layer()

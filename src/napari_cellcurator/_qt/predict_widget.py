@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
 from napari_cellcurator._qt.common import (
@@ -23,7 +24,7 @@ from napari_cellcurator._qt.common import (
     warm_torch,
     worker_setup,
 )
-from napari_cellcurator._qt.mixture_tiling import tiles_for_model
+from napari_cellcurator._qt.model_reading import reread_for_model, tiles_for_model
 
 CURRENT = "project: current version"
 FOLDER = "model folder"
@@ -90,13 +91,18 @@ class PredictWidget(Container):
             retiled = tiles_for_model(self._viewer, session, chosen[1])
             if retiled:
                 notify_info(retiled)
+            # celltype / cellness items read otherwise than the model's data: read again
+            # in the worker (items made from layers: a warning saying which option differs)
+            reread, warning = reread_for_model(session, chosen[1])
+            if warning:
+                show_warning(f"cellcurator: {warning}")
             warm_torch()
         except Exception as exc:  # any failure is shown, never raised into Qt
             notify_error(exc)
             return None
         self.worker = start_prediction(self._viewer, session, self._device.value,
                                        self._progress, self._status, chunk=self.chunk,
-                                       model=chosen)
+                                       model=chosen, reread=reread)
         self._run.enabled, self._cancel.enabled = False, True
         self.worker.finished.connect(self._done)
         self.worker.start()
@@ -112,12 +118,21 @@ class PredictWidget(Container):
 
 
 @guarded
-def predict_chunks(model, config, items, device: str = "auto", chunk: int = 256):
+def predict_chunks(model, config, items, device: str = "auto", chunk: int = 256,
+                   reread: str | None = None):
     """Generator: predict ``items`` in chunks, yielding ``(done, total)``; returns
-    ``(table, scores)`` (the worker's ``returned`` value)."""
+    ``(table, scores, items scored)`` (the worker's ``returned`` value). With ``reread``
+    (a path), the items are first read from it as the model's data were (a note about
+    items the session lacks is yielded as text)."""
     from napari_cellcurator.core.pipeline import predict_items
 
     worker_setup()
+    if reread:
+        from napari_cellcurator._qt.model_reading import items_for_model
+
+        items, note = items_for_model(config, reread, items)
+        if note:
+            yield note
     tables, scores = [], []
     n = len(items)
     for start in range(0, max(n, 1), chunk):
@@ -126,29 +141,34 @@ def predict_chunks(model, config, items, device: str = "auto", chunk: int = 256)
         tables.append(t)
         scores.append(s)
         yield (int(idx[-1]) + 1 if len(idx) else 0, n)
-    return pd.concat(tables, ignore_index=True), np.concatenate(scores)
+    return pd.concat(tables, ignore_index=True), np.concatenate(scores), items
 
 
 def start_prediction(viewer, session, device, progress=None, status=None, on_done=None,
-                     chunk: int = 256, model: tuple | None = None):
+                     chunk: int = 256, model: tuple | None = None,
+                     reread: str | None = None):
     """A (not started) worker predicting every item of ``session``; results go to the layer.
 
     ``model`` = ``(model, config, version)`` (default: the session's); it becomes the
     session's model when the prediction completes, so a failed or cancelled run leaves the
     session as it was. Items are scored ``chunk`` at a time: progress and Cancel act between
     chunks. ``on_done(table, scores)`` follows a completed run, ``on_done(None, None)`` a
-    failed one."""
+    failed one. ``reread``: see :func:`predict_chunks` (the items read then become the
+    session's)."""
     net, config, version = model or (session.model, session.config, session.version)
     # napari keeps finished workers (and what their signals hold) for the window's life:
     # a weak reference lets a replaced session, its crops and model go
     session_ref = weakref.ref(session)
     worker = thread_worker(predict_chunks, start_thread=False)(
-        net, config, session.items, device, chunk)
+        net, config, session.items, device, chunk, reread)
     freeze_heap(worker)  # no full GC of the session's heap inside the worker
 
     def on_yield(value):
         if isinstance(value, WorkerFailed):
             notify_error(value)
+            return
+        if isinstance(value, str):
+            notify_info(value)
             return
         done, total = value
         if worker.abort_requested:  # already cancelled: a late update must not say otherwise
@@ -163,7 +183,9 @@ def start_prediction(viewer, session, device, progress=None, status=None, on_don
         s = session_ref()
         if result is None or s is None:
             return
-        table, scores = result
+        table, scores, items = result
+        if items is not s.items and reread:  # the items the model scored, read as it reads
+            s.items, s.channels = items, items.meta["read_options"]["channels"]
         s.model, s.config, s.version = net, config, version
         s.classes = list(config.classes)
         apply_predictions(viewer, s, table, scores)

@@ -27,7 +27,7 @@ from napari_cellcurator._qt.common import (
     warm_torch,
     worker_setup,
 )
-from napari_cellcurator._qt.mixture_tiling import fine_tune_read_extra
+from napari_cellcurator._qt.model_reading import fine_tune_read_extra
 
 
 @dataclass

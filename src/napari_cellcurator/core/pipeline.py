@@ -220,7 +220,104 @@ def read_for_model(config: ModelConfig, data: list[str] | str, task: Task | None
     paths = [data] if isinstance(data, str | Path) else list(data)
     options = task.read_options_from(config.preprocessing)
     options.progress = progress
-    return task.read_many(paths, options)
+    items = task.read_many(paths, options)
+    items.meta["read_options"] = options_record(options)
+    return items
+
+
+def options_record(options: ReadOptions) -> dict:
+    """How items were read, as recorded in their ``meta["read_options"]`` (JSON-able)."""
+    return {"channels": None if options.channels is None else list(options.channels),
+            "crop_size": options.crop_size, "extra": dict(options.extra or {})}
+
+
+#: read options the model's preprocessing applies to any items, and ones that only name
+#: labels: they do not change what the model is given
+_NOT_READING = frozenset({"norm", "tta", "symmetry", "class_names", "suite2p_labels"})
+
+
+def _read_defaults(task: str, extra: dict) -> dict:
+    """The readers' defaults of options a read may leave unset."""
+    if task == "celltype":
+        from napari_cellcurator.core.io.points import POINT_CROP, POINT_INPUT
+
+        # frames with points drop low-quality cells by default, pre-cut crops do not
+        return {"point_crop": POINT_CROP, "input_size": POINT_INPUT, "frame_norm": True,
+                "qc": "point_crop" in extra}
+    if task == "cellness":
+        from napari_cellcurator.core.data.roi_images import DEFAULT_PATCH
+        from napari_cellcurator.core.data.traces import NEUROPIL_COEF
+
+        return {"patch_size": DEFAULT_PATCH, "neuropil_coef": NEUROPIL_COEF, "context": None,
+                "trace_length": None, "n_pcs": 40, "mu": 0.3, "z_thresh": 3.0, "min_area": 12}
+    return {}
+
+
+def _effective_read(task: str, options: ReadOptions, items: ItemSet | None) -> dict:
+    """What a read with ``options`` gives, defaults filled in (celltype: the settings the
+    reader recorded on ``items``; the crop side they have where no size was asked for)."""
+    extra = dict(options.extra or {})
+    if task == "mixture":
+        from napari_cellcurator.core.io.mixture_readers import SnippetOptions
+
+        return {"channels": options.channels,
+                **SnippetOptions.from_extra(extra, options.channels).as_extra()}
+    if items is not None:
+        extra = {**(items.meta.get("read_settings") or {}), **extra}
+    if task == "cellness" and options.crop_size:
+        extra.setdefault("patch_size", options.crop_size)
+    out = {**_read_defaults(task, extra), **extra, "channels": options.channels}
+    side = options.crop_size
+    if side is None and items is not None and "image" in items.arrays:
+        side = int(items.arrays["image"].shape[-1])
+    if task == "celltype" and side is not None:
+        out["crop_size"] = int(side)
+    return {k: v for k, v in out.items() if k not in _NOT_READING}
+
+
+def _same_value(a, b) -> bool:
+    """Option values equal as the readers take them (``"24"`` and 24, ``"true"`` and True)."""
+    def norm(v):
+        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            return v.strip().lower() == "true"
+        if isinstance(v, bool) or v is None:
+            return v
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return v if not isinstance(v, tuple) else list(v)
+    return norm(a) == norm(b)
+
+
+def read_mismatch(config: ModelConfig, options_used: ReadOptions | dict | None = None,
+                  items: ItemSet | None = None, ignore: tuple[str, ...] = ()) -> str | None:
+    """Which read options of items (read with ``options_used``; default: as recorded in
+    ``items.meta["read_options"]``) differ from how the model's training data were read,
+    in words; None when they agree or when it is not known how the items were read.
+
+    Compared: what changes the model's input (channels, crop size, point crop, quality
+    filter, frame normalisation, ROI patch size, context, trace length, neuropil, snippet
+    tiling...), each with the reader's default where a read left it unset; not the options
+    named in ``ignore`` (e.g. ``qc`` for cells a person placed, all of them items)."""
+    if options_used is None and items is not None:
+        options_used = items.meta.get("read_options")
+    if options_used is None:
+        return None
+    if isinstance(options_used, dict):
+        options_used = ReadOptions(**{k: v for k, v in options_used.items()
+                                      if k in ("channels", "crop_size", "extra")})
+    task = get_task(config.task)
+    want = _effective_read(task.name, task.read_options_from(config.preprocessing), None)
+    have = _effective_read(task.name, options_used, items)
+    if "crop_size" not in want and task.name == "celltype":
+        want["crop_size"] = config.preprocessing.get("input_size")
+    differ = [f"{k}={have.get(k)} (model: {want.get(k)})" for k in sorted(set(want) | set(have))
+              if k not in ignore and not _same_value(have.get(k), want.get(k))
+              and not (k == "crop_size" and (have.get(k) is None or want.get(k) is None))]
+    if not differ:
+        return None
+    return "items were read with " + ", ".join(differ) + ", not as the model's training " \
+        "data were"
 
 
 def model_snippet_options(config: ModelConfig):
