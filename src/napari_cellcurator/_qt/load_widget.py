@@ -33,6 +33,7 @@ from napari_cellcurator._qt.common import (
 )
 from napari_cellcurator._qt.layer_items import layer_file, layer_source, placed_as
 from napari_cellcurator._qt.model_reading import read_items, record_layer_read
+from napari_cellcurator.core.io.points import POINT_CROP
 
 TASKS = ("auto", "celltype", "cellness", "mixture")
 #: the cells-layer choice for "no layer": cellness then finds candidates in the movie
@@ -58,7 +59,9 @@ class LoadWidget(Container):
         self._items_layer = ComboBox(label="cells layer",
                                      choices=self._layer_choices("points", "labels", "shapes",
                                                                  none=NO_CELLS))
-        self._crop = SpinBox(label="crop size", value=48, min=8, max=512)
+        self._crop = SpinBox(label="crop size", value=POINT_CROP, min=8, max=512,
+                             tooltip="celltype crops around points (px): as the models the "
+                                     "command line trains on frames + points")
         self._from_layers = PushButton(
             text="Use these layers",
             tooltip="image + Points/Labels/Shapes → celltype crops; a (T, Y, X) movie + "
