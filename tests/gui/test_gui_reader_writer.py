@@ -286,9 +286,23 @@ def test_use_layers_smear_and_shapes_with_a_class_feature(make_napari_viewer, qt
     shapes = viewer.add_shapes(boxes, shape_type=["ellipse", "rectangle", "line"],
                                name="outlined",
                                features=pd.DataFrame({"class": ["normal", "macrocyte", ""]}))
-    worker = LoadWidget(viewer).load_layers(image, shapes)
+    from napari_cellcurator._qt import load_widget
+
     warned = []  # napari relays a worker's warnings to its notifications
-    worker.warned.connect(warned.append)
+    real_thread_worker = load_widget.thread_worker
+
+    def recorded(*args, **kwargs):  # listen before the worker starts (it may warn at once)
+        make = real_thread_worker(*args, **kwargs)
+
+        def build(*a, **k):
+            worker = make(*a, **k)
+            worker.warned.connect(warned.append)
+            return worker
+
+        return build
+
+    monkeypatch.setattr(load_widget, "thread_worker", recorded)
+    worker = LoadWidget(viewer).load_layers(image, shapes)
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
