@@ -130,6 +130,18 @@ def test_validation_composites_share_no_pixels_with_training(tmp_path):
         assert not pixels & seen[m]
 
 
+def test_validation_tiles_share_no_pixels_with_training_composites(tmp_path):
+    """A composite of a forced 'train' row and an unsplit row is trained on, blocks of the
+    unsplit movie's validation regions included: those validation tiles stay out."""
+    csv = _manifest(tmp_path, ["m0.tif,0,train,,", "m1.tif,1,,,", ",,,1 2,5"],
+                    "path,proportion,split,composite_of,n")
+    items = read_manifest_items(csv, OPTS)
+    train, val = training_split(items.table)
+    assert len(val) > 0
+    seen = _pixels(items, train)
+    for m, pixels in enumerate(_pixels(items, val)):
+        assert not pixels & seen[m]
+
 # --- 4: proportion map of a region offset ------------------------------------------------
 
 def test_proportion_map_places_tiles_of_a_region_offset(tmp_path):

@@ -68,8 +68,8 @@ def _touches(masks: list[np.ndarray], item_blocks: np.ndarray, side: int) -> boo
 def mark_crossing_composites(table: pd.DataFrame, blocks: np.ndarray, grid: np.ndarray,
                              shapes: list[tuple[int, ...]], fp: int,
                              val_fraction: float) -> np.ndarray:
-    """``crosses_split`` with validation composites that share pixels with training
-    snippets also marked.
+    """``crosses_split`` with validation items (composites, and tiles) that share pixels
+    with training snippets also marked.
 
     Parameters
     ----------
@@ -87,7 +87,7 @@ def mark_crossing_composites(table: pd.DataFrame, blocks: np.ndarray, grid: np.n
     Returns
     -------
     np.ndarray
-        (N,) bool: the tiles' marks, plus every validation composite one of whose blocks
+        (N,) bool: the tiles' marks, plus every validation item one of whose blocks
         overlaps (in any frame) a pixel read by a training tile or composite.
     """
     crossing = table["crosses_split"].fillna(False).to_numpy(dtype=bool).copy()
@@ -95,7 +95,8 @@ def mark_crossing_composites(table: pd.DataFrame, blocks: np.ndarray, grid: np.n
     sides = np.array([(fp // int(k)) if k > 1 else fp for k in grid], dtype=np.int64)
     train = ~val & ~crossing
     masks = _training_pixels(shapes, blocks[train], sides[train])
-    composite = (table["kind"].astype(str) == "composite").to_numpy()
-    for i in np.flatnonzero(val & composite):
+    # every validation item: composites, and tiles too (a training composite of a forced
+    # 'train' row may take blocks from an unsplit row's validation regions)
+    for i in np.flatnonzero(val & ~crossing):
         crossing[i] = _touches(masks, blocks[i], int(sides[i]))
     return crossing
