@@ -38,7 +38,7 @@ def test_occlusion_and_activations_over_item(loaded, qtbot):
     layer = viewer.layers["explanation"]
     assert layer.metadata["cellcurator_role"] == "explanation"
     assert layer.data.ndim == 2 and np.abs(layer.data).max() > 0
-    assert layer.colormap.name == "bwr" and 0 < layer.opacity < 1
+    assert layer.colormap.name == "cellcurator_signed" and 0 < layer.opacity < 1
     # the map covers exactly the item's crop in the mosaic
     y0, x0 = mosaic_positions(len(session.items), 40)[0][row]
     assert np.allclose(_world_extent(layer), [[y0 - 0.5, x0 - 0.5], [y0 + 39.5, x0 + 39.5]])

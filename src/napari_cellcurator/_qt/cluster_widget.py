@@ -23,14 +23,24 @@ from napari_cellcurator._qt.common import (
     warm_torch,
     worker_setup,
 )
-from napari_cellcurator._qt.layers import PALETTE
 from napari_cellcurator.core.errors import CellCuratorError
+
+#: cluster colours, apart from the class colours (layers.PALETTE): clusters are shown as a
+#: light fill (points keep their class-coloured border) or a light ROI tint, never solid
+CLUSTER_PALETTE = np.array([
+    (0.0, 0.9, 0.6), (0.45, 0.3, 1.0), (0.55, 0.9, 0.0), (0.95, 0.3, 0.75),
+    (1.0, 0.45, 0.35), (0.0, 0.7, 1.0), (0.9, 0.75, 0.4), (0.6, 0.0, 0.4),
+    (0.3, 0.55, 0.3), (1.0, 0.95, 0.6),
+])
+#: opacity of a cluster's fill over a crop (points) or an ROI (labels): the image shows
+CLUSTER_FILL_ALPHA, CLUSTER_ROI_ALPHA = 0.18, 0.5
 
 
 def cluster_colors(clusters: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """RGBA per item: a palette colour per cluster, grey for HDBSCAN noise (-1)."""
-    rgb = np.where((clusters >= 0)[:, None], PALETTE[np.maximum(clusters, 0) % len(PALETTE)],
-                   0.6)
+    """RGBA per item: a cluster-palette colour per cluster, grey for HDBSCAN noise (-1)."""
+    clusters = np.asarray(clusters, dtype=int)
+    rgb = np.where((clusters >= 0)[:, None],
+                   CLUSTER_PALETTE[np.maximum(clusters, 0) % len(CLUSTER_PALETTE)], 0.6)
     return np.concatenate([rgb, np.full((len(clusters), 1), alpha)], axis=1)
 
 
@@ -163,14 +173,15 @@ class ClusterWidget(Container):
             return
         layer.features["cluster"] = clusters
         if layer._type_string == "points":
-            layer.face_color = cluster_colors(clusters, 0.45)
+            layer.face_color = cluster_colors(clusters, CLUSTER_FILL_ALPHA)
             self._connect_layer(layer)
         elif layer._type_string == "labels":
             from napari.utils.colormaps import DirectLabelColormap
 
             colors = {None: np.zeros(4), 0: np.zeros(4)}
             colors.update({int(i): c for i, c in zip(session.label_ids(),
-                                                      cluster_colors(clusters), strict=True)})
+                                                      cluster_colors(clusters, CLUSTER_ROI_ALPHA),
+                                                      strict=True)})
             layer.colormap = DirectLabelColormap(color_dict=colors)
             self._connect_layer(layer)
         layer.refresh()

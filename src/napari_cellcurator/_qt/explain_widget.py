@@ -22,6 +22,16 @@ METHODS = ("occlusion", "gradcam", "activations")
 PREDICTED = "(predicted class)"
 
 
+def signed_map_colormap():
+    """Blue (against) → transparent (0) → red (for): opacity rises with |value|, so the
+    explanation never paints a pale square over the item's neighbours."""
+    from napari.utils import Colormap
+
+    return Colormap([[0.1, 0.3, 1.0, 1.0], [0.1, 0.3, 1.0, 0.0], [1.0, 0.1, 0.1, 0.0],
+                     [1.0, 0.1, 0.1, 1.0]], controls=[0.0, 0.5, 0.5, 1.0],
+                    name="cellcurator_signed", interpolation="linear")
+
+
 @guarded
 def explain_gen(model, task_name, batch, method, target, patch, stride, classes):
     """Worker body: yields ``(fraction, partial map)``; returns the result dict."""
@@ -173,9 +183,10 @@ class ExplainWidget(Container):
             for old in [ly for ly in self._viewer.layers if ly.name == name]:
                 self._viewer.layers.remove(old)
             self.layer = self._viewer.add_image(
-                map_, name=name, scale=scale, translate=translate, opacity=0.6,
-                colormap="bwr" if map_.ndim == 2 else "magma", contrast_limits=limits,
-                blending="translucent", metadata={"cellcurator_role": "explanation"})
+                map_, name=name, scale=scale, translate=translate, opacity=0.8,
+                colormap=signed_map_colormap() if map_.ndim == 2 else "magma",
+                contrast_limits=limits, blending="translucent",
+                metadata={"cellcurator_role": "explanation"})
         if result is not None:
             session.explanation = {"row": row, **result}
             hub_for(self._viewer).changed.emit("explanation")

@@ -2,6 +2,19 @@
 
 Shared by the reader (which must work without a window), the Load widget and
 :func:`napari_cellcurator._qt.show.show_task_results`.
+
+How items look (:func:`point_style`, :func:`labels_colormap_dict`):
+
+* colour = the class shown: a person's label; else a file/cluster label the model agrees
+  with (or no prediction yet); else the model's prediction (unlabelled items, and labels
+  the model contradicts). 20 distinct colours (:data:`PALETTE`), grey = no class.
+* opacity = how sure: a label the model does not weigh in on is solid; a class the model
+  backs is faded by its probability, never below :data:`FADE_FLOOR` (0.5).
+* Points: squares, thick border = a person's label; discs = file/cluster label or model;
+  diamonds (:data:`CONFLICT_SYMBOL`) = a file/cluster label the model contradicts (drawn
+  in the model's class colour).
+* Labels (ROI footprints): a person's label is opaque; file labels and predictions are at
+  most half as opaque; a file label the model contradicts is white (:data:`CONFLICT_RGB`).
 """
 
 from __future__ import annotations
@@ -13,17 +26,29 @@ import pandas as pd
 
 from napari_cellcurator.core.io.items import ItemSet
 
-#: distinct colours for classes (tab10), RGBA
+#: 20 distinct colours for classes, RGB: tab10's strong colours without its grey, yellow and
+#: magenta, then tab20's light ones without grey (a violet and a teal for its pale lavender
+#: and tan) — no grey: grey means "no class"
 PALETTE = np.array([
     (0.12, 0.47, 0.71), (1.0, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
-    (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.50, 0.50, 0.50),
-    (0.74, 0.74, 0.13), (0.09, 0.75, 0.81),
+    (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.74, 0.74, 0.13),
+    (0.09, 0.75, 0.81), (1.0, 0.87, 0.0), (0.80, 0.0, 0.80),
+    (0.68, 0.78, 0.91), (1.0, 0.73, 0.47), (0.60, 0.87, 0.54), (1.0, 0.60, 0.59),
+    (0.70, 0.55, 0.95), (0.0, 0.50, 0.50), (0.97, 0.71, 0.82), (0.86, 0.86, 0.55),
+    (0.62, 0.85, 0.90),
 ])
+#: least opacity of a predicted class (probability 0 → FADE_FLOOR, 1 → 1)
+FADE_FLOOR = 0.5
+#: colour of a Labels item whose file label the model contradicts (no palette colour)
+CONFLICT_RGB = (1.0, 1.0, 1.0)
+#: most opacity of a non-human item in a Labels layer (a person's label: 1)
+LABELS_MODEL_ALPHA = 0.5
 CHANNEL_COLORMAPS = ("gray", "green", "magenta", "cyan", "yellow", "red", "blue")
 MOSAIC_GAP = 2
-HUMAN_SYMBOL, MODEL_SYMBOL = "square", "disc"
-#: the columns this plugin writes into ``layer.features``; ``shown_class`` (label, else
-#: prediction) colours the items — never ``class``, the user's own expert labels column
+HUMAN_SYMBOL, MODEL_SYMBOL, CONFLICT_SYMBOL = "square", "disc", "diamond"
+#: the columns this plugin writes into ``layer.features``; ``shown_class`` (the class
+#: shown, see the module docstring) colours the items — never ``class``, the user's own
+#: expert labels column
 FEATURE_COLUMNS = ("item_id", "label", "label_source", "prediction", "probability",
                    "uncertainty", "shown_class")
 
@@ -111,34 +136,56 @@ def item_features(table: pd.DataFrame, predictions: pd.DataFrame | None = None,
         feats["prediction"] = predictions["prediction"].astype(str).to_numpy()
         feats["probability"] = predictions["probability"].to_numpy(dtype=float)
         feats["uncertainty"] = predictions["uncertainty"].to_numpy(dtype=float)
-    feats["shown_class"] = np.where(feats["label"] != "", feats["label"], feats["prediction"])
+    feats["shown_class"] = np.where(_conflict(feats) | (feats["label"] == ""),
+                                    feats["prediction"], feats["label"])
     return feats
 
 
-def point_style(features: pd.DataFrame, classes: list[str]) -> dict:
-    """Border colour by class, opacity by confidence, symbol by label source."""
+def _conflict(features: pd.DataFrame) -> np.ndarray:
+    """Items whose file/cluster label the model's prediction contradicts."""
+    label = features["label"].to_numpy().astype(str)
+    pred = features["prediction"].to_numpy().astype(str)
+    human = features["label_source"].to_numpy() == "human"
+    return (label != "") & (pred != "") & (pred != label) & ~human
+
+
+def item_alpha(features: pd.DataFrame) -> np.ndarray:
+    """Opacity of each item: solid for a person's label or a label the model does not
+    weigh in on; otherwise faded by the probability of the class shown (the model's)."""
     prob = features["probability"].to_numpy(dtype=float)
     human = features["label_source"].to_numpy() == "human"
-    alpha = np.where(np.isnan(prob) | human, 1.0, 0.35 + 0.65 * np.nan_to_num(prob))
-    border = class_colors(classes, features["shown_class"], alpha)
+    pred = features["prediction"].to_numpy().astype(str)
+    by_model = ~human & ~np.isnan(prob) & (pred != "") & (
+        pred == features["shown_class"].to_numpy().astype(str))
+    return np.where(by_model, FADE_FLOOR + (1 - FADE_FLOOR) * np.nan_to_num(prob), 1.0)
+
+
+def point_style(features: pd.DataFrame, classes: list[str]) -> dict:
+    """Border colour by the class shown, opacity by confidence, symbol by label source
+    (square: a person's; diamond: a label the model contradicts; disc: otherwise)."""
+    human = features["label_source"].to_numpy() == "human"
+    border = class_colors(classes, features["shown_class"], item_alpha(features))
+    symbol = np.where(human, HUMAN_SYMBOL,
+                      np.where(_conflict(features), CONFLICT_SYMBOL, MODEL_SYMBOL))
     return {
         "border_color": border,
         "face_color": np.zeros((len(features), 4)),
-        "symbol": np.where(human, HUMAN_SYMBOL, MODEL_SYMBOL),
-        "border_width": np.where(human, 0.16, 0.08),
+        "symbol": symbol,
+        "border_width": np.where(human, 0.22, 0.15),
     }
 
 
 def labels_colormap_dict(features: pd.DataFrame, label_ids: np.ndarray,
                          classes: list[str]) -> dict:
-    """{label id: RGBA} for a Labels layer: class colour, faint when unsure, solid when human."""
-    style = point_style(features, classes)
+    """{label id: RGBA} for a Labels layer: class colour; a person's label opaque, others
+    at most :data:`LABELS_MODEL_ALPHA` and fainter when unsure; contradicted file labels
+    :data:`CONFLICT_RGB`."""
+    human = features["label_source"].to_numpy() == "human"
+    rgba = class_colors(classes, features["shown_class"], item_alpha(features))
+    rgba[_conflict(features), :3] = CONFLICT_RGB
+    rgba[:, 3] = np.where(human, 1.0, rgba[:, 3] * LABELS_MODEL_ALPHA)
     colors = {None: np.zeros(4), 0: np.zeros(4)}
-    for lid, rgba, human in zip(label_ids, style["border_color"],
-                                features["label_source"].to_numpy() == "human", strict=True):
-        c = rgba.copy()
-        c[3] = 1.0 if human else min(0.8, c[3])
-        colors[int(lid)] = c
+    colors.update({int(lid): c for lid, c in zip(label_ids, rgba, strict=True)})
     return colors
 
 

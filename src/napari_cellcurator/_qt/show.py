@@ -57,7 +57,10 @@ def show_task_results(viewer, task_name: str, items: ItemSet,
 
         add_proportion_map(viewer, session)
     if heatmap is not None:
-        from napari_cellcurator._qt.explain_widget import item_scale_translate
+        from napari_cellcurator._qt.explain_widget import (
+            item_scale_translate,
+            signed_map_colormap,
+        )
 
         row = heatmap_item if heatmap_item is not None else 0
         if isinstance(row, str):
@@ -68,8 +71,8 @@ def show_task_results(viewer, task_name: str, items: ItemSet,
             scale, translate = (1.0, *scale), (0.0, *translate)
         lim = float(np.abs(heat).max()) or 1.0
         layers.append(viewer.add_image(
-            heat, name="explanation", scale=scale, translate=translate, colormap="bwr",
-            contrast_limits=(-lim, lim), opacity=0.6,
+            heat, name="explanation", scale=scale, translate=translate,
+            colormap=signed_map_colormap(), contrast_limits=(-lim, lim), opacity=0.8,
             metadata={"cellcurator_role": "explanation"}))
         centre = session.centre_of(int(row))
         from napari_cellcurator._qt.common import camera_of

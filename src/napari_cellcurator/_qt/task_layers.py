@@ -29,7 +29,7 @@ def cellness_layer_data(items: ItemSet, predictions: pd.DataFrame | None = None,
             "name": f"{name} mean image", "colormap": "gray",
             "metadata": {"cellcurator_role": "image"}}, "image"))
     out.append((labels, {
-        "name": f"{name} candidates", "features": feats, "opacity": 0.6,
+        "name": f"{name} candidates", "features": feats, "opacity": 0.7,
         "colormap": DirectLabelColormap(color_dict=labels_colormap_dict(feats, ids, classes)),
         "metadata": {"cellcurator_role": "items", "cellcurator_task": "cellness",
                      "cellcurator_path": items.meta.get("path"), "classes": classes},
@@ -116,31 +116,103 @@ def add_proportion_map(viewer, session) -> None:
         pmap, scale, translate = pmap[0], scale[1:], translate[1:]
     name = "proportion map"
     old = viewer.layers[name] if name in viewer.layers else None
+    show_tiles_on_their_frames(viewer, session)
     if old is not None and old.ndim == pmap.ndim:  # reused: placed anew (another movie)
         old.data, old.scale, old.translate = pmap, scale, translate
         return
     if old is not None:  # 2-D ↔ 3-D: a new layer in the old one's place
         viewer.layers.remove(old)
     viewer.add_image(pmap, name=name, scale=scale, translate=translate, colormap="PiYG",
-                     contrast_limits=(0.0, 1.0), opacity=0.5,
+                     contrast_limits=(0.0, 1.0), opacity=0.5, projection_mode="none",
                      metadata={"cellcurator_role": "proportion_map"})
+
+
+def show_tiles_on_their_frames(viewer, session) -> None:
+    """Show each tile's point (on its snippet's middle frame) on every frame of its snippet.
+
+    napari 0.9 shows a point off its own frame only within a thick slice: the time axis
+    gets a slice as thick as a snippet (``dims.thickness``, half a snippet either side, so
+    the next snippet's points stay hidden), the tiles project it (``projection_mode``
+    ``"all"``), and the viewer's time-lapse images show their own frame, not a mean over
+    the slice (``projection_mode`` ``"none"``)."""
+    layer = session.layer
+    if layer is None or layer._type_string != "points" or layer.ndim < 3 or \
+            "frames" not in session.items.arrays:
+        return
+    from napari_cellcurator._qt.layer_items import layer_calibration
+
+    length = int(session.items.arrays["frames"].shape[1])
+    axis = viewer.dims.ndim - layer.ndim  # a layer's axes are the viewer's last ones
+    scale, _ = layer_calibration(layer, layer.ndim)
+    for other in viewer.layers:
+        if other._type_string == "image" and other.ndim >= layer.ndim:
+            other.projection_mode = "none"
+    thickness = list(viewer.dims.thickness)
+    thickness[axis] = (length - 1) * float(scale[0])
+    viewer.dims.thickness = tuple(thickness)
+    layer.projection_mode = "all"
+
+
+#: an item's neighbourhood on screen: this many item diameters fill the canvas's short side
+ITEMS_ACROSS = 4.0
+#: the canvas's short side in screen pixels where napari does not say (before napari 0.9)
+CANVAS_SIDE = 600.0
+
+
+def item_diameter(session, row: int) -> float:
+    """Diameter of item ``row`` in its layer's data pixels: an ROI's from its area, a
+    point's size, else the side of the crop the model sees."""
+    table, layer = session.items.table, session.layer
+    if "npix" in table.columns and np.isfinite(float(table["npix"].iloc[row])):
+        return 2.0 * float(np.sqrt(float(table["npix"].iloc[row]) / np.pi))
+    if layer is not None and layer._type_string == "points" and len(layer.size) > row:
+        return float(np.asarray(layer.size)[row])
+    image = session.items.arrays.get("image")
+    return float(image.shape[-1]) if image is not None else 48.0
+
+
+def item_zoom(viewer, session, row: int, scale) -> float:
+    """Zoom at which :data:`ITEMS_ACROSS` item diameters (at least the model's crop) fill
+    the canvas's short side, but never less than napari's fit-all zoom (a small image is
+    not shrunk to show one item).
+
+    The fit zoom is what ``viewer.fit_to_view()`` sets (public; the caller then moves the
+    camera onto the item); the canvas size is ``viewer.canvas.viewbox_size`` (public since
+    napari 0.9; before, :data:`CANVAS_SIDE` screen pixels)."""
+    camera = _camera(viewer)
+    canvas = getattr(viewer, "canvas", None)
+    side = (float(min(canvas.viewbox_size(viewer.layers))) if canvas is not None
+            else CANVAS_SIDE)
+    (viewer.fit_to_view if hasattr(viewer, "fit_to_view") else viewer.reset_view)()
+    fit = float(camera.zoom)
+    image = session.items.arrays.get("image")  # at least the crop the model sees
+    crop = float(image.shape[-1]) if image is not None else 0.0
+    window = max(ITEMS_ACROSS * item_diameter(session, row), crop) * float(scale[-1])
+    return max(fit, side / max(window, 1e-9))
+
+
+def _camera(viewer):
+    from napari_cellcurator._qt.common import camera_of
+
+    return camera_of(viewer)
 
 
 def centre_on_item(viewer, session, row: int) -> None:
     """Centre and zoom the view on item ``row`` (the item layer's data pixels → world: µm on
-    a calibrated image); a mixture snippet's point (middle frame, y, x) also sets the time
-    slider to its frame, so the curator sees the frames being labelled."""
-    from napari_cellcurator._qt.common import camera_of
+    a calibrated image; zoom: :func:`item_zoom`); a mixture snippet's point (middle frame,
+    y, x) also sets the time slider to its frame, so the curator sees the frames being
+    labelled."""
     from napari_cellcurator._qt.layer_items import layer_calibration
 
     layer = session.layer
     centre = np.asarray(session.centre_of(row), dtype=float)
     scale, translate = layer_calibration(layer, len(centre))
-    size = float(session.items.arrays.get("image", np.zeros((1, 1, 48, 48))).shape[-1])
-    camera = camera_of(viewer)
+    zoom = item_zoom(viewer, session, row, scale)
+    camera = _camera(viewer)
     camera.center = tuple(centre * scale + translate)
-    camera.zoom = max(0.5, 250.0 / (3 * size)) / float(scale[-1])
+    camera.zoom = zoom
     if session.task_name == "mixture" and layer._type_string == "points" and layer.ndim > 2:
+        show_tiles_on_their_frames(viewer, session)
         world = np.asarray(layer.data_to_world(layer.data[row]), dtype=float)
         first = viewer.dims.ndim - layer.ndim  # a layer's axes are the viewer's last ones
         for axis, value in enumerate(world[:-2]):
