@@ -18,6 +18,7 @@ from napari_cellcurator._qt.common import (
     notify_info,
     real_viewer,
 )
+from napari_cellcurator._qt.curate_helpers import TABLE_ORDER_NOTE, class_choices, key_help
 from napari_cellcurator._qt.item_table import ItemTable
 from napari_cellcurator._qt.layer_keys import LayerKeys
 
@@ -34,21 +35,21 @@ class CurateWidget(Container):
         self._order_mode = ComboBox(label="review order", choices=ORDERS, value="balanced")
         self._advance = CheckBox(text="next item after labelling", value=True)
         self._current = Label(value="no item")
-        self._help = Label(value="c/x cell·not, 1-9 class, l label as, n/p next/prev, u undo, "
-                                 "Space overlay")
+        self._help = Label(value=key_help(None))
         self._label_as = ComboBox(label="label as", choices=self._class_choices)
         self._label_button = PushButton(text="Label current item (l)")
         self._label_button.changed.connect(lambda: self.label_chosen())
         super().__init__(widgets=[self._order_mode, self._advance, self._current,
-                                  self._label_as, self._label_button, self._help])
+                                  self._label_as, self._label_button, self._help,
+                                  Label(value=TABLE_ORDER_NOTE)])
         self.table = ItemTable(COLUMNS)
         self.table.item_clicked.connect(self.go_to)
-        self.native.layout().addWidget(self.table)
+        self.native.layout().addWidget(self.table, 1)  # the table takes the height
         self.trace_plot = None
         self.position = -1  # index into the review order
         self._keys = LayerKeys()
         self._detached = False
-        self._order_mode.changed.connect(lambda _: self.reorder())
+        self._order_mode.changed.connect(lambda _: (self.reorder(), self.fill_table()))
         self._hub = hub_for(viewer)
         self._hub.changed.connect(self._on_hub)
         self.native.destroyed.connect(self._keys.unbind)
@@ -68,8 +69,10 @@ class CurateWidget(Container):
         if what == "keys":  # another Curate widget closed: its keys may have been ours
             self.bind(s.layer)
             return
-        if what == "session":
+        if what in ("session", "model", "predictions"):  # classes come with a model
             self._label_as.reset_choices()
+            self._help.value = key_help(s)
+        if what == "session":
             self.bind(s.layer)
             self._add_trace_plot(s)
         if what == "explanation":  # only the trace plot changes
@@ -180,6 +183,7 @@ class CurateWidget(Container):
             s.layer.selected_data = {row}
         elif s.layer._type_string == "labels":
             s.layer.selected_label = int(s.label_ids()[row])
+        self.table.select_item(row)  # and scrolled to
         self._show_current(row)
 
     def _show_current(self, row: int) -> None:
@@ -205,9 +209,8 @@ class CurateWidget(Container):
         self._apply_label(s.classes[k])
 
     def _class_choices(self, _widget=None) -> list[tuple[str, str]]:
-        """``("k: name", name)`` per class of the session: the digit keys' map, on screen."""
-        s = self._hub.session if hasattr(self, "_hub") else None
-        return [(f"{k + 1}: {c}" if k < 9 else c, c) for k, c in enumerate(s.classes if s else [])]
+        """The model's classes (else the session's) with their digit keys."""
+        return class_choices(self._hub.session if hasattr(self, "_hub") else None)
 
     def label_chosen(self) -> None:
         """Label the current item with the class chosen in "label as"."""
@@ -272,15 +275,22 @@ class CurateWidget(Container):
 
     # ---- table ------------------------------------------------------------------------------
     def fill_table(self) -> None:
-        self.table.fill(self.session.layer.features)
+        s = self.session
+        if s is not None and s.layer is not None:
+            self.table.fill(s.layer.features, s.order)  # rows in the review order
 
     def _update_row(self, row: int) -> None:
         self.table.update_row(row, self.session.layer.features.iloc[row])
 
     def _add_trace_plot(self, s) -> None:
-        if "trace" in s.items.arrays and self.trace_plot is None:
+        """A trace plot for data with traces; hidden (and cleared) for data without."""
+        traces = "trace" in s.items.arrays
+        if traces and self.trace_plot is None:
             from napari_cellcurator._qt.plots import TracePlot
 
             self.trace_plot = TracePlot()
             self.native.layout().addWidget(self.trace_plot)
+        if self.trace_plot is not None:
+            self.trace_plot.setVisible(traces)
+            self.trace_plot.show_trace(None)  # no trace of the previous data
 

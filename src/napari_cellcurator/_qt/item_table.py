@@ -38,12 +38,22 @@ class FeaturesModel(QAbstractTableModel):
         self._columns = list(columns)
         self._frame = pd.DataFrame(columns=self._columns)
         self._order = np.zeros(0, np.int64)  # view row → item row
+        self._base = np.zeros(0, np.int64)  # the unsorted order (the review order)
         self._sorted_by: tuple[int, Qt.SortOrder] | None = None
 
-    def set_frame(self, frame: pd.DataFrame) -> None:
-        """Show ``frame`` (its ``columns``; missing ones empty) in one model reset."""
+    def set_frame(self, frame: pd.DataFrame, order=None) -> None:
+        """Show ``frame`` (its ``columns``; missing ones empty) in one model reset; rows in
+        ``order`` (row positions, e.g. the review order; items not in it follow) until a
+        column is sorted."""
         self.beginResetModel()
         self._frame = frame.reindex(columns=self._columns).reset_index(drop=True).astype(object)
+        n = len(self._frame)
+        base = np.arange(n)
+        if order is not None and len(order):
+            order = np.asarray(order, dtype=np.int64)
+            order = order[(order >= 0) & (order < n)]
+            base = np.concatenate([order, np.setdiff1d(base, order)])
+        self._base = base
         self._order = self._sorted_order()
         self.endResetModel()
 
@@ -55,7 +65,7 @@ class FeaturesModel(QAbstractTableModel):
 
     def _sorted_order(self) -> np.ndarray:
         if self._sorted_by is None or self._frame.empty:
-            return np.arange(len(self._frame))
+            return self._base.copy()
         column, order = self._sorted_by
         order_of = np.argsort(sort_keys(self._frame.iloc[:, column]), kind="stable")
         return order_of[::-1].copy() if order == Qt.SortOrder.DescendingOrder else order_of
@@ -63,6 +73,11 @@ class FeaturesModel(QAbstractTableModel):
     def item_row(self, view_row: int) -> int:
         """The item shown in ``view_row``."""
         return int(self._order[view_row])
+
+    def view_row(self, row: int) -> int | None:
+        """The table row showing item ``row`` (None if not shown)."""
+        at = np.flatnonzero(self._order == row)
+        return int(at[0]) if len(at) else None
 
     def update_row(self, row: int, record: pd.Series) -> None:
         """Item ``row`` changed (a label was set): new values, one repaint of that row (it
@@ -114,9 +129,19 @@ class ItemTable(QTableView):
         """Number of items shown."""
         return self.source.rowCount()
 
-    def fill(self, frame: pd.DataFrame) -> None:
-        """Show every item of ``frame`` (sorting kept)."""
-        self.source.set_frame(frame)
+    def fill(self, frame: pd.DataFrame, order=None) -> None:
+        """Show every item of ``frame`` (sorting kept), in ``order`` until a header is
+        clicked."""
+        self.source.set_frame(frame, order)
+
+    def select_item(self, row: int) -> None:
+        """Select item ``row``'s table row and scroll it into view (the current item)."""
+        at = self.source.view_row(row)
+        if at is None:
+            self.clearSelection()
+            return
+        self.selectRow(at)
+        self.scrollTo(self.source.index(at, 0), QAbstractItemView.ScrollHint.PositionAtCenter)
 
     def update_row(self, row: int, record: pd.Series) -> None:
         """Item ``row`` has new values."""

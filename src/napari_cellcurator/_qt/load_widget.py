@@ -31,6 +31,7 @@ from napari_cellcurator._qt.common import (
     real_viewer,
     warm_torch,
 )
+from napari_cellcurator._qt.curate_helpers import MADE, hide_previous_layers
 from napari_cellcurator._qt.layer_items import layer_file, layer_source, placed_as
 from napari_cellcurator._qt.model_reading import read_items, record_layer_read
 from napari_cellcurator.core.io.points import POINT_CROP
@@ -75,6 +76,7 @@ class LoadWidget(Container):
                                   self._button, self._image_layer, self._items_layer, self._crop,
                                   self._from_layers, self._progress, self._cancel,
                                   self._status])
+        self.native.layout().addStretch(1)  # controls at the top, not spread over the tab
         self._button.changed.connect(lambda: self.load())
         self._cancel.changed.connect(self.cancel)
         self._cancel_event = threading.Event()
@@ -197,7 +199,7 @@ class LoadWidget(Container):
         items, label_image = out
         if label_image is not None:  # shapes: curated on a Labels layer of them
             cells = self._viewer.add_labels(label_image, name=f"{cells.name} cells",
-                                            **placed_as(image))
+                                            metadata={MADE: True}, **placed_as(image))
         self._use_layers("celltype", items, image, cells)
 
     def _wants_cellness(self, image, cells) -> bool:
@@ -227,7 +229,8 @@ class LoadWidget(Container):
         items, label_image = out
         if label_image is not None:  # shapes / found candidates: curate on a Labels layer
             name = f"{cells.name} ROIs" if cells is not None else f"{image.name} candidates"
-            cells = self._viewer.add_labels(label_image, name=name, **placed_as(image))
+            cells = self._viewer.add_labels(label_image, name=name, metadata={MADE: True},
+                                            **placed_as(image))
         self._use_layers("cellness", items, image, cells)
 
     def _use_layers(self, task: str, items, image, cells) -> None:
@@ -250,6 +253,7 @@ class LoadWidget(Container):
         cells.metadata.update(cellcurator_role="items", cellcurator_task=task)
         session.layer = cells
         session.refresh_layer()
+        hide_previous_layers(self._viewer, keep=(image, cells))  # the data shown before
         hub_for(self._viewer).set_session(session)
         self._status.value = f"{len(items)} {task} items from layers"
 
@@ -276,6 +280,7 @@ class LoadWidget(Container):
             project = None
         session = Session(task, items, path, project)
         session.channels = channels
+        hide_previous_layers(self._viewer)  # the data shown before: hidden, not deleted
         layers = add_layer_data(self._viewer, layer_data_for(task, items, None, session.classes))
         session.layer = next(ly for ly in layers
                              if ly.metadata.get("cellcurator_role") == "items")

@@ -15,12 +15,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import Signal
 from qtpy.QtGui import QColor, QImage, QPainter
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
 BACKGROUND = "#262930"
 DPI = 100
+#: above this many classes the confusion matrix's cells carry no numbers (they overlap)
+MAX_ANNOTATED_CLASSES = 8
+MIN_HEIGHT = 200  # px of the confusion plot, taller with more classes
 
 
 class PlotCanvas(QWidget):
@@ -35,10 +39,11 @@ class PlotCanvas(QWidget):
 
     def __init__(self, width: float = 4.0, height: float = 2.6, ncols: int = 1):
         super().__init__()
-        self.figure = Figure(figsize=(width, height), facecolor=BACKGROUND, dpi=DPI)
+        # constrained layout: margins fit the tick and axis labels (long class names, the
+        # epoch label), at the price of a layout pass per render, in the plot's thread
+        self.figure = Figure(figsize=(width, height), facecolor=BACKGROUND, dpi=DPI,
+                             layout="constrained")
         FigureCanvasAgg(self.figure)
-        # fixed margins: tight_layout would render every text twice
-        self.figure.subplots_adjust(left=0.12, right=0.97, bottom=0.2, top=0.88, wspace=0.35)
         self.axes = [self.figure.add_subplot(1, ncols, i + 1) for i in range(ncols)]
         for ax in self.axes:
             _style(ax)
@@ -149,11 +154,20 @@ class CurvesPlot(PlotCanvas):
         (self._metric_line,) = metric_ax.plot([], [], "o-", ms=3, color="#2ca02c")
         loss_ax.legend(fontsize=6)
         loss_ax.set_title("loss", fontsize=8)
-        metric_ax.set_title("validation metric", fontsize=8)
+        loss_ax.set_ylabel("loss", fontsize=7)
         for ax in self.axes:
             ax.set_xlabel("epoch", fontsize=7)
+            # epochs 1, 2, 3 (never 1.2, 1.4), also for a single epoch
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             _style(ax)
+        self.set_metric_name("metric")
         self.clear()
+
+    def set_metric_name(self, name: str) -> None:
+        """Name the validation metric plotted on the right (e.g. "macro F1")."""
+        ax = self.axes[1]
+        self.submit(lambda: (ax.set_title(f"validation {name}", fontsize=8),
+                             ax.set_ylabel(name, fontsize=7)))
 
     def clear(self) -> None:
         self.epochs: list[int] = []
@@ -182,7 +196,9 @@ class CurvesPlot(PlotCanvas):
             self._metric_line.set_data(epochs, metric)
             for ax in self.axes:
                 ax.relim()
-                ax.autoscale_view()
+                ax.autoscale_view(scalex=False)
+                if epochs:  # half an epoch of margin: whole numbers only as ticks
+                    ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
 
         self.submit(change)
 
@@ -191,10 +207,13 @@ class ConfusionPlot(PlotCanvas):
     """Confusion matrix (rows true, columns predicted) and per-class F1."""
 
     def __init__(self):
-        super().__init__(height=3.0, ncols=2)
+        super().__init__(height=3.4, ncols=2)
+        self.setMinimumHeight(MIN_HEIGHT)
 
     def show_metrics(self, metrics: dict) -> None:
-        """Draw the ``confusion`` and ``per_class`` F1 of a metrics dict (in the plot thread)."""
+        """Draw the ``confusion`` and ``per_class`` F1 of a metrics dict (in the plot thread);
+        many classes get a taller plot (a row of pixels per class name, not overlapping)."""
+        self.setMinimumHeight(max(MIN_HEIGHT, 18 * len(metrics.get("classes") or []) + 150))
         self.submit(lambda: self._draw_metrics(dict(metrics)))
 
     def _draw_metrics(self, metrics: dict) -> None:
@@ -206,17 +225,24 @@ class ConfusionPlot(PlotCanvas):
         if cm.size:
             cm_ax.imshow(cm, cmap="viridis")
             ticks = np.arange(len(classes))
-            cm_ax.set_xticks(ticks, classes, rotation=90, fontsize=6)
-            cm_ax.set_yticks(ticks, classes, fontsize=6)
-            for (i, j), v in np.ndenumerate(cm):
-                cm_ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6, color="w")
-        cm_ax.set_title("confusion (true × predicted)", fontsize=8)
+            size = 6 if len(classes) <= MAX_ANNOTATED_CLASSES else 5
+            cm_ax.set_xticks(ticks, classes, rotation=45, ha="right",
+                             rotation_mode="anchor", fontsize=size)
+            cm_ax.set_yticks(ticks, classes, fontsize=size)
+            if len(classes) <= MAX_ANNOTATED_CLASSES:  # more: numbers overlap, colours only
+                for (i, j), v in np.ndenumerate(cm):
+                    cm_ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6,
+                               color="w")
+        cm_ax.set_xlabel("predicted", fontsize=7)
+        cm_ax.set_ylabel("true", fontsize=7)
+        cm_ax.set_title("confusion (counts)", fontsize=8)
         per = metrics.get("per_class") or {}
         names = [c for c in classes if c in per]
         f1 = [float(per[c].get("f1", np.nan)) for c in names]
         f1_ax.barh(np.arange(len(names)), f1, color="#1f77b4")
         f1_ax.set_yticks(np.arange(len(names)), names, fontsize=6)
         f1_ax.set_xlim(0, 1)
+        f1_ax.set_xlabel("F1", fontsize=7)
         f1_ax.set_title("F1 per class", fontsize=8)
         for ax in self.axes:
             _style(ax)
@@ -248,4 +274,6 @@ class TracePlot(PlotCanvas):
                                 color="#1f77b4", alpha=0.4, lw=0)
             ax.plot(y, lw=0.8, color="#ff7f0e")
         ax.set_title(title, fontsize=8)
+        ax.set_xlabel("frame", fontsize=7)
+        ax.set_ylabel("F", fontsize=7)
         _style(ax)

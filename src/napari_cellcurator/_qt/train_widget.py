@@ -27,6 +27,12 @@ from napari_cellcurator._qt.common import (
     warm_torch,
     worker_setup,
 )
+from napari_cellcurator._qt.curate_helpers import (
+    before_after_text,
+    epoch_metric,
+    metric_name,
+    metrics_text,
+)
 from napari_cellcurator._qt.model_reading import fine_tune_read_extra
 
 
@@ -96,12 +102,16 @@ class TrainWidget(Container):
         self._progress = ProgressBar(value=0, min=0, max=1, label="epoch")
         self._status = Label(value="")
         self._metrics = Label(value="")
+        self._metrics.native.setWordWrap(True)  # a long before → after line in a narrow dock
         super().__init__(widgets=[self._epochs, self._device, self._run, self._cancel,
                                   self._progress, self._status, self._metrics])
         self.curves = CurvesPlot()
         self.confusion = ConfusionPlot()
         self.native.layout().addWidget(self.curves)
         self.native.layout().addWidget(self.confusion)
+        self.native.layout().addStretch(1)  # no gaps between the controls
+        self.confusion.setVisible(False)  # no empty axes: shown with the metrics
+        self._task_name = None
         self._run.changed.connect(self.train)
         self._cancel.changed.connect(self.cancel)
         self.worker = None
@@ -146,6 +156,10 @@ class TrainWidget(Container):
         self._result, self._failure = None, None
         self._trained = s  # the session trained on (the viewer may load other data meanwhile)
         self.curves.clear()
+        self._task_name = s.task_name
+        self.curves.set_metric_name(metric_name(s.task_name))
+        self.confusion.setVisible(False)  # the previous run's, until this one's metrics
+        self._metrics.value = ""
         self._progress.max, self._progress.value = int(self._epochs.value), 0
         self._status.value = "starting…"
         before_args = (s.task_name, items.table, s.scores,
@@ -180,7 +194,7 @@ class TrainWidget(Container):
             self._status.value = f"epoch {u.epoch}: step {u.step}/{u.steps} loss {u.loss:.3f}"
         elif isinstance(u, training.EpochDone):
             self._progress.value = u.epoch
-            metric = u.val_metrics.get("macro_f1", u.val_metrics.get("A"))
+            metric = epoch_metric(self._task_name, u.val_metrics)
             self.curves.add_epoch(u.epoch, u.train_loss, u.val_loss, metric)
         elif isinstance(u, training.TrainingFailed):
             self._failure = u.message
@@ -245,17 +259,15 @@ class TrainWidget(Container):
     def _show_metrics(self, before: dict | None, after: dict | None, version: str) -> None:
         from qtpy.QtCore import QTimer
 
-        def fmt(m):
-            if not m:
-                return "—"
-            return f"acc {m.get('accuracy', float('nan')):.3f}, F1 {m.get('macro_f1', 0):.3f}"
-
-        self._metrics.value = f"labelled items: before {fmt(before)} → {version} {fmt(after)}"
+        prop = "A" in (after or before or {})  # proportions (mixture): A / MAE, no classes
+        self._metrics.value = before_after_text(before, after, version, prop)
         self._status.value = f"model {version} is current"
-        notify_info(f"new model {version}: {fmt(after)} (was {fmt(before)})")
+        notify_info(f"new model {version}: {metrics_text(after, prop)} on your labels "
+                    f"(was {metrics_text(before, prop)})")
 
         def plot_then_done():
-            if after and after.get("confusion"):
+            if after and after.get("confusion") and not prop:
+                self.confusion.setVisible(True)
                 self.confusion.show_metrics(after)
             self.done.emit("trained")
 
