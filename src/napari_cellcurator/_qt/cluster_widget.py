@@ -23,6 +23,7 @@ from napari_cellcurator._qt.common import (
     warm_torch,
     worker_setup,
 )
+from napari_cellcurator._qt.kinds import layer_kind
 from napari_cellcurator.core.errors import CellCuratorError
 
 #: cluster colours, apart from the class colours (layers.PALETTE): clusters are shown as a
@@ -172,10 +173,10 @@ class ClusterWidget(Container):
         if layer is None:
             return
         layer.features["cluster"] = clusters
-        if layer._type_string == "points":
+        if layer_kind(layer) == "points":
             layer.face_color = cluster_colors(clusters, CLUSTER_FILL_ALPHA)
             self._connect_layer(layer)
-        elif layer._type_string == "labels":
+        elif layer_kind(layer) == "labels":
             from napari.utils.colormaps import DirectLabelColormap
 
             colors = {None: np.zeros(4), 0: np.zeros(4)}
@@ -190,7 +191,7 @@ class ClusterWidget(Container):
         if self._layer is layer:
             return
         self._layer = layer
-        if layer._type_string == "points":
+        if layer_kind(layer) == "points":
             layer.selected_data.events.items_changed.connect(self._from_layer)
         else:
             layer.events.selected_label.connect(self._from_layer)
@@ -233,7 +234,7 @@ class ClusterWidget(Container):
             return
         self._syncing = True
         try:
-            if layer._type_string == "points":
+            if layer_kind(layer) == "points":
                 layer.selected_data = set(self.selected.tolist())
             elif len(self.selected):
                 ids = require_session(self._viewer).label_ids()
@@ -247,7 +248,7 @@ class ClusterWidget(Container):
         layer = require_session(self._viewer).layer
         if layer is not self._layer:  # a selection in the previous data set's layer
             return
-        if layer._type_string == "points":
+        if layer_kind(layer) == "points":
             rows = sorted(layer.selected_data)
         else:
             ids = require_session(self._viewer).label_ids()

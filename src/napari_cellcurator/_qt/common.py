@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
+from napari_cellcurator._qt.kinds import layer_kind
 from napari_cellcurator._qt.layers import (
     item_features,
     labels_colormap_dict,
@@ -124,7 +125,7 @@ class Session:
     # ---- display ---------------------------------------------------------------------------
     def features(self) -> pd.DataFrame:
         feats = item_features(self.merged_table(), self.predictions)
-        if self.layer is not None and self.layer._type_string == "labels":
+        if self.layer is not None and layer_kind(self.layer) == "labels":
             feats.insert(0, "index", self.label_ids())  # napari: row ↔ label value
         return feats
 
@@ -137,7 +138,7 @@ class Session:
         if len(old) == len(feats):  # the user's own columns (class, area...) stay
             for column in old.columns.difference(feats.columns):
                 feats[column] = old[column].to_numpy()
-        if self.layer._type_string == "points":
+        if layer_kind(self.layer) == "points":
             self._show_points(feats, point_style(feats, self.classes))
             return
         self._show_features(feats)
@@ -155,7 +156,7 @@ class Session:
             return
         shown = self._symbols_shown
         many = len(rows) > max(256, len(self.items) // 10)  # a bulk undo: one rebuild
-        unstyled = layer._type_string == "points" and (shown is None or shown[0] is not layer)
+        unstyled = layer_kind(layer) == "points" and (shown is None or shown[0] is not layer)
         if many or unstyled or len(layer.features) != len(self.items):
             self.refresh_layer()
             return
@@ -163,7 +164,7 @@ class Session:
         feats = layer.features.copy()
         for column in fresh.columns:
             feats.iloc[rows, feats.columns.get_loc(column)] = fresh[column].to_numpy()
-        if layer._type_string != "points":
+        if layer_kind(layer) != "points":
             self._show_features(feats)
             return
         style = point_style(fresh, self.classes)
@@ -211,7 +212,7 @@ class Session:
 
     def _show_features(self, feats: pd.DataFrame) -> None:
         """Set features (and, on a Labels layer, the class colours) and redraw."""
-        if self.layer._type_string == "labels":
+        if layer_kind(self.layer) == "labels":
             from napari.utils.colormaps import DirectLabelColormap
 
             self.layer.features = feats

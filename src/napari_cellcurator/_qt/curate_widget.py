@@ -20,6 +20,7 @@ from napari_cellcurator._qt.common import (
 )
 from napari_cellcurator._qt.curate_helpers import TABLE_ORDER_NOTE, class_choices, key_help
 from napari_cellcurator._qt.item_table import ItemTable
+from napari_cellcurator._qt.kinds import layer_kind
 from napari_cellcurator._qt.layer_keys import LayerKeys
 
 ORDERS = (("most uncertain, rare classes first", "balanced"), ("most uncertain", "uncertain"),
@@ -93,13 +94,13 @@ class CurateWidget(Container):
         for k in range(1, 10):
             keys[str(k)] = (lambda kk: (lambda _: self.label_class(kk - 1)))(k)
         self._keys.bind(layer, {key: self._when_aligned(f) for key, f in keys.items()})
-        if layer._type_string == "points":
+        if layer_kind(layer) == "points":
             layer.events.data.connect(self._on_points_edited)
 
     def _aligned(self) -> bool:
         """Whether the item layer still has one point per item (said once when not)."""
         s = self.session
-        if s is None or s.layer is None or s.layer._type_string != "points" or \
+        if s is None or s.layer is None or layer_kind(s.layer) != "points" or \
                 len(s.layer.data) == len(s.items):
             return True
         notify_error(f"the layer {s.layer.name!r} has {len(s.layer.data)} points for "
@@ -121,7 +122,7 @@ class CurateWidget(Container):
         layer = self._keys.layer
         self._keys.unbind()
         if layer is not None:
-            if layer._type_string == "points":
+            if layer_kind(layer) == "points":
                 layer.events.data.disconnect(self._on_points_edited)
 
     def detach(self) -> None:
@@ -179,9 +180,9 @@ class CurateWidget(Container):
         from napari_cellcurator._qt.task_layers import centre_on_item
 
         centre_on_item(self._viewer, s, row)  # and its frames, for a mixture snippet
-        if s.layer._type_string == "points":
+        if layer_kind(s.layer) == "points":
             s.layer.selected_data = {row}
-        elif s.layer._type_string == "labels":
+        elif layer_kind(s.layer) == "labels":
             s.layer.selected_label = int(s.label_ids()[row])
         self.table.select_item(row)  # and scrolled to
         self._show_current(row)

@@ -32,6 +32,7 @@ from napari_cellcurator._qt.common import (
     warm_torch,
 )
 from napari_cellcurator._qt.curate_helpers import MADE, hide_previous_layers
+from napari_cellcurator._qt.kinds import layer_kind
 from napari_cellcurator._qt.layer_items import layer_file, layer_source, placed_as
 from napari_cellcurator._qt.model_reading import read_items, record_layer_read
 from napari_cellcurator.core.io.points import POINT_CROP
@@ -142,7 +143,7 @@ class LoadWidget(Container):
 
     def _layer_choices(self, *kinds: str, none: str | None = None):
         def choices(_widget=None):
-            names = [ly.name for ly in self._viewer.layers if ly._type_string in kinds]
+            names = [ly.name for ly in self._viewer.layers if layer_kind(ly) in kinds]
             return names + ([none] if none else [])
         return choices
 
@@ -167,7 +168,7 @@ class LoadWidget(Container):
             cells = items_layer or self._viewer.layers[self._items_layer.value]
             if self._wants_cellness(image, cells):
                 return self._load_cellness_layers(image, cells)
-            kind = cells._type_string
+            kind = layer_kind(cells)
             classes = (cells.features["class"].tolist()
                        if kind != "labels" and "class" in cells.features else None)
             # arrays, never layers, to the worker: copies of points / shapes (cheap; the user
@@ -205,13 +206,13 @@ class LoadWidget(Container):
     def _wants_cellness(self, image, cells) -> bool:
         if self._task.value == "cellness":
             return True
-        return (self._task.value == "auto" and cells._type_string in ("labels", "shapes")
+        return (self._task.value == "auto" and layer_kind(cells) in ("labels", "shapes")
                 and image.ndim == 3 and not image.rgb)
 
     def _load_cellness_layers(self, image, cells):
         """Candidates with traces in a worker: the ROIs of a Labels or Shapes layer, or with
         no cells layer, PCA/ICA candidates found in the movie."""
-        kind = None if cells is None else cells._type_string
+        kind = None if cells is None else layer_kind(cells)
         if kind not in (None, "labels", "shapes"):
             raise ValueError("cellness from layers needs a Labels or Shapes layer of ROIs, "
                              f"or {NO_CELLS!r}")

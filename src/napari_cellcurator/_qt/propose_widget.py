@@ -7,6 +7,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 from napari.qt.threading import thread_worker
 
 from napari_cellcurator._qt.common import notify_error, notify_info, real_viewer
+from napari_cellcurator._qt.kinds import layer_kind
 
 METHODS = ("watershed", "log")
 OUTPUTS = ("Points", "Labels")
@@ -67,7 +68,7 @@ class ProposeWidget(Container):
         self.worker = None
 
     def _image_choices(self, _widget=None) -> list[str]:
-        return [ly.name for ly in self._viewer.layers if ly._type_string == "image"]
+        return [ly.name for ly in self._viewer.layers if layer_kind(ly) == "image"]
 
     def _layer(self):
         name = self._image.value

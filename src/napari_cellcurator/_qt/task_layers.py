@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from napari_cellcurator._qt.kinds import layer_kind
 from napari_cellcurator._qt.layers import item_features
 from napari_cellcurator.core.io.items import ItemSet
 
@@ -136,7 +137,7 @@ def show_tiles_on_their_frames(viewer, session) -> None:
     ``"all"``), and the viewer's time-lapse images show their own frame, not a mean over
     the slice (``projection_mode`` ``"none"``)."""
     layer = session.layer
-    if layer is None or layer._type_string != "points" or layer.ndim < 3 or \
+    if layer is None or layer_kind(layer) != "points" or layer.ndim < 3 or \
             "frames" not in session.items.arrays:
         return
     from napari_cellcurator._qt.layer_items import layer_calibration
@@ -145,7 +146,7 @@ def show_tiles_on_their_frames(viewer, session) -> None:
     axis = viewer.dims.ndim - layer.ndim  # a layer's axes are the viewer's last ones
     scale, _ = layer_calibration(layer, layer.ndim)
     for other in viewer.layers:
-        if other._type_string == "image" and other.ndim >= layer.ndim:
+        if layer_kind(other) == "image" and other.ndim >= layer.ndim:
             other.projection_mode = "none"
     thickness = list(viewer.dims.thickness)
     thickness[axis] = (length - 1) * float(scale[0])
@@ -165,7 +166,7 @@ def item_diameter(session, row: int) -> float:
     table, layer = session.items.table, session.layer
     if "npix" in table.columns and np.isfinite(float(table["npix"].iloc[row])):
         return 2.0 * float(np.sqrt(float(table["npix"].iloc[row]) / np.pi))
-    if layer is not None and layer._type_string == "points" and len(layer.size) > row:
+    if layer is not None and layer_kind(layer) == "points" and len(layer.size) > row:
         return float(np.asarray(layer.size)[row])
     image = session.items.arrays.get("image")
     return float(image.shape[-1]) if image is not None else 48.0
@@ -211,7 +212,7 @@ def centre_on_item(viewer, session, row: int) -> None:
     camera = _camera(viewer)
     camera.center = tuple(centre * scale + translate)
     camera.zoom = zoom
-    if session.task_name == "mixture" and layer._type_string == "points" and layer.ndim > 2:
+    if session.task_name == "mixture" and layer_kind(layer) == "points" and layer.ndim > 2:
         show_tiles_on_their_frames(viewer, session)
         world = np.asarray(layer.data_to_world(layer.data[row]), dtype=float)
         first = viewer.dims.ndim - layer.ndim  # a layer's axes are the viewer's last ones
