@@ -270,3 +270,21 @@ def test_fine_tuning_keeps_the_parents_tiling_and_rescores(make_napari_viewer, q
     extra = session.config.preprocessing["read_options"]["extra"]
     assert extra.get("half") in (True, "true") or extra.get("scale") == 2
     assert session.predictions is not None and len(session.predictions) == 2
+
+
+def test_loaded_tiles_show_on_their_snippets_frames_before_any_prediction(
+        make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
+    viewer = make_napari_viewer()
+    image = viewer.add_image(_movie(), name="movie")
+    load = LoadWidget(viewer)
+    load._task.value = "mixture"
+    worker = load.load_layers(image)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    assert hub_for(viewer).session.layer.projection_mode == "all"
+    assert viewer.dims.thickness[0] == pytest.approx(4)  # 5-frame snippets

@@ -101,3 +101,14 @@ def before_after_text(before, after, version: str, proportions: bool) -> str:
     return (f"on {items} (trained on them, not held out): before "
             f"{metrics_text(before, proportions)} → {version} "
             f"{metrics_text(after, proportions)}")
+
+
+def publish_session(viewer, session) -> None:
+    """Make ``session`` the viewer's current data (the widgets follow); a mixture movie's
+    tiles show on every frame of their snippet from the start, not only after Predict."""
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.task_layers import show_tiles_on_their_frames
+
+    hub_for(viewer).set_session(session)
+    if session.task_name == "mixture":
+        show_tiles_on_their_frames(viewer, session)

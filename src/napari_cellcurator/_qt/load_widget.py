@@ -23,7 +23,6 @@ from napari_cellcurator._qt.common import (
     Session,
     WorkerFailed,
     add_layer_data,
-    hub_for,
     job_steps,
     notify_error,
     notify_info,
@@ -31,7 +30,7 @@ from napari_cellcurator._qt.common import (
     real_viewer,
     warm_torch,
 )
-from napari_cellcurator._qt.curate_helpers import MADE, hide_previous_layers
+from napari_cellcurator._qt.curate_helpers import MADE, hide_previous_layers, publish_session
 from napari_cellcurator._qt.kinds import layer_kind
 from napari_cellcurator._qt.layer_items import layer_file, layer_source, placed_as
 from napari_cellcurator._qt.model_reading import read_items, record_layer_read
@@ -255,7 +254,7 @@ class LoadWidget(Container):
         session.layer = cells
         session.refresh_layer()
         hide_previous_layers(self._viewer, keep=(image, cells))  # the data shown before
-        hub_for(self._viewer).set_session(session)
+        publish_session(self._viewer, session)
         self._status.value = f"{len(items)} {task} items from layers"
 
     def _failed(self, exc) -> None:
@@ -292,7 +291,7 @@ class LoadWidget(Container):
             # movies are read lazily: room in dask's chunk cache for a few hundred MB
             bound_dask_cache(sum(getattr(ly.data, "nbytes", 0) for ly in layers))
         self._viewer.layers.selection.active = session.layer
-        hub_for(self._viewer).set_session(session)
+        publish_session(self._viewer, session)
         self._status.value = f"{len(items)} items ({task})"
         notify_info(f"loaded {len(items)} {task} items from {path.name}")
 
