@@ -66,3 +66,14 @@ def test_labels_set_takes_an_old_id_and_journals_the_current_one(two_sessions, c
     assert main(["labels", "--data", str(two_sessions[1]), "--set", "analysis_results:2",
                  "not_cell"]) == 0
     assert capsys.readouterr().out.strip() == "day2/analysis_results:2: not_cell"
+
+
+def test_an_old_id_shared_by_two_sessions_moves_to_neither(two_sessions):
+    from napari_cellcurator.core.io.items import current_item_id
+
+    items = TASK.read_many(two_sessions, ReadOptions())
+    journal = pd.DataFrame({"item_id": ["analysis_results:0"], "label": ["not_cell"],
+                            "source": ["human"]})
+    merged = merge_labels(items.table, journal)
+    assert not merged["label_source"].eq("human").any()  # which session's? nobody can say
+    assert current_item_id(items.table, "analysis_results:0") is None

@@ -60,3 +60,10 @@ def test_a_label_image_of_another_size_is_refused():
     lab[150:170, 150:170] = 1
     with pytest.raises(InputError, match="does not match the image"):
         items_from_labels_layer(image, lab)
+
+
+def test_a_shape_drawn_over_another_leaves_its_id():
+    shapes = [_rect(10, 10, 70, 70), _rect(150, 150, 170, 170)]
+    before = _items(shapes).table
+    after = _items([*shapes, _rect(40, 40, 90, 90)]).table  # over part of the first
+    assert list(after["item_id"])[:2] == list(before["item_id"])

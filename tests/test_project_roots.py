@@ -289,12 +289,15 @@ def test_journal_uris_of_windows_drives_and_network_paths():
 
 
 def test_predictions_made_on_another_machine_fit_the_same_recording(tmp_path):
-    day1 = tmp_path / "lab" / "mouseA" / "day1"
+    day1 = tmp_path / "lab" / "mouseA" / "2024-05-01" / "suite2p"
     day1.mkdir(parents=True)
     items = pd.DataFrame({"item_id": ["a:0", "a:1"], "source": str(day1)})
     preds = pd.DataFrame({"item_id": ["a:0"], "prediction": "cell"})
-    for root in ("/mnt/lab/mouseA/day1", r"\\nas\lab\MouseA\day1"):  # a server, a PC
-        check_predictions_match(items, preds.assign(data_root=root), "p.csv", day1)
-    with pytest.raises(InputError, match="not for this data"):
-        check_predictions_match(items, preds.assign(data_root="/mnt/lab/mouseB/day1"),
-                                "p.csv", day1)
+    for root in ("/mnt/lab/mouseA/2024-05-01/suite2p",  # a server
+                 r"\\nas\lab\MouseA\2024-05-01\suite2p"):  # a PC
+        with pytest.warns(InputWarning, match="same last three folders"):
+            check_predictions_match(items, preds.assign(data_root=root), "p.csv", day1)
+    for other in ("/mnt/lab/mouseB/2024-05-01/suite2p",  # another animal, same date
+                  "/mnt/2024-05-01/suite2p", "suite2p"):  # too little to tell
+        with pytest.raises(InputError, match="not for this data"):
+            check_predictions_match(items, preds.assign(data_root=other), "p.csv", day1)

@@ -198,3 +198,19 @@ def test_cli_propose_never_replaces_user_files(chula, tmp_path, capsys):
     assert main(["propose", "--data", str(root / "images" / "12.jpg"), "--out",
                  str(tmp_path / "props"), "--channel", "5"]) == 2
     assert "12.jpg: channel 5 does not exist" in capsys.readouterr().err
+
+
+def test_cli_propose_refuses_frames_sharing_a_name(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    from napari_cellcurator.cli import main
+
+    frames = tmp_path / "images"
+    frames.mkdir()
+    frame = np.full((64, 64), 200, np.uint8)
+    frame[20:40, 20:40] = 60
+    tifffile.imwrite(frames / "a.tif", frame)
+    Image.fromarray(frame).save(frames / "a.png")
+    assert main(["propose", "--data", str(frames), "--out", str(tmp_path / "labels")]) == 2
+    assert not (tmp_path / "labels").exists() or not any((tmp_path / "labels").iterdir())

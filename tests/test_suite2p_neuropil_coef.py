@@ -26,3 +26,11 @@ def test_the_runs_coefficient_is_used_unless_a_read_option_says_otherwise(tmp_pa
     np.testing.assert_allclose(_traces(plane), _traces(plane, neuropil_coef=0.3))
     assert not np.allclose(_traces(plane), default)  # 0.7 before
     np.testing.assert_allclose(_traces(plane, neuropil_coef=0.7), default)
+
+
+def test_a_run_without_neuropil_subtraction_stays_without(tmp_path):
+    plane = make_plane(tmp_path / "plane0", np.array([[1, .9], [0, .2]]))
+    ops = load_npy(plane / "ops.npy")
+    np.save(plane / "ops.npy", {**ops, "extraction": {"neuropil_coefficient": 0.0},
+                                "neucoeff": 0.7}, allow_pickle=True)
+    np.testing.assert_allclose(_traces(plane), _traces(plane, neuropil_coef=0.0))

@@ -157,6 +157,11 @@ def cmd_propose(a: argparse.Namespace) -> int:
 
     data, out = Path(a.data), Path(a.out)
     frames = frames_of(data)
+    stems = [f.stem for f in frames]
+    twins = sorted({f.name for f in frames if stems.count(f.stem) > 1})
+    if twins:  # one point file per stem: a.png and a.tif would overwrite each other's
+        raise InputError(data, f"frames {twins[:6]} share a name", "one frame per name "
+                         "(the readers pair a frame with labels/<name>.txt)")
     check_out(out, data, frames)
     header = f"method {a.method}, diameter {a.diameter:g}" + (
         f", channel {a.channel}" if a.channel is not None else "")

@@ -163,3 +163,16 @@ def test_explanation_overlay_is_transparent_at_zero(make_napari_viewer, monkeypa
     assert rgba[0, 3] == pytest.approx(1.0) and rgba[2, 3] == pytest.approx(1.0)
     assert rgba[0, 2] > rgba[0, 0] and rgba[2, 0] > rgba[2, 2]  # blue against, red for
     assert layer.blending == "translucent"
+
+
+def test_an_imported_label_is_drawn_as_a_persons():
+    """Labels a person gave in a project of an earlier version (journal source 'import')
+    decide like 'human' ones: never drawn as the model's class."""
+    from napari_cellcurator._qt.layers import HUMAN_SYMBOL, point_style
+
+    classes = ["not_cell", "cell"]
+    feats = _feats(["cell", "cell"], ["import", "human"], ["not_cell", "not_cell"],
+                   [0.9, 0.9])
+    style = point_style(feats, classes)
+    assert list(style["symbol"]) == [HUMAN_SYMBOL, HUMAN_SYMBOL]
+    assert list(feats["shown_class"]) == ["cell", "cell"]

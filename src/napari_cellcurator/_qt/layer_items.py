@@ -13,6 +13,7 @@ Shapes are curated on a Labels layer of them (shape ``k`` ↔ value ``k + 1``).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -107,19 +108,23 @@ def celltype_from_shapes(image: np.ndarray, rgb: bool, vertices: list, shape_typ
     """One crop per area shape (``classes``: a ``class`` feature per shape, or None) and the
     label image of the shapes."""
     from napari_cellcurator.core.io.celltype_readers import items_from_labels_layer
-    from napari_cellcurator.core.io.items import FORMER_ID
     from napari_cellcurator.core.io.points import point_ids
-    from napari_cellcurator.core.io.shapes import shapes_label_image
+    from napari_cellcurator.core.io.shapes import footprints_from_shapes, shapes_label_image
 
     frame = image.shape[:2] if rgb else image.shape[-2:]
     label_image, kept = shapes_label_image(vertices, shape_types, frame, name)
     by_value = {k + 1: classes[k] for k in kept} if classes is not None else None
     items = items_from_labels_layer(image, label_image, by_value, crop)
-    # ids from the shapes' centres, as for points: label values are shape indices, and
-    # deleting a shape would move the journal's labels onto the next shapes
-    table = items.table
-    table[FORMER_ID] = table["item_id"].astype(str)  # labels saved by earlier versions
-    table["item_id"] = point_ids("image:shape", table[["y", "x"]].to_numpy(np.float64))
+    # ids from each shape's own outline (not its visible part: a shape drawn over it later
+    # must not change it), as for points: label values are shape indices, and deleting a
+    # shape would move the journal's labels onto the next shapes
+    with warnings.catch_warnings():  # the label image above already said what was skipped
+        warnings.simplefilter("ignore")
+        footprints, indices = footprints_from_shapes(vertices, shape_types, frame, name)
+    centre = {k + 1: (ys.mean(), xs.mean()) for k, (ys, xs, _) in zip(indices, footprints,
+                                                                     strict=True)}
+    yx = np.array([centre[int(v)] for v in items.table["label_id"]]).reshape(-1, 2)
+    items.table["item_id"] = point_ids("image:shape", yx)
     return items, label_image
 
 

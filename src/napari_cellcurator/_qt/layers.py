@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.triage import PERSON_SOURCES
 
 #: 20 distinct colours for classes, RGB: tab10's strong colours without its grey, yellow and
 #: magenta, then tab20's light ones without grey (a violet and a teal for its pale lavender
@@ -145,7 +146,7 @@ def _conflict(features: pd.DataFrame) -> np.ndarray:
     """Items whose file/cluster label the model's prediction contradicts."""
     label = features["label"].to_numpy().astype(str)
     pred = features["prediction"].to_numpy().astype(str)
-    human = features["label_source"].to_numpy() == "human"
+    human = features["label_source"].isin(PERSON_SOURCES).to_numpy()
     return (label != "") & (pred != "") & (pred != label) & ~human
 
 
@@ -153,7 +154,7 @@ def item_alpha(features: pd.DataFrame) -> np.ndarray:
     """Opacity of each item: solid for a person's label or a label the model does not
     weigh in on; otherwise faded by the probability of the class shown (the model's)."""
     prob = features["probability"].to_numpy(dtype=float)
-    human = features["label_source"].to_numpy() == "human"
+    human = features["label_source"].isin(PERSON_SOURCES).to_numpy()
     pred = features["prediction"].to_numpy().astype(str)
     by_model = ~human & ~np.isnan(prob) & (pred != "") & (
         pred == features["shown_class"].to_numpy().astype(str))
@@ -163,7 +164,7 @@ def item_alpha(features: pd.DataFrame) -> np.ndarray:
 def point_style(features: pd.DataFrame, classes: list[str]) -> dict:
     """Border colour by the class shown, opacity by confidence, symbol by label source
     (square: a person's; diamond: a label the model contradicts; disc: otherwise)."""
-    human = features["label_source"].to_numpy() == "human"
+    human = features["label_source"].isin(PERSON_SOURCES).to_numpy()
     border = class_colors(classes, features["shown_class"], item_alpha(features))
     symbol = np.where(human, HUMAN_SYMBOL,
                       np.where(_conflict(features), CONFLICT_SYMBOL, MODEL_SYMBOL))
@@ -180,7 +181,7 @@ def labels_colormap_dict(features: pd.DataFrame, label_ids: np.ndarray,
     """{label id: RGBA} for a Labels layer: class colour; a person's label opaque, others
     at most :data:`LABELS_MODEL_ALPHA` and fainter when unsure; contradicted file labels
     :data:`CONFLICT_RGB`."""
-    human = features["label_source"].to_numpy() == "human"
+    human = features["label_source"].isin(PERSON_SOURCES).to_numpy()
     rgba = class_colors(classes, features["shown_class"], item_alpha(features))
     rgba[_conflict(features), :3] = CONFLICT_RGB
     rgba[:, 3] = np.where(human, 1.0, rgba[:, 3] * LABELS_MODEL_ALPHA)

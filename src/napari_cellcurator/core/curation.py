@@ -176,8 +176,12 @@ def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame
     if data is not None and DATA_ROOT in predictions.columns:
         theirs = set(predictions[DATA_ROOT].dropna().astype(str))
         ours = str(dataset_root(data))
-        if theirs and ours not in theirs and _tail(ours) not in {_tail(t) for t in theirs}:
-            _refuse_other_data(where, theirs, {ours})
+        if theirs and ours not in theirs:
+            if _tail(ours) not in {_tail(t) for t in theirs if len(_tail(t)) == 3}:
+                _refuse_other_data(where, theirs, {ours})
+            warnings.warn(f"{where}: predicted for {sorted(theirs)[0]}, taken as this data "
+                          f"({ours}): the same last three folders (another machine's path)",
+                          InputWarning, stacklevel=2)
         return
     if "source" in predictions.columns and "source" in items_table.columns:
         theirs = _absolute(predictions["source"])
@@ -186,11 +190,11 @@ def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame
             _refuse_other_data(where, theirs, ours)
 
 
-def _tail(path: str, parts: int = 2) -> tuple[str, ...]:
-    """The last folders of a data set's path, case-folded, whatever the system wrote it:
-    predictions made on a server (``/mnt/lab/mouseA/day1``) fit the same recording seen from
-    a laptop (``\\\\nas\\lab\\mouseA\\day1``, ``/Volumes/lab/mouseA/day1``), while
-    ``mouseB/day1`` stays another recording."""
+def _tail(path: str, parts: int = 3) -> tuple[str, ...]:
+    """The last three folders of a data set's path, case-folded, whatever the system wrote
+    it: predictions made on a server (``/mnt/lab/mouseA/day1/suite2p``) fit the same
+    recording seen from a laptop (``\\\\nas\\lab\\mouseA\\day1\\suite2p``), while
+    ``mouseB/day1/suite2p`` stays another recording."""
     names = [n for n in path.replace("\\", "/").split("/") if n]
     return tuple(n.casefold() for n in names[-parts:])
 

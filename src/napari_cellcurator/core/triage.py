@@ -167,7 +167,10 @@ def with_current_ids(table: pd.DataFrame, journal_labels: pd.DataFrame) -> pd.Da
     if FORMER_ID not in table.columns or not len(journal_labels):
         return journal_labels
     ids = table["item_id"].astype(str)
-    current = dict(zip(table[FORMER_ID].astype(str), ids, strict=True))
+    former = table[FORMER_ID].astype(str)
+    unique = ~former.duplicated(keep=False)  # a former id of several items (two sessions'
+    # analysis_results:0 read together) belongs to neither: its labels stay as they were
+    current = dict(zip(former[unique], ids[unique], strict=True))
     j_ids = journal_labels["item_id"].astype(str)
     old = (~j_ids.isin(set(ids)) & j_ids.isin(current.keys())).to_numpy()
     if not old.any():

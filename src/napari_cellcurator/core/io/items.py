@@ -91,7 +91,7 @@ def current_item_id(table: pd.DataFrame, item_id: str) -> str | None:
         return str(item_id)
     if FORMER_ID in table.columns:
         hits = ids[table[FORMER_ID].astype(str) == str(item_id)]
-        if len(hits):
+        if len(hits) == 1:  # several: an old id of items of several data sets, no longer one
             return str(hits.iloc[0])
     return None
 

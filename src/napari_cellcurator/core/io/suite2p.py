@@ -201,8 +201,9 @@ def _neuropil_coef(ops: dict) -> float | None:
     """The neuropil coefficient the user ran Suite2p with (0.x ``neucoeff``, 1.x
     ``extraction.neuropil_coefficient``), so traces are ``F − c·Fneu`` as Suite2p shows them."""
     extraction = ops.get("extraction")
-    value = (extraction.get("neuropil_coefficient") if isinstance(extraction, dict)
-             else None) or ops.get("neucoeff")
+    value = extraction.get("neuropil_coefficient") if isinstance(extraction, dict) else None
+    if value is None:  # 0 is a value (no neuropil subtraction)
+        value = ops.get("neucoeff")
     try:
         coef = float(value)
     except (TypeError, ValueError):
