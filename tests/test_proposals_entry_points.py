@@ -214,3 +214,15 @@ def test_cli_propose_refuses_frames_sharing_a_name(tmp_path):
     Image.fromarray(frame).save(frames / "a.png")
     assert main(["propose", "--data", str(frames), "--out", str(tmp_path / "labels")]) == 2
     assert not (tmp_path / "labels").exists() or not any((tmp_path / "labels").iterdir())
+
+
+def test_find_cells_on_an_8bit_three_channel_stack_uses_the_channel_with_cells():
+    from napari_cellcurator._qt.propose_widget import find_cells
+
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 40, (3, 200, 200)).astype(np.uint8)  # noise in every channel
+    yy, xx = np.mgrid[:200, :200]
+    for y, x in ((50, 50), (50, 150), (150, 100)):
+        stack[0][(yy - y) ** 2 + (xx - x) ** 2 < 15 ** 2] = 220  # nuclei in channel 0 only
+    centres, _ = find_cells(stack, False, 30, "watershed", None)
+    assert len(centres) == 3

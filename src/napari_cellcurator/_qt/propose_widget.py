@@ -37,6 +37,8 @@ def find_cells(data, rgb: bool, diameter: float, method: str, channel: int | Non
     image = np.asarray(data)
     if rgb and image.ndim == 3:  # a napari RGB layer is (H, W, 3|4) whatever its size
         image = np.moveaxis(image[..., :3], -1, 0)  # alpha dropped
+    elif image.ndim == 3:  # channels (or frames), not a colour photograph: never "green"
+        image = image.astype(np.float32)
     return propose_cells(image, float(diameter), method, channel)
 
 
