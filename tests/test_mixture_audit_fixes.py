@@ -41,19 +41,20 @@ def _read_in_workers(items: ItemSet) -> np.ndarray:
 
 # --- 1: movies go to worker processes --------------------------------------------------
 
-def test_zlib_tiff_movie_is_read_by_worker_processes(tmp_path):
-    path = tmp_path / "z.tif"
-    tifffile.imwrite(path, _movie(0), compression="zlib")
-    items = movie_items(open_movie(path, min_frames=3), OPTS)
-    expected = np.asarray(items.arrays["frames"][:2])
-    np.testing.assert_allclose(_read_in_workers(items), expected)
+def _write_zlib_tiff(path, movie) -> None:
+    tifffile.imwrite(path, movie, compression="zlib")
 
 
-def test_hdf5_movie_is_read_by_worker_processes(tmp_path):
+def _write_hdf5(path, movie) -> None:
     h5py = pytest.importorskip("h5py")
-    path = tmp_path / "m.h5"
     with h5py.File(path, "w") as f:
-        f["mov"] = _movie(1)
+        f["mov"] = movie
+
+
+@pytest.mark.parametrize("name,write", [("z.tif", _write_zlib_tiff), ("m.h5", _write_hdf5)])
+def test_compressed_movies_are_read_by_worker_processes(tmp_path, name, write):
+    path = tmp_path / name
+    write(path, _movie(0))
     items = movie_items(open_movie(path, min_frames=3), OPTS)
     expected = np.asarray(items.arrays["frames"][:2])
     np.testing.assert_allclose(_read_in_workers(items), expected)

@@ -29,6 +29,20 @@ def _tiles(viewer, movie, name="movie", **placement):
     return image, items, points
 
 
+def _load_movie_layer(viewer, image, qtbot):
+    """Load → Use these layers with task mixture on a movie layer; the session made."""
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.load_widget import LoadWidget
+
+    load = LoadWidget(viewer)
+    load._task.value = "mixture"
+    worker = load.load_layers(image)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    return hub_for(viewer).session
+
+
 def _map(viewer, items, points):
     from napari_cellcurator._qt.task_layers import add_proportion_map
 
@@ -125,7 +139,6 @@ def test_napari_prediction_uses_the_models_read_options(make_napari_viewer, qtbo
     import tifffile
 
     from napari_cellcurator._qt.common import hub_for
-    from napari_cellcurator._qt.load_widget import LoadWidget
     from napari_cellcurator._qt.predict_widget import FOLDER, PredictWidget
     from napari_cellcurator.core.pipeline import predict
 
@@ -138,12 +151,7 @@ def test_napari_prediction_uses_the_models_read_options(make_napari_viewer, qtbo
 
     viewer = make_napari_viewer()
     image = viewer.add_image(movie, name="movie", **CALIBRATION)
-    load = LoadWidget(viewer)
-    load._task.value = "mixture"
-    worker = load.load_layers(image)
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    _load_movie_layer(viewer, image, qtbot)
     session = hub_for(viewer).session
     assert len(session.items) == 18
     widget = PredictWidget(viewer)
@@ -166,17 +174,11 @@ def test_going_to_a_snippet_sets_the_time_slider_to_its_frames(make_napari_viewe
                                                                tmp_path, monkeypatch):
     from napari_cellcurator._qt.common import hub_for
     from napari_cellcurator._qt.curate_widget import CurateWidget
-    from napari_cellcurator._qt.load_widget import LoadWidget
 
     monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
     viewer = make_napari_viewer()
     image = viewer.add_image(_movie(), name="movie", **CALIBRATION)
-    load = LoadWidget(viewer)
-    load._task.value = "mixture"
-    worker = load.load_layers(image)
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    _load_movie_layer(viewer, image, qtbot)
     session = hub_for(viewer).session
     curate = CurateWidget(viewer)
     ids = list(session.items.table["item_id"])
@@ -238,18 +240,12 @@ def test_fine_tuning_keeps_the_parents_tiling_and_rescores(make_napari_viewer, q
     """The session's tiles are cut again as the project's model reads movies, the new version
     records those read options, and re-scoring its own tiles works."""
     from napari_cellcurator._qt.common import hub_for
-    from napari_cellcurator._qt.load_widget import LoadWidget
     from napari_cellcurator._qt.train_widget import TrainWidget
 
     monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
     viewer = make_napari_viewer()
     image = viewer.add_image(_movie(), name="movie")
-    load = LoadWidget(viewer)
-    load._task.value = "mixture"
-    worker = load.load_layers(image)
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    _load_movie_layer(viewer, image, qtbot)
     session = hub_for(viewer).session
     session.project.models.add_folder(_half_model(tmp_path / "half"))
     assert len(session.items) == 18  # cut with the reader's defaults
@@ -275,16 +271,10 @@ def test_fine_tuning_keeps_the_parents_tiling_and_rescores(make_napari_viewer, q
 def test_loaded_tiles_show_on_their_snippets_frames_before_any_prediction(
         make_napari_viewer, qtbot, tmp_path, monkeypatch):
     from napari_cellcurator._qt.common import hub_for
-    from napari_cellcurator._qt.load_widget import LoadWidget
 
     monkeypatch.setenv("CELLCURATOR_DATA_DIR", str(tmp_path / "user"))
     viewer = make_napari_viewer()
     image = viewer.add_image(_movie(), name="movie")
-    load = LoadWidget(viewer)
-    load._task.value = "mixture"
-    worker = load.load_layers(image)
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: hub_for(viewer).session is not None, timeout=10_000)
+    _load_movie_layer(viewer, image, qtbot)
     assert hub_for(viewer).session.layer.projection_mode == "all"
     assert viewer.dims.thickness[0] == pytest.approx(4)  # 5-frame snippets
