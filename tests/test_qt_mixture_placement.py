@@ -278,3 +278,14 @@ def test_loaded_tiles_show_on_their_snippets_frames_before_any_prediction(
     _load_movie_layer(viewer, image, qtbot)
     assert hub_for(viewer).session.layer.projection_mode == "all"
     assert viewer.dims.thickness[0] == pytest.approx(4)  # 5-frame snippets
+
+
+def test_shown_results_take_the_models_cell_type_names(make_napari_viewer):
+    from napari_cellcurator._qt import layer_items
+    from napari_cellcurator._qt.common import hub_for
+    from napari_cellcurator._qt.show import show_task_results
+
+    viewer = make_napari_viewer()
+    items, _ = layer_items.mixture_from_movie(_movie(), False, "movie", "movie")
+    show_task_results(viewer, "mixture", items, None, classes=["T98G", "C2C12"])
+    assert hub_for(viewer).session.classes == ["T98G", "C2C12"]

@@ -93,7 +93,8 @@ def screenshot_results(results, out: Path) -> list[Path]:
                 predictions = pd.read_csv(result.predictions_csv, dtype={"item_id": str})
                 heatmap = np.load(result.heatmap_path)
                 show_task_results(viewer, result.case.task, items, predictions,
-                                  heatmap=heatmap, heatmap_item=result.explained_item)
+                                  heatmap=heatmap, heatmap_item=result.explained_item,
+                                  classes=config.classes)
                 _add_docks(viewer)
                 _frame(viewer, result.case.task, len(items))
                 _settle(viewer, 1.5)

@@ -13,7 +13,8 @@ from napari_cellcurator.core.io.items import ItemSet
 def show_task_results(viewer, task_name: str, items: ItemSet,
                       predictions: pd.DataFrame | None,
                       heatmap: np.ndarray | None = None,
-                      heatmap_item: int | str | None = None) -> list:
+                      heatmap_item: int | str | None = None,
+                      classes: list[str] | None = None) -> list:
     """Add layers for ``items`` coloured by ``predictions`` (+ a heatmap over one item).
 
     Parameters
@@ -30,6 +31,8 @@ def show_task_results(viewer, task_name: str, items: ItemSet,
         A 2-D explanation map of one item (model-input shape), shown over that item.
     heatmap_item
         Row position or ``item_id`` of the item the heatmap belongs to.
+    classes
+        The model's class names (else the reader's: a mixture's ``type_a``/``type_b``).
 
     Returns
     -------
@@ -37,6 +40,8 @@ def show_task_results(viewer, task_name: str, items: ItemSet,
         The layers added. The viewer's session is set, so the widgets work on them.
     """
     session = Session(task_name, items, items.meta.get("path") or ".", project=None)
+    if classes:  # the model's names (a mixture's cell types: the reader only says type_a/b)
+        session.classes = list(classes)
     if predictions is not None:
         if "item_id" in predictions.columns:  # e.g. read back from a CSV: align by id
             ids = items.table["item_id"].astype(str)
