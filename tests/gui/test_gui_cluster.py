@@ -34,6 +34,11 @@ def test_cluster_link_accept_undo(loaded_plain, qtbot):
     clusters = widget.table["cluster"].to_numpy()
     assert (layer.features["cluster"].to_numpy() == clusters).all()
     assert len(widget._scatter.get_offsets()) == n
+    # the embedding plot looks like the plugin's other plots: dark, not a white square
+    from matplotlib.colors import to_rgb
+
+    assert max(to_rgb(widget.figure.get_facecolor())) < 0.3
+    assert max(to_rgb(widget.ax.get_facecolor())) < 0.3
     # faces are coloured by cluster: items of different clusters differ
     a, b = np.flatnonzero(clusters == 0)[0], np.flatnonzero(clusters != 0)[0]
     assert not np.allclose(layer.face_color[a], layer.face_color[b])
@@ -46,6 +51,7 @@ def test_cluster_link_accept_undo(loaded_plain, qtbot):
     layer.selected_data = {0, 2}
     assert widget.selected.tolist() == [0, 2]
     assert widget._scatter.get_linewidths()[0] > 0
+    assert min(widget._scatter.get_edgecolors()[0][:3]) > 0.7  # light rings on the dark plot
 
     # accept cluster 1 as "bulk" in one journal action
     widget._cluster.value = 1

@@ -24,6 +24,7 @@ from napari_cellcurator._qt.common import (
     worker_setup,
 )
 from napari_cellcurator._qt.kinds import layer_kind
+from napari_cellcurator._qt.plots import BACKGROUND, dark_axes
 from napari_cellcurator.core.errors import CellCuratorError
 
 #: cluster colours, apart from the class colours (layers.PALETTE): clusters are shown as a
@@ -80,11 +81,12 @@ class ClusterWidget(Container):
         super().__init__(widgets=[self._k, self._method, self._epochs, self._run,
                                   self._progress, self._status, self._cluster, self._name,
                                   self._accept, self._accept_sel, self._undo])
-        self.figure = Figure(figsize=(3.2, 3.2), tight_layout=True)
+        self.figure = Figure(figsize=(3.2, 3.2), tight_layout=True, facecolor=BACKGROUND)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(260)
         self.native.layout().addWidget(self.canvas)
         self.ax = self.figure.add_subplot(111)
+        dark_axes(self.ax)
         self._scatter = None
         self._lasso = None
         self.result: dict | None = None
@@ -111,6 +113,7 @@ class ClusterWidget(Container):
         self.selected = np.zeros(0, dtype=int)
         self._cluster.reset_choices()
         self.ax.clear()
+        dark_axes(self.ax)
         self._scatter = None
         self.canvas.draw_idle()
         self._status.value = "new data: cluster again"
@@ -200,6 +203,7 @@ class ClusterWidget(Container):
         from matplotlib.widgets import LassoSelector
 
         self.ax.clear()
+        dark_axes(self.ax)
         xy = self.table[["x", "y"]].to_numpy()
         self._scatter = self.ax.scatter(xy[:, 0], xy[:, 1], s=10,
                                         c=cluster_colors(self.table["cluster"].to_numpy()),
@@ -227,7 +231,7 @@ class ClusterWidget(Container):
             widths = np.zeros(len(self.table))
             widths[self.selected] = 1.2
             self._scatter.set_linewidths(widths)
-            self._scatter.set_edgecolors("black")
+            self._scatter.set_edgecolors("white")  # seen on the dark plot
             self.canvas.draw_idle()
         layer = require_session(self._viewer).layer
         if from_layer or layer is None:

@@ -46,7 +46,7 @@ class PlotCanvas(QWidget):
         FigureCanvasAgg(self.figure)
         self.axes = [self.figure.add_subplot(1, ncols, i + 1) for i in range(ncols)]
         for ax in self.axes:
-            _style(ax)
+            dark_axes(ax)
         self.setMinimumHeight(int(height * 60))
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self._size = (int(width * DPI), int(height * DPI))
@@ -130,8 +130,9 @@ class PlotCanvas(QWidget):
         super().closeEvent(event)
 
 
-def _style(ax) -> None:
-    ax.set_facecolor("#262930")
+def dark_axes(ax) -> None:
+    """Give ``ax`` the plugin's dark plot look (napari's default theme)."""
+    ax.set_facecolor(BACKGROUND)
     for spine in ax.spines.values():
         spine.set_color("#aaaaaa")
     ax.tick_params(colors="#dddddd", labelsize=7)
@@ -159,7 +160,7 @@ class CurvesPlot(PlotCanvas):
             ax.set_xlabel("epoch", fontsize=7)
             # epochs 1, 2, 3 (never 1.2, 1.4), also for a single epoch
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-            _style(ax)
+            dark_axes(ax)
         self.set_metric_name("metric")
         self.clear()
 
@@ -245,7 +246,7 @@ class ConfusionPlot(PlotCanvas):
         f1_ax.set_xlabel("F1", fontsize=7)
         f1_ax.set_title("F1 per class", fontsize=8)
         for ax in self.axes:
-            _style(ax)
+            dark_axes(ax)
 
 
 class TracePlot(PlotCanvas):
@@ -276,4 +277,4 @@ class TracePlot(PlotCanvas):
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("frame", fontsize=7)
         ax.set_ylabel("F", fontsize=7)
-        _style(ax)
+        dark_axes(ax)
