@@ -53,4 +53,8 @@ def test_quick_report_writes_every_figure(tmp_path):
     assert 0 <= lf["balanced_accuracy_5_class"] <= 1
     chula = res["chula_rbc12"]
     assert chula["n_val"] > 0 and 0 <= chula["macro_f1"] <= 1
+    # the figures without an epoch chosen on the reported cells, and macro-F1 over the
+    # classes these cells have
+    assert 0 <= chula["last_epoch_accuracy"] <= 1 and 0 <= lf["last_epoch_macro_f1"] <= 1
+    assert chula["macro_f1_classes_present"] >= chula["macro_f1"]
     assert "balanced_accuracy_5_class" not in chula

@@ -45,6 +45,7 @@ RECIPES: dict[str, tuple[str, list[int] | None, dict, dict, int | None]] = {
     "chula80_cellnorm": ("chula_rbc12", None, {"epochs": 80}, {"norm": "cell"}, None),
     "jurkat40_cellnorm": ("jurkat_ifc", [0, 2], {"epochs": 40}, {"norm": "cell"}, None),
     "chula30_cellnorm": ("chula_rbc12", None, {"epochs": 30}, {"norm": "cell"}, None),
+    "jurkat_20ep": ("jurkat_ifc", [0, 2], {"epochs": 20}, {}, None),
     "jurkat_30ep": ("jurkat_ifc", [0, 2], {"epochs": 30}, {}, None),
     "jurkat_default": ("jurkat_ifc", [0, 2], {}, {}, None),
     "jurkat40_nobalance": ("jurkat_ifc", [0, 2], {"epochs": 40, "balance": "none"}, {}, None),
@@ -89,11 +90,16 @@ def run_one(name: str, seed: int, data_root: Path, device: str) -> dict:
                                    channels=channels, out=out, seed=seed, device=device,
                                    read_extra=read or None))
     val = saved.config.metrics["validation"]
+    last = saved.config.history[-1]  # no epoch chosen on the validation cells
     return {"recipe": name, "seed": seed, "device": device,
             "seconds": round(time.perf_counter() - t0, 1),
             "best_epoch": saved.config.metrics["best_epoch"],
             "accuracy": round(val["accuracy"], 4), "macro_f1": round(val["macro_f1"], 4),
-            "balanced_accuracy": round(val["balanced_accuracy"], 4)}
+            "balanced_accuracy": round(val["balanced_accuracy"], 4),
+            "last_epoch_accuracy": round(last["val_accuracy"], 4),
+            "last_epoch_macro_f1": round(last["val_macro_f1"], 4),
+            "val_accuracy_by_epoch": [round(h["val_accuracy"], 4) for h in
+                                      saved.config.history]}
 
 
 def main() -> None:
