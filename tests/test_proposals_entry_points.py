@@ -12,7 +12,7 @@ import pytest
 from skimage.draw import disk
 
 from napari_cellcurator.core.data.proposals import match_points, propose_cells
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.images import read_image_chw
 from napari_cellcurator.core.io.points import read_points_file
 
@@ -226,3 +226,42 @@ def test_find_cells_on_an_8bit_three_channel_stack_uses_the_channel_with_cells()
         stack[0][(yy - y) ** 2 + (xx - x) ** 2 < 15 ** 2] = 220  # nuclei in channel 0 only
     centres, _ = find_cells(stack, False, 30, "watershed", None)
     assert len(centres) == 3
+
+
+@pytest.mark.parametrize("method", ["watershed", "log"])
+def test_an_empty_field_of_view_proposes_no_cells(method):
+    """Noise alone is not cells (it gave dozens of proposals); cells one noise deviation
+    brighter than the background are still found."""
+    from napari_cellcurator.core.data.proposals import EmptyFrameError
+
+    rng = np.random.default_rng(0)
+    for noise in (rng.normal(1000, 30, (300, 300)).astype(np.uint16),
+                  rng.integers(0, 256, (240, 320, 3)).astype(np.uint8)):
+        with pytest.raises(EmptyFrameError, match="no cells stand out from the noise"):
+            propose_cells(noise, 20, method)
+    faint = rng.normal(0, 1, (256, 256))
+    truth = np.array([[60, 60], [60, 190], [190, 60], [190, 190], [128, 128]], dtype=float)
+    for y, x in truth:
+        faint[disk((y, x), 10, shape=faint.shape)] += 1.0
+    centres, _ = propose_cells(faint, 20, method)
+    assert match_points(centres, truth, 8).mean() >= 0.8
+
+
+def test_cli_propose_skips_an_empty_frame_among_others(chula, tmp_path, capsys):
+    import tifffile
+
+    from napari_cellcurator.cli import main
+
+    frames = tmp_path / "images"
+    frames.mkdir()
+    shutil.copy(chula / "images" / "12.jpg", frames)
+    empty = np.random.default_rng(0).normal(120, 10, (480, 640)).clip(0, 255).astype(np.uint8)
+    tifffile.imwrite(frames / "empty.tif", empty)
+    with pytest.warns(InputWarning, match="empty.tif: no cells stand out"):
+        assert main(["propose", "--data", str(frames), "--out", str(tmp_path / "labels")]) == 0
+    assert read_points_file(tmp_path / "labels" / "empty.txt")[0].shape[0] == 0
+    assert len(read_points_file(tmp_path / "labels" / "12.txt")[0]) > 10
+    # one empty frame alone: the error, naming it
+    assert main(["propose", "--data", str(frames / "empty.tif"), "--out",
+                 str(tmp_path / "alone")]) == 2
+    assert "empty.tif: no cells stand out from the noise" in capsys.readouterr().err

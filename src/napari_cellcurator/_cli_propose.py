@@ -129,7 +129,7 @@ def propose_frame(frame: Path, diameter: float, method: str, channel: int | None
     except InputError as exc:
         if exc.path is not None:
             raise
-        raise InputError(frame, exc.problem, exc.expected) from None
+        raise type(exc)(frame, exc.problem, exc.expected) from None  # an EmptyFrameError stays one
 
 
 def write_points(path: Path, centres, header: str) -> None:
@@ -153,6 +153,7 @@ def write_points(path: Path, centres, header: str) -> None:
 
 def cmd_propose(a: argparse.Namespace) -> int:
     """``cellcurator propose``: one point file per frame in ``--out``."""
+    from napari_cellcurator.core.data.proposals import EmptyFrameError
     from napari_cellcurator.core.errors import InputError, InputWarning
 
     data, out = Path(a.data), Path(a.out)
@@ -169,8 +170,8 @@ def cmd_propose(a: argparse.Namespace) -> int:
     for frame in frames:
         try:
             centres = propose_frame(frame, a.diameter, a.method, a.channel)
-        except InputError as exc:
-            if len(frames) == 1 or "flat" not in exc.problem:
+        except EmptyFrameError as exc:  # flat, or only noise: an empty field of view
+            if len(frames) == 1:
                 raise
             warnings.warn(f"{frame}: {exc.problem}; no cells proposed", InputWarning,
                           stacklevel=2)
