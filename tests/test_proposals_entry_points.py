@@ -143,6 +143,21 @@ def test_find_cells_widget_on_a_chula_crop(make_napari_viewer, qtbot, chula, out
         assert len(items) == len(centres) and items.table["label"].isna().all()
 
 
+
+@pytest.mark.gui
+def test_find_cells_on_an_empty_field_of_view_says_none(make_napari_viewer, qtbot):
+    from napari_cellcurator._qt.propose_widget import ProposeWidget
+
+    viewer = make_napari_viewer()
+    noise = np.random.default_rng(0).normal(1000, 30, (200, 200)).astype(np.uint16)
+    viewer.add_image(noise, name="empty")
+    widget = ProposeWidget(viewer)
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=20_000):
+        pass
+    qtbot.waitUntil(lambda: widget._status.value == "no cells found", timeout=5_000)
+    assert [layer.name for layer in viewer.layers] == ["empty"]
+
 # --- CLI: propose, then predict the proposed cells -----------------------------------------
 
 def test_cli_propose_then_predict(chula, tmp_path, capsys):

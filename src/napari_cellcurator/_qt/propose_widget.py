@@ -29,17 +29,22 @@ def find_cells(data, rgb: bool, diameter: float, method: str, channel: int | Non
 
     Returns
     -------
-    tuple
-        Centres ``(N, 2)`` (row, col) and a label image ``(H, W)``.
+    tuple or str
+        Centres ``(N, 2)`` (row, col) and a label image ``(H, W)``; or, when nothing stands
+        out, why (an outcome shown to the user, not a failure; a worker returning an
+        exception would raise it).
     """
-    from napari_cellcurator.core.data.proposals import propose_cells
+    from napari_cellcurator.core.data.proposals import EmptyFrameError, propose_cells
 
     image = np.asarray(data)
     if rgb and image.ndim == 3:  # a napari RGB layer is (H, W, 3|4) whatever its size
         image = np.moveaxis(image[..., :3], -1, 0)  # alpha dropped
     elif image.ndim == 3:  # channels (or frames), not a colour photograph: never "green"
         image = image.astype(np.float32)
-    return propose_cells(image, float(diameter), method, channel)
+    try:
+        return propose_cells(image, float(diameter), method, channel)
+    except EmptyFrameError as exc:
+        return exc.problem
 
 
 class ProposeWidget(Container):
@@ -111,6 +116,10 @@ class ProposeWidget(Container):
         return self.worker
 
     def _add(self, out, image, output: str) -> None:
+        if isinstance(out, str):  # nothing stands out: said, no layer of zero cells
+            self._status.value = "no cells found"
+            notify_info(f"{image.name}: {out}")
+            return
         centres, labels = out
         name = f"{image.name} cells"
         # the image's last two axes: a (C, H, W) layer's channel axis is not the cells'
