@@ -164,9 +164,7 @@ def foreground_mask(image: np.ndarray, cell_diameter: float = 40.0,
     from scipy import ndimage
     from skimage.filters import gaussian, threshold_otsu
 
-    signal = _signal(image, cell_diameter, channel)
-    _require_cells(signal, cell_diameter)
-    plane = gaussian(signal, sigma=max(1.0, cell_diameter / 20))
+    plane = gaussian(_signal(image, cell_diameter, channel), sigma=max(1.0, cell_diameter / 20))
     threshold = threshold_otsu(plane)
     mask = plane < threshold if _cells_are_dark(plane, threshold) else plane >= threshold
     mask = ndimage.binary_fill_holes(mask)  # pale centres (target cells, hypochromia)
@@ -212,6 +210,8 @@ def propose_cells(image: np.ndarray, cell_diameter: float = 40.0, method: str = 
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
+    # here, not in foreground_mask: the point reader's background levels need no such check
+    _require_cells(_signal(image, cell_diameter, channel), cell_diameter)
     mask = foreground_mask(image, cell_diameter, channel)
     dist = ndimage.distance_transform_edt(mask)
     dist = ndimage.gaussian_filter(dist, sigma=max(1.0, cell_diameter / 16))
