@@ -143,7 +143,6 @@ def test_find_cells_widget_on_a_chula_crop(make_napari_viewer, qtbot, chula, out
         assert len(items) == len(centres) and items.table["label"].isna().all()
 
 
-
 @pytest.mark.gui
 def test_find_cells_on_an_empty_field_of_view_says_none(make_napari_viewer, qtbot):
     from napari_cellcurator._qt.propose_widget import ProposeWidget
@@ -157,6 +156,7 @@ def test_find_cells_on_an_empty_field_of_view_says_none(make_napari_viewer, qtbo
         pass
     qtbot.waitUntil(lambda: widget._status.value == "no cells found", timeout=5_000)
     assert [layer.name for layer in viewer.layers] == ["empty"]
+
 
 # --- CLI: propose, then predict the proposed cells -----------------------------------------
 

@@ -161,10 +161,15 @@ def foreground_mask(image: np.ndarray, cell_diameter: float = 40.0,
         Boolean ``(H, W)``; cells may be darker (bright field) or brighter (fluorescence)
         than the background (:func:`_cells_are_dark`).
     """
+    return _foreground(_signal(image, cell_diameter, channel), cell_diameter)
+
+
+def _foreground(signal: np.ndarray, cell_diameter: float) -> np.ndarray:
+    """:func:`foreground_mask` of a plane already made by :func:`_signal`."""
     from scipy import ndimage
     from skimage.filters import gaussian, threshold_otsu
 
-    plane = gaussian(_signal(image, cell_diameter, channel), sigma=max(1.0, cell_diameter / 20))
+    plane = gaussian(signal, sigma=max(1.0, cell_diameter / 20))
     threshold = threshold_otsu(plane)
     mask = plane < threshold if _cells_are_dark(plane, threshold) else plane >= threshold
     mask = ndimage.binary_fill_holes(mask)  # pale centres (target cells, hypochromia)
@@ -211,8 +216,9 @@ def propose_cells(image: np.ndarray, cell_diameter: float = 40.0, method: str = 
     from skimage.segmentation import watershed
 
     # here, not in foreground_mask: the point reader's background levels need no such check
-    _require_cells(_signal(image, cell_diameter, channel), cell_diameter)
-    mask = foreground_mask(image, cell_diameter, channel)
+    signal = _signal(image, cell_diameter, channel)
+    _require_cells(signal, cell_diameter)
+    mask = _foreground(signal, cell_diameter)
     dist = ndimage.distance_transform_edt(mask)
     dist = ndimage.gaussian_filter(dist, sigma=max(1.0, cell_diameter / 16))
     peaks = peak_local_max(dist, min_distance=max(2, int(cell_diameter * 0.35)),
