@@ -33,7 +33,7 @@ def test_set_label_and_current(journal):
     assert _labels(journal) == {"a": "glia", "b": "glia"}
     df = journal.current_labels()
     assert list(df.columns) == ["item_id", "label", "source", "model_version", "user",
-                                "timestamp"]
+                                "timestamp", "anchor"]
     assert set(df["user"]) == {"alice"} and set(df["source"]) == {"human"}
     assert df["timestamp"].str.endswith("+00:00").all()  # ISO-8601 UTC
 

@@ -52,6 +52,7 @@ def _read_predictions(path: str):
 
 
 def _cmd_labels(a) -> int:
+    from napari_cellcurator.core.anchors import item_anchors
     from napari_cellcurator.core.errors import InputError
     from napari_cellcurator.core.io.items import current_item_id
 
@@ -69,7 +70,9 @@ def _cmd_labels(a) -> int:
             journal_labels = journal.current_labels()["label"].astype(str)
             known = list(dict.fromkeys([*task.classes_from(items), *journal_labels]))
             label = task.check_label(label, known, new_class=a.new_class)
-            journal.set_label(item, label, source="human")
+            row = items.table[items.table["item_id"].astype(str) == item]
+            anchor = (item_anchors(row) or [None])[0]  # ROIs: where it is (labels follow)
+            journal.set_label(item, label, source="human", anchor=anchor)
             print(f"{item}: {label}")
         elif a.undo:
             undone = journal.undo()

@@ -51,6 +51,10 @@ def test_labels_layer_keys_and_trace(make_napari_viewer, allen_items, tmp_path):
     assert session.journal.label_of(item_id) == "not_cell"
     press("c")
     assert session.journal.label_of(item_id) == "cell"
+    # the key records where the ROI is, so the label follows its cell if ROIs are renumbered
+    y, x, npix = allen_items.table.iloc[row][["y", "x", "npix"]]
+    assert session.journal.current_labels_of([item_id])["anchor"].iloc[0] == (
+        f"{y:.1f} {x:.1f} {npix}")
     assert layer.features["label"][row] == "cell"
     assert layer.features["label_source"][row] == "human"
     # human labels are drawn opaque in the class colour

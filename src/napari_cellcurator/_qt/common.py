@@ -55,6 +55,7 @@ class Session:
         self.explanation: dict | None = None  # last Explain result (+ "row")
         self.channels: list[int] | None = items.meta.get("channels")
         self._symbols_shown: tuple[Any, np.ndarray] | None = None  # (layer, symbols set on it)
+        self._rois_renumbered = False  # journal labels of ROIs renumbered since (anchors)
 
     # ---- labels ----------------------------------------------------------------------------
     @property
@@ -70,14 +71,16 @@ class Session:
 
     def merged_table(self) -> pd.DataFrame:
         """Item table with the journal's current labels (human corrections win)."""
-        from napari_cellcurator.core.triage import merge_labels
+        from napari_cellcurator.core.triage import ANCHOR_CHANGES, merge_labels
 
         if self.journal is None:
             table = self.items.table.copy()
             table["label_source"] = np.where(table["label"].notna(), "file", None)
             return table
-        return merge_labels(self.items.table, self.journal.current_labels(),
-                            self.proportions)
+        table = merge_labels(self.items.table, self.journal.current_labels(),
+                             self.proportions)
+        self._rois_renumbered = bool(table.attrs.get(ANCHOR_CHANGES))
+        return table
 
     def training_items(self) -> ItemSet:
         """Items with merged labels (journal + data), for fine-tuning."""
@@ -103,10 +106,15 @@ class Session:
             label = get_task(self.task_name).check_label(str(label), self.classes, True)
             if label not in self.classes and not self.proportions:
                 self.classes.append(label)
+        from napari_cellcurator.core.anchors import item_anchors
+
         rows = np.asarray(rows, dtype=int)
-        ids = self.items.table["item_id"].astype(str).to_numpy()[rows].tolist()
+        chosen = self.items.table.iloc[rows]
+        ids = chosen["item_id"].astype(str).tolist()
+        # ROIs: where each is, so the label follows its cell if the ROIs are renumbered
         action = self.journal.set_labels(ids, [label] * len(ids), source=source,
-                                         model_version=self.version)
+                                         model_version=self.version,
+                                         anchors=item_anchors(chosen))
         self.refresh_rows(rows)
         return action
 
@@ -156,6 +164,8 @@ class Session:
             return
         shown = self._symbols_shown
         many = len(rows) > max(256, len(self.items) // 10)  # a bulk undo: one rebuild
+        # labels that follow renumbered ROIs need the whole item table to be placed
+        many = many or self._rois_renumbered
         unstyled = layer_kind(layer) == "points" and (shown is None or shown[0] is not layer)
         if many or unstyled or len(layer.features) != len(self.items):
             self.refresh_layer()

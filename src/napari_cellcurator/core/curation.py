@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from napari_cellcurator.core.anchors import reconcile_anchors
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.items import EXPERT, FORMER_ID, LABEL_ORIGIN, ItemSet
 from napari_cellcurator.core.store.atomic import atomic_write
-from napari_cellcurator.core.triage import merge_labels
+from napari_cellcurator.core.triage import merge_labels, with_current_ids
 
 #: journal sources whose label is a person's decision (they beat the model's prediction)
 DECIDING_SOURCES = ("human", "cluster", "import")
@@ -65,6 +66,9 @@ def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,
     """
     if journal_labels is None:
         journal_labels = pd.DataFrame(columns=["item_id", "label", "source"])
+    # labels of renumbered ROIs follow their cell (warned once, here): not orphans
+    journal_labels, _ = reconcile_anchors(items_table,
+                                          with_current_ids(items_table, journal_labels))
     warn_orphan_labels(items_table, journal_labels)
     merged = merge_labels(items_table, journal_labels, proportions)
     keep = [c for c in _ITEM_COLUMNS if c in merged.columns]

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from napari_cellcurator.core.anchors import reconcile_anchors
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.items import FORMER_ID
 
 MODES = ("balanced", "uncertain", "entropy", "random", "class")
+#: ``merge_labels(...).attrs`` key: how many labels were made on ROIs since renumbered
+ANCHOR_CHANGES = "labels_of_moved_rois"
 #: journal sources that override a label read from the data files
 _OVERRIDING_SOURCES = ("human", "cluster", "import")
 
@@ -201,6 +204,9 @@ def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame,
     -------
     pandas.DataFrame
         A copy of ``table``; ``label_source`` is ``"file"``, a journal source, or None.
+        Journal labels of ROIs renumbered since they were made follow their cell
+        (:func:`napari_cellcurator.core.anchors.reconcile_anchors`, with a warning);
+        ``attrs[ANCHOR_CHANGES]`` counts them.
     """
     out = table.copy()
     ids = out["item_id"].astype(str)
@@ -210,8 +216,12 @@ def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame,
     file_label = out["label"].notna()
     labels = out["label"].astype(object).where(file_label, None)
     source = pd.Series(np.where(file_label, "file", None), index=out.index, dtype=object)
+    moved = 0
     if len(journal_labels):
         journal_labels = with_current_ids(out, journal_labels)
+        # labels of ROIs renumbered since (segmentation run again) follow their cell
+        journal_labels, report = reconcile_anchors(out, journal_labels)
+        moved = len(report["moved"]) + len(report["unplaced"])
         jl = journal_labels.drop_duplicates("item_id", keep="last").set_index("item_id")
         j_label = ids.map(jl["label"])
         j_source = ids.map(jl["source"]) if "source" in jl else pd.Series("human", index=ids.index)
@@ -226,6 +236,7 @@ def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame,
         source[take] = j_source[take].to_numpy(dtype=object)
     out["label"] = labels.astype(float) if numeric else labels
     out["label_source"] = source
+    out.attrs[ANCHOR_CHANGES] = moved
     return out
 
 

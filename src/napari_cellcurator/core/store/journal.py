@@ -3,6 +3,9 @@
 Each change is committed before the call returns (WAL, ``synchronous=FULL``), so closing napari,
 a crash or ``kill -9`` loses nothing that was acknowledged. The current label of an item is the
 latest event that was not undone; an undo is itself an event pointing at the event it undoes.
+A label of an ROI also records where the ROI was (its *anchor*, in a side table that older
+versions ignore), so labels follow cells when a segmentation is run again
+(:mod:`napari_cellcurator.core.anchors`).
 
 pandas is imported lazily so that a writer process starts fast.
 """
@@ -36,6 +39,8 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _COLUMNS = ("event_id", "action_id", "item_id", "label", "source", "model_version", "user",
             "timestamp", "undoes")
 _LABEL_COLUMNS = ["item_id", "label", "source", "model_version", "user", "timestamp"]
+#: what the label queries return: the label columns and the ROI's anchor (or None)
+_CURRENT_COLUMNS = [*_LABEL_COLUMNS, "anchor"]
 # SQLite result codes (primary) that blame the file, not the SQL: read-only, locked, I/O,
 # disk full, cannot open, permission
 _FILE_ERRORS = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
@@ -69,6 +74,13 @@ CREATE VIEW IF NOT EXISTS current_labels AS
           FROM live_events l)
     WHERE rank = 1;
 """
+# where each labelled ROI was (centroid and size, "y x npix"): one row per event that has one.
+# A table beside ``events`` (not a column) so that journals stay readable by older versions.
+_ANCHORS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS anchors (
+    event_id INTEGER PRIMARY KEY REFERENCES events(event_id),
+    anchor TEXT NOT NULL
+)"""
 
 
 @dataclass(frozen=True)
@@ -177,8 +189,12 @@ class LabelJournal:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         cur.execute(statement)
+                cur.execute(_ANCHORS_SCHEMA)
                 cur.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
                 cur.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        elif "anchors" not in tables:  # a journal of an earlier version
+            with self._transaction() as cur:
+                cur.execute(_ANCHORS_SCHEMA)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -221,8 +237,11 @@ class LabelJournal:
 
     # ----------------------------------------------------------------- writes
     def set_label(self, item_id: str, label: str | None, source: str = "human",
-                  model_version: str | None = None) -> int:
+                  model_version: str | None = None, anchor: str | None = None) -> int:
         """Record one label change (``None`` clears the label).
+
+        ``anchor``: where the item's ROI is (``"y x npix"``,
+        :func:`napari_cellcurator.core.anchors.item_anchors`), for ROI items.
 
         Returns
         -------
@@ -231,11 +250,15 @@ class LabelJournal:
         """
         with self._transaction() as cur:
             action = _next_action(cur)
-            return self._insert(cur, action, item_id, label, source, model_version)
+            return self._insert(cur, action, item_id, label, source, model_version,
+                                anchor=anchor)
 
     def set_labels(self, item_ids: Sequence[str], labels: Sequence[str | None],
-                   source: str = "human", model_version: str | None = None) -> int:
+                   source: str = "human", model_version: str | None = None,
+                   anchors: Sequence[str | None] | None = None) -> int:
         """Record many label changes as one action (one transaction, undone together).
+
+        ``anchors``: one per item (ROI items: see :meth:`set_label`), or None.
 
         Returns
         -------
@@ -244,16 +267,19 @@ class LabelJournal:
         """
         item_ids = list(item_ids)
         labels = list(labels)
-        if len(item_ids) != len(labels):
-            raise ValueError(f"{len(item_ids)} item ids but {len(labels)} labels")
+        anchors = [None] * len(item_ids) if anchors is None else list(anchors)
+        if not len(item_ids) == len(labels) == len(anchors):
+            raise ValueError(f"{len(item_ids)} item ids but {len(labels)} labels and "
+                             f"{len(anchors)} anchors")
         with self._transaction() as cur:
             action = _next_action(cur)
-            for item, label in zip(item_ids, labels, strict=True):
-                self._insert(cur, action, item, label, source, model_version)
+            for item, label, anchor in zip(item_ids, labels, anchors, strict=True):
+                self._insert(cur, action, item, label, source, model_version, anchor=anchor)
             return action
 
     def _insert(self, cur: sqlite3.Cursor, action: int, item_id: str, label: Any, source: str,
-                model_version: str | None, undoes: int | None = None) -> int:
+                model_version: str | None, undoes: int | None = None,
+                anchor: str | None = None) -> int:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         cur.execute(
@@ -262,7 +288,11 @@ class LabelJournal:
             (action, str(item_id), label_to_text(label), source, model_version, self.user,
              _now(), undoes),
         )
-        return int(cur.lastrowid)
+        event = int(cur.lastrowid)
+        if anchor is not None and label is not None:
+            cur.execute("INSERT INTO anchors (event_id, anchor) VALUES (?, ?)",
+                        (event, str(anchor)))
+        return event
 
     def merge_from(self, theirs: pd.DataFrame) -> int:
         """Copy another journal's current labels (:func:`read_current_labels`) of items this
@@ -276,12 +306,17 @@ class LabelJournal:
             if not rows:
                 return 0
             action = _next_action(cur)
-            cur.executemany(
-                "INSERT INTO events (action_id, item_id, label, source, model_version, user, "
-                "timestamp, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                [(action, str(r.item_id), label_to_text(r.label),
-                  "import" if r.source in UNDOABLE_SOURCES else r.source, r.model_version,
-                  r.user, r.timestamp) for r in rows])
+            for r in rows:
+                cur.execute(
+                    "INSERT INTO events (action_id, item_id, label, source, model_version, "
+                    "user, timestamp, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                    (action, str(r.item_id), label_to_text(r.label),
+                     "import" if r.source in UNDOABLE_SOURCES else r.source, r.model_version,
+                     r.user, r.timestamp))
+                anchor = getattr(r, "anchor", None)
+                if isinstance(anchor, str) and r.label is not None:
+                    cur.execute("INSERT INTO anchors (event_id, anchor) VALUES (?, ?)",
+                                (int(cur.lastrowid), anchor))
         return len(rows)
 
     def undo(self) -> list[LabelEvent]:
@@ -337,19 +372,20 @@ class LabelJournal:
         import pandas as pd
 
         if sources is None:
-            rows = self._query(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM current_labels "
-                               "WHERE label IS NOT NULL ORDER BY event_id")
+            rows = self._query(f"SELECT {_current_select('c')} FROM current_labels c "
+                               f"{_ANCHOR_JOIN.format(t='c')} WHERE c.label IS NOT NULL "
+                               "ORDER BY c.event_id")
         else:
             sources = list(sources)
             marks = ",".join("?" * len(sources)) or "NULL"
             rows = self._query(
-                f"SELECT {', '.join(_LABEL_COLUMNS)} FROM live_events l "
+                f"SELECT {_current_select('l')} FROM live_events l {_ANCHOR_JOIN.format(t='l')} "
                 f"WHERE l.source IN ({marks}) AND l.event_id = (SELECT MAX(m.event_id) "
                 f"FROM live_events m WHERE m.item_id = l.item_id AND m.source IN ({marks})) "
                 "AND l.label IS NOT NULL ORDER BY l.event_id",
                 (*sources, *sources),
             )
-        return pd.DataFrame(rows, columns=_LABEL_COLUMNS).astype(object)
+        return pd.DataFrame(rows, columns=_CURRENT_COLUMNS).astype(object)
 
     def current_labels_of(self, item_ids: Iterable[str]) -> pd.DataFrame:
         """:meth:`current_labels` of some items only (one indexed lookup each).
@@ -359,13 +395,14 @@ class LabelJournal:
         """
         import pandas as pd
 
-        sql = (f"SELECT event_id, {', '.join(_LABEL_COLUMNS)} FROM live_events "
-               "WHERE item_id = ? ORDER BY event_id DESC LIMIT 1")
+        sql = (f"SELECT l.event_id, {_current_select('l')} FROM live_events l "
+               f"{_ANCHOR_JOIN.format(t='l')} WHERE l.item_id = ? "
+               "ORDER BY l.event_id DESC LIMIT 1")
         with self._lock:
             conn = self._connection()
             latest = [conn.execute(sql, (str(i),)).fetchone() for i in dict.fromkeys(item_ids)]
         rows = sorted(r for r in latest if r is not None and r[2] is not None)
-        return pd.DataFrame([r[1:] for r in rows], columns=_LABEL_COLUMNS).astype(object)
+        return pd.DataFrame([r[1:] for r in rows], columns=_CURRENT_COLUMNS).astype(object)
 
     def label_of(self, item_id: str) -> str | None:
         """The current label of one item (``None`` if unlabelled or cleared)."""
@@ -374,17 +411,19 @@ class LabelJournal:
         return rows[0][0] if rows else None
 
     def history(self, item_id: str | None = None) -> pd.DataFrame:
-        """All events (of one item), oldest first, with an ``undone`` column."""
+        """All events (of one item), oldest first, with ``undone`` and ``anchor`` (where the
+        ROI was) columns."""
         import pandas as pd
 
         sql = (f"SELECT {', '.join('e.' + c for c in _COLUMNS)}, EXISTS (SELECT 1 FROM events u "
-               "WHERE u.undoes = e.event_id) AS undone FROM events e")
+               "WHERE u.undoes = e.event_id) AS undone, a.anchor FROM events e "
+               f"{_ANCHOR_JOIN.format(t='e')}")
         params: tuple = ()
         if item_id is not None:
             sql += " WHERE e.item_id = ?"
             params = (str(item_id),)
         rows = self._query(sql + " ORDER BY e.event_id", params)
-        df = pd.DataFrame(rows, columns=[*_COLUMNS, "undone"])
+        df = pd.DataFrame(rows, columns=[*_COLUMNS, "undone", "anchor"])
         df["undone"] = df["undone"].astype(bool)
         df["undoes"] = df["undoes"].astype("Int64")
         return df
@@ -466,11 +505,25 @@ def _read_labels(path: Path, mode: str) -> pd.DataFrame:
 
     conn = sqlite3.connect(f"{sqlite_uri(path)}?{mode}", uri=True)
     try:
-        rows = conn.execute(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM current_labels "
-                            "WHERE label IS NOT NULL ORDER BY event_id").fetchall()
+        # a journal of an earlier version has no anchors table (and is not changed here)
+        anchored = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                "name = 'anchors'").fetchone() is not None
+        select = _current_select("c") if anchored else (
+            ", ".join(f"c.{c}" for c in _LABEL_COLUMNS) + ", NULL")
+        join = _ANCHOR_JOIN.format(t="c") if anchored else ""
+        rows = conn.execute(f"SELECT {select} FROM current_labels c {join} "
+                            "WHERE c.label IS NOT NULL ORDER BY c.event_id").fetchall()
     finally:
         conn.close()
-    return pd.DataFrame(rows, columns=_LABEL_COLUMNS).astype(object)
+    return pd.DataFrame(rows, columns=_CURRENT_COLUMNS).astype(object)
+
+
+_ANCHOR_JOIN = "LEFT JOIN anchors a ON a.event_id = {t}.event_id"
+
+
+def _current_select(table: str) -> str:
+    """The label columns of ``table`` and the anchor (of the ``_ANCHOR_JOIN``)."""
+    return ", ".join(f"{table}.{c}" for c in _LABEL_COLUMNS) + ", a.anchor"
 
 
 def _next_action(cur: sqlite3.Cursor) -> int:
