@@ -127,3 +127,25 @@ def test_labels_follow_cells_when_suite2p_is_run_again(tmp_path, capsys):
     with LabelJournal(tmp_path / "proj" / "labels.sqlite") as journal:
         assert len(journal) == 3  # nothing rewritten
         assert journal.label_of("rec/plane0:3") == "cell"
+
+
+def test_predictions_of_the_earlier_rois_are_refused(tmp_path, capsys):
+    """A prediction table made before the re-run would put ROI 0's prediction on another
+    cell: `export` says so (one line, exit 2) and writes nothing."""
+    plane = tmp_path / "rec" / "plane0"
+    _write_plane(plane, FIRST_RUN, [True, False, True, False, True, False])
+    model = (Path(__file__).resolve().parents[1] / "src" / "napari_cellcurator" / "core"
+             / "pretrained" / "cellness_twobranch")
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(model), "--data", str(plane), "--out",
+                 str(preds)]) == 0
+    common = ["--data", str(plane), "--project", str(tmp_path / "proj")]
+    assert main(["export", *common, "--predictions", str(preds), "--out",
+                 str(tmp_path / "ok.csv")]) == 0
+    _write_plane(plane, FIRST_RUN[::-1], [False, True, False, True, False, True])
+    capsys.readouterr()
+    before = np.load(plane / "iscell.npy")
+    assert main(["export", *common, "--predictions", str(preds), "--write-back"]) == 2
+    err = capsys.readouterr().err
+    assert "preds.csv" in err and "not where they are now" in err and "predict" in err
+    np.testing.assert_array_equal(np.load(plane / "iscell.npy"), before)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.anchors import reconcile_anchors
+from napari_cellcurator.core.anchors import has_geometry, reconcile_anchors, same_place
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.items import EXPERT, FORMER_ID, LABEL_ORIGIN, ItemSet
 from napari_cellcurator.core.store.atomic import atomic_write
@@ -177,6 +177,7 @@ def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame
     if len(predictions) and not predictions["item_id"].astype(str).isin(ids).any():
         raise InputError(where, "predicts none of this data's items (made for other data?)",
                          "a `cellcurator predict` output of the same --data")
+    _refuse_moved_rois(items_table, predictions, where)
     if data is not None and DATA_ROOT in predictions.columns:
         theirs = set(predictions[DATA_ROOT].dropna().astype(str))
         ours = str(dataset_root(data))
@@ -192,6 +193,29 @@ def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame
         ours = {os.path.normpath(os.path.abspath(s)) for s in _texts(items_table["source"])}
         if theirs and ours and not theirs & ours and not _same_files(theirs, ours):
             _refuse_other_data(where, theirs, ours)
+
+
+def _refuse_moved_rois(items_table: pd.DataFrame, predictions: pd.DataFrame, where) -> None:
+    """Refuse predictions of ROIs that are no longer under the same ids (the segmentation was
+    run again and renumbered them): they would be written onto other cells."""
+    if not (has_geometry(items_table) and has_geometry(predictions)):
+        return
+    pred = predictions.drop_duplicates("item_id", keep="last")
+    pred = pred.assign(item_id=pred["item_id"].astype(str)).set_index("item_id")
+    items = items_table.assign(item_id=items_table["item_id"].astype(str)).set_index("item_id")
+    common = items.index.intersection(pred.index)
+    if not len(common):
+        return
+    columns = ["y", "x", "npix"]
+    now = items.loc[common, columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    then = pred.loc[common, columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    moved = ~same_place(then, now) & np.isfinite(then).all(1)
+    if moved.any():
+        first = common[np.flatnonzero(moved)[:3]].tolist()
+        raise InputError(where, f"{int(moved.sum())} of its ROIs are not where they are now "
+                         f"(e.g. {first}): the segmentation was run again since `predict`",
+                         "predictions of the ROIs as they are now: run `cellcurator predict` "
+                         "again (labels follow their cells by themselves)")
 
 
 def _tail(path: str, parts: int = 3) -> tuple[str, ...]:
