@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,12 +89,22 @@ def test_reconcile_moves_labels_with_their_roi_and_drops_vanished_ones():
                            "anchor": ["6.0 6.0 25", "6.0 32.0 25", "30.0 6.0 25", "1 1 1"]})
     with pytest.warns(InputWarning, match="2 label.*follow their cell.*match no ROI"):
         out, report = reconcile_anchors(now, labels)
-    assert report == {"moved": {"p:0": "p:1"}, "unplaced": ["p:1"]}
+    assert report == {"moved": {"p:0": "p:1"}, "unplaced": ["p:1"], "superseded": []}
     assert dict(zip(out["item_id"], out["label"], strict=True)) == {
         "p:2": "c", "q:9": "d", "p:1": "a"}  # other data's labels are left as they are
     # labels without anchors (an older journal) are taken as they were
     same, report = reconcile_anchors(now, labels.assign(anchor=None))
-    assert same is not None and report == {"moved": {}, "unplaced": []}
+    assert same is not None and report == {"moved": {}, "unplaced": [], "superseded": []}
+    # the moved ROI labelled again under its new id: that label stands, quietly
+    relabelled = pd.DataFrame({"item_id": ["p:1"], "label": ["e"], "source": "human",
+                               "anchor": ["6.0 6.0 25"]})
+    again = pd.concat([labels.iloc[[0, 2, 3]], relabelled], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, report = reconcile_anchors(now, again)
+    assert report["superseded"] == ["p:0"] and not report["moved"]
+    assert dict(zip(out["item_id"], out["label"], strict=True)) == {
+        "p:1": "e", "p:2": "c", "q:9": "d"}
 
 
 def test_labels_follow_cells_when_suite2p_is_run_again(tmp_path, capsys):

@@ -98,11 +98,12 @@ def reconcile_anchors(table: pd.DataFrame, journal_labels: pd.DataFrame,
     -------
     labels, report
         The labels to apply: those whose ROI is still under their id, plus those whose ROI
-        moved, under the id of the ROI now at that place (a label saved under that id for
-        the ROI there wins). ``report``: ``moved`` (old id → new id) and ``unplaced`` (ids
-        of labels whose ROI is nowhere now).
+        moved, under the id of the ROI now at that place. ``report``: ``moved`` (old id →
+        new id), ``unplaced`` (ids of labels whose ROI is nowhere now) and ``superseded``
+        (labels of ROIs labelled again since under their new id: the newer label stands,
+        without a warning).
     """
-    report: dict = {"moved": {}, "unplaced": []}
+    report: dict = {"moved": {}, "unplaced": [], "superseded": []}
     if ANCHOR not in journal_labels.columns or not len(journal_labels) or not has_geometry(table):
         return journal_labels, report
     ids = table["item_id"].astype(str).to_numpy()
@@ -124,7 +125,10 @@ def reconcile_anchors(table: pd.DataFrame, journal_labels: pd.DataFrame,
     keep = ~stale
     new_ids = j_ids.copy()
     for k in np.flatnonzero(stale)[::-1]:  # newest label first: it wins a contested ROI
-        target = _place_of(then[k], _prefix(j_ids[k]), ids, now, taken)
+        target = _place_of(then[k], _prefix(j_ids[k]), ids, now)
+        if target in taken:  # labelled again as it is now: that label stands
+            report["superseded"].append(str(j_ids[k]))
+            continue
         if target is None:
             report["unplaced"].append(str(j_ids[k]))
             continue
@@ -136,16 +140,15 @@ def reconcile_anchors(table: pd.DataFrame, journal_labels: pd.DataFrame,
     # moved labels go last: on an id with a label of its own too, merge keeps the last
     moved = stale[keep]
     out = pd.concat([out[~moved], out[moved]], ignore_index=True)
-    if warn:
-        _warn(report, len(np.flatnonzero(stale)))
+    if warn and (report["moved"] or report["unplaced"]):
+        _warn(report, len(report["moved"]) + len(report["unplaced"]))
     return out, report
 
 
-def _place_of(anchor: np.ndarray, prefix: str, ids: np.ndarray, now: np.ndarray,
-              taken: set[str]) -> str | None:
-    """Id of the free ROI of the same set at ``anchor``'s place (the nearest), or None."""
+def _place_of(anchor: np.ndarray, prefix: str, ids: np.ndarray, now: np.ndarray) -> str | None:
+    """Id of the ROI of the same set at ``anchor``'s place (the nearest), or None."""
     near = np.flatnonzero(same_place(np.broadcast_to(anchor, now.shape), now))
-    near = [r for r in near if _prefix(ids[r]) == prefix and ids[r] not in taken]
+    near = [r for r in near if _prefix(ids[r]) == prefix]
     if not near:
         return None
     best = min(near, key=lambda r: math.hypot(now[r, 0] - anchor[0], now[r, 1] - anchor[1]))
