@@ -160,3 +160,27 @@ def test_predictions_of_the_earlier_rois_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "preds.csv" in err and "not where they are now" in err and "predict" in err
     np.testing.assert_array_equal(np.load(plane / "iscell.npy"), before)
+
+
+def test_write_back_refuses_a_plane_segmented_again_since_it_was_read(tmp_path):
+    """Items read (napari open), Suite2p run again, then Write back: iscell.npy would get the
+    decisions of other cells, so nothing is written and the error names stat.npy."""
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    task = get_task("cellness")
+    plane = tmp_path / "rec" / "plane0"
+    _write_plane(plane, FIRST_RUN, [True] * 6)
+    items = task.read_many([str(plane)], ReadOptions())
+    preds = pd.DataFrame({"item_id": items.table["item_id"], "prediction": "not_cell",
+                          "probability": 0.9, "prob_cell": 0.1, "prob_not_cell": 0.9})
+    _write_plane(plane, FIRST_RUN[::-1], [True] * 6)
+    before = np.load(plane / "iscell.npy")
+    with pytest.raises(InputError, match=r"stat\.npy.*changed since it was read"):
+        task.write_back(items, preds, plane)
+    np.testing.assert_array_equal(np.load(plane / "iscell.npy"), before)
+    assert not list(plane.glob("iscell.bak-*"))
+    # the same ROIs written again by Suite2p (same places): written as usual
+    _write_plane(plane, FIRST_RUN, [True] * 6)
+    task.write_back(items, preds, plane)
+    assert (np.load(plane / "iscell.npy")[:, 0] == 0).all()

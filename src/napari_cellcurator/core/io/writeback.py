@@ -123,6 +123,35 @@ def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray
     return _save_npy(target, iscell)
 
 
+def _refuse_changed_stat(plane: Path, table: pd.DataFrame, source: str) -> None:
+    """Refuse to write ``iscell.npy`` over ROIs other than those the items were read from
+    (Suite2p run again while the data was open): the decisions would land on other cells.
+
+    Raises
+    ------
+    InputError
+        When a decided ROI's centroid or size in ``stat.npy`` is not what was read.
+    """
+    from napari_cellcurator.core.anchors import has_geometry, same_place
+    from napari_cellcurator.core.io.suite2p import stat_geometry
+
+    rows = table[table["source"].astype(str) == str(source)]
+    if not has_geometry(rows) or not len(rows):
+        return
+    now = stat_geometry(plane)
+    index = rows["roi_index"].to_numpy(dtype=np.int64)
+    then = rows[["y", "x", "npix"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    inside = (index >= 0) & (index < len(now))
+    moved = np.ones(len(index), dtype=bool)
+    moved[inside] = ~same_place(then[inside], now[index[inside]])
+    moved &= np.isfinite(then).all(1)
+    if moved.any():
+        raise InputError(plane / "stat.npy", f"changed since it was read: {int(moved.sum())} "
+                         "ROI(s) are not where they were (Suite2p run again?); nothing was "
+                         "written",
+                         "load the plane again, then write back (labels follow their cells)")
+
+
 def _save_npy(target: Path, array: np.ndarray) -> Path:
     """Write ``array`` to ``target`` atomically (no pickles)."""
     def write(tmp: Path) -> None:
@@ -391,6 +420,7 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
         fmt = fmts.get(source)
         idx, is_cell, prob = decisions(items, predictions, source)
         if fmt == "suite2p":
+            _refuse_changed_stat(Path(source), items.table, source)
             written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
             planes.append(Path(source))
         elif fmt == "caiman":
