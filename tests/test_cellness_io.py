@@ -136,11 +136,11 @@ def test_allen_json(task):
     assert items.table["group"].nunique() > 30  # experiments kept apart in splits
 
 
-def _write_caiman(path: Path, dims=(20, 24), k=3, t=50, good=(0, 2), bad=(1,)):
+def _write_caiman(path: Path, dims=(20, 24), k=3, t=50, good=(0, 2), bad=(1,),
+                  centres=((5, 5), (10, 15), (15, 6))):
     h5py = pytest.importorskip("h5py")
     rng = np.random.default_rng(0)
     a = np.zeros((dims[0] * dims[1], k), np.float32)
-    centres = [(5, 5), (10, 15), (15, 6)]
     for j, (cy, cx) in enumerate(centres[:k]):
         img = np.zeros(dims, np.float32)
         img[cy - 2:cy + 3, cx - 2:cx + 3] = 1 + j
@@ -178,6 +178,12 @@ def test_caiman_read_and_write_back(tmp_path, task):
     again = task.read(f, ReadOptions())
     assert again.table["label"].tolist() == ["not_cell", "cell", "cell"]
     assert list(tmp_path.glob("results.bak-*.hdf5"))
+    # CaImAn run again while the items were open: its components in another order
+    _write_caiman(f, centres=((15, 6), (10, 15), (5, 5)))
+    before = f.read_bytes()
+    with pytest.raises(InputError, match=r"results.hdf5.*changed since it was read.*CaImAn"):
+        task.write_back(items, preds, f)
+    assert f.read_bytes() == before
 
 
 def test_caiman_none_placeholder_and_bad_file(tmp_path, task):

@@ -97,6 +97,19 @@ def is_caiman_results(path: Path) -> bool:
         return "estimates" in fh
 
 
+def caiman_geometry(path: Path) -> np.ndarray:
+    """``(N, 3)`` centroid y, x and pixel count of every component of ``estimates/A``, as
+    the reader places them (the items' ``y``, ``x``, ``npix``)."""
+    from napari_cellcurator.core.data.roi_images import roi_centre
+
+    with open_hdf5(Path(path), "HDF5 (CaImAn results)") as fh:
+        if "estimates" not in fh or "A" not in fh["estimates"]:
+            raise InputError(path, "has no estimates/A", "a CaImAn results file")
+        est = fh["estimates"]
+        fps = _footprints(est["A"], _dims(fh, est, Path(path)), Path(path))
+    return np.array([[*roi_centre(*fp), len(fp[0])] for fp in fps], dtype=float).reshape(-1, 3)
+
+
 def read_caiman(path: Path, extra: dict | None = None) -> RoiSet:
     """Read a CaImAn results file; labels from idx_components (cell) / _bad (not_cell)."""
     path = Path(path)

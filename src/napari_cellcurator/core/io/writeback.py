@@ -123,22 +123,23 @@ def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray
     return _save_npy(target, iscell)
 
 
-def _refuse_changed_stat(plane: Path, table: pd.DataFrame, source: str) -> None:
-    """Refuse to write ``iscell.npy`` over ROIs other than those the items were read from
-    (Suite2p run again while the data was open): the decisions would land on other cells.
+def _refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, source: str,
+                         pipeline: str) -> None:
+    """Refuse to write decisions over ROIs other than those the items were read from (the
+    pipeline run again while the data was open): they would land on other cells.
+
+    ``now``: ``(N, 3)`` centroid y, x and pixel count of the ROIs in ``file`` now.
 
     Raises
     ------
     InputError
-        When a decided ROI's centroid or size in ``stat.npy`` is not what was read.
+        When a decided ROI's centroid or size in ``file`` is not what was read.
     """
     from napari_cellcurator.core.anchors import has_geometry, same_place
-    from napari_cellcurator.core.io.suite2p import stat_geometry
 
     rows = table[table["source"].astype(str) == str(source)]
     if not has_geometry(rows) or not len(rows):
         return
-    now = stat_geometry(plane)
     index = rows["roi_index"].to_numpy(dtype=np.int64)
     then = rows[["y", "x", "npix"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     inside = (index >= 0) & (index < len(now))
@@ -146,10 +147,9 @@ def _refuse_changed_stat(plane: Path, table: pd.DataFrame, source: str) -> None:
     moved[inside] = ~same_place(then[inside], now[index[inside]])
     moved &= np.isfinite(then).all(1)
     if moved.any():
-        raise InputError(plane / "stat.npy", f"changed since it was read: {int(moved.sum())} "
-                         "ROI(s) are not where they were (Suite2p run again?); nothing was "
-                         "written",
-                         "load the plane again, then write back (labels follow their cells)")
+        raise InputError(file, f"changed since it was read: {int(moved.sum())} ROI(s) are "
+                         f"not where they were ({pipeline} run again?); nothing was written",
+                         "load the data again, then write back (labels follow their cells)")
 
 
 def _save_npy(target: Path, array: np.ndarray) -> Path:
@@ -420,10 +420,17 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
         fmt = fmts.get(source)
         idx, is_cell, prob = decisions(items, predictions, source)
         if fmt == "suite2p":
-            _refuse_changed_stat(Path(source), items.table, source)
+            from napari_cellcurator.core.io.suite2p import stat_geometry
+
+            _refuse_changed_rois(Path(source) / "stat.npy", stat_geometry(Path(source)),
+                                 items.table, source, "Suite2p")
             written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
             planes.append(Path(source))
         elif fmt == "caiman":
+            from napari_cellcurator.core.io.caiman import caiman_geometry
+
+            _refuse_changed_rois(Path(source), caiman_geometry(Path(source)), items.table,
+                                 source, "CaImAn")
             written = write_caiman_idx(Path(source), idx, is_cell)
         elif fmt == "minian":
             from napari_cellcurator.core.io.minian import write_minian_curated
