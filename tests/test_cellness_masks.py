@@ -215,6 +215,31 @@ def test_write_back_makes_a_label_image_of_the_cells_only(miniscope, tmp_path):
     assert set(predicted.index) == {3, 7}
 
 
+def test_write_back_refuses_masks_segmented_again_since_read(miniscope, tmp_path):
+    """Items read, then Cellpose run again (the two cells' values swapped): the cells-only
+    image would keep the wrong cell, so nothing is written and the error names the masks."""
+    from napari_cellcurator.core.errors import InputError
+    from napari_cellcurator.core.tasks import ReadOptions, get_task
+
+    movie, masks = tmp_path / "rec.tif", tmp_path / "rec_masks.tif"
+    tifffile.imwrite(movie, miniscope)
+    labels = _two_rois(miniscope.shape[1:])
+    tifffile.imwrite(masks, labels)
+    task = get_task("cellness")
+    items = task.read_many([str(movie)], ReadOptions())
+    preds = pd.DataFrame({"item_id": items.table["item_id"],
+                          "prediction": np.where(items.table["mask_id"] == 7, "cell",
+                                                 "not_cell")})
+    swapped = np.where(labels == 7, 3, np.where(labels == 3, 7, 0)).astype(np.uint16)
+    tifffile.imwrite(masks, swapped)
+    with pytest.raises(InputError, match=r"rec_masks.tif.*changed since it was read"):
+        task.write_back(items, preds, movie)
+    assert not (tmp_path / "rec_cells.tif").exists()
+    tifffile.imwrite(masks, labels)  # as read: written
+    task.write_back(items, preds, movie)
+    assert set(np.unique(tifffile.imread(tmp_path / "rec_cells.tif"))) == {0, 7}
+
+
 def test_cli_shipped_model_names(capsys):
     from napari_cellcurator.cli import main
 

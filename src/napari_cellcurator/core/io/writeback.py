@@ -124,11 +124,13 @@ def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray
 
 
 def _refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, source: str,
-                         pipeline: str) -> None:
+                         pipeline: str, now_ids: np.ndarray | None = None) -> None:
     """Refuse to write decisions over ROIs other than those the items were read from (the
     pipeline run again while the data was open): they would land on other cells.
 
-    ``now``: ``(N, 3)`` centroid y, x and pixel count of the ROIs in ``file`` now.
+    ``now``: ``(N, 3)`` centroid y, x and pixel count of the ROIs in ``file`` now, in ROI
+    order (the items' ``roi_index``) or, with ``now_ids``, of the label values ``now_ids``
+    (the items' ``mask_id``).
 
     Raises
     ------
@@ -140,7 +142,10 @@ def _refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, sourc
     rows = table[table["source"].astype(str) == str(source)]
     if not has_geometry(rows) or not len(rows):
         return
-    index = rows["roi_index"].to_numpy(dtype=np.int64)
+    if now_ids is None:
+        index = rows["roi_index"].to_numpy(dtype=np.int64)
+    else:  # -1 for a value no longer in the image
+        index = pd.Index(now_ids).get_indexer(rows["mask_id"].to_numpy(dtype=np.int64))
     then = rows[["y", "x", "npix"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     inside = (index >= 0) & (index < len(now))
     moved = np.ones(len(index), dtype=bool)
@@ -346,6 +351,15 @@ def _write_movie_rois(items: ItemSet, source: str, fmt: str, roi_file: Path,
     """The cells-only copy of the ROIs beside a movie (label image or ImageJ ROI set)."""
     rows = items.table[items.table["source"].astype(str) == source].set_index("roi_index")
     if fmt == "masks":
+        from napari_cellcurator.core.data.roi_images import roi_centre
+        from napari_cellcurator.core.io.roi_masks import (
+            footprints_from_label_image,
+            read_label_image,
+        )
+
+        footprints, ids = footprints_from_label_image(read_label_image(roi_file))
+        now = np.array([[*roi_centre(*fp), len(fp[0])] for fp in footprints]).reshape(-1, 3)
+        _refuse_changed_rois(roi_file, now, items.table, source, "the segmentation", ids)
         return write_cell_masks(roi_file, Path(source), rows.loc[idx, "mask_id"].to_numpy(),
                                 is_cell)
     return write_cell_rois(roi_file, Path(source), rows.loc[idx, "zip_index"].to_numpy(),
