@@ -89,12 +89,14 @@ def test_reconcile_moves_labels_with_their_roi_and_drops_vanished_ones():
                            "anchor": ["6.0 6.0 25", "6.0 32.0 25", "30.0 6.0 25", "1 1 1"]})
     with pytest.warns(InputWarning, match="2 label.*follow their cell.*match no ROI"):
         out, report = reconcile_anchors(now, labels)
-    assert report == {"moved": {"p:0": "p:1"}, "unplaced": ["p:1"], "superseded": []}
+    assert report == {"moved": {"p:0": "p:1"}, "unplaced": ["p:1"], "superseded": [],
+                      "edited": []}
     assert dict(zip(out["item_id"], out["label"], strict=True)) == {
         "p:2": "c", "q:9": "d", "p:1": "a"}  # other data's labels are left as they are
     # labels without anchors (an older journal) are taken as they were
     same, report = reconcile_anchors(now, labels.assign(anchor=None))
-    assert same is not None and report == {"moved": {}, "unplaced": [], "superseded": []}
+    assert same is not None and report == {"moved": {}, "unplaced": [], "superseded": [],
+                                           "edited": []}
     # the moved ROI labelled again under its new id: that label stands, quietly
     relabelled = pd.DataFrame({"item_id": ["p:1"], "label": ["e"], "source": "human",
                                "anchor": ["6.0 6.0 25"]})
@@ -105,6 +107,20 @@ def test_reconcile_moves_labels_with_their_roi_and_drops_vanished_ones():
     assert report["superseded"] == ["p:0"] and not report["moved"]
     assert dict(zip(out["item_id"], out["label"], strict=True)) == {
         "p:1": "e", "p:2": "c", "q:9": "d"}
+
+
+def test_a_roi_reshaped_under_its_id_keeps_its_label_quietly():
+    """A person paints an ROI bigger in napari (same id, centroid 2.5 px off, 1.8× the
+    pixels; no other ROI there): the label stays. A far-off ROI under the id does not get
+    it."""
+    labels = pd.DataFrame({"item_id": ["p:0", "p:1"], "label": ["cell", "not_cell"],
+                           "source": "human", "anchor": ["20.0 20.0 40", "40.0 40.0 40"]})
+    now = pd.DataFrame({"item_id": ["p:0", "p:1"], "y": [22.5, 12.0], "x": [20.0, 50.0],
+                        "npix": [72, 40]})
+    with pytest.warns(InputWarning, match="1 label.*match no ROI now.*'p:1'"):
+        out, report = reconcile_anchors(now, labels)
+    assert report["edited"] == ["p:0"] and report["unplaced"] == ["p:1"]
+    assert dict(zip(out["item_id"], out["label"], strict=True)) == {"p:0": "cell"}
 
 
 def test_labels_follow_cells_when_suite2p_is_run_again(tmp_path, capsys):

@@ -101,9 +101,10 @@ def reconcile_anchors(table: pd.DataFrame, journal_labels: pd.DataFrame,
         moved, under the id of the ROI now at that place. ``report``: ``moved`` (old id →
         new id), ``unplaced`` (ids of labels whose ROI is nowhere now) and ``superseded``
         (labels of ROIs labelled again since under their new id: the newer label stands,
-        without a warning).
+        without a warning), ``edited`` (ROIs reshaped under the same id, e.g. painted in
+        napari, with no other ROI at their old place: the label stays, without a warning).
     """
-    report: dict = {"moved": {}, "unplaced": [], "superseded": []}
+    report: dict = {"moved": {}, "unplaced": [], "superseded": [], "edited": []}
     if ANCHOR not in journal_labels.columns or not len(journal_labels) or not has_geometry(table):
         return journal_labels, report
     ids = table["item_id"].astype(str).to_numpy()
@@ -126,6 +127,9 @@ def reconcile_anchors(table: pd.DataFrame, journal_labels: pd.DataFrame,
     new_ids = j_ids.copy()
     for k in np.flatnonzero(stale)[::-1]:  # newest label first: it wins a contested ROI
         target = _place_of(then[k], _prefix(j_ids[k]), ids, now)
+        if target is None and here[k] and _edited(then[k], now[rows[k]]):
+            report["edited"].append(str(j_ids[k]))  # its ROI, reshaped (painted) since
+            target = str(j_ids[k])
         if target in taken:  # labelled again as it is now: that label stands
             report["superseded"].append(str(j_ids[k]))
             continue
@@ -135,7 +139,8 @@ def reconcile_anchors(table: pd.DataFrame, journal_labels: pd.DataFrame,
         taken.add(target)
         new_ids[k] = target
         keep[k] = True
-        report["moved"][str(j_ids[k])] = target
+        if target != j_ids[k]:
+            report["moved"][str(j_ids[k])] = target
     out = journal_labels.assign(item_id=new_ids)[keep]
     # moved labels go last: on an id with a label of its own too, merge keeps the last
     moved = stale[keep]
@@ -143,6 +148,15 @@ def reconcile_anchors(table: pd.DataFrame, journal_labels: pd.DataFrame,
     if warn and (report["moved"] or report["unplaced"]):
         _warn(report, len(report["moved"]) + len(report["unplaced"]))
     return out, report
+
+
+def _edited(then: np.ndarray, now: np.ndarray) -> bool:
+    """Whether an ROI under the same id is plausibly the same cell reshaped: its centroid
+    within one radius (two touching cells are two radii apart), its size within 3×."""
+    shift = math.hypot(then[0] - now[0], then[1] - now[1])
+    radius = math.sqrt(max(then[2], now[2]) / math.pi)
+    ratio = max(then[2], now[2]) / max(min(then[2], now[2]), 1)
+    return bool(shift <= radius and ratio <= 3.0)
 
 
 def _place_of(anchor: np.ndarray, prefix: str, ids: np.ndarray, now: np.ndarray) -> str | None:

@@ -221,7 +221,7 @@ def merge_labels(table: pd.DataFrame, journal_labels: pd.DataFrame,
         journal_labels = with_current_ids(out, journal_labels)
         # labels of ROIs renumbered since (segmentation run again) follow their cell
         journal_labels, report = reconcile_anchors(out, journal_labels)
-        moved = sum(len(report[k]) for k in ("moved", "unplaced", "superseded"))
+        moved = sum(len(report[k]) for k in ("moved", "unplaced", "superseded", "edited"))
         jl = journal_labels.drop_duplicates("item_id", keep="last").set_index("item_id")
         j_label = ids.map(jl["label"])
         j_source = ids.map(jl["source"]) if "source" in jl else pd.Series("human", index=ids.index)
