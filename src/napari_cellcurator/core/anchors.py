@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 from napari_cellcurator.core.errors import InputWarning
 
@@ -53,11 +54,10 @@ def item_anchors(table: pd.DataFrame) -> list[str | None] | None:
 def parse_anchors(anchors: Sequence) -> np.ndarray:
     """``(N, 3)`` float array of y, x, npix (NaN rows for missing or unreadable anchors)."""
     out = np.full((len(anchors), 3), np.nan)
-    for row, text in enumerate(anchors):
+    for row, text in enumerate(anchors):  # a plain loop: faster than pandas' str methods
         if isinstance(text, str):
-            parts = text.split()
             try:
-                values = [float(p) for p in parts]
+                values = [float(p) for p in text.split()]
             except ValueError:
                 continue
             if len(values) == 3:
@@ -123,10 +123,12 @@ def reconcile_anchors(table: pd.DataFrame, journal_labels: pd.DataFrame,
     if not stale.any():
         return journal_labels, report
     taken = set(j_ids[~stale & here])  # ROIs a label was made for as they are now
+    finite = np.flatnonzero(np.isfinite(now).all(1))
+    tree = cKDTree(now[finite, :2])
     keep = ~stale
     new_ids = j_ids.copy()
     for k in np.flatnonzero(stale)[::-1]:  # newest label first: it wins a contested ROI
-        target = _place_of(then[k], _prefix(j_ids[k]), ids, now)
+        target = _place_of(then[k], _prefix(j_ids[k]), ids, now, tree, finite)
         if target is None and here[k] and _edited(then[k], now[rows[k]]):
             report["edited"].append(str(j_ids[k]))  # its ROI, reshaped (painted) since
             target = str(j_ids[k])
@@ -159,10 +161,18 @@ def _edited(then: np.ndarray, now: np.ndarray) -> bool:
     return bool(shift <= radius and ratio <= 3.0)
 
 
-def _place_of(anchor: np.ndarray, prefix: str, ids: np.ndarray, now: np.ndarray) -> str | None:
-    """Id of the ROI of the same set at ``anchor``'s place (the nearest), or None."""
-    near = np.flatnonzero(same_place(np.broadcast_to(anchor, now.shape), now))
-    near = [r for r in near if _prefix(ids[r]) == prefix]
+def _place_of(anchor: np.ndarray, prefix: str, ids: np.ndarray, now: np.ndarray,
+              tree: cKDTree, finite: np.ndarray) -> str | None:
+    """Id of the ROI of the same set at ``anchor``'s place (the nearest), or None.
+
+    ``tree``: a k-d tree of the centroids ``now[finite, :2]``."""
+    # the largest shift same_place allows for any partner (sizes up to 2× this one's)
+    reach = max(_MIN_SHIFT, _SHIFT_OF_RADIUS * math.sqrt(_SIZE_FACTOR * anchor[2] / math.pi))
+    candidates = finite[tree.query_ball_point(anchor[:2], reach)]
+    if not len(candidates):
+        return None
+    hits = same_place(np.broadcast_to(anchor, (len(candidates), 3)), now[candidates])
+    near = [r for r in candidates[hits] if _prefix(ids[r]) == prefix]
     if not near:
         return None
     best = min(near, key=lambda r: math.hypot(now[r, 0] - anchor[0], now[r, 1] - anchor[1]))
