@@ -95,7 +95,7 @@ def screenshot_results(results, out: Path) -> list[Path]:
                 show_task_results(viewer, result.case.task, items, predictions,
                                   heatmap=heatmap, heatmap_item=result.explained_item,
                                   classes=config.classes)
-                _add_docks(viewer)
+                _add_docks(viewer, result.explained_item)
                 _frame(viewer, result.case.task, len(items))
                 _settle(viewer, 1.5)
                 path = out / f"{result.case.task}.png"
@@ -116,8 +116,14 @@ def _frame(viewer, task: str, n_items: int) -> None:
         viewer.camera.center = centre
 
 
-def _add_docks(viewer) -> None:
-    """The plugin's dock widgets, as a user would open them from the Plugins menu."""
+def _add_docks(viewer, explained_item: str | None = None) -> None:
+    """The plugin's dock widgets, as a user would open them from the Plugins menu; the
+    Curate dock shows the explained item (its details, its trace for an ROI)."""
     for name in ("Predict", "Curate"):
         with contextlib.suppress(KeyError, ValueError, LookupError):
-            viewer.window.add_plugin_dock_widget("napari-cellcurator", name)
+            _dock, widget = viewer.window.add_plugin_dock_widget("napari-cellcurator", name)
+            session = getattr(widget, "session", None)
+            if name == "Curate" and session is not None and explained_item is not None:
+                rows = session.rows_of([explained_item])
+                if len(rows):
+                    widget.go_to(int(rows[0]))
