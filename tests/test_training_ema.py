@@ -96,3 +96,24 @@ def test_keep_is_checked():
 
     with pytest.raises(ValueError, match="keep"):
         TrainConfig(keep="median")
+
+
+def test_the_schedule_ends_at_the_learning_rate_floor():
+    """lr_floor 0.3: warm-up to lr, then annealing to 0.3 × lr (with the weight average, an
+    SWA-like end); 0 keeps PyTorch's one-cycle end (lr / 250,000)."""
+    import pytest
+
+    from napari_cellcurator.core.training import one_cycle
+
+    for floor, end in ((0.3, 0.3 * 2e-3), (0.0, 0.0)):
+        opt = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=2e-3)
+        sched = one_cycle(opt, TrainConfig(lr=2e-3, lr_floor=floor), total_steps=100)
+        rates = []
+        for _ in range(100):
+            opt.step()
+            sched.step()
+            rates.append(opt.param_groups[0]["lr"])
+        assert max(rates) == pytest.approx(2e-3, rel=1e-3)
+        assert rates[-1] == pytest.approx(end, rel=1e-2, abs=1e-6)
+    with pytest.raises(ValueError, match="lr_floor"):
+        TrainConfig(lr_floor=1.5)

@@ -166,6 +166,7 @@ def train_iter(req: TrainRequest, items: ItemSet | None = None,
         batch_size=req.batch_size or hyper.batch_size,
         lr=req.lr or hyper.lr, weight_decay=hyper.weight_decay, balance=hyper.balance,
         seed=req.seed, device=str(device), ema_epochs=hyper.ema_epochs,
+        lr_floor=hyper.lr_floor,
         amp=default_training_amp(device) if req.amp is None else req.amp,
     )
     done = None

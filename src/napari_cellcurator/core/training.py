@@ -44,10 +44,28 @@ class TrainConfig:
     #: Use "last" when ``val`` is also the set whose scores are reported (``compare``):
     #: picking the epoch on it would report an optimistic, selected score
     keep: str = "best"
+    #: the one-cycle schedule anneals the learning rate to this fraction of ``lr`` (0: to
+    #: ``lr`` / 250,000, PyTorch's default): with the weight average, an SWA-like end
+    lr_floor: float = 0.0
 
     def __post_init__(self):
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', not {self.keep!r}")
+        if not 0.0 <= self.lr_floor <= 1.0:
+            raise ValueError(f"lr_floor must be within [0, 1], not {self.lr_floor!r}")
+
+
+#: OneCycleLR's start: ``lr`` / this
+_DIV_FACTOR = 25.0
+
+
+def one_cycle(opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    """The run's schedule: warm up over 15 % of the steps to ``config.lr``, then cosine
+    annealing to ``config.lr_floor`` × ``lr`` (PyTorch's default end when 0)."""
+    end = {} if config.lr_floor <= 0 else {
+        "final_div_factor": 1.0 / (_DIV_FACTOR * config.lr_floor)}
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps,
+                                               pct_start=0.15, div_factor=_DIV_FACTOR, **end)
 
 
 # ---- typed progress updates (careamics-napari style) -----------------------------------------
@@ -233,9 +251,7 @@ def fit(task: Task, model: torch.nn.Module, train: ItemSet, val: ItemSet | None,
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=max(2, steps * config.epochs), pct_start=0.15
-    )
+    sched = one_cycle(opt, config, max(2, steps * config.epochs))
     ema = _ema_of(model, config.ema_epochs, steps, steps * config.epochs)
     primary = task.primary_metric()
     best_score, best_state, best_epoch = -math.inf, None, 0

@@ -72,6 +72,7 @@ class Hyper:
     val_fraction: float = 0.2
     balance: str = "sampler"  # "sampler" | "weights" | "none": how class imbalance is met
     ema_epochs: float = 0.0  # EMA of the weights over ~this many epochs (TrainConfig); 0 off
+    lr_floor: float = 0.0  # the schedule ends at this fraction of ``lr`` (TrainConfig)
     #: training samples one default run sees at most: larger data sets get fewer epochs
     #: (never under ``min_epochs``), so default training time stops growing with the data
     sample_budget: int | None = None
