@@ -75,6 +75,12 @@ def same_place(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ratio <= _SIZE_FACTOR)
 
 
+def moved(then: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """Row-wise: is an ROI read as ``then`` (``(N, 3)``, y, x, npix) not where it is ``now``
+    (NaN rows of ``now``: gone)? Rows of ``then`` without a finite geometry never count."""
+    return ~same_place(then, now) & np.isfinite(then).all(1)
+
+
 def _prefix(item_id: str) -> str:
     """The ROI set an item id belongs to (``rec/plane0`` of ``rec/plane0:12``)."""
     return item_id.rsplit(":", 1)[0]

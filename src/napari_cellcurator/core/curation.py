@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.anchors import has_geometry, reconcile_anchors, same_place
+from napari_cellcurator.core.anchors import has_geometry, moved, reconcile_anchors
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.items import EXPERT, FORMER_ID, LABEL_ORIGIN, ItemSet
 from napari_cellcurator.core.store.atomic import atomic_write
@@ -209,10 +209,10 @@ def _refuse_moved_rois(items_table: pd.DataFrame, predictions: pd.DataFrame, whe
     columns = ["y", "x", "npix"]
     now = items.loc[common, columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     then = pred.loc[common, columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    moved = ~same_place(then, now) & np.isfinite(then).all(1)
-    if moved.any():
-        first = common[np.flatnonzero(moved)[:3]].tolist()
-        raise InputError(where, f"{int(moved.sum())} of its ROIs are not where they are now "
+    shifted = moved(then, now)
+    if shifted.any():
+        first = common[np.flatnonzero(shifted)[:3]].tolist()
+        raise InputError(where, f"{int(shifted.sum())} of its ROIs are not where they are now "
                          f"(e.g. {first}): the segmentation was run again since `predict`",
                          "predictions of the ROIs as they are now: run `cellcurator predict` "
                          "again (labels follow their cells by themselves)")

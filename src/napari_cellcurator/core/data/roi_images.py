@@ -27,6 +27,13 @@ def roi_centre(ypix: np.ndarray, xpix: np.ndarray, lam: np.ndarray | None = None
     return float((ypix * w).sum() / w.sum()), float((xpix * w).sum() / w.sum())
 
 
+def footprint_geometry(footprints: list[tuple]) -> np.ndarray:
+    """``(N, 3)`` centroid y, x (:func:`roi_centre`) and pixel count of each footprint — the
+    ``y``, ``x``, ``npix`` of ROI items, which labels' anchors are compared with."""
+    return np.array([[*roi_centre(*fp), len(fp[0])] for fp in footprints],
+                    dtype=float).reshape(-1, 3)
+
+
 def footprint_patch(ypix: np.ndarray, xpix: np.ndarray, lam: np.ndarray | None,
                     size: int = DEFAULT_PATCH, centre: tuple[float, float] | None = None
                     ) -> np.ndarray:

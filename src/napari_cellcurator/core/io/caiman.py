@@ -100,14 +100,14 @@ def is_caiman_results(path: Path) -> bool:
 def caiman_geometry(path: Path) -> np.ndarray:
     """``(N, 3)`` centroid y, x and pixel count of every component of ``estimates/A``, as
     the reader places them (the items' ``y``, ``x``, ``npix``)."""
-    from napari_cellcurator.core.data.roi_images import roi_centre
+    from napari_cellcurator.core.data.roi_images import footprint_geometry
 
     with open_hdf5(Path(path), "HDF5 (CaImAn results)") as fh:
         if "estimates" not in fh or "A" not in fh["estimates"]:
             raise InputError(path, "has no estimates/A", "a CaImAn results file")
         est = fh["estimates"]
         fps = _footprints(est["A"], _dims(fh, est, Path(path)), Path(path))
-    return np.array([[*roi_centre(*fp), len(fp[0])] for fp in fps], dtype=float).reshape(-1, 3)
+    return footprint_geometry(fps)
 
 
 def read_caiman(path: Path, extra: dict | None = None) -> RoiSet:

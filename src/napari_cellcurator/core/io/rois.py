@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.data.roi_images import DEFAULT_PATCH, roi_centre, roi_patches
+from napari_cellcurator.core.data.roi_images import DEFAULT_PATCH, footprint_geometry, roi_patches
 from napari_cellcurator.core.data.traces import (
     NEUROPIL_COEF,
     fill_nan,
@@ -120,7 +120,8 @@ def roiset_to_items(rois: RoiSet, extra: dict | None = None) -> ItemSet:
     if extra.get("trace_length"):
         traces = resample(traces, int(extra["trace_length"])) if n else np.zeros(
             (0, int(extra["trace_length"])), np.float32)
-    centres = np.array([roi_centre(*fp) for fp in rois.footprints]).reshape(n, 2)
+    geometry = footprint_geometry(rois.footprints)  # what labels' anchors are compared with
+    centres = geometry[:, :2]
     stem = rois.meta.get("id_prefix") or rois.path.stem or rois.path.name
     table = pd.DataFrame({
         "item_id": [f"{stem}:{i}" for i in range(n)],
@@ -128,7 +129,7 @@ def roiset_to_items(rois: RoiSet, extra: dict | None = None) -> ItemSet:
         "label": rois.labels if rois.labels is not None else [None] * n,
         "roi_index": np.arange(n),
         "y": centres[:, 0], "x": centres[:, 1],
-        "npix": [len(fp[0]) for fp in rois.footprints],
+        "npix": geometry[:, 2].astype(np.int64),
     })
     table["label"] = table["label"].astype(object)
     if rois.groups is not None:

@@ -114,11 +114,10 @@ def _stat_footprints(stat: np.ndarray, path: Path) -> list[tuple]:
 def stat_geometry(plane: Path) -> np.ndarray:
     """``(N, 3)`` centroid y, x and pixel count of every ROI in ``plane/stat.npy``, as the
     reader places them (the items' ``y``, ``x``, ``npix``)."""
-    from napari_cellcurator.core.data.roi_images import roi_centre
+    from napari_cellcurator.core.data.roi_images import footprint_geometry
 
     stat = np.asarray(load_npy(Path(plane) / "stat.npy"), dtype=object).ravel()
-    return np.array([[*roi_centre(*fp), len(fp[0])] for fp in _stat_footprints(stat, plane)],
-                    dtype=float).reshape(-1, 3)
+    return footprint_geometry(_stat_footprints(stat, plane))
 
 
 def _check_inside(footprints: list[tuple], shape: tuple[int, int], plane: Path) -> None:

@@ -137,7 +137,7 @@ def _refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, sourc
     InputError
         When a decided ROI's centroid or size in ``file`` is not what was read.
     """
-    from napari_cellcurator.core.anchors import has_geometry, same_place
+    from napari_cellcurator.core.anchors import has_geometry, moved
 
     rows = table[table["source"].astype(str) == str(source)]
     if not has_geometry(rows) or not len(rows):
@@ -148,11 +148,11 @@ def _refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, sourc
         index = pd.Index(now_ids).get_indexer(rows["mask_id"].to_numpy(dtype=np.int64))
     then = rows[["y", "x", "npix"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     inside = (index >= 0) & (index < len(now))
-    moved = np.ones(len(index), dtype=bool)
-    moved[inside] = ~same_place(then[inside], now[index[inside]])
-    moved &= np.isfinite(then).all(1)
-    if moved.any():
-        raise InputError(file, f"changed since it was read: {int(moved.sum())} ROI(s) are "
+    now_rows = np.full_like(then, np.nan)  # a gone ROI: NaN, never in place
+    now_rows[inside] = now[index[inside]]
+    shifted = moved(then, now_rows)
+    if shifted.any():
+        raise InputError(file, f"changed since it was read: {int(shifted.sum())} ROI(s) are "
                          f"not where they were ({pipeline} run again?); nothing was written",
                          "load the data again, then write back (labels follow their cells)")
 
@@ -351,15 +351,15 @@ def _write_movie_rois(items: ItemSet, source: str, fmt: str, roi_file: Path,
     """The cells-only copy of the ROIs beside a movie (label image or ImageJ ROI set)."""
     rows = items.table[items.table["source"].astype(str) == source].set_index("roi_index")
     if fmt == "masks":
-        from napari_cellcurator.core.data.roi_images import roi_centre
+        from napari_cellcurator.core.data.roi_images import footprint_geometry
         from napari_cellcurator.core.io.roi_masks import (
             footprints_from_label_image,
             read_label_image,
         )
 
         footprints, ids = footprints_from_label_image(read_label_image(roi_file))
-        now = np.array([[*roi_centre(*fp), len(fp[0])] for fp in footprints]).reshape(-1, 3)
-        _refuse_changed_rois(roi_file, now, items.table, source, "the segmentation", ids)
+        _refuse_changed_rois(roi_file, footprint_geometry(footprints), items.table, source,
+                             "the segmentation", ids)
         return write_cell_masks(roi_file, Path(source), rows.loc[idx, "mask_id"].to_numpy(),
                                 is_cell)
     return write_cell_rois(roi_file, Path(source), rows.loc[idx, "zip_index"].to_numpy(),
