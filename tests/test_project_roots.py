@@ -254,7 +254,7 @@ def test_an_earlier_project_that_could_not_be_read_is_tried_again(recording, mon
 def test_an_immutable_read_overtaken_by_a_writer_is_read_again(recording, monkeypatch):
     import sqlite3
 
-    import napari_cellcurator.core.store.journal as journal_module
+    import napari_cellcurator.core.store.journal_read as journal_module
 
     folder = recording / "suite2p" / "plane0.cellcurator"
     with Project(folder) as p:

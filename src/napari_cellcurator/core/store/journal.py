@@ -20,10 +20,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.store.journal_read import (  # noqa: F401 (read_current_labels,
+    ANCHOR_JOIN,  # sqlite_uri: imported from here by callers)
+    CURRENT_COLUMNS,
+    LABEL_COLUMNS,
+    current_select,
+    read_current_labels,
+    sqlite_uri,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,9 +46,6 @@ _SCHEMA_VERSION = 1
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _COLUMNS = ("event_id", "action_id", "item_id", "label", "source", "model_version", "user",
             "timestamp", "undoes")
-_LABEL_COLUMNS = ["item_id", "label", "source", "model_version", "user", "timestamp"]
-#: what the label queries return: the label columns and the ROI's anchor (or None)
-_CURRENT_COLUMNS = [*_LABEL_COLUMNS, "anchor"]
 # SQLite result codes (primary) that blame the file, not the SQL: read-only, locked, I/O,
 # disk full, cannot open, permission
 _FILE_ERRORS = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
@@ -372,20 +377,20 @@ class LabelJournal:
         import pandas as pd
 
         if sources is None:
-            rows = self._query(f"SELECT {_current_select('c')} FROM current_labels c "
-                               f"{_ANCHOR_JOIN.format(t='c')} WHERE c.label IS NOT NULL "
+            rows = self._query(f"SELECT {current_select('c')} FROM current_labels c "
+                               f"{ANCHOR_JOIN.format(t='c')} WHERE c.label IS NOT NULL "
                                "ORDER BY c.event_id")
         else:
             sources = list(sources)
             marks = ",".join("?" * len(sources)) or "NULL"
             rows = self._query(
-                f"SELECT {_current_select('l')} FROM live_events l {_ANCHOR_JOIN.format(t='l')} "
+                f"SELECT {current_select('l')} FROM live_events l {ANCHOR_JOIN.format(t='l')} "
                 f"WHERE l.source IN ({marks}) AND l.event_id = (SELECT MAX(m.event_id) "
                 f"FROM live_events m WHERE m.item_id = l.item_id AND m.source IN ({marks})) "
                 "AND l.label IS NOT NULL ORDER BY l.event_id",
                 (*sources, *sources),
             )
-        return pd.DataFrame(rows, columns=_CURRENT_COLUMNS).astype(object)
+        return pd.DataFrame(rows, columns=CURRENT_COLUMNS).astype(object)
 
     def current_labels_of(self, item_ids: Iterable[str]) -> pd.DataFrame:
         """:meth:`current_labels` of some items only (one indexed lookup each).
@@ -395,14 +400,14 @@ class LabelJournal:
         """
         import pandas as pd
 
-        sql = (f"SELECT l.event_id, {_current_select('l')} FROM live_events l "
-               f"{_ANCHOR_JOIN.format(t='l')} WHERE l.item_id = ? "
+        sql = (f"SELECT l.event_id, {current_select('l')} FROM live_events l "
+               f"{ANCHOR_JOIN.format(t='l')} WHERE l.item_id = ? "
                "ORDER BY l.event_id DESC LIMIT 1")
         with self._lock:
             conn = self._connection()
             latest = [conn.execute(sql, (str(i),)).fetchone() for i in dict.fromkeys(item_ids)]
         rows = sorted(r for r in latest if r is not None and r[2] is not None)
-        return pd.DataFrame([r[1:] for r in rows], columns=_CURRENT_COLUMNS).astype(object)
+        return pd.DataFrame([r[1:] for r in rows], columns=CURRENT_COLUMNS).astype(object)
 
     def label_of(self, item_id: str) -> str | None:
         """The current label of one item (``None`` if unlabelled or cleared)."""
@@ -417,7 +422,7 @@ class LabelJournal:
 
         sql = (f"SELECT {', '.join('e.' + c for c in _COLUMNS)}, EXISTS (SELECT 1 FROM events u "
                "WHERE u.undoes = e.event_id) AS undone, a.anchor FROM events e "
-               f"{_ANCHOR_JOIN.format(t='e')}")
+               f"{ANCHOR_JOIN.format(t='e')}")
         params: tuple = ()
         if item_id is not None:
             sql += " WHERE e.item_id = ?"
@@ -460,70 +465,6 @@ class LabelJournal:
 
     def __repr__(self) -> str:
         return f"LabelJournal({str(self.path)!r}, user={self.user!r})"
-
-
-def read_current_labels(path: str | Path) -> pd.DataFrame:
-    """The current labels of the journal at ``path``, read without writing anything (a
-    journal on a read-only share: no WAL set-up, no schema update).
-
-    Raises
-    ------
-    sqlite3.Error
-        The file cannot be read as a journal.
-    """
-    path = Path(path).absolute()
-    wal = path.with_name(path.name + "-wal")
-    # with no pending write-ahead log the file is all there is: read it as immutable (no
-    # -wal/-shm files created beside it); else a read-only connection that reads the log
-    if wal.is_file() and wal.stat().st_size > 0:
-        return _read_labels(path, "mode=ro")
-    try:
-        return _read_labels(path, "immutable=1")
-    except sqlite3.DatabaseError:
-        # a writer started meanwhile and checkpoints into the file under the immutable
-        # reader ("database disk image is malformed"): read as its fellow reader instead
-        return _read_labels(path, "mode=ro")
-
-
-def sqlite_uri(path: PurePath) -> str:
-    """A SQLite ``file:`` URI of an absolute path, for read-only opening.
-
-    ``Path.as_uri()`` gives ``file://server/share/...`` for a Windows network path, which
-    SQLite refuses ("invalid uri authority"); here the authority stays empty and the UNC
-    path follows it (``file:////server/share/...``), as SQLite passes the path to Windows.
-    """
-    from urllib.parse import quote
-
-    posix = path.as_posix()  # /data/..., C:/data/... or //server/share/...
-    if not posix.startswith("/"):  # a drive: file:///C:/data/...
-        posix = "/" + posix
-    return "file://" + quote(posix, safe="/:")  # (empty authority)
-
-
-def _read_labels(path: Path, mode: str) -> pd.DataFrame:
-    import pandas as pd
-
-    conn = sqlite3.connect(f"{sqlite_uri(path)}?{mode}", uri=True)
-    try:
-        # a journal of an earlier version has no anchors table (and is not changed here)
-        anchored = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                                "name = 'anchors'").fetchone() is not None
-        select = _current_select("c") if anchored else (
-            ", ".join(f"c.{c}" for c in _LABEL_COLUMNS) + ", NULL")
-        join = _ANCHOR_JOIN.format(t="c") if anchored else ""
-        rows = conn.execute(f"SELECT {select} FROM current_labels c {join} "
-                            "WHERE c.label IS NOT NULL ORDER BY c.event_id").fetchall()
-    finally:
-        conn.close()
-    return pd.DataFrame(rows, columns=_CURRENT_COLUMNS).astype(object)
-
-
-_ANCHOR_JOIN = "LEFT JOIN anchors a ON a.event_id = {t}.event_id"
-
-
-def _current_select(table: str) -> str:
-    """The label columns of ``table`` and the anchor (of the ``_ANCHOR_JOIN``)."""
-    return ", ".join(f"{table}.{c}" for c in _LABEL_COLUMNS) + ", a.anchor"
 
 
 def _next_action(cur: sqlite3.Cursor) -> int:
