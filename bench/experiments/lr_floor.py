@@ -3,8 +3,9 @@
 Jurkat label-free accuracy peaks mid-training (epochs 20–24 of 40, at a high learning rate,
 with the weight average) and settles about 0.02 lower as the one-cycle schedule anneals the
 rate to ~0 (README). Stochastic weight averaging (Izmailov et al. 2018) keeps the rate up and
-averages the weights instead. Here the product's schedule is unchanged except that it anneals
-to ``floor`` × the peak rate; the model is the EMA of the weights as always. Scored on the
+averages the weights instead. Here the product's schedule anneals to ``floor`` × the peak rate
+(``Hyper.lr_floor``, the celltype default since this measurement: 0.3; ``--floor 0`` is the
+schedule before it); the model is the EMA of the weights as always. Scored on the
 product's validation cells: the last epoch (nothing chosen) and the chosen epoch.
 
     python bench/experiments/lr_floor.py --floor 0.3 [--data jurkat|chula] [--seeds 0 1 2]
@@ -15,6 +16,7 @@ Appends one JSON line per run to ``bench/results/lr_floor.jsonl``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -29,24 +31,13 @@ OUT = REPO / "bench" / "results" / "lr_floor.jsonl"
 SETS = {"jurkat": ("jurkat_ifc", [0, 2]), "chula": ("chula_rbc12", None)}
 
 
-def with_floor(floor: float):
-    """OneCycleLR whose annealing ends at ``floor`` × max_lr (instead of max_lr / 2.5e5)."""
-    one_cycle = torch.optim.lr_scheduler.OneCycleLR
-
-    def make(opt, max_lr, total_steps, pct_start=0.3, div_factor=25.0, **kwargs):
-        # min_lr = max_lr / div_factor / final_div_factor
-        return one_cycle(opt, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start,
-                         div_factor=div_factor, final_div_factor=1.0 / (div_factor * floor))
-
-    return make
-
-
 def run(data: str, seed: int, floor: float) -> dict:
     from napari_cellcurator.core.pipeline import TrainRequest, train
+    from napari_cellcurator.core.tasks import get_task
 
     folder, channels = SETS[data]
-    if floor > 0:
-        torch.optim.lr_scheduler.OneCycleLR = with_floor(floor)
+    task = get_task("celltype")  # the task's hyper-parameters with this floor
+    type(task).hyper = dataclasses.replace(task.hyper, lr_floor=floor)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         saved = train(TrainRequest(task="celltype", data=[str(DATA / folder)],
