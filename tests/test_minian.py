@@ -160,6 +160,30 @@ def test_write_back_adds_a_variable_minian_opens(tmp_path, simulated):
     assert len(get_task("cellness").read(folder, ReadOptions())) == len(units)
 
 
+def test_write_back_refuses_units_renumbered_since_read(tmp_path, simulated):
+    """Minian run again while the units were open numbers them anew: writing the decisions
+    by unit id would put them on other cells, so nothing is written."""
+    import shutil
+
+    from napari_cellcurator.core.io.writeback import write_back
+
+    _, rois = simulated
+    folder = tmp_path / "minian"
+    _write(folder, rois)
+    items = get_task("cellness").read(folder, ReadOptions())
+    predictions = pd.DataFrame({"item_id": items.table["item_id"], "prediction": "cell"})
+    for store in folder.glob("*.zarr"):
+        shutil.rmtree(store)
+    rois.footprints = rois.footprints[::-1]  # the same cells, found in the other order
+    try:
+        _write(folder, rois)
+    finally:
+        rois.footprints = rois.footprints[::-1]
+    with pytest.raises(InputError, match=r"A.zarr.*changed since it was read.*Minian"):
+        write_back(items, predictions)
+    assert not (folder / "iscell_curated.zarr").exists()
+
+
 def test_bad_minian_stores_name_the_store(tmp_path, simulated):
     folder = tmp_path / "minian"
     _write(folder, simulated[1])

@@ -319,6 +319,29 @@ def test_write_back_makes_a_curated_copy_that_pynwb_and_we_read(simulated, tmp_p
                                                        .str.replace("rec_curated", "rec")]]
 
 
+def test_write_back_refuses_an_nwb_file_re_exported_with_other_rois(simulated, tmp_path):
+    """The NWB file rewritten (another segmentation exported over it) after the items were
+    read: decisions by table row would land on other cells; no curated copy is made."""
+    import pandas as pd
+
+    from napari_cellcurator.core.io.writeback import write_back
+
+    path = write_suite2p_nwb(tmp_path / "rec.nwb", simulated)
+    items = TASK.read_many([path])
+    predictions = pd.DataFrame({"item_id": items.table["item_id"], "prediction": "cell"})
+    simulated.footprints = simulated.footprints[::-1]
+    try:
+        write_suite2p_nwb(path, simulated)
+    finally:
+        simulated.footprints = simulated.footprints[::-1]
+    with pytest.raises(InputError, match=r"rec.nwb.*changed since it was read.*NWB"):
+        write_back(items, predictions)
+    assert not (tmp_path / "rec_curated.nwb").exists()
+    again = TASK.read_many([path])  # read again: the write-back goes through
+    write_back(again, pd.DataFrame({"item_id": again.table["item_id"], "prediction": "cell"}))
+    assert (tmp_path / "rec_curated.nwb").exists()
+
+
 def test_a_raw_recording_nwb_is_a_movie(shared_data, tmp_path):
     """An NWB with only its TwoPhotonSeries (how DANDI holds raw recordings): the movie, read
     lazily; cellness finds the candidates the TIFF gives; napari opens it as an image."""

@@ -72,6 +72,28 @@ def _aligned(values: np.ndarray, units: np.ndarray, order: np.ndarray, store: Pa
     return values[[where[int(u)] for u in order]]
 
 
+def _footprints(folder: Path) -> tuple[list[tuple], np.ndarray, tuple[int, int]]:
+    """``(ypix, xpix, weight)`` of every unit of ``A.zarr``, the unit ids and the frame shape."""
+    footprints_3d, units = _variable(folder, "A", ("unit_id", "height", "width"))
+    fps = []
+    for k, image in enumerate(footprints_3d):
+        ypix, xpix = np.nonzero(image > 0)
+        if len(ypix) == 0:
+            raise InputError(folder / "A.zarr", f"unit {int(units[k])} has an empty footprint",
+                             "units with at least one pixel")
+        fps.append((ypix, xpix, image[ypix, xpix].astype(np.float32)))
+    return fps, units, tuple(footprints_3d.shape[1:])
+
+
+def minian_geometry(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 3)`` centroid y, x and pixel count of every unit in ``A.zarr`` now (as the reader
+    places them: the items' ``y``, ``x``, ``npix``) and the units' ids."""
+    from napari_cellcurator.core.data.roi_images import footprint_geometry
+
+    fps, units, _ = _footprints(Path(folder))
+    return footprint_geometry(fps), np.asarray(units, np.int64)
+
+
 def read_minian(path: Path, extra: dict | None = None) -> RoiSet:
     """Read a Minian results folder (or any store in it) as unlabelled ROI candidates.
 
@@ -83,20 +105,12 @@ def read_minian(path: Path, extra: dict | None = None) -> RoiSet:
     if folder is None:
         raise InputError(path, "is not a Minian results folder", "a folder with A.zarr and "
                          "C.zarr written by Minian's save_minian")
-    footprints_3d, units = _variable(folder, "A", ("unit_id", "height", "width"))
+    fps, units, shape = _footprints(folder)
     c, c_units = _variable(folder, "C", ("unit_id", "frame"))
     traces = _aligned(c, c_units, units, folder / "C.zarr").astype(np.float32)
     residuals, r_units = _variable(folder, "YrA", ("unit_id", "frame"), required=False)
     if residuals is not None and residuals.shape[1] == traces.shape[1]:
         traces = traces + _aligned(residuals, r_units, units, folder / "YrA.zarr")
-    fps = []
-    for k, image in enumerate(footprints_3d):
-        ypix, xpix = np.nonzero(image > 0)
-        if len(ypix) == 0:
-            raise InputError(folder / "A.zarr", f"unit {int(units[k])} has an empty footprint",
-                             "units with at least one pixel")
-        fps.append((ypix, xpix, image[ypix, xpix].astype(np.float32)))
-    shape = footprints_3d.shape[1:]
     background, _ = _variable(folder, "max_proj", ("height", "width"), required=False)
     if background is not None and background.shape != shape:
         background = None

@@ -133,6 +133,22 @@ def _read_table(fh, table, series: list, path: Path, n_tables: int) -> list[RoiS
     return sets
 
 
+def table_geometry(path: Path, table_name: str) -> np.ndarray:
+    """``(rows, 3)`` centroid y, x and pixel count of every row of the ROI table
+    ``table_name`` in the NWB file now, as the reader places them (the items' ``y``, ``x``,
+    ``npix``); rows of planes are not told apart (write-back addresses rows)."""
+    from napari_cellcurator.core.data.roi_images import footprint_geometry
+
+    path = Path(path)
+    with open_hdf5(path, "NWB (HDF5)", extra="nwb") as fh:
+        if table_name not in fh:
+            raise InputError(path, f"has no ROI table {table_name} any more",
+                             "the NWB file the ROIs were read from")
+        table = fh[table_name]
+        masks, _ = _masks(table, np.arange(table_rows(table)), _reference_image(table), path)
+    return footprint_geometry(masks)
+
+
 def table_rows(table) -> int:
     """Rows of the PlaneSegmentation group ``table`` (the length of its mask column)."""
     for key in ("image_mask", "pixel_mask_index", "voxel_mask_index"):

@@ -124,13 +124,15 @@ def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray
 
 
 def _refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, source: str,
-                         pipeline: str, now_ids: np.ndarray | None = None) -> None:
+                         pipeline: str, now_ids: np.ndarray | None = None,
+                         key: str | None = None) -> None:
     """Refuse to write decisions over ROIs other than those the items were read from (the
     pipeline run again while the data was open): they would land on other cells.
 
     ``now``: ``(N, 3)`` centroid y, x and pixel count of the ROIs in ``file`` now, in ROI
-    order (the items' ``roi_index``) or, with ``now_ids``, of the label values ``now_ids``
-    (the items' ``mask_id``).
+    order (the items' ``key`` column, default ``roi_index``) or, with ``now_ids``, of the ids
+    ``now_ids`` (matched with the items' ``key``, default ``mask_id``: label values of a
+    mask image, Minian unit ids).
 
     Raises
     ------
@@ -143,9 +145,9 @@ def _refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, sourc
     if not has_geometry(rows) or not len(rows):
         return
     if now_ids is None:
-        index = rows["roi_index"].to_numpy(dtype=np.int64)
-    else:  # -1 for a value no longer in the image
-        index = pd.Index(now_ids).get_indexer(rows["mask_id"].to_numpy(dtype=np.int64))
+        index = rows[key or "roi_index"].to_numpy(dtype=np.int64)
+    else:  # -1 for an id no longer in the file
+        index = pd.Index(now_ids).get_indexer(rows[key or "mask_id"].to_numpy(dtype=np.int64))
     then = rows[["y", "x", "npix"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     inside = (index >= 0) & (index < len(now))
     now_rows = np.full_like(then, np.nan)  # a gone ROI: NaN, never in place
@@ -405,6 +407,17 @@ def write_nwb_curated(path: Path, tables: np.ndarray, rows: np.ndarray, is_cell:
     return _write_curated_copy(path.with_name(f"{path.stem}_curated.nwb"), write)
 
 
+def _refuse_changed_nwb(path: Path, rows: pd.DataFrame) -> None:
+    """Refuse an NWB file whose ROI tables no longer hold the ROIs read (re-exported with
+    another segmentation): the curated copy would put decisions on other cells' rows."""
+    from napari_cellcurator.core.io.nwb import table_geometry
+
+    for name in sorted(set(rows["nwb_table"].astype(str))):
+        part = rows[rows["nwb_table"].astype(str) == name]
+        _refuse_changed_rois(path, table_geometry(path, name), part, str(path),
+                             "the NWB export", key="nwb_row")
+
+
 def _is_array(node) -> bool:
     """An HDF5 dataset of numbers (CaImAn saves a None attribute as the string 'NoneType')."""
     return hasattr(node, "dtype") and node.dtype.kind in "iuf" and node.ndim == 1
@@ -447,14 +460,18 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
                                  source, "CaImAn")
             written = write_caiman_idx(Path(source), idx, is_cell)
         elif fmt == "minian":
-            from napari_cellcurator.core.io.minian import write_minian_curated
+            from napari_cellcurator.core.io.minian import minian_geometry, write_minian_curated
 
             rows = items.table[items.table["source"].astype(str) == source]
+            now, units = minian_geometry(Path(source))
+            _refuse_changed_rois(Path(source) / "A.zarr", now, items.table, source, "Minian",
+                                 units, key="unit_id")
             written = write_minian_curated(Path(source), rows["unit_id"].to_numpy(), is_cell)
         elif fmt in ("masks", "imagej_rois") and masks.get(source):
             written = _write_movie_rois(items, source, fmt, Path(masks[source]), idx, is_cell)
         elif fmt == "nwb":  # rows in the order decisions() returns them
             rows = items.table[items.table["source"].astype(str) == source]
+            _refuse_changed_nwb(Path(source), rows)
             written = write_nwb_curated(Path(source), rows["nwb_table"].to_numpy(),
                                         rows["nwb_row"].to_numpy(), is_cell, prob)
         else:
