@@ -32,6 +32,8 @@ def detect_task(path: str | Path) -> str | None:
     if path.suffix == PROJECT_SUFFIX:
         data = project_data_path(path)
         return None if data is None else detect_task(data)
+    from napari_cellcurator.core.io.neurofinder import neurofinder_root
+
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".npy" and (path.parent / "stat.npy").is_file():
@@ -49,6 +51,8 @@ def detect_task(path: str | Path) -> str | None:
                 return "cellness"
             if holds_crops(path):
                 return "celltype"
+        if path.name == "regions.json" and neurofinder_root(path) is not None:
+            return "cellness"  # a Neurofinder data set's regions
         if suffix == ".json" and _head(path).lstrip().startswith(("[", '{"rois"')):
             return "cellness"  # Allen: a list of ROIs (or {"rois": [...]})
         if suffix == ".npz":  # arrays of crops + labels (MedMNIST-style)
@@ -66,7 +70,9 @@ def detect_task(path: str | Path) -> str | None:
         return None
     from napari_cellcurator.core.io.minian import minian_folder
 
-    if minian_folder(path) is not None:  # Minian results (A.zarr, C.zarr...), or one store
+    # Minian results (A.zarr, C.zarr...) or one store; a Neurofinder data set (images/ +
+    # regions/regions.json)
+    if minian_folder(path) is not None or neurofinder_root(path) is not None:
         return "cellness"
     if path.suffix.lower() == ".zarr":  # a zarr movie with its ROI masks beside it
         from napari_cellcurator.core.io.roi_masks import mask_file_for

@@ -11,10 +11,13 @@
   of the ROIs decided cells, byte for byte (the user's ``RoiSet.zip`` is never touched).
 - NWB: a copy ``<stem>_curated.nwb`` whose ROI tables gain ``iscell_curated`` and
   ``prob_cell_curated`` columns (the user's file is never touched).
+- Neurofinder: ``regions/regions_cells.json`` beside ``regions.json``, the cells' regions
+  (the user's file is never touched).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -368,6 +371,24 @@ def _write_movie_rois(items: ItemSet, source: str, fmt: str, roi_file: Path,
                            [str(n) for n in rows.loc[idx, "roi_name"]], is_cell)
 
 
+def _write_regions(items: ItemSet, source: str, regions_path: Path, idx: np.ndarray,
+                   is_cell: np.ndarray) -> Path:
+    """``regions_cells.json`` beside a Neurofinder ``regions.json``: the cells' regions."""
+    from napari_cellcurator.core.io.neurofinder import (
+        CELLS_NAME,
+        cell_regions,
+        regions_geometry,
+    )
+
+    _refuse_changed_rois(regions_path, regions_geometry(regions_path), items.table, source,
+                         "the regions file rewritten", key="region_index")
+    rows = items.table[items.table["source"].astype(str) == source].set_index("roi_index")
+    kept = cell_regions(regions_path, rows.loc[idx, "region_index"].to_numpy(), is_cell)
+    text = json.dumps(kept) + "\n"
+    return _write_curated_copy(regions_path.with_name(CELLS_NAME),
+                               lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_nwb_curated(path: Path, tables: np.ndarray, rows: np.ndarray, is_cell: np.ndarray,
                       prob: np.ndarray) -> Path:
     """``<stem>_curated.nwb`` beside an NWB file: a copy whose ROI tables gain the columns
@@ -467,6 +488,8 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
             _refuse_changed_rois(Path(source) / "A.zarr", now, items.table, source, "Minian",
                                  units, key="unit_id")
             written = write_minian_curated(Path(source), rows["unit_id"].to_numpy(), is_cell)
+        elif fmt == "neurofinder" and masks.get(source):
+            written = _write_regions(items, source, Path(masks[source]), idx, is_cell)
         elif fmt in ("masks", "imagej_rois") and masks.get(source):
             written = _write_movie_rois(items, source, fmt, Path(masks[source]), idx, is_cell)
         elif fmt == "nwb":  # rows in the order decisions() returns them
@@ -476,8 +499,9 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
                                         rows["nwb_row"].to_numpy(), is_cell, prob)
         else:
             raise InputError(source, f"format {fmt!r} has no native write-back",
-                             "Suite2p, CaImAn, NWB or Minian results or a movie with its ROI "
-                             "masks file or ImageJ RoiSet.zip; export CSV for other formats")
+                             "Suite2p, CaImAn, NWB, Minian or Neurofinder results or a movie "
+                             "with its ROI masks file or ImageJ RoiSet.zip; export CSV for "
+                             "other formats")
     if written is None:
         raise InputError(target, "no items to write back")
     if planes:

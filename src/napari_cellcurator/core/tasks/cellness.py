@@ -56,6 +56,11 @@ def _read_rois(path: Path, options: ReadOptions) -> ItemSet:
     suffix = path.suffix.lower()
     if suffix == ".npy" and (path.parent / "stat.npy").is_file():
         path, suffix = path.parent, ""  # stat.npy / F.npy / iscell.npy: their plane folder
+    if path.is_dir() or path.name == "regions.json":
+        from napari_cellcurator.core.io.neurofinder import neurofinder_root, read_neurofinder
+
+        if neurofinder_root(path) is not None:  # images/ + regions/regions.json
+            return roiset_to_items(read_neurofinder(path, options.progress), extra)
     if path.is_dir():
         from napari_cellcurator.core.io.minian import minian_folder, read_minian
 
@@ -65,12 +70,13 @@ def _read_rois(path: Path, options: ReadOptions) -> ItemSet:
         if suite2p.is_suite2p_folder(path):
             sets = [roiset_to_items(r, extra) for r in suite2p.read_suite2p(path, extra)]
             return concat_itemsets(sets)
-        if not is_video_folder(path):  # a Miniscope recording is a movie (read below)
+        path = frame_folder_of(path)
+        if path is None:
             raise InputError(path, "is not a Suite2p folder", "a plane folder with stat.npy, "
                              "its parent, a Minian folder (A.zarr, C.zarr), a CaImAn .hdf5, "
-                             "an NWB file, an Allen .json, a "
-                             "movie .tif/.zarr/.npy/.h5/.mmap/data.bin/.avi or a folder of "
-                             ".avi (Miniscope)")
+                             "an NWB file, an Allen .json, a Neurofinder data set, a "
+                             "movie .tif/.zarr/.npy/.h5/.mmap/data.bin/.avi, a folder of "
+                             ".avi (Miniscope) or of one image per frame")
     if suffix == ".json":
         from napari_cellcurator.core.io.allen import read_allen_json
 
@@ -101,6 +107,19 @@ def _read_rois(path: Path, options: ReadOptions) -> ItemSet:
                      "folder, CaImAn .hdf5/.h5, NWB .nwb, Allen .json, or a raw movie "
                      ".tif/.tiff/.zarr/.npy/"
                      ".h5/.mmap/data.bin/.avi/.mp4")
+
+
+def frame_folder_of(folder: Path) -> Path | None:
+    """The movie a folder that is no pipeline's output holds: itself when it holds videos
+    (Miniscope) or frame images (one TIFF per frame, as microscopes and Neurofinder save
+    them), its ``images/`` frame folder (a Neurofinder test set, without regions); else None.
+    """
+    from napari_cellcurator.core.io.images import image_files
+
+    if is_video_folder(folder) or image_files(folder):
+        return folder
+    frames = folder / "images"
+    return frames if frames.is_dir() and image_files(frames) else None
 
 
 def trace_batch(traces: np.ndarray, augment: bool, rng: np.random.Generator) -> np.ndarray:
