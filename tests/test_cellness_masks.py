@@ -87,6 +87,57 @@ def test_a_zarr_movie_finds_its_masks_too(miniscope, tmp_path):
     assert list(items.table["mask_id"]) == [3, 7] and items.meta["format"] == "masks"
 
 
+def _cellpose_seg(labels: np.ndarray, filename: str) -> dict:
+    """What Cellpose's GUI / command line save as ``<image>_seg.npy`` (cellpose 3)."""
+    return {"masks": labels, "outlines": (labels > 0).astype(np.uint16),
+            "chan_choose": [0, 0], "ismanual": np.zeros(labels.max(), bool),
+            "filename": filename, "flows": [np.zeros((*labels.shape, 3), np.uint8),
+                                            np.zeros((2, *labels.shape), np.float32)],
+            "est_diam": np.float64(12.0), "diameter": 12.0, "model_path": "cyto3",
+            "flow_threshold": 0.4, "cellprob_threshold": 0.0,
+            "normalize_params": {"lowhigh": None, "percentile": [1.0, 99.0]}}
+
+
+@pytest.mark.parametrize("name", ["rec_seg.npy", "AVG_rec_seg.npy", "rec_mean_cp_masks.tif",
+                                  "MAX_rec_masks.png"])
+def test_cellpose_output_of_the_movie_or_its_projection_is_found(miniscope, tmp_path, name):
+    """Cellpose is run on the mean / max projection (Fiji's Z Project names it AVG_rec.tif)
+    and saves ``_seg.npy`` (a pickled dict, read without running anything) by default."""
+    from PIL import Image
+
+    from napari_cellcurator._reader import detect_task
+
+    tifffile.imwrite(tmp_path / "rec.tif", miniscope)
+    labels = _two_rois(miniscope.shape[1:])
+    target = tmp_path / name
+    if name.endswith("_seg.npy"):
+        np.save(target, _cellpose_seg(labels, str(tmp_path / "AVG_rec.tif")), allow_pickle=True)
+    elif name.endswith(".png"):
+        Image.fromarray(labels.astype(np.uint8)).save(target)
+    else:
+        tifffile.imwrite(target, labels)
+    assert mask_file_for(tmp_path / "rec.tif") == target
+    assert detect_task(tmp_path / "rec.tif") == "cellness"
+    items = TASK.read_many([tmp_path / "rec.tif"])
+    assert list(items.table["mask_id"]) == [3, 7] and items.meta["format"] == "masks"
+
+
+def test_a_seg_npy_that_would_run_code_or_holds_no_masks_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return os.system, (f"touch {tmp_path / 'hacked'}",)
+
+    np.save(tmp_path / "a_seg.npy", {"masks": Evil()}, allow_pickle=True)
+    with pytest.raises(InputError, match=r"a_seg.npy.*unsafe"):
+        read_label_image(tmp_path / "a_seg.npy")
+    assert not (tmp_path / "hacked").exists()
+    np.save(tmp_path / "b_seg.npy", {"outlines": np.zeros((4, 4))}, allow_pickle=True)
+    with pytest.raises(InputError, match=r"b_seg.npy.*without 'masks'"):
+        read_label_image(tmp_path / "b_seg.npy")
+
+
 def test_shapes_become_footprints_with_overlaps_kept():
     """napari Shapes: a rotated ellipse fills as an ellipse; overlapping shapes keep all their
     pixels; lines are skipped with one warning; shapes off the frame are dropped."""

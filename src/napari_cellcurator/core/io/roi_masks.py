@@ -7,7 +7,9 @@ needs: the footprint (the mask) and the trace (the movie's mean inside the mask 
 minus 0.7 × the mean of a ring around it that avoids every ROI, as Suite2p does).
 
 A movie read for the cellness task uses such a label image when one lies beside it
-(``movie.tif`` + ``movie_masks.tif`` / ``movie_cp_masks.tif`` / ``movie_rois.tif``), else an
+(``movie.tif`` + ``movie_masks.tif`` / ``movie_cp_masks.tif`` / ``movie_rois.tif`` / Cellpose's
+``movie_seg.npy``, or the same names of a projection the user segmented: ``movie_mean``,
+``movie_max``, ``movie_avg``, Fiji's ``AVG_movie`` / ``MAX_movie``), else an
 ImageJ/Fiji ROI Manager set (``movie_RoiSet.zip`` / ``movie_rois.zip`` / ``movie.zip`` /
 ``RoiSet.zip``; see :mod:`.imagej_rois`), instead of extracting PCA/ICA candidates itself.
 """
@@ -25,6 +27,12 @@ from napari_cellcurator.core.progress import ProgressFn, Stages
 #: names of a label image beside ``<stem>.<ext>``: ``<stem><suffix>.<ext>``
 MASK_SUFFIXES = ("_cp_masks", "_masks", "_rois", "_roi_masks", "_mask")
 MASK_EXTENSIONS = (".tif", ".tiff", ".png", ".npy")
+#: the Cellpose GUI's (and command line's default) output, ``<image>_seg.npy``: a pickled dict
+#: whose ``masks`` is the label image
+CELLPOSE_SEG = "_seg.npy"
+#: names of the projection a user segmented instead of the movie (``movie_mean.tif``, Fiji's
+#: Z Project ``AVG_movie.tif``), ``{}`` the movie's stem; label images of the movie first
+PROJECTION_STEMS = ("{}", "{}_mean", "{}_max", "{}_avg", "AVG_{}", "MAX_{}")
 #: ImageJ ROI Manager sets beside ``<stem>.<ext>``: ``<stem><suffix>.zip``, after label images
 ROI_ZIP_SUFFIXES = ("_RoiSet", "_rois", "")
 #: the ROI Manager's default file name, in the movie's folder (looked for last)
@@ -52,9 +60,10 @@ def mask_file_for(movie: Path) -> Path | None:
     if movie.is_dir() and movie.suffix.lower() != ".zarr":  # a zarr movie is a folder
         return None
     stem = movie.name[: -len(movie.suffix)] if movie.suffix else movie.name
-    for suffix in MASK_SUFFIXES:
-        for ext in MASK_EXTENSIONS:
-            candidate = movie.with_name(stem + suffix + ext)
+    for image in (form.format(stem) for form in PROJECTION_STEMS):
+        names = [image + suffix + ext for suffix in MASK_SUFFIXES for ext in MASK_EXTENSIONS]
+        for name in (*names, image + CELLPOSE_SEG):
+            candidate = movie.with_name(name)
             if candidate.is_file():
                 return candidate
     for suffix in ROI_ZIP_SUFFIXES:
@@ -79,11 +88,12 @@ def _holds_roi_files(path: Path) -> bool:
 
 
 def read_label_image(path: Path) -> np.ndarray:
-    """A 2-D integer label image from TIFF/PNG/NPY (one clear error otherwise)."""
+    """A 2-D integer label image from TIFF/PNG/NPY or a Cellpose ``_seg.npy`` (one clear
+    error otherwise)."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".npy":
-            image = np.load(path, allow_pickle=False)
+            image = _npy_labels(path)
         elif path.suffix.lower() == ".png":
             from PIL import Image
 
@@ -105,6 +115,22 @@ def read_label_image(path: Path) -> np.ndarray:
     elif image.dtype.kind not in "iub":
         raise InputError(path, f"label image has pixel type {image.dtype}", "integer ROI ids")
     return image.astype(np.int64)
+
+
+def _npy_labels(path: Path) -> np.ndarray:
+    """The array of a ``.npy``, or the ``masks`` of a Cellpose ``_seg.npy`` dict (unpickled
+    by the restricted unpickler: nothing in the file runs)."""
+    from napari_cellcurator.core.io.safe_pickle import load_npy
+
+    data = load_npy(path)
+    if isinstance(data, dict):
+        if "masks" not in data:
+            raise InputError(path, f"holds a dict without 'masks' (keys {sorted(data)[:6]})",
+                             "a label image, or Cellpose's _seg.npy")
+        data = data["masks"]
+    if not isinstance(data, np.ndarray) or data.dtype == object:
+        raise InputError(path, "holds no label image", "a 2-D array of integer ROI ids")
+    return data
 
 
 def footprints_from_label_image(labels: np.ndarray) -> tuple[list, np.ndarray]:
