@@ -155,12 +155,13 @@ def test_a_folder_of_crops_without_classes_is_detected(tmp_path):
 
 
 def test_a_folder_of_frames_is_not_taken_for_crops(tmp_path):
-    """Large images in a folder are a movie's frames (mixture, with --task) or smears
-    without labels: the task is asked for, and the message names both."""
+    """Large images in a folder are a movie's frames (mixture or cellness, with --task) or
+    smears without labels: the task is asked for, and the message names the three."""
     for t in range(3):
         _frame_sized(tmp_path / "movie" / f"t{t}.tif", 512, t)
     assert detect_task(tmp_path / "movie") is None
-    assert "mixture" in unknown_format(tmp_path / "movie")
+    message = unknown_format(tmp_path / "movie")
+    assert all(task in message for task in ("mixture", "cellness", "celltype"))
 
 
 def test_a_folder_of_small_movies_is_not_taken_for_crops(tmp_path):

@@ -148,7 +148,8 @@ def unknown_format(path: Path) -> str:
                 "or ROIs from a mask file beside it) or mixture (tiles to score)")
     if path.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.iterdir()):
         return (f"{path.name}: images of {FRAME_SIDE} px or more — choose the task: mixture "
-                "(the frames of a movie) or celltype (crops without classes)")
+                "(tiles of the movie these frames make), cellness (candidate cells in that "
+                "movie) or celltype (crops without classes)")
     return f"{path}: not a format napari-cellcurator reads"
 
 
