@@ -252,6 +252,45 @@ def test_frame_folder_errors_name_the_file(tmp_path):
         open_movie(tmp_path / "empty")
 
 
+def test_a_folder_of_stacks_is_one_movie_of_their_frames(tmp_path):
+    """A long recording split into TIFF stacks (ScanImage's file_00001.tif…, the folder
+    Suite2p reads): the frames of every file in name order, not one frame per file with
+    the pages taken for channels."""
+    import pickle
+    import warnings
+
+    stack = _movie(t=23)
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for k, (t0, t1) in enumerate([(0, 10), (10, 20), (20, 23)]):
+        tifffile.imwrite(folder / f"file_{k + 1:05d}.tif", stack[t0:t1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)  # no "N channels" warning
+        mv = open_movie(folder, min_frames=5)
+    assert mv.shape == stack.shape
+    np.testing.assert_array_equal(mv.read(8, 22, 5, 21, 7, 30), stack[8:22, 5:21, 7:30])
+    np.testing.assert_array_equal(mv.dask[21].compute(), stack[21])
+    again = pickle.loads(pickle.dumps(mv.raw))  # as dask ships it to worker processes
+    np.testing.assert_array_equal(again[12], stack[12])
+    # a block of another frame size is refused, naming it
+    tifffile.imwrite(folder / "file_00002.tif", stack[10:20, :20])
+    with pytest.raises(InputError, match=r"file_00002\.tif: is a stack of shape"):
+        open_movie(folder)
+
+
+def test_a_folder_of_multichannel_frames_keeps_its_channels(tmp_path):
+    """One file per time point with 3 planes: channels of a frame, as before."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, size=(6, 3, 16, 16)).astype(np.uint8)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"t{t}.tif", frame)
+    mv = open_movie(folder, channel=1)
+    assert mv.shape == (6, 16, 16)
+    np.testing.assert_array_equal(mv.read(0, 6, 0, 16, 0, 16), frames[:, 1])
+
+
 def test_grey_saved_as_rgb_reads_silently(tmp_path):
     import warnings
 
