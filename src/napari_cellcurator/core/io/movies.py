@@ -217,6 +217,8 @@ def _open_raw(path: Path):
     elif suffix == ".zarr" or (path.is_dir() and _is_zarr(path)):
         raw, axes = _open_zarr(path)
     elif path.is_dir():
+        from napari_cellcurator.core.io.frame_folders import open_frame_folder
+
         raw, axes = open_frame_folder(path)
     else:
         raise InputError(path, f"has an unsupported movie format {suffix!r}", EXPECTED)
@@ -284,142 +286,6 @@ class FrameArray:
         if frames:
             return np.stack(frames)
         return np.zeros((0, *np.empty(self.shape[1:])[rest].shape), self.dtype)
-
-
-class FrameFolder(FrameArray):
-    """A folder of same-size frame images as a lazy (T, C, Y, X) array: basic slicing reads
-    only the files of the frames asked for (``shape``/``dtype``/``chunks`` for dask)."""
-
-    def __init__(self, files: list[Path], first: np.ndarray):
-        self.files = files
-        self.shape = (len(files), *first.shape)
-        self.dtype = first.dtype
-        self.ndim = len(self.shape)
-        self.chunks = (1, *first.shape)
-
-    @classmethod
-    def open(cls, files: list[Path]) -> FrameFolder:
-        """The frame images ``files``, in that order."""
-        from napari_cellcurator.core.io.images import read_image_chw
-
-        return cls(files, read_image_chw(files[0]))
-
-    def frame(self, t: int) -> np.ndarray:
-        """Frame ``t`` as (C, Y, X); a frame of another size or pixel type is refused."""
-        from napari_cellcurator.core.io.images import read_image_chw
-
-        arr = read_image_chw(self.files[t])
-        if arr.shape != self.shape[1:]:
-            raise InputError(self.files[t], f"is a frame of shape {arr.shape} (C, Y, X), "
-                             f"the first frame {self.files[0].name} is {self.shape[1:]}",
-                             "frames of one size")
-        if arr.dtype != self.dtype:  # casting 16-bit to the first frame's 8 bits would wrap
-            raise InputError(self.files[t], f"has {arr.dtype} pixels, the first frame "
-                             f"{self.files[0].name} {self.dtype}", "frames of one pixel type")
-        return arr
-
-
-def open_frame_folder(folder: Path):
-    """``(raw, axes)`` of a folder of images in natural name order: one frame per image
-    (``(T, C, Y, X)``), or, when the first is a TIFF stack of more than
-    :data:`MAX_FRAME_CHANNELS` planes, one block of frames per file (a long recording split
-    into files, as ScanImage writes it and Suite2p reads it)."""
-    from napari_cellcurator.core.io.images import image_files
-    from napari_cellcurator.core.io.names import natural_key
-
-    files = sorted(image_files(folder), key=lambda f: natural_key(f.name))
-    if not files:
-        raise InputError(folder, "has no frame images and is not a zarr store", EXPECTED)
-    if files[0].suffix.lower() in (".tif", ".tiff"):
-        stacks = StackFolder.open(files)
-        if stacks is not None:
-            return stacks, stacks.axes
-    return FrameFolder.open(files), "tcyx"
-
-
-#: an image with more planes than this (and no channel axis in its metadata) is a stack of
-#: frames, not one frame's channels
-MAX_FRAME_CHANNELS = 4
-
-
-class StackFolder(FrameArray):
-    """TIFF stacks, each a block of frames of one recording, as one lazy movie: frame ``t``
-    is read from the file holding it (the last file read stays open)."""
-
-    def __init__(self, files: list[Path], lengths: list[int], axes: str, frame_shape: tuple,
-                 dtype):
-        self.files, self.axes = files, axes
-        self.starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.shape = (int(self.starts[-1]), *frame_shape)
-        self.dtype = np.dtype(dtype)
-        self.ndim = len(self.shape)
-        self.chunks = (1, *frame_shape)
-        self._open: tuple[int, object, int] | None = None  # (file index, raw, its time axis)
-        self._lock = threading.Lock()
-
-    @classmethod
-    def open(cls, files: list[Path]) -> StackFolder | None:
-        """The stacks ``files`` (None when the first is not a stack: a folder of frames)."""
-        try:
-            raw, axes = _open_tiff(files[0])
-        except InputError:  # a single 2-D or RGB image: one frame per file
-            return None
-        if "t" not in axes or raw.shape[axes.index("t")] <= MAX_FRAME_CHANNELS:
-            return None
-        frame_axes = axes.replace("t", "")
-        frame_shape = tuple(n for a, n in zip(axes, raw.shape, strict=True) if a != "t")
-        lengths = [int(raw.shape[axes.index("t")])]
-        for file in files[1:]:
-            block, time_axis = _open_block(file, frame_shape, files[0], raw.dtype)
-            lengths.append(int(block.shape[time_axis]))
-        return cls(files, lengths, "t" + frame_axes, frame_shape, raw.dtype)
-
-    def frame(self, t: int) -> np.ndarray:
-        k = int(np.searchsorted(self.starts, t, side="right")) - 1
-        with self._lock:  # dask reads frames from several threads; one file open at a time
-            if self._open is None or self._open[0] != k:
-                raw, time_axis = _open_block(self.files[k], self.shape[1:], self.files[0],
-                                             self.dtype)
-                self._open = (k, raw, time_axis)
-            _, raw, time_axis = self._open
-            index = [slice(None)] * raw.ndim
-            index[time_axis] = int(t - self.starts[k])
-            return np.asarray(raw[tuple(index)])
-
-    def __getstate__(self):  # dask may pickle it to worker processes: no open file
-        return {**self.__dict__, "_open": None, "_lock": None}
-
-    def __setstate__(self, state):
-        import threading
-
-        self.__dict__.update(state, _lock=threading.Lock())
-
-
-def _open_block(file: Path, frame_shape: tuple, first: Path, dtype) -> tuple[Any, int]:
-    """``(raw, time axis)`` of one block of a :class:`StackFolder`: frames of
-    ``frame_shape``. A short block whose planes its metadata does not call time (a last file
-    of 3 frames reads as one RGB image) is taken as frames when its shape fits."""
-    import tifffile
-
-    try:
-        raw, axes = _open_tiff(file)
-    except InputError:
-        raw, axes = None, ""
-    if raw is not None and "t" in axes:
-        shape = tuple(n for a, n in zip(axes, raw.shape, strict=True) if a != "t")
-        if shape == tuple(frame_shape) and raw.dtype == dtype:
-            return raw, axes.index("t")
-    try:
-        planes = tifffile.imread(file)
-    except (tifffile.TiffFileError, ValueError, OSError) as exc:
-        raise InputError(file, f"is not a readable TIFF ({exc})", EXPECTED) from None
-    if planes.shape[1:] == tuple(frame_shape) and planes.dtype == dtype:
-        return planes, 0
-    if planes.shape == tuple(frame_shape) and planes.dtype == dtype:  # one frame
-        return planes[None], 0
-    raise InputError(file, f"is a stack of shape {planes.shape} ({planes.dtype}); the first, "
-                     f"{first.name}, holds frames of {tuple(frame_shape)} ({np.dtype(dtype)})",
-                     "blocks of frames of one recording")
 
 
 def is_video_folder(path: Path) -> bool:
