@@ -6,6 +6,7 @@ the frames asked for.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,38 +16,75 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.movies import EXPECTED, FrameArray, _open_tiff
 
+#: a channel token in per-frame file names (Bruker / Prairie View T-series:
+#: ``TSeries-…_Cycle00001_Ch2_000001.ome.tif``): files of one time point, one per channel
+CHANNEL_TOKEN = re.compile(r"(?i)(?<=[_.\-])ch(\d+)(?=[_.\-])")
+
 
 class FrameFolder(FrameArray):
     """A folder of same-size frame images as a lazy (T, C, Y, X) array: basic slicing reads
-    only the files of the frames asked for (``shape``/``dtype``/``chunks`` for dask)."""
+    only the files of the frames asked for (``shape``/``dtype``/``chunks`` for dask). A time
+    point is one image, or one image per channel (their channels stacked in channel order).
+    """
 
-    def __init__(self, files: list[Path], first: np.ndarray):
-        self.files = files
-        self.shape = (len(files), *first.shape)
+    def __init__(self, frames: list[tuple[Path, ...]], first: np.ndarray):
+        self.frames = frames
+        self.shape = (len(frames), first.shape[0] * len(frames[0]), *first.shape[1:])
         self.dtype = first.dtype
         self.ndim = len(self.shape)
-        self.chunks = (1, *first.shape)
+        self.chunks = (1, *self.shape[1:])
+        self._file_shape = first.shape
 
     @classmethod
-    def open(cls, files: list[Path]) -> FrameFolder:
-        """The frame images ``files``, in that order."""
+    def open(cls, frames: list[tuple[Path, ...]]) -> FrameFolder:
+        """The frame images ``frames`` (per time point, one file per channel), in order."""
         from napari_cellcurator.core.io.images import read_image_chw
 
-        return cls(files, read_image_chw(files[0]))
+        return cls(frames, read_image_chw(frames[0][0]))
 
     def frame(self, t: int) -> np.ndarray:
         """Frame ``t`` as (C, Y, X); a frame of another size or pixel type is refused."""
         from napari_cellcurator.core.io.images import read_image_chw
 
-        arr = read_image_chw(self.files[t])
-        if arr.shape != self.shape[1:]:
-            raise InputError(self.files[t], f"is a frame of shape {arr.shape} (C, Y, X), "
-                             f"the first frame {self.files[0].name} is {self.shape[1:]}",
-                             "frames of one size")
-        if arr.dtype != self.dtype:  # casting 16-bit to the first frame's 8 bits would wrap
-            raise InputError(self.files[t], f"has {arr.dtype} pixels, the first frame "
-                             f"{self.files[0].name} {self.dtype}", "frames of one pixel type")
-        return arr
+        first = self.frames[0][0]
+        planes = []
+        for file in self.frames[t]:
+            arr = read_image_chw(file)
+            if arr.shape != self._file_shape:
+                raise InputError(file, f"is a frame of shape {arr.shape} (C, Y, X), the first "
+                                 f"frame {first.name} is {self._file_shape}",
+                                 "frames of one size")
+            if arr.dtype != self.dtype:  # casting 16-bit to the first's 8 bits would wrap
+                raise InputError(file, f"has {arr.dtype} pixels, the first frame "
+                                 f"{first.name} {self.dtype}", "frames of one pixel type")
+            planes.append(arr)
+        return planes[0] if len(planes) == 1 else np.concatenate(planes)
+
+
+def frames_by_channel(folder: Path, files: list[Path]) -> list[tuple[Path, ...]]:
+    """The files of each time point: one each, or, when every name carries a channel token
+    (``_Ch1_``, ``_Ch2_``) of two channels or more, one per channel in channel order.
+
+    Raises
+    ------
+    InputError
+        When the channels do not have the same time points.
+    """
+    tokens = [CHANNEL_TOKEN.search(f.name) for f in files]
+    channels = sorted({int(m.group(1)) for m in tokens if m})
+    if not all(tokens) or len(channels) < 2:
+        return [(f,) for f in files]
+    by_channel = {c: [f for f, m in zip(files, tokens, strict=True) if int(m.group(1)) == c]
+                  for c in channels}
+    counts = {c: len(v) for c, v in by_channel.items()}
+    frames = list(zip(*by_channel.values(), strict=False))
+    same_time = all(len({CHANNEL_TOKEN.sub("", f.name) for f in frame}) == 1
+                    for frame in frames)
+    if len(set(counts.values())) != 1 or not same_time:
+        raise InputError(folder, f"holds frames of channels {channels} that are not the "
+                         f"same time points ({counts} frames)",
+                         "one file per channel for every time point")
+    return frames
 
 
 def open_frame_folder(folder: Path):
@@ -64,7 +102,7 @@ def open_frame_folder(folder: Path):
         stacks = StackFolder.open(files)
         if stacks is not None:
             return stacks, stacks.axes
-    return FrameFolder.open(files), "tcyx"
+    return FrameFolder.open(frames_by_channel(folder, files)), "tcyx"
 
 
 #: an image with more planes than this (and no channel axis in its metadata) is a stack of
