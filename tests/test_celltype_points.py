@@ -289,6 +289,61 @@ def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path
         get_task("celltype").read(voc, ReadOptions())
 
 
+def _octagon(x: float, y: float, r: float) -> list[list[float]]:
+    """A closed ring around pixel (x, y) as QuPath writes outlines (pixel centres at +0.5)."""
+    angles = np.linspace(0, 2 * np.pi, 9)
+    return [[x + 0.5 + r * np.cos(a), y + 0.5 + r * np.sin(a)] for a in angles]
+
+
+def test_qupath_geojson_objects_read_as_cells(chula_subset, tmp_path):
+    """The Chula frames as QuPath exports them: detections with a classification (areas and
+    tiles around them are not cells), or the Points tool's MultiPoint annotations, one per
+    class, in a plain list (older QuPath) named <image name>.geojson."""
+    import json
+
+    from napari_cellcurator._reader import detect_task
+    from napari_cellcurator.core.io.points import CHULA_NAMES
+
+    qp = tmp_path / "qupath"
+    qp.mkdir()
+    for image in (chula_subset / "images").iterdir():
+        shutil.copy(image, qp)
+    region = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+        [[0, 0], [640, 0], [640, 480], [0, 480], [0, 0]]]},
+        "properties": {"objectType": "annotation", "classification": {"name": "Region*"}}}
+    tile = {**region, "properties": {"objectType": "tile"}}
+    for stem, points in _expert_points(chula_subset).items():
+        if stem == "103":  # the Points tool: a MultiPoint per class, a list of features
+            by_class: dict[int, list] = {}
+            for x, y, cls in points:
+                by_class.setdefault(cls, []).append([x + 0.5, y + 0.5])
+            features = [{"type": "Feature", "geometry": {"type": "MultiPoint",
+                                                         "coordinates": pts},
+                         "properties": {"objectType": "annotation",
+                                        "classification": {"name": CHULA_NAMES[c]}}}
+                        for c, pts in by_class.items()]
+            (qp / "103.jpg.geojson").write_text(json.dumps(features))
+            continue
+        cells = [{"type": "Feature", "geometry": {"type": "Polygon",
+                                                  "coordinates": [_octagon(x, y, 18)]},
+                  "properties": {"objectType": "detection",
+                                 "classification": {"name": CHULA_NAMES[cls]}}}
+                 for x, y, cls in points]
+        (qp / f"{stem}.geojson").write_text(json.dumps(
+            {"type": "FeatureCollection", "features": [region, tile, *cells]}))
+    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    theirs = get_task("celltype").read(qp, ReadOptions(extra={"qc": False}))
+    assert detect_task(qp) == "celltype"
+    order = np.argsort(theirs.table["item_id"].to_numpy())
+    expected = np.argsort(ours.table["item_id"].to_numpy())
+    assert list(theirs.table["item_id"].iloc[order]) == list(ours.table["item_id"].iloc[expected])
+    assert list(theirs.table["label"].iloc[order]) == list(ours.table["label"].iloc[expected])
+    np.testing.assert_array_equal(theirs.arrays["image"][order], ours.arrays["image"][expected])
+    (qp / "12.geojson").write_text('{"type": "FeatureCollection", "features": [')
+    with pytest.raises(InputError, match="12.geojson: is not readable GeoJSON"):
+        get_task("celltype").read(qp, ReadOptions())
+
+
 def _coco(chula_subset, names) -> dict:
     """The Chula points as COCO boxes ([x, y, w, h], centre at the point's pixel)."""
     images, annotations = [], []

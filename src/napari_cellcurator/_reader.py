@@ -90,10 +90,11 @@ def detect_task(path: str | Path) -> str | None:
 
     if coco_layout(path) is not None:  # frames + a COCO JSON of boxes (Roboflow export)
         return "celltype"
-    from napari_cellcurator.core.io.points import is_points_folder
+    from napari_cellcurator.core.io.annotated_frames import frames_layout
     from napari_cellcurator.core.io.yolo import dataset_splits
 
-    if is_points_folder(path) or dataset_splits(path):  # frames + points / YOLO boxes
+    # frames + points, YOLO / VOC boxes or QuPath objects
+    if frames_layout(path) is not None or dataset_splits(path):
         return "celltype"
     if any(_holds_images(p) or any(_holds_images(q) for q in _folders(p))
            for p in _folders(path)):  # class folders, their images maybe in sub-folders

@@ -59,10 +59,12 @@ class AnnotatedFrames(NamedTuple):
 def frames_layout(folder: Path) -> str | None:
     """Which annotated-frames layout ``folder`` has, or None: ``"points"`` (``images/`` +
     ``labels/`` of points or YOLO boxes, VOC's ``JPEGImages/`` + ``Annotations/``),
-    ``"coco"`` or ``"voc"`` (an XML beside each image). An Ultralytics root
+    ``"coco"``, ``"voc"`` (an XML beside each image) or ``"qupath"`` (a GeoJSON beside each
+    image). An Ultralytics root
     (``images/<split>/``) is none: :func:`export_splits` reads it split by split."""
     from napari_cellcurator.core.io.coco import coco_layout
     from napari_cellcurator.core.io.points import is_points_folder
+    from napari_cellcurator.core.io.qupath import is_geojson_folder
     from napari_cellcurator.core.io.voc import is_voc_folder
     from napari_cellcurator.core.io.yolo import dataset_splits
 
@@ -72,12 +74,14 @@ def frames_layout(folder: Path) -> str | None:
         return "points"
     if coco_layout(folder) is not None:
         return "coco"
-    return "voc" if is_voc_folder(folder) else None
+    if is_voc_folder(folder):
+        return "voc"
+    return "qupath" if is_geojson_folder(folder) else None
 
 
 def annotated_frames(folder: Path) -> AnnotatedFrames:
     """The annotated frames of one folder, whichever layout it has."""
-    from napari_cellcurator.core.io import coco, points, voc
+    from napari_cellcurator.core.io import coco, points, qupath, voc
     from napari_cellcurator.core.io.yolo import split_labels
 
     layout = frames_layout(folder)
@@ -89,7 +93,7 @@ def annotated_frames(folder: Path) -> AnnotatedFrames:
     if layout is None:
         raise InputError(folder, "holds no frames with box or point annotations", EXPECTED)
     read = {"coco": coco.coco_frames, "points": points.points_frames,
-            "voc": voc.voc_frames}[layout]
+            "voc": voc.voc_frames, "qupath": qupath.geojson_frames}[layout]
     return read(folder)
 
 
