@@ -113,6 +113,7 @@ def test_a_broken_split_of_an_export_names_its_file(tmp_path):
 
 def test_one_voc_split_folder_reads_its_boxes_not_unlabelled_frames(tmp_path):
     folder = _voc_export(tmp_path / "export") / "train"
+    assert detect_task(folder) == "celltype"  # napari and the CLI find it too
     items = TASK.read(folder, NO_QC)
     assert len(items) == 4 and list(items.table["label"]) == ["rbc", "wbc"] * 2
     first = items.table.iloc[0]  # VOC pixels start at 1: centre (17, 19) → (row 18, col 16)
