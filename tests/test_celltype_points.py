@@ -344,6 +344,40 @@ def test_qupath_geojson_objects_read_as_cells(chula_subset, tmp_path):
         get_task("celltype").read(qp, ReadOptions())
 
 
+def test_labelme_shapes_read_as_cells(chula_subset, tmp_path):
+    """The Chula frames annotated in LabelMe (<stem>.json beside each image): polygons,
+    rectangles, circles and points, each a cell at its centre; a line is not a cell."""
+    import json
+
+    from napari_cellcurator._reader import detect_task
+    from napari_cellcurator.core.io.points import CHULA_NAMES
+
+    lm = tmp_path / "labelme"
+    lm.mkdir()
+    for image in (chula_subset / "images").iterdir():
+        shutil.copy(image, lm)
+    kinds = ("polygon", "rectangle", "circle", "point")
+    for stem, points in _expert_points(chula_subset).items():
+        shapes = [{"label": "scale bar", "points": [[5, 5], [60, 5]], "shape_type": "line"}]
+        for k, (x, y, cls) in enumerate(points):
+            kind = kinds[k % 4]
+            corners = {"polygon": [p[:] for p in _octagon(x - 0.5, y - 0.5, 15)[:-1]],
+                       "rectangle": [[x - 16, y - 12], [x + 16, y + 12]],
+                       "circle": [[x, y], [x + 17, y]], "point": [[x, y]]}[kind]
+            shapes.append({"label": CHULA_NAMES[cls], "points": corners, "shape_type": kind})
+        (lm / f"{stem}.json").write_text(json.dumps(
+            {"version": "5.4.1", "shapes": shapes, "imagePath": f"{stem}.jpg"}))
+    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    theirs = get_task("celltype").read(lm, ReadOptions(extra={"qc": False}))
+    assert detect_task(lm) == "celltype"
+    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
+    assert list(theirs.table["label"]) == list(ours.table["label"])
+    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    (lm / "12.json").write_text('{"shapes": [{"label": "normal"}]}')
+    with pytest.raises(InputError, match="12.json: shape 1 has no"):
+        get_task("celltype").read(lm, ReadOptions())
+
+
 def _coco(chula_subset, names) -> dict:
     """The Chula points as COCO boxes ([x, y, w, h], centre at the point's pixel)."""
     images, annotations = [], []

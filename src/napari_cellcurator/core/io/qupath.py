@@ -109,9 +109,9 @@ def _centres(geometry: dict, path: Path) -> list[tuple[float, float]]:
         if kind == "MultiPoint":
             return [(float(y), float(x)) for x, y, *_ in coords]
         if kind == "Polygon":
-            return [_polygon_centroid(coords)]
+            return [polygon_centroid(coords)]
         if kind == "MultiPolygon":  # one object in pieces: the area-weighted centre
-            parts = [(_ring_area(p[0]), _polygon_centroid(p)) for p in coords]
+            parts = [(_ring_area(p[0]), polygon_centroid(p)) for p in coords]
             total = sum(a for a, _ in parts)
             if total <= 0:
                 return [parts[0][1]]
@@ -127,7 +127,7 @@ def _ring_area(ring) -> float:
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
 
 
-def _polygon_centroid(rings) -> tuple[float, float]:
+def polygon_centroid(rings) -> tuple[float, float]:
     """(y, x) centroid of a polygon's outer ring (the vertex mean for a degenerate one)."""
     xy = np.asarray(rings[0], np.float64)[:, :2]
     x, y = xy[:, 0], xy[:, 1]

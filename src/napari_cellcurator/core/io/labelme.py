@@ -1,0 +1,101 @@
+"""LabelMe annotations (``<stem>.json`` beside each image): a cell at the centre of each shape.
+
+LabelMe (and tools writing its format: AnyLabeling, X-AnyLabeling, Label Studio's LabelMe
+export) stores per image ``{"shapes": [{"label", "points": [[x, y], ...], "shape_type"}],
+"imagePath", ...}`` with x = column. Cells: a point, the centroid of a polygon, the centre of
+a rectangle (two corners) or of a circle (its first point); lines are not cells. The label is
+the class (an empty label: an unlabelled cell).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
+from napari_cellcurator.core.io.images import image_files, is_junk_file
+from napari_cellcurator.core.io.names import readable
+
+#: bytes of a JSON file's head looked at to tell a LabelMe file
+HEAD = 4096
+
+
+def _is_labelme(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD)
+    except OSError:
+        return False
+    return head.lstrip().startswith(b"{") and b'"shapes"' in head
+
+
+def _json_files(folder: Path) -> dict[str, Path]:
+    return {f.stem: f for f in folder.iterdir() if f.suffix.lower() == ".json"
+            and f.is_file() and not is_junk_file(f)}
+
+
+def is_labelme_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds images with a LabelMe ``<stem>.json`` beside them (the first
+    such file's head is checked for ``"shapes"``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    files = _json_files(folder)
+    if not files:
+        return False
+    first = next((files[f.stem] for f in image_files(folder) if f.stem in files), None)
+    return first is not None and _is_labelme(first)
+
+
+def read_labelme(path: Path) -> tuple[np.ndarray, list[str | None]]:
+    """The cells of a LabelMe file: centres ``(N, 2)`` as (row, col) and labels."""
+    from napari_cellcurator.core.io.qupath import polygon_centroid
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        shapes = data["shapes"]
+        if not isinstance(shapes, list):
+            raise TypeError("shapes is not a list")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(path, f"is not a readable LabelMe file ({exc})",
+                         'LabelMe JSON with a "shapes" list') from None
+    points, labels = [], []
+    for n, shape in enumerate(shapes, 1):
+        kind = str(shape.get("shape_type") or "polygon").lower()
+        try:
+            xy = np.asarray(shape["points"], np.float64).reshape(-1, 2)
+        except (KeyError, TypeError, ValueError):
+            raise InputError(path, f"shape {n} has no [x, y] points") from None
+        if not len(xy) or kind in ("line", "linestrip"):
+            continue
+        if kind == "polygon" and len(xy) >= 3:
+            y, x = polygon_centroid([xy.tolist()])
+        elif kind in ("rectangle", "polygon"):  # two corners (or a degenerate polygon)
+            y, x = float(xy[:, 1].mean()), float(xy[:, 0].mean())
+        else:  # point, circle (centre first), mask: the first point
+            y, x = float(xy[0, 1]), float(xy[0, 0])
+        points.append((y, x))
+        labels.append(str(shape.get("label") or "").strip() or None)
+    return np.asarray(points, np.float64).reshape(-1, 2), labels
+
+
+def labelme_frames(folder: Path) -> AnnotatedFrames:
+    """The images of ``folder`` with the cells of their LabelMe ``<stem>.json``."""
+    folder = Path(folder)
+    files = _json_files(folder)
+    pairs = {f: files[f.stem] for f in image_files(folder) if f.stem in files}
+    orphans = sorted(set(files) - {f.stem for f in pairs})
+    if orphans:
+        warnings.warn(f"{readable(folder)}: {len(orphans)} JSON file(s) match no image and "
+                      f"are not read: {[files[o].name for o in orphans[:5]]}", InputWarning,
+                      stacklevel=3)
+    parsed = {image: read_labelme(js) for image, js in pairs.items()}
+    if not any(len(p) for p, _ in parsed.values()):
+        raise InputError(folder, "has no shapes in the LabelMe files beside its images",
+                         "LabelMe points, polygons, rectangles or circles")
+    return AnnotatedFrames(parsed, pairs, folder, own_names=True)
