@@ -68,6 +68,7 @@ def test_a_movie_with_masks_beside_it_reads_them(miniscope, tmp_path):
 
     assert detect_task(tmp_path / "rec.tif") == "cellness"  # CLI and napari find the task
     assert detect_task(tmp_path / "rec_cp_masks.tif") is None
+    assert detect_task(tmp_path) is None  # the movie's folder: no frames of cells to crop
     items = TASK.read_many([tmp_path / "rec.tif"])
     assert len(items) == 2 and items.meta["format"] == "masks"
     assert list(items.table["mask_id"]) == [3, 7]

@@ -378,6 +378,44 @@ def test_labelme_shapes_read_as_cells(chula_subset, tmp_path):
         get_task("celltype").read(lm, ReadOptions())
 
 
+def test_frames_with_cellpose_masks_give_one_unlabelled_cell_per_label(chula_subset,
+                                                                        tmp_path):
+    """Cellpose run on each smear (field_cp_masks.png, or the GUI's field_seg.npy): a cell
+    per label at its centre, unlabelled, to predict and curate; the masks are no frames."""
+    from PIL import Image
+
+    from napari_cellcurator._reader import detect_task
+    from napari_cellcurator.core.io.label_crops import items_from_labels_layer
+
+    cp = tmp_path / "cellpose"
+    cp.mkdir()
+    yy, xx = np.mgrid[:480, :640]
+    expected = {}
+    for k, (stem, points) in enumerate(_expert_points(chula_subset).items()):
+        shutil.copy(chula_subset / "images" / f"{stem}.jpg", cp)
+        labels = np.zeros((480, 640), np.uint16)
+        for n, (x, y, _cls) in enumerate(points[:12], 1):
+            labels[(yy - y) ** 2 + (xx - x) ** 2 <= 14 ** 2] = n
+        if k == 0:
+            np.save(cp / f"{stem}_seg.npy", {"masks": labels, "filename": f"{stem}.jpg"},
+                    allow_pickle=True)
+        else:
+            Image.fromarray(labels.astype(np.uint8)).save(cp / f"{stem}_cp_masks.png")
+        image = np.asarray(Image.open(cp / f"{stem}.jpg"))
+        expected[stem] = items_from_labels_layer(image, labels)
+    assert detect_task(cp) == "celltype"
+    items = get_task("celltype").read(cp, ReadOptions(extra={"qc": False}))
+    assert items.table["label"].isna().all()
+    for stem, ours in expected.items():
+        mine = items.table["source"].astype(str).str.endswith(f"/{stem}.jpg").to_numpy()
+        np.testing.assert_allclose(items.table.loc[mine, ["y", "x"]].to_numpy(dtype=float),
+                                   ours.table[["y", "x"]].to_numpy(dtype=float))
+        np.testing.assert_array_equal(items.arrays["image"][mine], ours.arrays["image"])
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(cp / "12_cp_masks.png")
+    with pytest.raises(InputError, match=r"12_cp_masks.png: label image of shape \(10, 10\)"):
+        get_task("celltype").read(cp, ReadOptions())
+
+
 def _coco(chula_subset, names) -> dict:
     """The Chula points as COCO boxes ([x, y, w, h], centre at the point's pixel)."""
     images, annotations = [], []

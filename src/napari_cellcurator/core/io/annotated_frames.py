@@ -60,9 +60,11 @@ def frames_layout(folder: Path) -> str | None:
     """Which annotated-frames layout ``folder`` has, or None: ``"points"`` (``images/`` +
     ``labels/`` of points or YOLO boxes, VOC's ``JPEGImages/`` + ``Annotations/``),
     ``"coco"``, ``"voc"`` (an XML beside each image), ``"labelme"`` (a LabelMe JSON beside
-    each image) or ``"qupath"`` (a GeoJSON beside each image). An Ultralytics root
+    each image), ``"qupath"`` (a GeoJSON beside each image) or ``"masks"`` (a label image of
+    the cells beside each image: Cellpose). An Ultralytics root
     (``images/<split>/``) is none: :func:`export_splits` reads it split by split."""
     from napari_cellcurator.core.io.coco import coco_layout
+    from napari_cellcurator.core.io.frame_masks import is_masks_folder
     from napari_cellcurator.core.io.labelme import is_labelme_folder
     from napari_cellcurator.core.io.points import is_points_folder
     from napari_cellcurator.core.io.qupath import is_geojson_folder
@@ -79,12 +81,14 @@ def frames_layout(folder: Path) -> str | None:
         return "voc"
     if is_labelme_folder(folder):
         return "labelme"
-    return "qupath" if is_geojson_folder(folder) else None
+    if is_geojson_folder(folder):
+        return "qupath"
+    return "masks" if is_masks_folder(folder) else None
 
 
 def annotated_frames(folder: Path) -> AnnotatedFrames:
     """The annotated frames of one folder, whichever layout it has."""
-    from napari_cellcurator.core.io import coco, labelme, points, qupath, voc
+    from napari_cellcurator.core.io import coco, frame_masks, labelme, points, qupath, voc
     from napari_cellcurator.core.io.yolo import split_labels
 
     layout = frames_layout(folder)
@@ -97,7 +101,7 @@ def annotated_frames(folder: Path) -> AnnotatedFrames:
         raise InputError(folder, "holds no frames with box or point annotations", EXPECTED)
     read = {"coco": coco.coco_frames, "points": points.points_frames,
             "voc": voc.voc_frames, "qupath": qupath.geojson_frames,
-            "labelme": labelme.labelme_frames}[layout]
+            "labelme": labelme.labelme_frames, "masks": frame_masks.masks_frames}[layout]
     return read(folder)
 
 

@@ -44,7 +44,7 @@ def items_from_labels_layer(image: np.ndarray, label_image: np.ndarray,
     _check_frame(image, lab)
     ids = np.unique(lab)
     ids = ids[ids > 0]
-    centres = _centres(lab, ids)
+    centres = label_centres(lab, ids)
     classes = [labels.get(int(i)) if labels else None for i in ids]
     items = items_from_points(image, centres, classes, crop_size, input_size, frame=frame)
     items.table["label_id"] = ids.astype(np.int64)
@@ -61,7 +61,7 @@ def _check_frame(image: np.ndarray, lab: np.ndarray) -> None:
                          f"{shape}", "a Labels layer painted on this image, pixel for pixel")
 
 
-def _centres(lab: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def label_centres(lab: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """(row, col) of each label: its centre of mass, or its largest piece's where it has
     several (a centre between two pieces would crop background)."""
     from scipy import ndimage

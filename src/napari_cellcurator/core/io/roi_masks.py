@@ -16,6 +16,7 @@ ImageJ/Fiji ROI Manager set (``movie_RoiSet.zip`` / ``movie_rois.zip`` / ``movie
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,10 @@ CELLPOSE_SEG = "_seg.npy"
 #: names of the projection a user segmented instead of the movie (``movie_mean.tif``, Fiji's
 #: Z Project ``AVG_movie.tif``), ``{}`` the movie's stem; label images of the movie first
 PROJECTION_STEMS = ("{}", "{}_mean", "{}_max", "{}_avg", "AVG_{}", "MAX_{}")
+#: the end of any of those label image names
+MASK_NAME = re.compile("(?:" + "|".join(map(re.escape, MASK_SUFFIXES)) + r")\.(?:"
+                       + "|".join(e[1:] for e in MASK_EXTENSIONS) + r")$|"
+                       + re.escape(CELLPOSE_SEG) + "$", re.IGNORECASE)
 #: ImageJ ROI Manager sets beside ``<stem>.<ext>``: ``<stem><suffix>.zip``, after label images
 ROI_ZIP_SUFFIXES = ("_RoiSet", "_rois", "")
 #: the ROI Manager's default file name, in the movie's folder (looked for last)

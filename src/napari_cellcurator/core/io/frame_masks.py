@@ -1,0 +1,97 @@
+"""Frames with a label image of their cells beside them (Cellpose, StarDist, Fiji): one
+unlabelled cell per label, cut around its centre — candidates to predict and curate.
+
+``field1.png`` + ``field1_cp_masks.png`` (or ``_masks``, ``_rois``…, TIFF/PNG/npy) or the
+Cellpose GUI's ``field1_seg.npy``: the same names as a movie's ROI masks
+(:mod:`.roi_masks`). Frames without a label image are not read (with a warning).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
+from napari_cellcurator.core.io.images import image_files
+from napari_cellcurator.core.io.names import readable
+
+
+def _mask_names(stem: str) -> list[str]:
+    from napari_cellcurator.core.io.roi_masks import (
+        CELLPOSE_SEG,
+        MASK_EXTENSIONS,
+        MASK_SUFFIXES,
+    )
+
+    return [stem + s + e for s in MASK_SUFFIXES for e in MASK_EXTENSIONS] + [stem + CELLPOSE_SEG]
+
+
+def _frames_with_masks(folder: Path) -> tuple[dict[Path, Path], list[Path]]:
+    """``({frame: its label image}, frames without one)``; label images are not frames."""
+    from napari_cellcurator.core.io.roi_masks import MASK_NAME
+
+    names = {f.name: f for f in folder.iterdir()}
+    if not any(MASK_NAME.search(n) for n in names):  # a folder of 100,000 crops: one pass
+        return {}, []
+    pairs: dict[Path, Path] = {}
+    for image in image_files(folder):
+        mask = next((names[n] for n in _mask_names(image.stem) if n in names), None)
+        if mask is not None and not _is_movie(image):  # a movie's ROIs are cellness's
+            pairs[image] = mask
+    masks = set(pairs.values())
+    alone = [f for f in image_files(folder) if f not in pairs and f not in masks]
+    return pairs, alone
+
+
+def _is_movie(image: Path) -> bool:
+    """A TIFF of more planes than a frame has channels (a recording, not a field)."""
+    if image.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    import tifffile
+
+    from napari_cellcurator.core.io.frame_folders import MAX_FRAME_CHANNELS
+
+    try:
+        with tifffile.TiffFile(image) as tif:
+            series = tif.series[0]
+            planes = [n for n, axis in zip(series.shape, series.axes, strict=True)
+                      if axis not in "YXS" and n > 1]  # S: the samples of an RGB pixel
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError):
+        return False  # the reader names the file and the problem
+    return bool(planes) and max(planes) > MAX_FRAME_CHANNELS
+
+
+def is_masks_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds frames with a label image of their cells beside them."""
+    folder = Path(folder)
+    return folder.is_dir() and bool(_frames_with_masks(folder)[0])
+
+
+def masks_frames(folder: Path) -> AnnotatedFrames:
+    """The frames of ``folder`` with a cell at the centre of each label of their masks."""
+    from napari_cellcurator.core.io.images import read_image_chw
+    from napari_cellcurator.core.io.label_crops import label_centres
+    from napari_cellcurator.core.io.roi_masks import read_label_image
+
+    folder = Path(folder)
+    pairs, alone = _frames_with_masks(folder)
+    if alone:
+        warnings.warn(f"{readable(folder)}: {len(alone)} image(s) have no label image beside "
+                      f"them and are not read: {[f.name for f in alone[:5]]}", InputWarning,
+                      stacklevel=3)
+    parsed = {}
+    for frame, mask in pairs.items():
+        labels = np.clip(read_label_image(mask), 0, None)
+        shape = read_image_chw(frame).shape[1:]
+        if labels.shape != shape:
+            raise InputError(mask, f"label image of shape {labels.shape} does not match its "
+                             f"frame {frame.name} {shape}", "one label per frame pixel")
+        ids = np.unique(labels)
+        ids = ids[ids > 0]
+        parsed[frame] = (label_centres(labels, ids), [None] * len(ids))
+    if not any(len(p) for p, _ in parsed.values()):
+        raise InputError(folder, "has label images without cells (all 0)")
+    return AnnotatedFrames(parsed, pairs, folder, own_names=True)
