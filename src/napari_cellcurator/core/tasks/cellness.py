@@ -70,13 +70,14 @@ def _read_rois(path: Path, options: ReadOptions) -> ItemSet:
         if suite2p.is_suite2p_folder(path):
             sets = [roiset_to_items(r, extra) for r in suite2p.read_suite2p(path, extra)]
             return concat_itemsets(sets)
-        path = frame_folder_of(path)
-        if path is None:
+        movie = frame_folder_of(path)
+        if movie is None:
             raise InputError(path, "is not a Suite2p folder", "a plane folder with stat.npy, "
                              "its parent, a Minian folder (A.zarr, C.zarr), a CaImAn .hdf5, "
                              "an NWB file, an Allen .json, a Neurofinder data set, a "
                              "movie .tif/.zarr/.npy/.h5/.mmap/data.bin/.avi, a folder of "
                              ".avi (Miniscope) or of one image per frame")
+        path = movie  # the folder of frames, or a Neurofinder test set's images/
     if suffix == ".json":
         from napari_cellcurator.core.io.allen import read_allen_json
 
