@@ -416,6 +416,48 @@ def test_frames_with_cellpose_masks_give_one_unlabelled_cell_per_label(chula_sub
         get_task("celltype").read(cp, ReadOptions())
 
 
+def test_cvat_export_shapes_read_as_cells(chula_subset, tmp_path):
+    """The Chula frames as a "CVAT for images 1.1" export (annotations.xml + images/): boxes,
+    polygons, ellipses and points, each a cell at its centre; tags are not cells."""
+    from napari_cellcurator._reader import detect_task
+    from napari_cellcurator.core.io.points import CHULA_NAMES
+
+    cv = tmp_path / "cvat"
+    shutil.copytree(chula_subset / "images", cv / "images")
+    images = []
+    for k, (stem, points) in enumerate(_expert_points(chula_subset).items()):
+        shapes = ['<tag label="smear" source="manual"></tag>']
+        for n, (x, y, cls) in enumerate(points):
+            cx, cy, name = x + 0.5, y + 0.5, CHULA_NAMES[cls]  # pixel centres at +0.5
+            kind = n % 4
+            if kind == 0:
+                shapes.append(f'<box label="{name}" xtl="{cx - 17}" ytl="{cy - 20}" '
+                              f'xbr="{cx + 17}" ybr="{cy + 20}" z_order="0"></box>')
+            elif kind == 1:
+                ring = ";".join(f"{px:.4f},{py:.4f}" for px, py in _octagon(x, y, 15)[:-1])
+                shapes.append(f'<polygon label="{name}" points="{ring}"></polygon>')
+            elif kind == 2:
+                shapes.append(f'<ellipse label="{name}" cx="{cx}" cy="{cy}" rx="16" '
+                              'ry="14"></ellipse>')
+            else:
+                shapes.append(f'<points label="{name}" points="{cx},{cy}"></points>')
+        images.append(f'<image id="{k}" name="{stem}.jpg" width="640" height="480">'
+                      f'{"".join(shapes)}</image>')
+    (cv / "annotations.xml").write_text('<?xml version="1.0" encoding="utf-8"?>\n<annotations>'
+                                        f'<version>1.1</version>{"".join(images)}'
+                                        '</annotations>')
+    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    theirs = get_task("celltype").read(cv, ReadOptions(extra={"qc": False}))
+    assert detect_task(cv) == "celltype"
+    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
+    assert list(theirs.table["label"]) == list(ours.table["label"])
+    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    (cv / "annotations.xml").write_text('<annotations><image name="1.jpg"><box label="x" '
+                                        'xtl="3"></box></image></annotations>')
+    with pytest.raises(InputError, match="annotations.xml: image '1.jpg': a <box> has no"):
+        get_task("celltype").read(cv, ReadOptions())
+
+
 def _coco(chula_subset, names) -> dict:
     """The Chula points as COCO boxes ([x, y, w, h], centre at the point's pixel)."""
     images, annotations = [], []

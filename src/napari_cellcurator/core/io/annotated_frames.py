@@ -59,11 +59,13 @@ class AnnotatedFrames(NamedTuple):
 def frames_layout(folder: Path) -> str | None:
     """Which annotated-frames layout ``folder`` has, or None: ``"points"`` (``images/`` +
     ``labels/`` of points or YOLO boxes, VOC's ``JPEGImages/`` + ``Annotations/``),
-    ``"coco"``, ``"voc"`` (an XML beside each image), ``"labelme"`` (a LabelMe JSON beside
-    each image), ``"qupath"`` (a GeoJSON beside each image) or ``"masks"`` (a label image of
-    the cells beside each image: Cellpose). An Ultralytics root
-    (``images/<split>/``) is none: :func:`export_splits` reads it split by split."""
+    ``"coco"``, ``"cvat"`` (CVAT's ``annotations.xml``), ``"voc"`` (an XML beside each
+    image), ``"labelme"`` (a LabelMe JSON beside each image), ``"qupath"`` (a GeoJSON beside
+    each image) or ``"masks"`` (a label image of the cells beside each image: Cellpose). An
+    Ultralytics root (``images/<split>/``) is none: :func:`export_splits` reads it split by
+    split."""
     from napari_cellcurator.core.io.coco import coco_layout
+    from napari_cellcurator.core.io.cvat import cvat_xml
     from napari_cellcurator.core.io.frame_masks import is_masks_folder
     from napari_cellcurator.core.io.labelme import is_labelme_folder
     from napari_cellcurator.core.io.points import is_points_folder
@@ -77,6 +79,8 @@ def frames_layout(folder: Path) -> str | None:
         return "points"
     if coco_layout(folder) is not None:
         return "coco"
+    if cvat_xml(folder) is not None:
+        return "cvat"
     if is_voc_folder(folder):
         return "voc"
     if is_labelme_folder(folder):
@@ -88,7 +92,7 @@ def frames_layout(folder: Path) -> str | None:
 
 def annotated_frames(folder: Path) -> AnnotatedFrames:
     """The annotated frames of one folder, whichever layout it has."""
-    from napari_cellcurator.core.io import coco, frame_masks, labelme, points, qupath, voc
+    from napari_cellcurator.core.io import coco, cvat, frame_masks, labelme, points, qupath, voc
     from napari_cellcurator.core.io.yolo import split_labels
 
     layout = frames_layout(folder)
@@ -99,7 +103,7 @@ def annotated_frames(folder: Path) -> AnnotatedFrames:
                          "'class x_centre y_centre width height'")
     if layout is None:
         raise InputError(folder, "holds no frames with box or point annotations", EXPECTED)
-    read = {"coco": coco.coco_frames, "points": points.points_frames,
+    read = {"coco": coco.coco_frames, "points": points.points_frames, "cvat": cvat.cvat_frames,
             "voc": voc.voc_frames, "qupath": qupath.geojson_frames,
             "labelme": labelme.labelme_frames, "masks": frame_masks.masks_frames}[layout]
     return read(folder)
