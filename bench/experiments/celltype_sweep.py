@@ -45,6 +45,8 @@ RECIPES: dict[str, tuple[str, list[int] | None, dict, dict, int | None]] = {
     "chula80_cellnorm": ("chula_rbc12", None, {"epochs": 80}, {"norm": "cell"}, None),
     "jurkat40_cellnorm": ("jurkat_ifc", [0, 2], {"epochs": 40}, {"norm": "cell"}, None),
     "chula30_cellnorm": ("chula_rbc12", None, {"epochs": 30}, {"norm": "cell"}, None),
+    # the 64 px crop at full resolution (stride-2 stem: the same feature-map size as 32 px)
+    "chula_64px": ("chula_rbc12", None, {}, {"input_size": 64}, None),
     "jurkat_20ep": ("jurkat_ifc", [0, 2], {"epochs": 20}, {}, None),
     "jurkat_30ep": ("jurkat_ifc", [0, 2], {"epochs": 30}, {}, None),
     "jurkat_default": ("jurkat_ifc", [0, 2], {}, {}, None),

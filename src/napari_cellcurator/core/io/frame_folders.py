@@ -99,8 +99,13 @@ def open_frame_folder(folder: Path):
     if not files:
         raise InputError(folder, "has no frame images and is not a zarr store", EXPECTED)
     if files[0].suffix.lower() in (".tif", ".tiff"):
-        stacks = StackFolder.open(files)
+        tiffs = [f for f in files if f.suffix.lower() in (".tif", ".tiff")]
+        stacks = StackFolder.open(tiffs)
         if stacks is not None:
+            if len(tiffs) < len(files):  # a thumbnail or a snapshot beside the blocks
+                _warn(folder, f"{len(files) - len(tiffs)} non-TIFF image(s) beside the TIFF "
+                      f"stacks are not frames and are not read, e.g. "
+                      f"{next(f.name for f in files if f not in tiffs)}")
             return stacks, stacks.axes
     return FrameFolder.open(frames_by_channel(folder, files)), "tcyx"
 
@@ -158,8 +163,6 @@ class StackFolder(FrameArray):
         return {**self.__dict__, "_open": None, "_lock": None}
 
     def __setstate__(self, state):
-        import threading
-
         self.__dict__.update(state, _lock=threading.Lock())
 
 
@@ -188,3 +191,12 @@ def _open_block(file: Path, frame_shape: tuple, first: Path, dtype) -> tuple[Any
     raise InputError(file, f"is a stack of shape {planes.shape} ({planes.dtype}); the first, "
                      f"{first.name}, holds frames of {tuple(frame_shape)} ({np.dtype(dtype)})",
                      "blocks of frames of one recording")
+
+
+def _warn(folder: Path, message: str) -> None:
+    import warnings
+
+    from napari_cellcurator.core.errors import InputWarning
+    from napari_cellcurator.core.io.names import readable
+
+    warnings.warn(f"{readable(folder)}: {message}", InputWarning, stacklevel=4)
