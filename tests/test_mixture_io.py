@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 
 import numpy as np
@@ -309,6 +310,26 @@ def test_a_bruker_t_series_keeps_its_channels_apart(tmp_path):
     (folder / f"{folder.name}_Cycle00001_Ch2_000006.ome.tif").unlink()  # a frame missing
     with pytest.raises(InputError, match=r"channels \[1, 2\] that are not the same time"):
         open_movie(folder)
+
+
+@pytest.mark.parametrize(("names", "what"), [
+    ("VID7_{w}_1_00d{t:02d}h00m.tif", "2 wells (A1, B2)"),  # Incucyte export of two wells
+    ("exp_w1_s{s}_t{t}.tif", "2 stage positions (s1, s2)"),  # MetaMorph multi-position
+])
+def test_frames_of_several_wells_are_not_read_as_one_movie(tmp_path, names, what):
+    """In name order the frames of well A1 then B2 would make one movie jumping between
+    fields half-way: one clear error instead."""
+    stack = _movie(t=6)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for t in range(3):
+        for k, (well, pos) in enumerate((("A1", 1), ("B2", 2))):
+            tifffile.imwrite(folder / names.format(w=well, s=pos, t=t), stack[t + 3 * k])
+    with pytest.raises(InputError, match=rf"export: holds the frames of {re.escape(what)}"):
+        open_movie(folder)
+    for f in folder.glob("*B2*" if "{w}" in names else "*_s2_*"):  # one field left: a movie
+        f.unlink()
+    assert open_movie(folder).shape == (3, *stack.shape[1:])
 
 
 def test_grey_saved_as_rgb_reads_silently(tmp_path):

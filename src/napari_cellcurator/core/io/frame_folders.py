@@ -21,6 +21,36 @@ from napari_cellcurator.core.io.movies import EXPECTED, FrameArray, _open_tiff
 CHANNEL_TOKEN = re.compile(r"(?i)(?<=[_.\-])ch(\d+)(?=[_.\-])")
 
 
+#: tokens naming where on the sample a frame was taken: a plate well (Incucyte
+#: ``VID12_B3_1_00d04h00m.tif``) or a stage position (MetaMorph ``_s2_t10``, Nikon ``XY02``,
+#: Micro-Manager ``Pos1``) — frames of several are several movies, not one
+POSITION_TOKENS = (
+    ("wells", re.compile(r"(?:^|(?<=[_\-.]))([A-P]\d{1,2})(?=[_\-.])")),
+    ("stage positions", re.compile(r"(?i)(?:^|(?<=[_\-.]))(?:s|xy|pos|p)(\d+)(?=[_\-.])")),
+)
+
+
+def refuse_several_positions(folder: Path, files: list[Path]) -> None:
+    """One clear error when the frames of ``folder`` come from several wells or stage
+    positions: in name order they would be read as one movie jumping between fields.
+
+    Raises
+    ------
+    InputError
+        Naming the positions found.
+    """
+    for what, token in POSITION_TOKENS:
+        found = [token.search(f.name) for f in files]
+        if not all(found):
+            continue
+        values = sorted({m.group(0) for m in found})
+        if len(values) > 1 and len(values) < len(files):  # a position per file is time
+            raise InputError(folder, f"holds the frames of {len(values)} {what} "
+                             f"({', '.join(values[:6])}{'…' if len(values) > 6 else ''}), "
+                             "which would be read as one movie",
+                             "the frames of one well or position per folder")
+
+
 class FrameFolder(FrameArray):
     """A folder of same-size frame images as a lazy (T, C, Y, X) array: basic slicing reads
     only the files of the frames asked for (``shape``/``dtype``/``chunks`` for dask). A time
@@ -107,6 +137,7 @@ def open_frame_folder(folder: Path):
                       f"stacks are not frames and are not read, e.g. "
                       f"{next(f.name for f in files if f not in tiffs)}")
             return stacks, stacks.axes
+    refuse_several_positions(folder, files)
     return FrameFolder.open(frames_by_channel(folder, files)), "tcyx"
 
 
