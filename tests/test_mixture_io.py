@@ -292,22 +292,26 @@ def test_a_folder_of_multichannel_frames_keeps_its_channels(tmp_path):
     np.testing.assert_array_equal(mv.read(0, 6, 0, 16, 0, 16), frames[:, 1])
 
 
-def test_a_bruker_t_series_keeps_its_channels_apart(tmp_path):
-    """Prairie View writes one file per frame per channel (…_Cycle00001_Ch2_000001.ome.tif):
-    the channels of a time point are stacked, not read as more frames."""
+@pytest.mark.parametrize("name", ["{folder}_Cycle00001_Ch{ch}_{t:06d}.ome.tif",  # Bruker
+                                  "{folder}_w{ch}{dye}_t{t}.TIF"])  # MetaMorph
+def test_a_bruker_t_series_keeps_its_channels_apart(tmp_path, name):
+    """Prairie View writes one file per frame per channel (…_Cycle00001_Ch2_000001.ome.tif),
+    MetaMorph one per wavelength (…_w2GFP_t1.TIF): the channels of a time point are stacked,
+    not read as more frames."""
     rng = np.random.default_rng(1)
     red, green = (rng.integers(0, 4000, size=(6, 16, 16)).astype(np.uint16) for _ in "rg")
     folder = tmp_path / "TSeries-12072026-1200-001"
     folder.mkdir()
     for t in range(6):
         for ch, movie in ((1, red), (2, green)):
-            tifffile.imwrite(folder / f"{folder.name}_Cycle00001_Ch{ch}_{t + 1:06d}.ome.tif",
+            dye = {1: "mCherry", 2: "GFP"}[ch]
+            tifffile.imwrite(folder / name.format(folder=folder.name, ch=ch, t=t + 1, dye=dye),
                              movie[t])
     with pytest.warns(InputWarning, match="2 channels; channel 0 is read"):
         assert open_movie(folder).shape == (6, 16, 16)
     np.testing.assert_array_equal(open_movie(folder, channel=1).read(0, 6, 0, 16, 0, 16), green)
     np.testing.assert_array_equal(open_movie(folder, channel=0).read(0, 6, 0, 16, 0, 16), red)
-    (folder / f"{folder.name}_Cycle00001_Ch2_000006.ome.tif").unlink()  # a frame missing
+    (folder / name.format(folder=folder.name, ch=2, t=6, dye="GFP")).unlink()  # one missing
     with pytest.raises(InputError, match=r"channels \[1, 2\] that are not the same time"):
         open_movie(folder)
 

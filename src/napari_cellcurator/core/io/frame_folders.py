@@ -16,9 +16,14 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.movies import EXPECTED, FrameArray, _open_tiff
 
-#: a channel token in per-frame file names (Bruker / Prairie View T-series:
-#: ``TSeries-…_Cycle00001_Ch2_000001.ome.tif``): files of one time point, one per channel
-CHANNEL_TOKEN = re.compile(r"(?i)(?<=[_.\-])ch(\d+)(?=[_.\-])")
+#: a channel token in per-frame file names (Bruker / Prairie View T-series
+#: ``TSeries-…_Cycle00001_Ch2_000001.ome.tif``, MetaMorph ``exp_w2GFP_t10.TIF``): files of
+#: one time point, one per channel
+CHANNEL_TOKEN = re.compile(r"(?i)(?<=[_.\-])(?:ch(\d+)(?=[_.\-])|w(\d)[^_.]*(?=_))")
+
+
+def _channel(match: re.Match) -> int:
+    return int(match.group(1) or match.group(2))
 
 
 #: tokens naming where on the sample a frame was taken: a plate well (Incucyte
@@ -101,10 +106,10 @@ def frames_by_channel(folder: Path, files: list[Path]) -> list[tuple[Path, ...]]
         When the channels do not have the same time points.
     """
     tokens = [CHANNEL_TOKEN.search(f.name) for f in files]
-    channels = sorted({int(m.group(1)) for m in tokens if m})
+    channels = sorted({_channel(m) for m in tokens if m})
     if not all(tokens) or len(channels) < 2:
         return [(f,) for f in files]
-    by_channel = {c: [f for f, m in zip(files, tokens, strict=True) if int(m.group(1)) == c]
+    by_channel = {c: [f for f, m in zip(files, tokens, strict=True) if _channel(m) == c]
                   for c in channels}
     counts = {c: len(v) for c, v in by_channel.items()}
     frames = list(zip(*by_channel.values(), strict=False))
