@@ -336,6 +336,25 @@ def test_frames_of_several_wells_are_not_read_as_one_movie(tmp_path, names, what
     assert open_movie(folder).shape == (3, *stack.shape[1:])
 
 
+def test_frames_named_in_several_ways_are_not_interleaved(tmp_path):
+    """Micro-Manager 1.4's image sequence: img_<time>_<channel>_<z>.tif; in name order Cy5 and
+    DAPI would alternate as time. A preview image beside frames is no frame either."""
+    stack = _movie(t=6)
+    folder = tmp_path / "Pos0"
+    folder.mkdir()
+    for t in range(3):
+        for k, channel in enumerate(("Cy5", "DAPI")):
+            tifffile.imwrite(folder / f"img_{t:09d}_{channel}_000.tif", stack[2 * t + k])
+    with pytest.raises(InputError, match=r"Pos0: holds images named in 2 ways"):
+        open_movie(folder)
+    for f in folder.glob("*DAPI*"):
+        f.unlink()
+    assert open_movie(folder).shape == (3, *stack.shape[1:])
+    tifffile.imwrite(folder / "preview.tif", stack[0])
+    with pytest.raises(InputError, match=r"named in 2 ways \(e\.g\. img_000000000_Cy5"):
+        open_movie(folder)
+
+
 def test_grey_saved_as_rgb_reads_silently(tmp_path):
     import warnings
 

@@ -56,6 +56,28 @@ def refuse_several_positions(folder: Path, files: list[Path]) -> None:
                              "the frames of one well or position per folder")
 
 
+def refuse_mixed_names(folder: Path, files: list[Path]) -> None:
+    """One clear error when the frame names follow several patterns (digits aside, channel
+    tokens aside): Micro-Manager's ``img_000000003_Cy5_000.tif`` beside ``…_DAPI_000.tif``
+    are two channels that name order would interleave as time, a ``preview.png`` no frame.
+
+    Raises
+    ------
+    InputError
+        Naming the patterns found.
+    """
+    patterns: dict[str, str] = {}
+    for f in files:
+        patterns.setdefault(re.sub(r"\d+", "#", CHANNEL_TOKEN.sub("", f.name.lower())), f.name)
+    if len(patterns) > 1:
+        examples = ", ".join(list(patterns.values())[:4])
+        raise InputError(folder, f"holds images named in {len(patterns)} ways (e.g. "
+                         f"{examples}): several channels or series, which name order would "
+                         "interleave as one movie", "the frames of one series per folder "
+                         "(files of one time point per channel named _Ch1_/_Ch2_ or _w1_/_w2_ "
+                         "are stacked as channels)")
+
+
 class FrameFolder(FrameArray):
     """A folder of same-size frame images as a lazy (T, C, Y, X) array: basic slicing reads
     only the files of the frames asked for (``shape``/``dtype``/``chunks`` for dask). A time
@@ -143,6 +165,7 @@ def open_frame_folder(folder: Path):
                       f"{next(f.name for f in files if f not in tiffs)}")
             return stacks, stacks.axes
     refuse_several_positions(folder, files)
+    refuse_mixed_names(folder, files)
     return FrameFolder.open(frames_by_channel(folder, files)), "tcyx"
 
 
