@@ -56,6 +56,27 @@ class AnnotatedFrames(NamedTuple):
         return items_from_frames(Path(root), self.parsed, self.sources, self.where, options)
 
 
+def frames_beside(folder: Path, pairs: dict[Path, Path], files, read, kind: str,
+                  expected: str, own_names: bool = True) -> AnnotatedFrames:
+    """The frames of ``folder`` with the cells ``read(annotation file)`` gives, for formats
+    with one annotation file beside each image (VOC, LabelMe, QuPath).
+
+    ``pairs`` maps each image to its file; a file of ``files`` without its image is named in
+    a warning; no cell at all is one error (``kind`` names the files, ``expected`` what
+    they should hold).
+    """
+    orphans = sorted(set(files) - set(pairs.values()))
+    if orphans:
+        warnings.warn(f"{readable(folder)}: {len(orphans)} {kind} file(s) match no image and "
+                      f"are not read: {[o.name for o in orphans[:5]]}", InputWarning,
+                      stacklevel=4)
+    parsed = {image: read(annotation) for image, annotation in pairs.items()}
+    if not any(len(points) for points, _ in parsed.values()):
+        raise InputError(folder, f"has no cells in the {kind} files beside its images",
+                         expected)
+    return AnnotatedFrames(parsed, pairs, folder, own_names)
+
+
 def frames_layout(folder: Path) -> str | None:
     """Which annotated-frames layout ``folder`` has, or None: ``"points"`` (``images/`` +
     ``labels/`` of points or YOLO boxes, VOC's ``JPEGImages/`` + ``Annotations/``),

@@ -10,15 +10,13 @@ the class (an empty label: an unlabelled cell).
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
 from napari_cellcurator.core.io.images import image_files, is_junk_file
-from napari_cellcurator.core.io.names import readable
 
 #: bytes of a JSON file's head looked at to tell a LabelMe file
 HEAD = 4096
@@ -86,16 +84,10 @@ def read_labelme(path: Path) -> tuple[np.ndarray, list[str | None]]:
 
 def labelme_frames(folder: Path) -> AnnotatedFrames:
     """The images of ``folder`` with the cells of their LabelMe ``<stem>.json``."""
+    from napari_cellcurator.core.io.annotated_frames import frames_beside
+
     folder = Path(folder)
     files = _json_files(folder)
     pairs = {f: files[f.stem] for f in image_files(folder) if f.stem in files}
-    orphans = sorted(set(files) - {f.stem for f in pairs})
-    if orphans:
-        warnings.warn(f"{readable(folder)}: {len(orphans)} JSON file(s) match no image and "
-                      f"are not read: {[files[o].name for o in orphans[:5]]}", InputWarning,
-                      stacklevel=3)
-    parsed = {image: read_labelme(js) for image, js in pairs.items()}
-    if not any(len(p) for p, _ in parsed.values()):
-        raise InputError(folder, "has no shapes in the LabelMe files beside its images",
+    return frames_beside(folder, pairs, files.values(), read_labelme, "LabelMe",
                          "LabelMe points, polygons, rectangles or circles")
-    return AnnotatedFrames(parsed, pairs, folder, own_names=True)

@@ -18,15 +18,13 @@ coordinates are pixels from the image's top-left corner (x = column), pixel cent
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
 from napari_cellcurator.core.io.images import image_files, is_junk_file
-from napari_cellcurator.core.io.names import readable
 
 SUFFIX = ".geojson"
 #: QuPath object types that are cells (annotations are, when there are no detections)
@@ -142,16 +140,9 @@ def polygon_centroid(rings) -> tuple[float, float]:
 def geojson_frames(folder: Path) -> AnnotatedFrames:
     """The images of ``folder`` with the cells of their GeoJSON; images without one are not
     read, a GeoJSON without its image is named in a warning."""
+    from napari_cellcurator.core.io.annotated_frames import frames_beside
+
     folder = Path(folder)
     files = _geojson_files(folder)
-    pairs = _pairs(folder, files)
-    orphans = sorted(set(files.values()) - set(pairs.values()))
-    if orphans:
-        warnings.warn(f"{readable(folder)}: {len(orphans)} GeoJSON file(s) match no image and "
-                      f"are not read: {[o.name for o in orphans[:5]]}", InputWarning,
-                      stacklevel=3)
-    parsed = {image: read_geojson(geo) for image, geo in pairs.items()}
-    if not any(len(p) for p, _ in parsed.values()):
-        raise InputError(folder, "has no cells in the GeoJSON files beside its images",
-                         "QuPath detections, cells or point annotations")
-    return AnnotatedFrames(parsed, pairs, folder, own_names=True)
+    return frames_beside(folder, _pairs(folder, files), files.values(), read_geojson,
+                         "GeoJSON", "QuPath detections, cells or point annotations")

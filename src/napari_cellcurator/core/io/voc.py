@@ -6,16 +6,14 @@ Read from ``JPEGImages/`` + ``Annotations/<stem>.xml`` (see :mod:`.points`), or 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
 from napari_cellcurator.core.io.images import image_files, is_junk_file
 from napari_cellcurator.core.io.items import ItemSet
-from napari_cellcurator.core.io.names import readable
 
 
 def read_voc_file(path: Path) -> tuple[np.ndarray, list[str | None]]:
@@ -72,19 +70,13 @@ def is_voc_folder(folder: Path) -> bool:
 def voc_frames(folder: Path) -> AnnotatedFrames:
     """The images of ``folder`` with the box centres of their ``<stem>.xml``; images
     without one are not read, an XML without its image is named in a warning."""
+    from napari_cellcurator.core.io.annotated_frames import frames_beside
+
     folder = Path(folder)
     xmls = _xml_files(folder)
     pairs = {f: xmls[f.stem] for f in image_files(folder) if f.stem in xmls}
-    orphans = sorted(set(xmls) - {f.stem for f in pairs})
-    if orphans:
-        warnings.warn(f"{readable(folder)}: {len(orphans)} XML file(s) match no image and "
-                      f"are not read: {[readable(xmls[o].name) for o in orphans[:5]]}",
-                      InputWarning, stacklevel=3)
-    parsed = {f: read_voc_file(x) for f, x in pairs.items()}
-    if not any(len(p) for p, _ in parsed.values()):
-        raise InputError(folder, "has no boxes in the XML files beside its images",
-                         "Pascal VOC <object> boxes")
-    return AnnotatedFrames(parsed, pairs, folder)
+    return frames_beside(folder, pairs, xmls.values(), read_voc_file, "XML",
+                         "Pascal VOC <object> boxes", own_names=False)
 
 
 def read_voc_folder(folder: Path, options) -> ItemSet:
