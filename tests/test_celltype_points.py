@@ -255,10 +255,22 @@ def _expert_points(chula_subset) -> dict[str, list[tuple[int, int, int]]]:
             for txt in sorted((chula_subset / "labels").glob("*.txt"))}
 
 
+def _reads_as_the_points(chula_subset: Path, folder: Path) -> None:
+    """``folder`` (the Chula subset in another annotation format) is found as celltype data
+    and gives the same cells, labels and crops as the subset's point files."""
+    from napari_cellcurator._reader import detect_task
+
+    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    theirs = get_task("celltype").read(folder, ReadOptions(extra={"qc": False}))
+    assert detect_task(folder) == "celltype"
+    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
+    assert list(theirs.table["label"]) == list(ours.table["label"])
+    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+
+
 def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
     """The Chula frames annotated as Pascal VOC boxes (JPEGImages/ + Annotations/*.xml, as
     LabelImg/CVAT/Roboflow export; 1-based pixels, class names): the points' cells."""
-    from napari_cellcurator._reader import detect_task
     from napari_cellcurator.core.io.points import CHULA_NAMES
 
     voc = tmp_path / "voc"
@@ -272,12 +284,7 @@ def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path
                            f"<ymax>{y + 21}</ymax></bndbox></object>")  # centre (x+1, y+1)
         (voc / "Annotations" / f"{stem}.xml").write_text(
             f"<annotation><filename>{stem}.jpg</filename>{''.join(objects)}</annotation>")
-    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
-    theirs = get_task("celltype").read(voc, ReadOptions(extra={"qc": False}))
-    assert detect_task(voc) == "celltype"
-    assert list(theirs.table["label"]) == list(ours.table["label"])
-    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
-    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    _reads_as_the_points(chula_subset, voc)
     (voc / "Annotations" / "1.xml").write_text("<annotation><object><name>normal</name>"
                                                 "<bndbox><xmin>3</xmin></bndbox></object>")
     with pytest.raises(InputError, match="1.xml: is not readable Pascal VOC XML"):
@@ -349,7 +356,6 @@ def test_labelme_shapes_read_as_cells(chula_subset, tmp_path):
     rectangles, circles and points, each a cell at its centre; a line is not a cell."""
     import json
 
-    from napari_cellcurator._reader import detect_task
     from napari_cellcurator.core.io.points import CHULA_NAMES
 
     lm = tmp_path / "labelme"
@@ -367,12 +373,7 @@ def test_labelme_shapes_read_as_cells(chula_subset, tmp_path):
             shapes.append({"label": CHULA_NAMES[cls], "points": corners, "shape_type": kind})
         (lm / f"{stem}.json").write_text(json.dumps(
             {"version": "5.4.1", "shapes": shapes, "imagePath": f"{stem}.jpg"}))
-    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
-    theirs = get_task("celltype").read(lm, ReadOptions(extra={"qc": False}))
-    assert detect_task(lm) == "celltype"
-    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
-    assert list(theirs.table["label"]) == list(ours.table["label"])
-    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    _reads_as_the_points(chula_subset, lm)
     (lm / "12.json").write_text('{"shapes": [{"label": "normal"}]}')
     with pytest.raises(InputError, match="12.json: shape 1 has no"):
         get_task("celltype").read(lm, ReadOptions())
@@ -419,7 +420,6 @@ def test_frames_with_cellpose_masks_give_one_unlabelled_cell_per_label(chula_sub
 def test_cvat_export_shapes_read_as_cells(chula_subset, tmp_path):
     """The Chula frames as a "CVAT for images 1.1" export (annotations.xml + images/): boxes,
     polygons, ellipses and points, each a cell at its centre; tags are not cells."""
-    from napari_cellcurator._reader import detect_task
     from napari_cellcurator.core.io.points import CHULA_NAMES
 
     cv = tmp_path / "cvat"
@@ -446,12 +446,7 @@ def test_cvat_export_shapes_read_as_cells(chula_subset, tmp_path):
     (cv / "annotations.xml").write_text('<?xml version="1.0" encoding="utf-8"?>\n<annotations>'
                                         f'<version>1.1</version>{"".join(images)}'
                                         '</annotations>')
-    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
-    theirs = get_task("celltype").read(cv, ReadOptions(extra={"qc": False}))
-    assert detect_task(cv) == "celltype"
-    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
-    assert list(theirs.table["label"]) == list(ours.table["label"])
-    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
+    _reads_as_the_points(chula_subset, cv)
     (cv / "annotations.xml").write_text('<annotations><image name="1.jpg"><box label="x" '
                                         'xtl="3"></box></image></annotations>')
     with pytest.raises(InputError, match="annotations.xml: image '1.jpg': a <box> has no"):

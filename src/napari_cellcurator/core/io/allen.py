@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +48,9 @@ def read_allen_json(path: Path, extra: dict | None = None) -> RoiSet:
     ``trace``, optional ``label`` 0/1 and metadata; metadata may be flat or under ``metadata``).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"not readable JSON ({exc})") from None
+    from napari_cellcurator.core.io.jsonfiles import read_json
+
+    data = read_json(path, "Allen ROI JSON")
     if isinstance(data, dict) and isinstance(data.get("rois"), list):
         data = data["rois"]
     if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):

@@ -9,7 +9,6 @@ the class (an empty label: an unlabelled cell).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
 from napari_cellcurator.core.io.images import image_files, is_junk_file
+from napari_cellcurator.core.io.jsonfiles import read_json
 
 #: bytes of a JSON file's head looked at to tell a LabelMe file
 HEAD = 4096
@@ -54,14 +54,10 @@ def read_labelme(path: Path) -> tuple[np.ndarray, list[str | None]]:
     from napari_cellcurator.core.io.qupath import polygon_centroid
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        shapes = data["shapes"]
-        if not isinstance(shapes, list):
-            raise TypeError("shapes is not a list")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(path, f"is not a readable LabelMe file ({exc})",
-                         'LabelMe JSON with a "shapes" list') from None
+    data = read_json(path, "LabelMe JSON")
+    shapes = data.get("shapes") if isinstance(data, dict) else None
+    if not isinstance(shapes, list):
+        raise InputError(path, "has no list of shapes", 'LabelMe JSON with a "shapes" list')
     points, labels = [], []
     for n, shape in enumerate(shapes, 1):
         kind = str(shape.get("shape_type") or "polygon").lower()

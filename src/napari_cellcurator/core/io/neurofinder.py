@@ -15,12 +15,12 @@ Neurofinder's format.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.io.jsonfiles import read_json
 from napari_cellcurator.core.io.rois import RoiSet
 from napari_cellcurator.core.progress import ProgressFn
 
@@ -54,10 +54,7 @@ def read_regions(path: Path, shape: tuple[int, int] | None
         outside the ``shape`` frames.
     """
     path = Path(path)
-    try:
-        regions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"cannot be read as JSON ({exc})") from None
+    regions = read_json(path)
     if isinstance(regions, dict) and isinstance(regions.get("regions"), list):
         regions = regions["regions"]  # one data set of a results file
     if not isinstance(regions, list) or not all(

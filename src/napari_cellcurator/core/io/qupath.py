@@ -17,7 +17,6 @@ coordinates are pixels from the image's top-left corner (x = column), pixel cent
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
 from napari_cellcurator.core.io.images import image_files, is_junk_file
+from napari_cellcurator.core.io.jsonfiles import read_json
 
 SUFFIX = ".geojson"
 #: QuPath object types that are cells (annotations are, when there are no detections)
@@ -55,10 +55,7 @@ def read_geojson(path: Path) -> tuple[np.ndarray, list[str | None]]:
     """The cells of a QuPath GeoJSON file: centres ``(N, 2)`` as (row, col) and class names
     (None for unclassified objects)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"is not readable GeoJSON ({exc})") from None
+    data = read_json(path, "GeoJSON")
     features = _features(data, path)
     kinds = [str((f.get("properties") or {}).get("objectType", "annotation")).lower()
              for f in features]
