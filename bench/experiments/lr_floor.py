@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from records import run_record
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = (REPO / ".." / "shared" / "data" / "celltype").resolve()
@@ -42,13 +43,7 @@ def run(data: str, seed: int, floor: float) -> dict:
     with tempfile.TemporaryDirectory() as out:
         saved = train(TrainRequest(task="celltype", data=[str(DATA / folder)],
                                    channels=channels, out=out, seed=seed, device="cpu"))
-    val, history = saved.config.metrics["validation"], saved.config.history
-    return {"data": data, "floor": floor, "seed": seed, "seconds": round(time.perf_counter() - t0),
-            "best_epoch": saved.config.metrics["best_epoch"],
-            "accuracy": round(val["accuracy"], 4), "macro_f1": round(val["macro_f1"], 4),
-            "last_epoch_accuracy": round(history[-1]["val_accuracy"], 4),
-            "last_epoch_macro_f1": round(history[-1]["val_macro_f1"], 4),
-            "val_accuracy_by_epoch": [round(h["val_accuracy"], 4) for h in history]}
+    return run_record(saved, time.perf_counter() - t0, data=data, floor=floor, seed=seed)
 
 
 def main() -> None:
