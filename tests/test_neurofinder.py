@@ -62,9 +62,14 @@ def test_regions_are_read_with_their_traces(tmp_path, recording):
     assert items.table["item_id"].tolist() == [f"neurofinder.00.00:region{r['id']}"
                                                for r in regions]
     assert items.table["label"].isna().all()  # candidates to curate
-    # the regions file itself names the data set too
+    # the regions file and the frame folder name the data set too, and its one project
+    from napari_cellcurator.core.store.project import project_folder
+
     again = TASK.read(root / "regions" / "regions.json", ReadOptions())
     assert again.table["item_id"].tolist() == items.table["item_id"].tolist()
+    assert {project_folder(p) for p in (root, root / "images",
+                                        root / "regions" / "regions.json")} == {
+        project_folder(root)}
 
 
 def test_write_back_keeps_the_cells_regions_and_refuses_a_rewritten_file(tmp_path, recording):

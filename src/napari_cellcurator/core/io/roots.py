@@ -21,6 +21,7 @@ def dataset_root(path: str | Path) -> Path:
       the project (``rec/suite2p.cellcurator``) travels with the recording folder; plane
       folders outside a ``suite2p/`` folder → the folder holding the ``plane*`` folders;
     - a store of a Minian folder (``A.zarr``) → the Minian folder;
+    - a Neurofinder data set's ``images/`` or ``regions/regions.json`` → the data set folder;
     - anything else → ``path`` itself (resolved).
     """
     path = Path(path).expanduser().resolve()
@@ -37,5 +38,7 @@ def dataset_root(path: str | Path) -> Path:
         folder = minian_folder(path)
         if folder is not None:
             return folder
-    return path
+    from napari_cellcurator.core.io.neurofinder import neurofinder_root
+
+    return neurofinder_root(path) or path
 
