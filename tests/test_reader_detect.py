@@ -48,7 +48,14 @@ def test_movies_napari_cannot_open_become_a_lazy_image_layer(tmp_path):
     np.memmap(mmap, np.float32, "w+", shape=(600, 8), order="F")[:] = (
         movie.reshape(8, -1, order="F").T)
     assert detect_task(h5) is None and detect_task(results) == "cellness"
-    for path in (h5, mmap):
+    import tifffile
+
+    blocks = tmp_path / "scanimage"  # a recording in blocks of frames: file_00001.tif…
+    blocks.mkdir()
+    tifffile.imwrite(blocks / "file_00001.tif", movie[:5])
+    tifffile.imwrite(blocks / "file_00002.tif", movie[5:])
+    assert detect_task(blocks) is None
+    for path in (h5, mmap, blocks):
         assert is_plain_movie(path)
         (data, meta, kind), = get_reader(str(path))(str(path))
         assert kind == "image" and data.shape == (8, 20, 30)

@@ -167,8 +167,8 @@ def _holds(path: Path, check: Callable[[Path], bool]) -> bool:
 
 def is_plain_movie(path: str | Path) -> bool:
     """A movie napari cannot open by itself (HDF5, NWB raw recording, CaImAn ``.mmap``,
-    Suite2p ``data.bin``, video, Miniscope folder): opened as an image layer, for Load →
-    *Use these layers*."""
+    Suite2p ``data.bin``, video, Miniscope folder, a folder of TIFF stacks): opened as an
+    image layer, for Load → *Use these layers*."""
     from napari_cellcurator.core.io.movies import (
         PIPELINE_SUFFIXES,
         VIDEO_SUFFIXES,
@@ -185,7 +185,10 @@ def is_plain_movie(path: str | Path) -> bool:
 
             return _holds(path, holds_hdf5_movie)
         return suffix in (*PIPELINE_SUFFIXES, *VIDEO_SUFFIXES)
-    return is_video_folder(path)
+    from napari_cellcurator.core.io.frame_folders import is_stack_folder
+
+    # a recording in blocks of TIFF frames (ScanImage): one lazy movie, not a 4-D stack of files
+    return path.is_dir() and (is_video_folder(path) or is_stack_folder(path))
 
 
 def read_movie_layer(path: str | Path) -> list[tuple]:

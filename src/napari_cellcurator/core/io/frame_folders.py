@@ -169,6 +169,27 @@ def open_frame_folder(folder: Path):
     return FrameFolder.open(frames_by_channel(folder, files)), "tcyx"
 
 
+def is_stack_folder(folder: Path) -> bool:
+    """Whether ``folder``'s first TIFF (in name order) is a stack of frames: a recording
+    split into blocks (from the file header only)."""
+    import tifffile
+
+    from napari_cellcurator.core.io.images import image_files
+    from napari_cellcurator.core.io.names import natural_key
+
+    tiffs = [f for f in image_files(folder) if f.suffix.lower() in (".tif", ".tiff")]
+    if not tiffs:
+        return False
+    try:
+        with tifffile.TiffFile(min(tiffs, key=lambda f: natural_key(f.name))) as tif:
+            series = tif.series[0]
+            planes = [n for n, axis in zip(series.shape, series.axes, strict=True)
+                      if axis not in "YXSC" and n > 1]
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError):
+        return False
+    return bool(planes) and max(planes) > MAX_FRAME_CHANNELS
+
+
 #: an image with more planes than this (and no channel axis in its metadata) is a stack of
 #: frames, not one frame's channels
 MAX_FRAME_CHANNELS = 4
