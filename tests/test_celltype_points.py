@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _celltype_helpers import chula_subset_at, expert_points, reads_as_the_points
 
 from napari_cellcurator.core.data.proposals import match_points, propose_cells
 from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quality
@@ -29,14 +30,7 @@ def chula(shared_data) -> Path:
 
 @pytest.fixture(scope="module")
 def chula_subset(chula, tmp_path_factory) -> Path:
-    """Three real smear frames in the images/ + labels/ layout."""
-    dst = tmp_path_factory.mktemp("chula") / "chula3"
-    (dst / "images").mkdir(parents=True)
-    (dst / "labels").mkdir()
-    for stem in ("1", "12", "103"):
-        shutil.copy(chula / "images" / f"{stem}.jpg", dst / "images")
-        shutil.copy(chula / "labels" / f"{stem}.txt", dst / "labels")
-    return dst
+    return chula_subset_at(chula, tmp_path_factory.mktemp("chula") / "chula3")
 
 
 def test_points_reader_real_chula(chula_subset):
@@ -248,26 +242,6 @@ def test_point_item_ids_survive_deleting_a_point(chula):
     assert after[0] == ids[1]
 
 
-def _expert_points(chula_subset) -> dict[str, list[tuple[int, int, int]]]:
-    """``{frame stem: [(x, y, class)...]}`` of the Chula subset's point files."""
-    return {txt.stem: [tuple(int(v) for v in line.split())
-                       for line in txt.read_text().split("\n") if line.strip()]
-            for txt in sorted((chula_subset / "labels").glob("*.txt"))}
-
-
-def _reads_as_the_points(chula_subset: Path, folder: Path) -> None:
-    """``folder`` (the Chula subset in another annotation format) is found as celltype data
-    and gives the same cells, labels and crops as the subset's point files."""
-    from napari_cellcurator._reader import detect_task
-
-    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
-    theirs = get_task("celltype").read(folder, ReadOptions(extra={"qc": False}))
-    assert detect_task(folder) == "celltype"
-    assert list(theirs.table["item_id"]) == list(ours.table["item_id"])
-    assert list(theirs.table["label"]) == list(ours.table["label"])
-    np.testing.assert_array_equal(theirs.arrays["image"], ours.arrays["image"])
-
-
 def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
     """The Chula frames annotated as Pascal VOC boxes (JPEGImages/ + Annotations/*.xml, as
     LabelImg/CVAT/Roboflow export; 1-based pixels, class names): the points' cells."""
@@ -276,7 +250,7 @@ def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path
     voc = tmp_path / "voc"
     shutil.copytree(chula_subset / "images", voc / "JPEGImages")
     (voc / "Annotations").mkdir()
-    for stem, points in _expert_points(chula_subset).items():
+    for stem, points in expert_points(chula_subset).items():
         objects = []
         for x, y, cls in points:
             objects.append(f"<object><name>{CHULA_NAMES[cls]}</name><bndbox>"
@@ -284,7 +258,7 @@ def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path
                            f"<ymax>{y + 21}</ymax></bndbox></object>")  # centre (x+1, y+1)
         (voc / "Annotations" / f"{stem}.xml").write_text(
             f"<annotation><filename>{stem}.jpg</filename>{''.join(objects)}</annotation>")
-    _reads_as_the_points(chula_subset, voc)
+    reads_as_the_points(chula_subset, voc)
     (voc / "Annotations" / "1.xml").write_text("<annotation><object><name>normal</name>"
                                                 "<bndbox><xmin>3</xmin></bndbox></object>")
     with pytest.raises(InputError, match="1.xml: is not readable Pascal VOC XML"):
@@ -294,163 +268,6 @@ def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path
                                                 "</annotation>")
     with pytest.raises(InputError, match="1.xml: object 1 has no numeric bndbox"):
         get_task("celltype").read(voc, ReadOptions())
-
-
-def _octagon(x: float, y: float, r: float) -> list[list[float]]:
-    """A closed ring around pixel (x, y) as QuPath writes outlines (pixel centres at +0.5)."""
-    angles = np.linspace(0, 2 * np.pi, 9)
-    return [[x + 0.5 + r * np.cos(a), y + 0.5 + r * np.sin(a)] for a in angles]
-
-
-def test_qupath_geojson_objects_read_as_cells(chula_subset, tmp_path):
-    """The Chula frames as QuPath exports them: detections with a classification (areas and
-    tiles around them are not cells), or the Points tool's MultiPoint annotations, one per
-    class, in a plain list (older QuPath) named <image name>.geojson."""
-    import json
-
-    from napari_cellcurator._reader import detect_task
-    from napari_cellcurator.core.io.points import CHULA_NAMES
-
-    qp = tmp_path / "qupath"
-    qp.mkdir()
-    for image in (chula_subset / "images").iterdir():
-        shutil.copy(image, qp)
-    region = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
-        [[0, 0], [640, 0], [640, 480], [0, 480], [0, 0]]]},
-        "properties": {"objectType": "annotation", "classification": {"name": "Region*"}}}
-    tile = {**region, "properties": {"objectType": "tile"}}
-    for stem, points in _expert_points(chula_subset).items():
-        if stem == "103":  # the Points tool: a MultiPoint per class, a list of features
-            by_class: dict[int, list] = {}
-            for x, y, cls in points:
-                by_class.setdefault(cls, []).append([x + 0.5, y + 0.5])
-            features = [{"type": "Feature", "geometry": {"type": "MultiPoint",
-                                                         "coordinates": pts},
-                         "properties": {"objectType": "annotation",
-                                        "classification": {"name": CHULA_NAMES[c]}}}
-                        for c, pts in by_class.items()]
-            (qp / "103.jpg.geojson").write_text(json.dumps(features))
-            continue
-        cells = [{"type": "Feature", "geometry": {"type": "Polygon",
-                                                  "coordinates": [_octagon(x, y, 18)]},
-                  "properties": {"objectType": "detection",
-                                 "classification": {"name": CHULA_NAMES[cls]}}}
-                 for x, y, cls in points]
-        (qp / f"{stem}.geojson").write_text(json.dumps(
-            {"type": "FeatureCollection", "features": [region, tile, *cells]}))
-    ours = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
-    theirs = get_task("celltype").read(qp, ReadOptions(extra={"qc": False}))
-    assert detect_task(qp) == "celltype"
-    order = np.argsort(theirs.table["item_id"].to_numpy())
-    expected = np.argsort(ours.table["item_id"].to_numpy())
-    assert list(theirs.table["item_id"].iloc[order]) == list(ours.table["item_id"].iloc[expected])
-    assert list(theirs.table["label"].iloc[order]) == list(ours.table["label"].iloc[expected])
-    np.testing.assert_array_equal(theirs.arrays["image"][order], ours.arrays["image"][expected])
-    (qp / "12.geojson").write_text('{"type": "FeatureCollection", "features": [')
-    with pytest.raises(InputError, match="12.geojson: is not readable GeoJSON"):
-        get_task("celltype").read(qp, ReadOptions())
-
-
-def test_labelme_shapes_read_as_cells(chula_subset, tmp_path):
-    """The Chula frames annotated in LabelMe (<stem>.json beside each image): polygons,
-    rectangles, circles and points, each a cell at its centre; a line is not a cell."""
-    import json
-
-    from napari_cellcurator.core.io.points import CHULA_NAMES
-
-    lm = tmp_path / "labelme"
-    lm.mkdir()
-    for image in (chula_subset / "images").iterdir():
-        shutil.copy(image, lm)
-    kinds = ("polygon", "rectangle", "circle", "point")
-    for stem, points in _expert_points(chula_subset).items():
-        shapes = [{"label": "scale bar", "points": [[5, 5], [60, 5]], "shape_type": "line"}]
-        for k, (x, y, cls) in enumerate(points):
-            kind = kinds[k % 4]
-            corners = {"polygon": [p[:] for p in _octagon(x - 0.5, y - 0.5, 15)[:-1]],
-                       "rectangle": [[x - 16, y - 12], [x + 16, y + 12]],
-                       "circle": [[x, y], [x + 17, y]], "point": [[x, y]]}[kind]
-            shapes.append({"label": CHULA_NAMES[cls], "points": corners, "shape_type": kind})
-        (lm / f"{stem}.json").write_text(json.dumps(
-            {"version": "5.4.1", "shapes": shapes, "imagePath": f"{stem}.jpg"}))
-    _reads_as_the_points(chula_subset, lm)
-    (lm / "12.json").write_text('{"shapes": [{"label": "normal"}]}')
-    with pytest.raises(InputError, match="12.json: shape 1 has no"):
-        get_task("celltype").read(lm, ReadOptions())
-
-
-def test_frames_with_cellpose_masks_give_one_unlabelled_cell_per_label(chula_subset,
-                                                                        tmp_path):
-    """Cellpose run on each smear (field_cp_masks.png, or the GUI's field_seg.npy): a cell
-    per label at its centre, unlabelled, to predict and curate; the masks are no frames."""
-    from PIL import Image
-
-    from napari_cellcurator._reader import detect_task
-    from napari_cellcurator.core.io.label_crops import items_from_labels_layer
-
-    cp = tmp_path / "cellpose"
-    cp.mkdir()
-    yy, xx = np.mgrid[:480, :640]
-    expected = {}
-    for k, (stem, points) in enumerate(_expert_points(chula_subset).items()):
-        shutil.copy(chula_subset / "images" / f"{stem}.jpg", cp)
-        labels = np.zeros((480, 640), np.uint16)
-        for n, (x, y, _cls) in enumerate(points[:12], 1):
-            labels[(yy - y) ** 2 + (xx - x) ** 2 <= 14 ** 2] = n
-        if k == 0:
-            np.save(cp / f"{stem}_seg.npy", {"masks": labels, "filename": f"{stem}.jpg"},
-                    allow_pickle=True)
-        else:
-            Image.fromarray(labels.astype(np.uint8)).save(cp / f"{stem}_cp_masks.png")
-        image = np.asarray(Image.open(cp / f"{stem}.jpg"))
-        expected[stem] = items_from_labels_layer(image, labels)
-    assert detect_task(cp) == "celltype"
-    items = get_task("celltype").read(cp, ReadOptions(extra={"qc": False}))
-    assert items.table["label"].isna().all()
-    for stem, ours in expected.items():
-        mine = items.table["source"].astype(str).str.endswith(f"/{stem}.jpg").to_numpy()
-        np.testing.assert_allclose(items.table.loc[mine, ["y", "x"]].to_numpy(dtype=float),
-                                   ours.table[["y", "x"]].to_numpy(dtype=float))
-        np.testing.assert_array_equal(items.arrays["image"][mine], ours.arrays["image"])
-    Image.fromarray(np.zeros((10, 10), np.uint8)).save(cp / "12_cp_masks.png")
-    with pytest.raises(InputError, match=r"12_cp_masks.png: label image of shape \(10, 10\)"):
-        get_task("celltype").read(cp, ReadOptions())
-
-
-def test_cvat_export_shapes_read_as_cells(chula_subset, tmp_path):
-    """The Chula frames as a "CVAT for images 1.1" export (annotations.xml + images/): boxes,
-    polygons, ellipses and points, each a cell at its centre; tags are not cells."""
-    from napari_cellcurator.core.io.points import CHULA_NAMES
-
-    cv = tmp_path / "cvat"
-    shutil.copytree(chula_subset / "images", cv / "images")
-    images = []
-    for k, (stem, points) in enumerate(_expert_points(chula_subset).items()):
-        shapes = ['<tag label="smear" source="manual"></tag>']
-        for n, (x, y, cls) in enumerate(points):
-            cx, cy, name = x + 0.5, y + 0.5, CHULA_NAMES[cls]  # pixel centres at +0.5
-            kind = n % 4
-            if kind == 0:
-                shapes.append(f'<box label="{name}" xtl="{cx - 17}" ytl="{cy - 20}" '
-                              f'xbr="{cx + 17}" ybr="{cy + 20}" z_order="0"></box>')
-            elif kind == 1:
-                ring = ";".join(f"{px:.4f},{py:.4f}" for px, py in _octagon(x, y, 15)[:-1])
-                shapes.append(f'<polygon label="{name}" points="{ring}"></polygon>')
-            elif kind == 2:
-                shapes.append(f'<ellipse label="{name}" cx="{cx}" cy="{cy}" rx="16" '
-                              'ry="14"></ellipse>')
-            else:
-                shapes.append(f'<points label="{name}" points="{cx},{cy}"></points>')
-        images.append(f'<image id="{k}" name="{stem}.jpg" width="640" height="480">'
-                      f'{"".join(shapes)}</image>')
-    (cv / "annotations.xml").write_text('<?xml version="1.0" encoding="utf-8"?>\n<annotations>'
-                                        f'<version>1.1</version>{"".join(images)}'
-                                        '</annotations>')
-    _reads_as_the_points(chula_subset, cv)
-    (cv / "annotations.xml").write_text('<annotations><image name="1.jpg"><box label="x" '
-                                        'xtl="3"></box></image></annotations>')
-    with pytest.raises(InputError, match="annotations.xml: image '1.jpg': a <box> has no"):
-        get_task("celltype").read(cv, ReadOptions())
 
 
 def _coco(chula_subset, names) -> dict:
@@ -518,7 +335,7 @@ def test_yolo_boxes_read_as_points_at_their_centres(chula_subset, tmp_path):
     yolo = tmp_path / "yolo"
     shutil.copytree(chula_subset / "images", yolo / "images")
     (yolo / "labels").mkdir()
-    for stem, points in _expert_points(chula_subset).items():
+    for stem, points in expert_points(chula_subset).items():
         # the pixel centre x sits at fraction (x + 0.5) / width
         lines = [f"{cls} {(x + 0.5) / 640:.6f} {(y + 0.5) / 480:.6f} 0.06 0.08"
                  for x, y, cls in points]
