@@ -86,14 +86,10 @@ def detect_task(path: str | Path) -> str | None:
 
     if split_folders(path):  # train/ val/ test/ folders of class folders
         return "celltype"
-    from napari_cellcurator.core.io.coco import coco_layout
-
-    if coco_layout(path) is not None:  # frames + a COCO JSON of boxes (Roboflow export)
-        return "celltype"
     from napari_cellcurator.core.io.annotated_frames import frames_layout
     from napari_cellcurator.core.io.yolo import dataset_splits
 
-    # frames + points, YOLO / VOC boxes or QuPath objects
+    # frames + points, COCO / YOLO / VOC / CVAT boxes, LabelMe, QuPath objects or masks
     if frames_layout(path) is not None or dataset_splits(path):
         return "celltype"
     if any(_holds_images(p) or any(_holds_images(q) for q in _folders(p))

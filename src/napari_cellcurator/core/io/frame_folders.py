@@ -172,22 +172,29 @@ def open_frame_folder(folder: Path):
 def is_stack_folder(folder: Path) -> bool:
     """Whether ``folder``'s first TIFF (in name order) is a stack of frames: a recording
     split into blocks (from the file header only)."""
-    import tifffile
-
     from napari_cellcurator.core.io.images import image_files
     from napari_cellcurator.core.io.names import natural_key
 
     tiffs = [f for f in image_files(folder) if f.suffix.lower() in (".tif", ".tiff")]
-    if not tiffs:
-        return False
+    return bool(tiffs) and tiff_planes(min(tiffs, key=lambda f: natural_key(f.name))) > \
+        MAX_FRAME_CHANNELS
+
+
+def tiff_planes(image: Path) -> int:
+    """The longest axis of a TIFF other than its rows, columns, samples and channels (frames,
+    pages, z), from its header; 1 for a 2-D image or a file that is no readable TIFF (its
+    reader then names the problem)."""
+    if image.suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    import tifffile
+
     try:
-        with tifffile.TiffFile(min(tiffs, key=lambda f: natural_key(f.name))) as tif:
+        with tifffile.TiffFile(image) as tif:
             series = tif.series[0]
-            planes = [n for n, axis in zip(series.shape, series.axes, strict=True)
-                      if axis not in "YXSC" and n > 1]
+            return max((n for n, axis in zip(series.shape, series.axes, strict=True)
+                        if axis not in "YXSC"), default=1)
     except (tifffile.TiffFileError, OSError, ValueError, IndexError):
-        return False
-    return bool(planes) and max(planes) > MAX_FRAME_CHANNELS
+        return 1
 
 
 #: an image with more planes than this (and no channel axis in its metadata) is a stack of

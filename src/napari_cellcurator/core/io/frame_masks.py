@@ -19,49 +19,24 @@ from napari_cellcurator.core.io.images import image_files
 from napari_cellcurator.core.io.names import readable
 
 
-def _mask_names(stem: str) -> list[str]:
-    from napari_cellcurator.core.io.roi_masks import (
-        CELLPOSE_SEG,
-        MASK_EXTENSIONS,
-        MASK_SUFFIXES,
-    )
-
-    return [stem + s + e for s in MASK_SUFFIXES for e in MASK_EXTENSIONS] + [stem + CELLPOSE_SEG]
-
-
 def _frames_with_masks(folder: Path) -> tuple[dict[Path, Path], list[Path]]:
     """``({frame: its label image}, frames without one)``; label images are not frames."""
-    from napari_cellcurator.core.io.roi_masks import MASK_NAME
+    from napari_cellcurator.core.io.frame_folders import MAX_FRAME_CHANNELS, tiff_planes
+    from napari_cellcurator.core.io.roi_masks import MASK_NAME, label_image_names
 
     names = {f.name: f for f in folder.iterdir()}
     if not any(MASK_NAME.search(n) for n in names):  # a folder of 100,000 crops: one pass
         return {}, []
+    images = image_files(folder)
     pairs: dict[Path, Path] = {}
-    for image in image_files(folder):
-        mask = next((names[n] for n in _mask_names(image.stem) if n in names), None)
-        if mask is not None and not _is_movie(image):  # a movie's ROIs are cellness's
+    for image in images:
+        mask = next((names[n] for n in label_image_names(image.stem) if n in names), None)
+        # a movie's ROIs are cellness's: more planes than a frame has channels
+        if mask is not None and tiff_planes(image) <= MAX_FRAME_CHANNELS:
             pairs[image] = mask
     masks = set(pairs.values())
-    alone = [f for f in image_files(folder) if f not in pairs and f not in masks]
+    alone = [f for f in images if f not in pairs and f not in masks]
     return pairs, alone
-
-
-def _is_movie(image: Path) -> bool:
-    """A TIFF of more planes than a frame has channels (a recording, not a field)."""
-    if image.suffix.lower() not in (".tif", ".tiff"):
-        return False
-    import tifffile
-
-    from napari_cellcurator.core.io.frame_folders import MAX_FRAME_CHANNELS
-
-    try:
-        with tifffile.TiffFile(image) as tif:
-            series = tif.series[0]
-            planes = [n for n, axis in zip(series.shape, series.axes, strict=True)
-                      if axis not in "YXS" and n > 1]  # S: the samples of an RGB pixel
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError):
-        return False  # the reader names the file and the problem
-    return bool(planes) and max(planes) > MAX_FRAME_CHANNELS
 
 
 def is_masks_folder(folder: Path) -> bool:

@@ -66,8 +66,7 @@ def mask_file_for(movie: Path) -> Path | None:
         return None
     stem = movie.name[: -len(movie.suffix)] if movie.suffix else movie.name
     for image in (form.format(stem) for form in PROJECTION_STEMS):
-        names = [image + suffix + ext for suffix in MASK_SUFFIXES for ext in MASK_EXTENSIONS]
-        for name in (*names, image + CELLPOSE_SEG):
+        for name in label_image_names(image):
             candidate = movie.with_name(name)
             if candidate.is_file():
                 return candidate
@@ -79,6 +78,12 @@ def mask_file_for(movie: Path) -> Path | None:
             return candidate
     candidate = movie.with_name(ROI_ZIP_DEFAULT)
     return candidate if candidate.is_file() else None
+
+
+def label_image_names(stem: str) -> list[str]:
+    """The file names a label image of the image ``stem`` may have, in the order looked for
+    (:data:`MASK_SUFFIXES` × :data:`MASK_EXTENSIONS`, then Cellpose's ``_seg.npy``)."""
+    return [stem + s + e for s in MASK_SUFFIXES for e in MASK_EXTENSIONS] + [stem + CELLPOSE_SEG]
 
 
 def _holds_roi_files(path: Path) -> bool:
