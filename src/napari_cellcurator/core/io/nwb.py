@@ -367,3 +367,52 @@ def set_column(table, name: str, values: np.ndarray, description: str) -> None:
     if name not in names:
         names.append(name)
     table.attrs["colnames"] = np.array(names, dtype=h5py.string_dtype())
+
+
+def write_nwb_curated(path: Path, tables: np.ndarray, rows: np.ndarray, is_cell: np.ndarray,
+                      prob: np.ndarray) -> Path:
+    """``<stem>_curated.nwb`` beside an NWB file: a copy whose ROI tables gain the columns
+    ``iscell_curated`` (1 cell, 0 not cell, -1 not scored) and ``prob_cell_curated``.
+
+    NWB files are archives (DANDI, lab servers): the user's file is only read. The copy opens
+    in pynwb and reads back here with the curated labels. ``tables`` and ``rows`` give the
+    ROI table (HDF5 path) and row of each decision.
+    """
+    import shutil
+
+    from napari_cellcurator.core.io.hdf5 import import_h5py
+    from napari_cellcurator.core.io.writeback import write_curated_copy
+
+    h5py = import_h5py("nwb")
+    path = Path(path)
+    tables, rows = np.asarray(tables).astype(str), np.asarray(rows, np.int64)
+    is_cell, prob = np.asarray(is_cell, bool), np.asarray(prob, np.float32)
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as fh:
+            for name in sorted(set(tables)):
+                group, pick = fh[name], tables == name
+                flags = np.full(table_rows(group), -1, np.int8)
+                flags[rows[pick]] = is_cell[pick]
+                probs = np.full(len(flags), np.nan, np.float32)
+                probs[rows[pick]] = prob[pick]
+                set_column(group, CURATED_COLUMN, flags, "cell (1) / not cell (0) after "
+                           "curation with napari-cellcurator; -1: not scored")
+                set_column(group, CURATED_PROB_COLUMN, probs, "probability of cell (1 for "
+                           "a person's label) after curation with napari-cellcurator")
+
+    return write_curated_copy(path.with_name(f"{path.stem}_curated.nwb"), write)
+
+
+def refuse_changed_nwb(path: Path, rows) -> None:
+    """Refuse an NWB file whose ROI tables no longer hold the ROIs read (re-exported with
+    another segmentation): the curated copy would put decisions on other cells' rows.
+    ``rows``: the items read from ``path`` (``nwb_table``, ``nwb_row``, ``y``, ``x``, ``npix``).
+    """
+    from napari_cellcurator.core.io.writeback import refuse_changed_rois
+
+    for name in sorted(set(rows["nwb_table"].astype(str))):
+        part = rows[rows["nwb_table"].astype(str) == name]
+        refuse_changed_rois(path, table_geometry(path, name), part, str(path),
+                            "the NWB export", key="nwb_row")

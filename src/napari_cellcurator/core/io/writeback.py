@@ -9,8 +9,8 @@
   decided cells, with their original values (the user's mask file is never touched).
 - An ImageJ ROI set beside a movie: a new ``<movie>_cells.zip`` holding the ``.roi`` records
   of the ROIs decided cells, byte for byte (the user's ``RoiSet.zip`` is never touched).
-- NWB: a copy ``<stem>_curated.nwb`` whose ROI tables gain ``iscell_curated`` and
-  ``prob_cell_curated`` columns (the user's file is never touched).
+- NWB (:func:`.nwb.write_nwb_curated`): a copy ``<stem>_curated.nwb`` whose ROI tables gain
+  ``iscell_curated`` and ``prob_cell_curated`` columns (the user's file is never touched).
 - Neurofinder: ``regions/regions_cells.json`` beside ``regions.json``, the cells' regions
   (the user's file is never touched).
 """
@@ -126,7 +126,7 @@ def write_suite2p_iscell(plane: Path, roi_index: np.ndarray, is_cell: np.ndarray
     return _save_npy(target, iscell)
 
 
-def _refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, source: str,
+def refuse_changed_rois(file: Path, now: np.ndarray, table: pd.DataFrame, source: str,
                          pipeline: str, now_ids: np.ndarray | None = None,
                          key: str | None = None) -> None:
     """Refuse to write decisions over ROIs other than those the items were read from (the
@@ -295,10 +295,10 @@ def write_cell_masks(mask_path: Path, movie_path: Path, mask_ids: np.ndarray,
 def _write_cells_file(movie_path: Path, suffix: str, write: Callable[[Path], None]
                       ) -> Path:
     """Atomically write ``<movie stem>_cells<suffix>`` beside the movie."""
-    return _write_curated_copy(movie_path.with_name(f"{movie_path.stem}_cells{suffix}"), write)
+    return write_curated_copy(movie_path.with_name(f"{movie_path.stem}_cells{suffix}"), write)
 
 
-def _write_curated_copy(target: Path, write: Callable[[Path], None]) -> Path:
+def write_curated_copy(target: Path, write: Callable[[Path], None]) -> Path:
     """Atomically write a new file ``target`` beside the user's data (never the data itself);
     a previous one is backed up first: it may hold an earlier curation."""
     if target.is_file():
@@ -363,7 +363,7 @@ def _write_movie_rois(items: ItemSet, source: str, fmt: str, roi_file: Path,
         )
 
         footprints, ids = footprints_from_label_image(read_label_image(roi_file))
-        _refuse_changed_rois(roi_file, footprint_geometry(footprints), items.table, source,
+        refuse_changed_rois(roi_file, footprint_geometry(footprints), items.table, source,
                              "the segmentation", ids)
         return write_cell_masks(roi_file, Path(source), rows.loc[idx, "mask_id"].to_numpy(),
                                 is_cell)
@@ -380,63 +380,13 @@ def _write_regions(items: ItemSet, source: str, regions_path: Path, idx: np.ndar
         regions_geometry,
     )
 
-    _refuse_changed_rois(regions_path, regions_geometry(regions_path), items.table, source,
+    refuse_changed_rois(regions_path, regions_geometry(regions_path), items.table, source,
                          "the regions file rewritten", key="region_index")
     rows = items.table[items.table["source"].astype(str) == source].set_index("roi_index")
     kept = cell_regions(regions_path, rows.loc[idx, "region_index"].to_numpy(), is_cell)
     text = json.dumps(kept) + "\n"
-    return _write_curated_copy(regions_path.with_name(CELLS_NAME),
+    return write_curated_copy(regions_path.with_name(CELLS_NAME),
                                lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def write_nwb_curated(path: Path, tables: np.ndarray, rows: np.ndarray, is_cell: np.ndarray,
-                      prob: np.ndarray) -> Path:
-    """``<stem>_curated.nwb`` beside an NWB file: a copy whose ROI tables gain the columns
-    ``iscell_curated`` (1 cell, 0 not cell, -1 not scored) and ``prob_cell_curated``.
-
-    NWB files are archives (DANDI, lab servers): the user's file is only read. The copy opens
-    in pynwb and reads back here with the curated labels. ``tables`` and ``rows`` give the
-    ROI table (HDF5 path) and row of each decision.
-    """
-    from napari_cellcurator.core.io.hdf5 import import_h5py
-    from napari_cellcurator.core.io.nwb import (
-        CURATED_COLUMN,
-        CURATED_PROB_COLUMN,
-        set_column,
-        table_rows,
-    )
-
-    h5py = import_h5py("nwb")
-    path = Path(path)
-    tables, rows = np.asarray(tables).astype(str), np.asarray(rows, np.int64)
-    is_cell, prob = np.asarray(is_cell, bool), np.asarray(prob, np.float32)
-
-    def write(tmp: Path) -> None:
-        shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "r+") as fh:
-            for name in sorted(set(tables)):
-                group, pick = fh[name], tables == name
-                flags = np.full(table_rows(group), -1, np.int8)
-                flags[rows[pick]] = is_cell[pick]
-                probs = np.full(len(flags), np.nan, np.float32)
-                probs[rows[pick]] = prob[pick]
-                set_column(group, CURATED_COLUMN, flags, "cell (1) / not cell (0) after "
-                           "curation with napari-cellcurator; -1: not scored")
-                set_column(group, CURATED_PROB_COLUMN, probs, "probability of cell (1 for "
-                           "a person's label) after curation with napari-cellcurator")
-
-    return _write_curated_copy(path.with_name(f"{path.stem}_curated.nwb"), write)
-
-
-def _refuse_changed_nwb(path: Path, rows: pd.DataFrame) -> None:
-    """Refuse an NWB file whose ROI tables no longer hold the ROIs read (re-exported with
-    another segmentation): the curated copy would put decisions on other cells' rows."""
-    from napari_cellcurator.core.io.nwb import table_geometry
-
-    for name in sorted(set(rows["nwb_table"].astype(str))):
-        part = rows[rows["nwb_table"].astype(str) == name]
-        _refuse_changed_rois(path, table_geometry(path, name), part, str(path),
-                             "the NWB export", key="nwb_row")
 
 
 def _is_array(node) -> bool:
@@ -470,14 +420,14 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
         if fmt == "suite2p":
             from napari_cellcurator.core.io.suite2p import stat_geometry
 
-            _refuse_changed_rois(Path(source) / "stat.npy", stat_geometry(Path(source)),
+            refuse_changed_rois(Path(source) / "stat.npy", stat_geometry(Path(source)),
                                  items.table, source, "Suite2p")
             written = write_suite2p_iscell(Path(source), idx, is_cell, prob)
             planes.append(Path(source))
         elif fmt == "caiman":
             from napari_cellcurator.core.io.caiman import caiman_geometry
 
-            _refuse_changed_rois(Path(source), caiman_geometry(Path(source)), items.table,
+            refuse_changed_rois(Path(source), caiman_geometry(Path(source)), items.table,
                                  source, "CaImAn")
             written = write_caiman_idx(Path(source), idx, is_cell)
         elif fmt == "minian":
@@ -485,7 +435,7 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
 
             rows = items.table[items.table["source"].astype(str) == source]
             now, units = minian_geometry(Path(source))
-            _refuse_changed_rois(Path(source) / "A.zarr", now, items.table, source, "Minian",
+            refuse_changed_rois(Path(source) / "A.zarr", now, items.table, source, "Minian",
                                  units, key="unit_id")
             written = write_minian_curated(Path(source), rows["unit_id"].to_numpy(), is_cell)
         elif fmt == "neurofinder" and masks.get(source):
@@ -494,7 +444,9 @@ def write_back(items: ItemSet, predictions: pd.DataFrame, target: Path | None = 
             written = _write_movie_rois(items, source, fmt, Path(masks[source]), idx, is_cell)
         elif fmt == "nwb":  # rows in the order decisions() returns them
             rows = items.table[items.table["source"].astype(str) == source]
-            _refuse_changed_nwb(Path(source), rows)
+            from napari_cellcurator.core.io.nwb import refuse_changed_nwb, write_nwb_curated
+
+            refuse_changed_nwb(Path(source), rows)
             written = write_nwb_curated(Path(source), rows["nwb_table"].to_numpy(),
                                         rows["nwb_row"].to_numpy(), is_cell, prob)
         else:
