@@ -74,7 +74,7 @@ def test_same_size_square_crops_keep_their_size_up_to_the_cap(tmp_path):
                 Image.fromarray(_cell(side, side, side / 4, rng)).save(root / cls / f"{i}.png")
         items = read_class_folders(root, ReadOptions())
         assert items.arrays["image"].shape[-1] == min(side, MAX_INPUT)
-        assert items.meta["read_settings"]["fit"] == "resize"
+        assert items.meta["read_settings"]["fit"] == "pixel"
 
 
 def test_prediction_reads_new_crops_with_the_training_scale(varying, tmp_path):
@@ -111,3 +111,46 @@ def test_jpeg_crops_of_varying_size_train_and_evaluate_unchanged(varying, tmp_pa
     metrics = evaluate(str(tmp_path / "m"), str(varying), device="cpu")
     assert metrics["n"] == 8 and 0 <= metrics["accuracy"] <= 1
     assert saved.config.preprocessing["read_options"]["extra"]["fit"] == "canvas"
+
+
+def _tiffs_around(src: Path, dst: Path, pad: int) -> Path:
+    """The same cells as ``src``'s crops in a larger (``pad`` > 0: edge-extended, as a wider
+    export field) or smaller (``pad`` < 0: centre-cut) frame."""
+    import tifffile
+
+    for f in sorted(src.glob("*/*.tif")):
+        arr = tifffile.imread(f)
+        out = (np.pad(arr, ((0, 0), (pad, pad), (pad, pad)), mode="edge") if pad > 0
+               else arr[:, -pad:pad, -pad:pad])
+        (dst / f.parent.name).mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(dst / f.parent.name / f.name, out, photometric="minisblack")
+    return dst
+
+
+def test_larger_crops_of_the_same_cells_predict_as_the_training_crops(
+        tiny_celltype_model, jurkat_subset, tmp_path):
+    """A model trained on 40 px IFC crops must read 66 px crops of the same instrument at
+    the same pixel scale (centre-cropped), not shrink the cells to 60 % by resizing."""
+    from napari_cellcurator.core.errors import InputWarning
+    from napari_cellcurator.core.pipeline import predict
+
+    wider = _tiffs_around(jurkat_subset, tmp_path / "wider", 13)  # 40 → 66 px
+    before = predict(str(tiny_celltype_model), str(jurkat_subset), device="cpu")
+    with pytest.warns(InputWarning, match="36 of 36 crops are not 40×40 px"):
+        after = predict(str(tiny_celltype_model), str(wider), device="cpu")
+    assert list(after["item_id"]) == list(before["item_id"])
+    prob = [c for c in before.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(after[prob].to_numpy(), before[prob].to_numpy(), atol=1e-5)
+
+
+def test_smaller_crops_are_padded_at_the_training_pixel_scale(jurkat_subset, tmp_path):
+    task = get_task("celltype")
+    train = task.read(jurkat_subset, ReadOptions(channels=[0, 2]))
+    prep = task.fit_preprocessing(train, ReadOptions(channels=[0, 2]))
+    assert prep["read_options"]["extra"]["fit"] == "pixel"
+    narrow = _tiffs_around(jurkat_subset, tmp_path / "narrow", -6)  # 40 → 28 px
+    with pytest.warns(UserWarning, match="centre-cropped or padded to 40 px"):
+        again = task.read(narrow, task.read_options_from(prep))
+    assert again.arrays["image"].shape[1:] == train.arrays["image"].shape[1:]
+    np.testing.assert_array_equal(again.arrays["image"][:, :, 6:34, 6:34],
+                                  train.arrays["image"][:, :, 6:34, 6:34])
