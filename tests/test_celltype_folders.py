@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,36 @@ def test_smaller_crops_are_padded_at_the_training_pixel_scale(jurkat_subset, tmp
     assert again.arrays["image"].shape[1:] == train.arrays["image"].shape[1:]
     np.testing.assert_array_equal(again.arrays["image"][:, :, 6:34, 6:34],
                                   train.arrays["image"][:, :, 6:34, 6:34])
+
+
+def test_exports_of_two_sizes_and_the_same_file_names_train_together(jurkat_subset, tmp_path):
+    """Two experiments of one instrument, exported at 40 and 66 px with the same file names
+    (IDEAS numbers each export's cells from 0): one pixel scale, and distinct item ids."""
+    from napari_cellcurator.core.io.items import FORMER_ID
+
+    wider = _tiffs_around(jurkat_subset, tmp_path / "exp2", 13)
+    task = get_task("celltype")
+    with pytest.warns(UserWarning, match="36 of 36 crops are not 40×40 px"):
+        both = task.read_many([jurkat_subset, wider], ReadOptions(channels=[0, 2]))
+    alone = task.read(jurkat_subset, ReadOptions(channels=[0, 2]))
+    images = both.arrays["image"]
+    assert images.shape == (72, 2, 40, 40)
+    np.testing.assert_array_equal(images[36:], images[:36])  # the same cells, centre-cut
+    ids = both.table["item_id"]
+    assert ids.is_unique and ids[36].startswith("exp2/")
+    assert list(both.table[FORMER_ID][:36]) == list(alone.table["item_id"])
+    renamed = tmp_path / "exp3"  # ids already distinct: left as they are
+    for f in sorted(jurkat_subset.glob("*/*.tif")):
+        (renamed / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, renamed / f.parent.name / f"exp3_{f.name}")
+    plain = task.read_many([jurkat_subset, renamed], ReadOptions(channels=[0, 2]))
+    assert list(plain.table["item_id"][:36]) == list(alone.table["item_id"])
+    assert FORMER_ID not in plain.table.columns
+
+
+def test_distinct_path_names_go_up_until_the_paths_differ(tmp_path):
+    from napari_cellcurator.core.io.items import distinct_path_names
+
+    assert distinct_path_names([tmp_path / "exp1", tmp_path / "exp2"]) == ["exp1", "exp2"]
+    assert distinct_path_names([tmp_path / "a" / "data", tmp_path / "b" / "data"]) == [
+        "a/data", "b/data"]

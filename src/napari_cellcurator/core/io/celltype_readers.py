@@ -197,7 +197,8 @@ def _at_pixel_scale(raw: list[np.ndarray], options: ReadOptions) -> tuple[np.nda
             other += 1
     if other:
         warnings.warn(f"{other} of {len(raw)} crops are not {side}×{side} px like the "
-                      f"model's training crops: brought to their pixel scale and "
+                      f"training crops (the model's, or the first data path's): brought "
+                      f"to their pixel scale and "
                       f"centre-cropped or padded to {size} px (read option fit='resize' "
                       f"stretches them instead)", InputWarning, stacklevel=4)
     return out, {"fit": "pixel", "scale": round(scale, 6)}

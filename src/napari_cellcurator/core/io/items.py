@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,42 @@ def current_item_id(table: pd.DataFrame, item_id: str) -> str | None:
         if len(hits) == 1:  # several: an old id of items of several data sets, no longer one
             return str(hits.iloc[0])
     return None
+
+
+def distinct_path_names(paths: list[Path]) -> list[str]:
+    """The shortest trailing parts that tell ``paths`` apart (``exp1``, ``exp2``; ``a/data``,
+    ``b/data`` when both are called ``data``)."""
+    parts = [Path(p).expanduser().resolve().parts for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(i) for i in range(len(paths))]  # the same path twice
+
+
+def ids_distinct_across_paths(sets: list[ItemSet], paths: list[Path]) -> list[ItemSet]:
+    """Item sets of several data paths whose ids clash (two experiments exported with the
+    same file names: IDEAS numbers every export's cells from 0) get their path's name in
+    front of every id (``exp2/G1/7_Ch3.ome.tif``); the bare id is kept as ``FORMER_ID``.
+    Sets whose ids are already distinct are returned as they are (ids never change with
+    the other paths read beside them unless they must)."""
+    seen: set[str] = set()
+    for s in sets:
+        ids = set(s.table["item_id"].astype(str))
+        if seen & ids:
+            break
+        seen |= ids
+    else:
+        return sets
+    out = []
+    for s, name in zip(sets, distinct_path_names(paths), strict=True):
+        table = s.table.copy()
+        bare = table["item_id"].astype(str)
+        if FORMER_ID not in table.columns:
+            table[FORMER_ID] = bare.to_numpy()
+        table["item_id"] = (f"{name}/" + bare).to_numpy()
+        out.append(ItemSet(table, s.arrays, s.meta))
+    return out
 
 
 def concat_itemsets(sets: list[ItemSet]) -> ItemSet:

@@ -22,7 +22,7 @@ import torch
 
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.arrays import split_fragment
-from napari_cellcurator.core.io.items import ItemSet, concat_itemsets
+from napari_cellcurator.core.io.items import ItemSet, concat_itemsets, ids_distinct_across_paths
 from napari_cellcurator.core.io.names import natural_key
 from napari_cellcurator.core.metrics import classification_metrics, proportion_metrics
 from napari_cellcurator.core.progress import ProgressFn
@@ -113,12 +113,19 @@ class Task(ABC):
         """Read and concatenate several data paths."""
         options = options or ReadOptions()
         sets = []
+        paths = [Path(p) for p in paths]
         for p in paths:
-            p = Path(p)
             if not split_fragment(p)[0].exists():  # data.npz#test names a set inside a file
                 raise InputError(p, "does not exist")
             sets.append(self.read_checked(p, options))
-        return concat_itemsets(sets)
+            if len(sets) == 1:
+                options = self.options_after_first(sets[0], options)
+        return concat_itemsets(ids_distinct_across_paths(sets, paths))
+
+    def options_after_first(self, first: ItemSet, options: ReadOptions) -> ReadOptions:
+        """How the data paths after the first are read (default: as the first); a task whose
+        reader fits settings to the data (a crop size) makes the others follow the first."""
+        return options
 
     def read_checked(self, path: Path, options: ReadOptions) -> ItemSet:
         """:meth:`read`, with decoding/shape errors a reader let through turned into

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,15 @@ class CellTypeTask(ClassificationTask):
 
     def read(self, path: Path, options: ReadOptions) -> ItemSet:
         return read_celltype_path(path, options)
+
+    def options_after_first(self, first: ItemSet, options: ReadOptions) -> ReadOptions:
+        """Crop folders after the first are read at its input side, fit and scale: two
+        exports of one instrument with different crop sizes share one pixel scale."""
+        settings = first.meta.get("read_settings")
+        if not settings or options.crop_size is not None or options.extra.get("fit"):
+            return options
+        return dataclasses.replace(options, crop_size=int(first.arrays["image"].shape[-1]),
+                                   extra={**dict(options.extra), **settings})
 
     def fit_preprocessing(self, items: ItemSet, options: ReadOptions) -> dict:
         images = items.arrays["image"]
