@@ -188,3 +188,10 @@ def test_distinct_path_names_go_up_until_the_paths_differ(tmp_path):
     assert distinct_path_names([tmp_path / "exp1", tmp_path / "exp2"]) == ["exp1", "exp2"]
     assert distinct_path_names([tmp_path / "a" / "data", tmp_path / "b" / "data"]) == [
         "a/data", "b/data"]
+
+
+def test_a_data_path_given_twice_is_refused(jurkat_subset):
+    from napari_cellcurator.core.errors import InputError
+
+    with pytest.raises(InputError, match="given twice"):
+        get_task("celltype").read_many([jurkat_subset, Path(str(jurkat_subset) + "/")])

@@ -105,7 +105,7 @@ def distinct_path_names(paths: list[Path]) -> list[str]:
         names = ["/".join(p[-depth:]) for p in parts]
         if len(set(names)) == len(names):
             return names
-    return [str(i) for i in range(len(paths))]  # the same path twice
+    raise InputError(None, "the same data path is given twice", "each data path once")
 
 
 def ids_distinct_across_paths(sets: list[ItemSet], paths: list[Path]) -> list[ItemSet]:

@@ -114,6 +114,10 @@ class Task(ABC):
         options = options or ReadOptions()
         sets = []
         paths = [Path(p) for p in paths]
+        resolved = [p.expanduser().resolve() for p in paths]
+        twice = next((p for i, p in enumerate(paths) if resolved[i] in resolved[:i]), None)
+        if twice is not None:  # its items would be counted twice under two names
+            raise InputError(twice, "is given twice as --data", "each data path once")
         for p in paths:
             if not split_fragment(p)[0].exists():  # data.npz#test names a set inside a file
                 raise InputError(p, "does not exist")
