@@ -336,18 +336,47 @@ def test_frames_of_several_wells_are_not_read_as_one_movie(tmp_path, names, what
     assert open_movie(folder).shape == (3, *stack.shape[1:])
 
 
-def test_frames_named_in_several_ways_are_not_interleaved(tmp_path):
-    """Micro-Manager 1.4's image sequence: img_<time>_<channel>_<z>.tif; in name order Cy5 and
-    DAPI would alternate as time. A preview image beside frames is no frame either."""
-    stack = _movie(t=6)
+def test_a_micro_manager_image_sequence_keeps_its_channels_apart(tmp_path):
+    """Micro-Manager 1.4's image sequence: img_<time>_<channel>_<z>.tif; in name order Cy5
+    and DAPI would alternate as time. The channels are stacked in the acquisition's order
+    (metadata.txt), else in name order with a warning."""
+    import json
+
+    cy5, dapi = _movie(t=3), _movie(t=3)[:, ::-1]
     folder = tmp_path / "Pos0"
     folder.mkdir()
     for t in range(3):
-        for k, channel in enumerate(("Cy5", "DAPI")):
-            tifffile.imwrite(folder / f"img_{t:09d}_{channel}_000.tif", stack[2 * t + k])
-    with pytest.raises(InputError, match=r"Pos0: holds images named in 2 ways"):
+        for channel, movie in (("Cy5", cy5), ("DAPI", dapi)):
+            tifffile.imwrite(folder / f"img_{t:09d}_{channel}_000.tif", movie[t])
+    with pytest.warns(InputWarning, match=r"\['Cy5', 'DAPI'\] are stacked in name order"):
+        np.testing.assert_array_equal(open_movie(folder, channel=1).read(0, 3, 0, 16, 0, 16),
+                                      dapi[:, :16, :16])
+    summary = {"Summary": {"ChNames": ["DAPI", "Cy5"], "Frames": 3, "Slices": 1}}
+    (folder / "metadata.txt").write_text(json.dumps(summary))
+    movie = open_movie(folder, channel=0)
+    assert movie.shape == cy5.shape
+    np.testing.assert_array_equal(movie.read(0, 3, 0, 16, 0, 16), dapi[:, :16, :16])
+    (folder / "img_000000002_Cy5_000.tif").unlink()
+    with pytest.raises(InputError, match=r"Pos0: time point 2 has no image of channel Cy5"):
         open_movie(folder)
-    for f in folder.glob("*DAPI*"):
+    tifffile.imwrite(folder / "img_000000002_Cy5_000.tif", cy5[2])
+    tifffile.imwrite(folder / "img_000000002_Cy5_001.tif", cy5[2])
+    with pytest.raises(InputError, match=r"Micro-Manager images of 2 z-slices"):
+        open_movie(folder)
+
+
+def test_frames_named_in_several_ways_are_not_interleaved(tmp_path):
+    """Frames of two series named differently, or a preview image beside the frames: in
+    name order they would be read as one movie."""
+    stack = _movie(t=6)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for t in range(3):
+        tifffile.imwrite(folder / f"img_{t:09d}_Cy5_000.tif", stack[t])
+        tifffile.imwrite(folder / f"snap{t}.tif", stack[3 + t])
+    with pytest.raises(InputError, match=r"export: holds images named in 2 ways"):
+        open_movie(folder)
+    for f in folder.glob("snap*"):
         f.unlink()
     assert open_movie(folder).shape == (3, *stack.shape[1:])
     tifffile.imwrite(folder / "preview.tif", stack[0])

@@ -58,8 +58,8 @@ def refuse_several_positions(folder: Path, files: list[Path]) -> None:
 
 def refuse_mixed_names(folder: Path, files: list[Path]) -> None:
     """One clear error when the frame names follow several patterns (digits aside, channel
-    tokens aside): Micro-Manager's ``img_000000003_Cy5_000.tif`` beside ``…_DAPI_000.tif``
-    are two channels that name order would interleave as time, a ``preview.png`` no frame.
+    tokens aside): two series that name order would interleave as time, a ``preview.png``
+    that is no frame (Micro-Manager's channel names are read by :func:`micro_manager_frames`).
 
     Raises
     ------
@@ -144,6 +144,59 @@ def frames_by_channel(folder: Path, files: list[Path]) -> list[tuple[Path, ...]]
     return frames
 
 
+#: Micro-Manager 1.4's "separate image files": ``img_<time>_<channel name>_<z>.tif``, one
+#: folder per stage position (``Pos0/``) with the acquisition's ``metadata.txt``
+MICRO_MANAGER = re.compile(r"(?i)^img_(\d{9})_(.+)_(\d{3})\.tiff?$")
+
+
+def micro_manager_frames(folder: Path, files: list[Path]) -> list[tuple[Path, ...]] | None:
+    """The files of each time point of a Micro-Manager 1.4 image sequence, one per channel
+    in the acquisition's channel order (``metadata.txt``'s ``ChNames``, else name order);
+    None when the files are not named that way.
+
+    Raises
+    ------
+    InputError
+        Several z-slices (a frame is one plane), or a time point missing a channel.
+    """
+    found = [MICRO_MANAGER.match(f.name) for f in files]
+    if not files or not all(found):
+        return None
+    slices = sorted({m.group(3) for m in found})
+    if len(slices) > 1:
+        raise InputError(folder, f"holds Micro-Manager images of {len(slices)} z-slices "
+                         f"({', '.join(slices[:4])}…): a frame here is one plane",
+                         "one z-slice per time point (e.g. a projection of each stack)")
+    by_time: dict[int, dict[str, Path]] = {}
+    for f, m in zip(files, found, strict=True):
+        by_time.setdefault(int(m.group(1)), {})[m.group(2)] = f
+    names = _micro_manager_channels(folder, {m.group(2) for m in found})
+    for t in sorted(by_time):
+        lacking = [c for c in names if c not in by_time[t]]
+        if lacking:
+            raise InputError(folder, f"time point {t} has no image of channel "
+                             f"{', '.join(lacking)} (img_{t:09d}_{lacking[0]}_*.tif)",
+                             "one image per channel for every time point")
+    return [tuple(by_time[t][c] for c in names) for t in sorted(by_time)]
+
+
+def _micro_manager_channels(folder: Path, names: set[str]) -> list[str]:
+    """Channel names in acquisition order (``metadata.txt``), else in name order (warned)."""
+    import json
+
+    try:
+        order = json.loads((folder / "metadata.txt").read_text())["Summary"]["ChNames"]
+    except (OSError, ValueError, KeyError, TypeError):
+        order = []
+    order = [str(c) for c in order if str(c) in names] if isinstance(order, list) else []
+    if set(order) == names:
+        return order
+    if len(names) > 1:
+        _warn(folder, f"channels {sorted(names)} are stacked in name order: no metadata.txt "
+              "names their acquisition order")
+    return sorted(names)
+
+
 def open_frame_folder(folder: Path):
     """``(raw, axes)`` of a folder of images in natural name order: one frame per image
     (``(T, C, Y, X)``), or, when the first is a TIFF stack of more than
@@ -165,8 +218,11 @@ def open_frame_folder(folder: Path):
                       f"{next(f.name for f in files if f not in tiffs)}")
             return stacks, stacks.axes
     refuse_several_positions(folder, files)
-    refuse_mixed_names(folder, files)
-    return FrameFolder.open(frames_by_channel(folder, files)), "tcyx"
+    frames = micro_manager_frames(folder, files)
+    if frames is None:
+        refuse_mixed_names(folder, files)
+        frames = frames_by_channel(folder, files)
+    return FrameFolder.open(frames), "tcyx"
 
 
 def is_stack_folder(folder: Path) -> bool:
