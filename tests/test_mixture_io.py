@@ -363,6 +363,8 @@ def test_a_micro_manager_image_sequence_keeps_its_channels_apart(tmp_path):
     tifffile.imwrite(folder / "img_000000002_Cy5_001.tif", cy5[2])
     with pytest.raises(InputError, match=r"Micro-Manager images of 2 z-slices"):
         open_movie(folder)
+    with pytest.raises(InputError, match=r"holds 1 stage positions \(Pos0\), each a movie"):
+        open_movie(tmp_path)  # the acquisition folder above its position folders
 
 
 def test_frames_named_in_several_ways_are_not_interleaved(tmp_path):

@@ -207,6 +207,12 @@ def open_frame_folder(folder: Path):
 
     files = sorted(image_files(folder), key=lambda f: natural_key(f.name))
     if not files:
+        positions = sorted(d.name for d in folder.iterdir()
+                           if d.is_dir() and re.fullmatch(r"(?i)pos\d+", d.name))
+        if positions:  # a Micro-Manager acquisition: one movie per stage position
+            raise InputError(folder, f"holds {len(positions)} stage positions "
+                             f"({', '.join(positions[:4])}{'…' if len(positions) > 4 else ''})"
+                             ", each a movie", f"one position folder, e.g. {positions[0]}")
         raise InputError(folder, "has no frame images and is not a zarr store", EXPECTED)
     if files[0].suffix.lower() in (".tif", ".tiff"):
         tiffs = [f for f in files if f.suffix.lower() in (".tif", ".tiff")]
