@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_cellcurator.core.io.celltype_readers import MAX_INPUT, read_class_folders
+from napari_cellcurator.core.io.celltype_readers import read_class_folders
+from napari_cellcurator.core.io.crop_fits import MAX_INPUT
 from napari_cellcurator.core.tasks import ReadOptions, get_task
 
 

@@ -12,10 +12,14 @@ def pad_to_square(arr: np.ndarray) -> np.ndarray:
     Keeps the aspect ratio (cell shape is a class feature, e.g. ovalocytes) when crops of
     varying size are brought to one input size.
     """
+    h, w = arr.shape[1:]
+    return arr if h == w else pad_centred(arr, max(h, w))
+
+
+def pad_centred(arr: np.ndarray, side: int) -> np.ndarray:
+    """A ``(C, H, W)`` crop (H, W ≤ ``side``) centred on a ``side`` square filled with the
+    per-channel median of its border (the background around a cell); float32."""
     c, h, w = arr.shape
-    if h == w:
-        return arr
-    side = max(h, w)
     border = np.concatenate([arr[:, 0, :], arr[:, -1, :], arr[:, :, 0], arr[:, :, -1]], axis=1)
     out = np.empty((c, side, side), dtype=np.float32)
     # float64: the median averages two values, which can overflow float32 near its maximum
