@@ -303,6 +303,30 @@ def test_one_file_per_channel_is_one_multichannel_cell(shared_data, tmp_path):
     np.testing.assert_array_equal(label_free.arrays["image"][row], cells[[0, 2]])
 
 
+def test_a_model_reads_the_channels_it_was_trained_on_by_number(shared_data, tmp_path):
+    """Label-free training on Ch3, Ch4, Ch6 (--channels 0,2: Ch3 and Ch6); another export
+    holds Ch1 … Ch6: positions 0 and 2 there are Ch1 and Ch3, so the model picks Ch3 and Ch6
+    by number; an export without Ch6 is one error naming the channels."""
+    root = _per_channel_tree(tmp_path / "d", shared_data)
+    train = TASK.read_many([root], ReadOptions(channels=[0, 2]))
+    prep = TASK.fit_preprocessing(train, ReadOptions(channels=[0, 2]))
+    assert prep["read_options"]["extra"]["channel_numbers"] == [3, 6]
+    wider = tmp_path / "all_channels"
+    for f in sorted(root.glob("*/*_Ch3.ome.tif")):
+        (wider / f.parent.name).mkdir(parents=True, exist_ok=True)
+        cell = f.name.split("_Ch")[0]
+        for ch in range(1, 7):
+            src = f.with_name(f"{cell}_Ch{ch}.ome.tif")
+            plane = tifffile.imread(src) if src.exists() else tifffile.imread(f) * 0 + ch
+            tifffile.imwrite(wider / f.parent.name / src.name, plane)
+    again = TASK.read_many([wider], TASK.read_options_from(prep))
+    np.testing.assert_array_equal(again.arrays["image"], train.arrays["image"])
+    for f in wider.glob("*/*_Ch6.ome.tif"):
+        f.unlink()
+    with pytest.raises(InputError, match=r"has channels Ch1, Ch2, Ch3, Ch4, Ch5, not Ch6"):
+        TASK.read_many([wider], TASK.read_options_from(prep))
+
+
 def test_one_file_per_channel_with_a_channel_missing(shared_data, tmp_path):
     root = _per_channel_tree(tmp_path / "d", shared_data, n=2)
     (root / "G2" / "2_Ch4.ome.tif").unlink()

@@ -183,6 +183,7 @@ def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str]
                 columns: dict[str, list], options: ReadOptions) -> ItemSet:
     """Read ``files`` as crops of one size; the item table with labels, ids and ``columns``."""
     cells = channel_file_groups(root, files)
+    numbers = None
     if cells is not None:  # one file per channel (IDEAS export): one item per cell
         first = [group[0] for group in cells.values()]
         position = {f: k for k, f in enumerate(files)}
@@ -191,15 +192,53 @@ def _crop_items(root: Path, files: list[Path], labels: list[str], ids: list[str]
                                                       for c, v in columns.items()}
         ids = [ids[k].rsplit("/", 1)[0] + "/" + cell.name for k, cell in zip(keep, cells,
                                                                               strict=True)]
+        groups, numbers = _chosen_channel_files(root, list(cells.values()), options)
         raw = [_stack_channels(group) for group in
-               counted(list(cells.values()), options.progress, "reading images")]
+               counted(groups, options.progress, "reading images")]
         files = first  # the source of a cell: its first channel file
     else:
         raw = [read_image_chw(f) for f in counted(files, options.progress, "reading images")]
-    raw = _same_channel_count(root, files, [select_channels(r, options.channels, f)
-                                            for r, f in zip(raw, files, strict=True)])
-    return _items_of_crops(root, raw, [readable(f) for f in files], labels, ids, columns,
-                           options)
+        raw = [select_channels(r, options.channels, f) for r, f in zip(raw, files, strict=True)]
+    raw = _same_channel_count(root, files, raw)
+    items = _items_of_crops(root, raw, [readable(f) for f in files], labels, ids, columns,
+                            options)
+    if numbers is not None:
+        items.meta["read_settings"]["channel_numbers"] = numbers
+    return items
+
+
+def _chosen_channel_files(root: Path, groups: list[list[Path]], options: ReadOptions
+                          ) -> tuple[list[list[Path]], list[int]]:
+    """The channel files to stack for each cell, and their channel numbers (``3`` of
+    ``_Ch3``): by number where a model recorded them (another export may hold more or other
+    channels: position 0 of Ch1…Ch12 is not position 0 of Ch3, Ch4, Ch6), else by position
+    (``--channels``)."""
+    numbers = [_channel_number(f) for f in groups[0]]
+    wanted = (options.extra or {}).get("channel_numbers")
+    if wanted is not None:
+        missing = [n for n in wanted if n not in numbers]
+        if missing:
+            raise InputError(root, f"has channels {_names(numbers)}, not "
+                             f"{_names(missing)} that the model was trained on",
+                             f"one file per channel {_names(wanted)} for every cell")
+        chosen = [int(n) for n in wanted]
+    elif options.channels is None:
+        chosen = numbers
+    else:
+        bad = [c for c in options.channels if not -len(numbers) <= c < len(numbers)]
+        if bad:
+            raise InputError(root, f"has {len(numbers)} channel files per cell "
+                             f"({_names(numbers)}); channels {bad} do not exist")
+        chosen = [numbers[c] for c in options.channels]
+    return [[group[numbers.index(n)] for n in chosen] for group in groups], chosen
+
+
+def _channel_number(file: Path) -> int:
+    return int(CHANNEL_FILE.match(file.name[: -len(file.suffix)].removesuffix(".ome"))["ch"])
+
+
+def _names(numbers: list[int]) -> str:
+    return ", ".join(f"Ch{n}" for n in numbers)
 
 
 def _items_of_crops(root: Path, raw: list[np.ndarray], sources: list[str],
