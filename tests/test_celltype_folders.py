@@ -196,3 +196,28 @@ def test_a_data_path_given_twice_is_refused(jurkat_subset):
 
     with pytest.raises(InputError, match="given twice"):
         get_task("celltype").read_many([jurkat_subset, Path(str(jurkat_subset) + "/")])
+
+
+def test_images_at_another_intensity_scale_are_said_before_scoring(
+        tiny_celltype_model, jurkat_subset, tmp_path):
+    """The model keeps absolute intensities (IFC: DNA content, size): an 8-bit export of
+    the 16-bit cells is scored, but the user is told it is unlike the training data."""
+    import tifffile
+
+    from napari_cellcurator.core.errors import InputWarning
+    from napari_cellcurator.core.pipeline import predict
+
+    eight_bit = tmp_path / "eight_bit"
+    for f in sorted(jurkat_subset.glob("*/*.tif")):
+        (eight_bit / f.parent.name).mkdir(parents=True, exist_ok=True)
+        arr = (tifffile.imread(f) // 16).clip(0, 255).astype(np.uint8)
+        tifffile.imwrite(eight_bit / f.parent.name / f.name, arr, photometric="minisblack")
+    with pytest.warns(InputWarning, match=r"eight_bit: channel 0 has a mean intensity of .*"
+                                          r"standard deviations from the training data"):
+        scored = predict(str(tiny_celltype_model), str(eight_bit), device="cpu")
+    assert len(scored) == 36
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)  # the training cells: nothing to say
+        predict(str(tiny_celltype_model), str(jurkat_subset), device="cpu")

@@ -25,6 +25,7 @@ from napari_cellcurator.core.device import (
 )
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet
+from napari_cellcurator.core.io.names import readable
 from napari_cellcurator.core.metrics import jsonable as _jsonable
 from napari_cellcurator.core.models.registry import available_models, build_model
 from napari_cellcurator.core.progress import ProgressFn
@@ -363,6 +364,10 @@ def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
     if problem is not None:
         raise InputError(items.meta.get("path"), problem,
                          "items read the way the model's data were (read_for_model)")
+    drift = task.input_drift(items, config.preprocessing)
+    if drift is not None:
+        warnings.warn(f"{readable(items.meta.get('path') or 'data')}: {drift}", InputWarning,
+                      stacklevel=2)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if len(items) == 0:  # a plane without ROIs, a frame without points

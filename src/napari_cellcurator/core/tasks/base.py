@@ -209,6 +209,11 @@ class Task(ABC):
                          classes: list[str]) -> pd.DataFrame:
         """``item_id`` plus prediction columns to write into ``layer.features`` / CSV."""
 
+    def input_drift(self, items: ItemSet, prep: dict) -> str | None:
+        """Why ``items`` look unlike the model's training data (another intensity scale),
+        in words, or None: said before scoring, never a reason to refuse."""
+        return None
+
     @abstractmethod
     def metrics(self, table: pd.DataFrame, scores: np.ndarray, classes: list[str]) -> dict:
         """Metrics over the labelled rows of ``table``."""

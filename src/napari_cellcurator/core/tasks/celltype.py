@@ -68,6 +68,31 @@ class CellTypeTask(ClassificationTask):
     #: Chula: no change
     LABEL_SMOOTHING = 0.1
 
+    #: a data set whose mean pixel lies this many training pixel standard deviations from
+    #: the training mean in a channel was recorded at another scale (an 8-bit export of
+    #: 16-bit images, another camera gain): "dataset" normalisation keeps absolute
+    #: intensities, so the model would see other cells. Class differences are far smaller
+    #: (Jurkat: the class means of a channel lie within 0.3 of its standard deviation; an
+    #: 8-bit export of its bright field lies 10 away)
+    DRIFT_SDS = 2.0
+
+    def input_drift(self, items: ItemSet, prep: dict) -> str | None:
+        if prep.get("norm") != "dataset" or len(items) == 0:
+            return None  # per-cell normalisation does not see the scale
+        index = np.unique(np.linspace(0, len(items) - 1, min(len(items), 500)).astype(int))
+        crops = items.load(index, "image").astype(np.float32)
+        if crops.ndim != 4 or crops.shape[1] != len(prep["channel_mean"]):
+            return None  # refused with its own error when batched
+        mean = crops.mean(axis=(0, 2, 3))
+        trained, spread = np.asarray(prep["channel_mean"]), np.asarray(prep["channel_std"])
+        z = np.abs(mean - trained) / spread
+        if z.max() <= self.DRIFT_SDS:
+            return None
+        c = int(z.argmax())
+        return (f"channel {c} has a mean intensity of {mean[c]:.4g}, {z[c]:.1f} standard "
+                f"deviations from the training data's {trained[c]:.4g} (another bit depth, "
+                "camera or gain?): the model was not trained on images like these")
+
     def read(self, path: Path, options: ReadOptions) -> ItemSet:
         return read_celltype_path(path, options)
 
