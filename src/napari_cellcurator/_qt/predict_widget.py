@@ -133,11 +133,16 @@ def predict_chunks(model, config, items, device: str = "auto", chunk: int = 256,
         items, note = items_for_model(config, reread, items)
         if note:
             yield note
+    from napari_cellcurator.core.tasks import get_task
+
+    drift = get_task(config.task).input_drift(items, config.preprocessing)
+    if drift:
+        yield drift
     tables, scores = [], []
     n = len(items)
     for start in range(0, max(n, 1), chunk):
         idx = np.arange(start, min(n, start + chunk))
-        t, s = predict_items(model, config, items.subset(idx), device)
+        t, s = predict_items(model, config, items.subset(idx), device, check_drift=False)
         tables.append(t)
         scores.append(s)
         yield (int(idx[-1]) + 1 if len(idx) else 0, n)

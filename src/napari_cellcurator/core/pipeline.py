@@ -355,16 +355,18 @@ def tiling_mismatch(config: ModelConfig, items: ItemSet) -> str | None:
 
 
 def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
-                  device: str = "auto", batch_size: int = 256, amp: bool = False
-                  ) -> tuple[pd.DataFrame, np.ndarray]:
+                  device: str = "auto", batch_size: int = 256, amp: bool = False,
+                  check_drift: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
     """Prediction table (one row per item) and raw scores for an :class:`ItemSet`
-    (mixed precision on CUDA when ``amp`` is True)."""
+    (mixed precision on CUDA when ``amp`` is True). ``check_drift``: warn when the items
+    look unlike the training data (:meth:`Task.input_drift`; a caller scoring in chunks
+    checks once itself)."""
     task = get_task(config.task)
     problem = tiling_mismatch(config, items)
     if problem is not None:
         raise InputError(items.meta.get("path"), problem,
                          "items read the way the model's data were (read_for_model)")
-    drift = task.input_drift(items, config.preprocessing)
+    drift = task.input_drift(items, config.preprocessing) if check_drift else None
     if drift is not None:
         warnings.warn(f"{readable(items.meta.get('path') or 'data')}: {drift}", InputWarning,
                       stacklevel=2)
