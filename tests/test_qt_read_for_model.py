@@ -224,3 +224,26 @@ def test_napari_reads_the_models_channels_again(make_napari_viewer, qtbot, jurka
     _same_scores(session.predictions, expected,
                  [c for c in expected.columns if c.startswith("prob_")])
     assert session.channels == [0, 2] and session.items.arrays["image"].shape[1] == 2
+
+
+def test_the_prediction_worker_says_once_that_the_data_are_at_another_scale(
+        tiny_celltype_model, jurkat_subset):
+    """Predict scores in chunks: the intensity-scale note comes once, as a notification
+    text, not as a warning per chunk."""
+    import torch
+
+    from napari_cellcurator._qt.predict_widget import predict_chunks
+    from napari_cellcurator.core.pipeline import read_for_model
+    from napari_cellcurator.core.store.modelio import load_model
+
+    model, config = load_model(str(tiny_celltype_model))
+    items = read_for_model(config, str(jurkat_subset))
+    items.arrays["image"] = items.arrays["image"] / 16  # as an 8-bit export would be
+    threads = torch.get_num_threads()
+    try:  # the worker body limits torch's threads for the GUI: this is the main thread
+        yields = list(predict_chunks(model, config, items, "cpu", chunk=8))
+    finally:
+        torch.set_num_threads(threads)
+    notes = [y for y in yields if isinstance(y, str)]
+    assert len(notes) == 1 and "standard deviations from the training data" in notes[0]
+    assert yields[-1] == (36, 36)
