@@ -91,7 +91,7 @@ def _at_pixel_scale(raw: list[np.ndarray], options: ReadOptions) -> tuple[np.nda
 def centre_fit(arr: np.ndarray, scale: float, size: int) -> np.ndarray:
     """Scale a ``(C, H, W)`` crop by ``scale``, then centre-crop or pad (with the median of
     its border) each axis to ``size``."""
-    arr = arr.astype(np.float32)
+    arr = _as_float32(arr)
     if scale != 1.0:
         from skimage.transform import resize
 
@@ -112,8 +112,7 @@ def _on_canvas(arr: np.ndarray, scale: float, size: int) -> np.ndarray:
     """Scale a crop by ``scale`` (never beyond ``size``) and centre it on a square canvas."""
     from napari_cellcurator.core.data.crops import pad_centred, pad_to_square
 
-    big = np.finfo(np.float32).max  # float64 pixels beyond float32 would become inf
-    arr = np.clip(arr, -big, big) if arr.dtype == np.float64 else arr
+    arr = _as_float32(arr)
     h, w = arr.shape[1:]
     f = min(scale, size / max(h, w))
     new_h, new_w = max(1, round(h * f)), max(1, round(w * f))
@@ -124,3 +123,8 @@ def _on_canvas(arr: np.ndarray, scale: float, size: int) -> np.ndarray:
                      preserve_range=True, anti_aliasing=f < 1)
     square = pad_to_square(arr.astype(np.float32))
     return square if square.shape[1] == size else pad_centred(square, size)
+
+
+def _as_float32(arr: np.ndarray) -> np.ndarray:
+    big = np.finfo(np.float32).max  # float64 pixels beyond float32 would become inf
+    return (np.clip(arr, -big, big) if arr.dtype == np.float64 else arr).astype(np.float32)
