@@ -384,3 +384,29 @@ def test_qc_measures_focus_at_full_resolution_whatever_the_input_size(chula):
     dropped = set(at[32].table["item_id"]) - set(kept[32].table["item_id"])
     assert {at[32].table["item_id"][i] for i in blurred_cells} <= dropped
     assert kept[32].arrays["image"].shape[-1] == 32 and kept[64].arrays["image"].shape[-1] == 64
+
+
+def test_prediction_scores_every_cell_and_marks_the_ones_qc_would_drop(chula_subset,
+                                                                        tmp_path):
+    """Training and evaluation drop cells cut by the border; a prediction must not lose
+    them: they are scored and marked in qc_flag."""
+    from napari_cellcurator.core.batch import predict_to_file
+    from napari_cellcurator.core.pipeline import TrainRequest, evaluate, predict, train
+
+    train(TrainRequest(task="celltype", data=[str(chula_subset)], out=str(tmp_path / "m"),
+                       epochs=1, batch_size=16, device="cpu"))
+    n_points = sum(len(read_points_file(f)[0]) for f in (chula_subset / "labels").glob("*"))
+    with pytest.warns(UserWarning, match="scored and marked in column qc_flag"):
+        table = predict(str(tmp_path / "m"), str(chula_subset), device="cpu")
+    assert len(table) == n_points
+    flagged = table["qc_flag"] != ""
+    assert 0 < flagged.sum() < len(table) and set(table["qc_flag"][flagged]) == {"border"}
+    assert (table["qc_outside"][flagged] > 0.3).all()
+    with pytest.warns(UserWarning, match="the quality filter dropped"):
+        metrics = evaluate(str(tmp_path / "m"), str(chula_subset), device="cpu")
+    assert metrics["n"] == len(table) - flagged.sum()
+    out = predict_to_file(str(tmp_path / "m"), str(chula_subset), str(tmp_path / "p.csv"),
+                          device="cpu")
+    import pandas as pd
+
+    assert len(pd.read_csv(out)) == n_points

@@ -164,8 +164,10 @@ def test_cli_train_and_predict_with_csv_labels(tmp_path, chula):
                  "--device", "cpu"]) == 0
     assert main(["predict", "--model", str(out), "--data", str(root), "--out", str(pred),
                  "--device", "cpu"]) == 0
-    table = pd.read_csv(pred)
-    assert len(table) == len(TASK.read_many([root]))
+    table = pd.read_csv(pred)  # every cell is scored, the ones QC drops in training marked
+    assert len(table) == len(TASK.read_many([root], ReadOptions(extra={"qc": False})))
+    assert (table["qc_flag"].fillna("") != "").sum() == TASK.read_many([root]).meta["qc"][
+        "flagged"]["border"]
 
 
 def test_deleting_a_line_of_a_label_file_keeps_the_other_cells_ids(tmp_path, chula):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.errors import CellCuratorError, InputError
+from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.roots import dataset_root
 from napari_cellcurator.core.store.atomic import (
@@ -196,8 +197,11 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
     task = get_task(config.task)
     out_path = Path(out)
     suffix = _check_out(out_path, data)
-    items = read_for_model(config, data, task, progress)
+    items = read_for_model(config, data, task, progress, every_item=True)
     check_not_a_source(out_path, items.table)
+    drift = task.input_drift(items, config.preprocessing)
+    if drift is not None:
+        warnings.warn(f"{data}: {drift}", InputWarning, stacklevel=2)
     dev = str(resolve_device(device))
     scores = score_items(model_dir, items, dev, batch_size or default_batch_size(items),
                          scheduler, amp)

@@ -215,12 +215,16 @@ def train(req: TrainRequest, on_update: Callable[[TrainingUpdate], None] | None 
 
 
 def read_for_model(config: ModelConfig, data: list[str] | str, task: Task | None = None,
-                   progress: ProgressFn | None = None) -> ItemSet:
+                   progress: ProgressFn | None = None, every_item: bool = False) -> ItemSet:
     """Read data the way the model's training data were read (``progress`` for readers
-    with long passes over a recording, see :class:`~.tasks.base.ReadOptions`)."""
+    with long passes over a recording, see :class:`~.tasks.base.ReadOptions`).
+    ``every_item`` (prediction): no item is filtered out — crops the quality filter would
+    drop are kept and marked in a ``qc_flag`` column; evaluation keeps the filter."""
     task = task or get_task(config.task)
     paths = [data] if isinstance(data, str | Path) else list(data)
     options = task.read_options_from(config.preprocessing)
+    if every_item:
+        options.extra = {**dict(options.extra or {}), "qc_keep": True}
     options.progress = progress
     items = task.read_many(paths, options)
     items.meta["read_options"] = options_record(options)
@@ -235,7 +239,8 @@ def options_record(options: ReadOptions) -> dict:
 
 #: read options the model's preprocessing applies to any items, and ones that only name
 #: labels: they do not change what the model is given
-_NOT_READING = frozenset({"norm", "tta", "symmetry", "class_names", "suite2p_labels"})
+_NOT_READING = frozenset({"norm", "tta", "symmetry", "class_names", "suite2p_labels",
+                          "qc_keep"})
 
 
 def _read_defaults(task: str, extra: dict) -> dict:
@@ -391,7 +396,7 @@ def predict(model_dir: str, data: list[str] | str, device: str = "auto",
     reading, as :func:`read_for_model`)."""
     model, config = load_model(model_dir)
     check_predictor(config, model_dir)
-    items = read_for_model(config, data, progress=progress)
+    items = read_for_model(config, data, progress=progress, every_item=True)
     table, _ = predict_items(model, config, items, device, amp=amp)
     return table
 

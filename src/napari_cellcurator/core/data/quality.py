@@ -76,12 +76,15 @@ def qc_flags(table, opts: QCOptions) -> dict[str, np.ndarray]:
     return flags
 
 
-def apply_qc(items: ItemSet, qc: QCOptions | bool | dict | None) -> ItemSet:
+def apply_qc(items: ItemSet, qc: QCOptions | bool | dict | None, keep: bool = False
+             ) -> ItemSet:
     """Count (always) and drop (when ``qc`` is truthy) low-quality crops.
 
     ``meta["qc"]`` records ``{"applied", "n_in", "n_out", "dropped": {reason: count},
     "flagged": {reason: count}}``. ``qc`` may be a :class:`QCOptions`, a dict of its fields
-    (JSON read options), True (defaults) or False/None (count only).
+    (JSON read options), True (defaults) or False/None (count only). ``keep`` (prediction:
+    every cell is scored) marks what ``qc`` would drop in a ``qc_flag`` column (the reasons,
+    comma-separated; "" for a good crop) instead of dropping it.
     """
     if not all(c in items.table.columns for c in QC_COLUMNS):
         return items
@@ -91,17 +94,28 @@ def apply_qc(items: ItemSet, qc: QCOptions | bool | dict | None) -> ItemSet:
     bad = np.zeros(len(items), dtype=bool)
     for f in flags.values():
         bad |= f
-    report = {"applied": bool(qc), "n_in": len(items),
+    report = {"applied": bool(qc) and not keep, "n_in": len(items),
               "flagged": {k: int(v.sum()) for k, v in flags.items()}}
-    if qc:
+    if qc and keep:
+        items.table["qc_flag"] = [",".join(k for k, v in flags.items() if v[i])
+                                  for i in range(len(items))]
+        if bad.any():
+            warnings.warn(f"{readable(items.meta.get('path', ''))}: {int(bad.sum())} of "
+                          f"{len(items)} cells fail the quality filter ({_reasons(flags)}): "
+                          "they are scored and marked in column qc_flag", InputWarning,
+                          stacklevel=3)
+    elif qc:
         items = items.subset(np.flatnonzero(~bad))
         report["dropped"] = report["flagged"]
     report["n_out"] = len(items)
     items.meta["qc"] = report
     if report["n_out"] < report["n_in"]:  # cells the user annotated must not vanish unsaid
-        reasons = ", ".join(f"{k} {v}" for k, v in report["flagged"].items() if v)
         warnings.warn(f"{readable(items.meta.get('path', ''))}: the quality filter dropped "
                       f"{report['n_in'] - report['n_out']} of {report['n_in']} cells "
-                      f"({reasons}); read option qc=False keeps them", InputWarning,
+                      f"({_reasons(flags)}); read option qc=False keeps them", InputWarning,
                       stacklevel=3)
     return items
+
+
+def _reasons(flags: dict[str, np.ndarray]) -> str:
+    return ", ".join(f"{k} {int(v.sum())}" for k, v in flags.items() if v.any())

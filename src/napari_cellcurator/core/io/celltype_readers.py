@@ -264,7 +264,8 @@ def _items_of_crops(root: Path, raw: list[np.ndarray], sources: list[str],
                      "read_settings": settings})
     # pre-cut crops (imaging flow cytometry): QC counts only by default; dropping would
     # remove real, merely dim cells (extra {"qc": true} or a QCOptions dict turns it on)
-    return apply_qc(items, options.extra.get("qc", False))
+    return apply_qc(items, options.extra.get("qc", False),
+                    keep=bool(options.extra.get("qc_keep")))
 
 
 def _same_channel_count(root: Path, files: list[Path], raw: list[np.ndarray]

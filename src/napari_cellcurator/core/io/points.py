@@ -491,7 +491,7 @@ def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, opti
         "read_settings": {"point_crop": crop, "input_size": size,
                           "frame_norm": bool(extra.get("frame_norm", True))},
     })
-    kept = apply_qc(items, extra.get("qc", True))
+    kept = apply_qc(items, extra.get("qc", True), keep=bool(extra.get("qc_keep")))
     if len(kept) == 0:  # an empty data set would fail later with a puzzling message
         raise InputError(where, f"all {len(items)} cells were dropped by the quality filter "
                          "(empty, defocused or cut by the border)",
