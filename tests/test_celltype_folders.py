@@ -165,7 +165,7 @@ def test_exports_of_two_sizes_and_the_same_file_names_train_together(jurkat_subs
 
     wider = _tiffs_around(jurkat_subset, tmp_path / "exp2", 13)
     task = get_task("celltype")
-    with pytest.warns(UserWarning, match="36 of 36 crops are not 40×40 px"):
+    with pytest.warns(UserWarning, match="exp2: 36 of 36 crops are not 40×40 px"):
         both = task.read_many([jurkat_subset, wider], ReadOptions(channels=[0, 2]))
     alone = task.read(jurkat_subset, ReadOptions(channels=[0, 2]))
     images = both.arrays["image"]

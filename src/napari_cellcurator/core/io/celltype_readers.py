@@ -245,7 +245,7 @@ def _items_of_crops(root: Path, raw: list[np.ndarray], sources: list[str],
                     labels: list[str | None], ids: list[str], columns: dict[str, list],
                     options: ReadOptions) -> ItemSet:
     """Crops brought to one size, the item table and the QC columns."""
-    crops, settings = crops_of_one_size(raw, options)
+    crops, settings = crops_of_one_size(raw, options, readable(root))
     # file names that are not UTF-8 (bytes on Linux) become \xNN text, see names.readable
     table = pd.DataFrame({
         "item_id": [readable(i) for i in ids],

@@ -24,7 +24,7 @@ def resize_chw(arr: np.ndarray, size: int) -> np.ndarray:
     return crops.resize_chw(arr, size)
 
 
-def crops_of_one_size(raw: list[np.ndarray], options: ReadOptions
+def crops_of_one_size(raw: list[np.ndarray], options: ReadOptions, where: str = "crops"
                       ) -> tuple[np.ndarray, dict]:
     """Bring ``(C, H, W)`` crops to one square input side; also return the settings used.
 
@@ -36,6 +36,7 @@ def crops_of_one_size(raw: list[np.ndarray], options: ReadOptions
     centred on a square canvas padded with their border colour: cell size and aspect ratio,
     which are class cues (macrocytes, ovalocytes), survive; stretching each crop to the canvas
     would erase them. The settings are recorded in the model so new data are read the same way.
+    ``where`` (the data path) names the crops in warnings.
     """
     extra = options.extra or {}
     sides = np.array([c.shape[1:] for c in raw])
@@ -47,7 +48,7 @@ def crops_of_one_size(raw: list[np.ndarray], options: ReadOptions
         size = int(options.crop_size or min(int(sides[0].max()), MAX_INPUT))
         return np.stack([resize_chw(c, size) for c in raw]), {"fit": "resize"}
     if fit == "pixel":
-        return _at_pixel_scale(raw, options)
+        return _at_pixel_scale(raw, options, where)
     if fit != "canvas":
         raise InputError(None, f"unknown crop fit {fit!r}", "'pixel', 'resize' or 'canvas'")
     # the canvas holds 95 % of the crops whole; larger ones are shrunk to fit
@@ -58,7 +59,8 @@ def crops_of_one_size(raw: list[np.ndarray], options: ReadOptions
     return out, {"fit": "canvas", "scale": round(scale, 6)}
 
 
-def _at_pixel_scale(raw: list[np.ndarray], options: ReadOptions) -> tuple[np.ndarray, dict]:
+def _at_pixel_scale(raw: list[np.ndarray], options: ReadOptions, where: str
+                    ) -> tuple[np.ndarray, dict]:
     """The ``pixel`` fit: crops of the recorded side are resized to the input exactly as in
     training; crops of any other size are scaled by the training crops' factor, then
     centre-cropped or padded with their border colour (the cell stays the size it was)."""
@@ -80,7 +82,7 @@ def _at_pixel_scale(raw: list[np.ndarray], options: ReadOptions) -> tuple[np.nda
             out[i] = centre_fit(crop, scale, size)
             other += 1
     if other:
-        warnings.warn(f"{other} of {len(raw)} crops are not {side}×{side} px like the "
+        warnings.warn(f"{where}: {other} of {len(raw)} crops are not {side}×{side} px like the "
                       f"training crops (the model's, or the first data path's): brought "
                       f"to their pixel scale and "
                       f"centre-cropped or padded to {size} px (read option fit='resize' "
