@@ -216,6 +216,11 @@ def test_images_at_another_intensity_scale_are_said_before_scoring(
                                           r"standard deviations from the training data"):
         scored = predict(str(tiny_celltype_model), str(eight_bit), device="cpu")
     assert len(scored) == 36
+    from napari_cellcurator.core.batch import predict_to_file
+
+    with pytest.warns(InputWarning, match=r"eight_bit: channel 0 has a mean intensity"):
+        predict_to_file(str(tiny_celltype_model), str(eight_bit), str(tmp_path / "p.csv"),
+                        device="cpu")  # the CLI's predict
     import warnings
 
     with warnings.catch_warnings():

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
+from napari_cellcurator.core.errors import CellCuratorError, InputError
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.roots import dataset_root
 from napari_cellcurator.core.store.atomic import (
@@ -188,7 +187,7 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
         folder that is not an earlier prediction ``.zarr``: nothing is read or written then.
     """
     from napari_cellcurator.core.device import resolve_device
-    from napari_cellcurator.core.pipeline import read_for_model
+    from napari_cellcurator.core.pipeline import read_for_model, warn_input_drift
     from napari_cellcurator.core.store.modelio import check_predictor, read_config
     from napari_cellcurator.core.tasks import get_task
 
@@ -199,9 +198,7 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
     suffix = _check_out(out_path, data)
     items = read_for_model(config, data, task, progress, every_item=True)
     check_not_a_source(out_path, items.table)
-    drift = task.input_drift(items, config.preprocessing)
-    if drift is not None:
-        warnings.warn(f"{data}: {drift}", InputWarning, stacklevel=2)
+    warn_input_drift(task, items, config.preprocessing, str(data))
     dev = str(resolve_device(device))
     scores = score_items(model_dir, items, dev, batch_size or default_batch_size(items),
                          scheduler, amp)

@@ -359,6 +359,16 @@ def tiling_mismatch(config: ModelConfig, items: ItemSet) -> str | None:
             "data were")
 
 
+def warn_input_drift(task: Task, items: ItemSet, prep: dict, where: str | None = None
+                     ) -> None:
+    """Warn (once, before scoring) when ``items`` look unlike the model's training data
+    (:meth:`Task.input_drift`); ``where`` names the data (default: the items' path)."""
+    drift = task.input_drift(items, prep)
+    if drift is not None:
+        where = where or readable(items.meta.get("path") or "data")
+        warnings.warn(f"{where}: {drift}", InputWarning, stacklevel=3)
+
+
 def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
                   device: str = "auto", batch_size: int = 256, amp: bool = False,
                   check_drift: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
@@ -371,10 +381,8 @@ def predict_items(model: torch.nn.Module, config: ModelConfig, items: ItemSet,
     if problem is not None:
         raise InputError(items.meta.get("path"), problem,
                          "items read the way the model's data were (read_for_model)")
-    drift = task.input_drift(items, config.preprocessing) if check_drift else None
-    if drift is not None:
-        warnings.warn(f"{readable(items.meta.get('path') or 'data')}: {drift}", InputWarning,
-                      stacklevel=2)
+    if check_drift:
+        warn_input_drift(task, items, config.preprocessing)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if len(items) == 0:  # a plane without ROIs, a frame without points

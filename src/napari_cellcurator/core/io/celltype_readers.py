@@ -18,9 +18,6 @@ from napari_cellcurator.core.io.names import readable, table_path, table_separat
 from napari_cellcurator.core.progress import counted
 from napari_cellcurator.core.tasks.base import ReadOptions
 
-#: largest model input side read from crop folders: bigger crops are shrunk (a stride-2 stem
-#: then works at 32 px, which keeps default training within minutes on a CPU)
-
 
 def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
     """Detect the layout of ``path`` and read it."""
@@ -233,8 +230,13 @@ def _chosen_channel_files(root: Path, groups: list[list[Path]], options: ReadOpt
     return [[group[numbers.index(n)] for n in chosen] for group in groups], chosen
 
 
+def _channel_match(file: Path) -> re.Match | None:
+    """``<cell>_Ch<k>`` of a file name (suffix and ``.ome`` aside), or None."""
+    return CHANNEL_FILE.match(file.name[: -len(file.suffix)].removesuffix(".ome"))
+
+
 def _channel_number(file: Path) -> int:
-    return int(CHANNEL_FILE.match(file.name[: -len(file.suffix)].removesuffix(".ome"))["ch"])
+    return int(_channel_match(file)["ch"])
 
 
 def _names(numbers: list[int]) -> str:
@@ -304,7 +306,7 @@ def channel_file_groups(root: Path, files: list[Path]) -> dict[Path, list[Path]]
     found: dict[Path, dict[int, Path]] = {}
     odd: list[Path] = []
     for f in files:
-        m = CHANNEL_FILE.match(f.name[: -len(f.suffix)].removesuffix(".ome"))
+        m = _channel_match(f)
         if m is None:
             odd.append(f)
             continue

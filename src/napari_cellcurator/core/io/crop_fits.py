@@ -14,6 +14,8 @@ import numpy as np
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.tasks.base import ReadOptions
 
+#: largest model input side read from crop folders: bigger crops are shrunk (a stride-2 stem
+#: then works at 32 px, which keeps default training within minutes on a CPU)
 MAX_INPUT = 64
 
 

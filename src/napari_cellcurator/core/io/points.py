@@ -106,18 +106,26 @@ def cut_crops(image_chw: np.ndarray, points_yx: np.ndarray, crop_size: int,
     half = crop_size // 2
     mode = "reflect" if min(h, w) > crop_size else "edge"  # reflect needs pad < image side
     padded = np.pad(image_chw, ((0, 0), (half, half), (half, half)), mode=mode)
-    size = input_size or crop_size
     dtype = image_chw.dtype if image_chw.dtype == np.uint8 else np.float32
-    crops = np.empty((len(pts), c, size, size), dtype=dtype)
+    crops = np.empty((len(pts), c, crop_size, crop_size), dtype=dtype)
     outside = np.zeros(len(pts), dtype=np.float32)
     for i, (y, x) in enumerate(pts):
         y0, x0 = int(np.clip(y, 0, h - 1)), int(np.clip(x, 0, w - 1))
-        crop = padded[:, y0:y0 + crop_size, x0:x0 + crop_size]
+        crops[i] = padded[:, y0:y0 + crop_size, x0:x0 + crop_size]
         ys, xs = np.arange(crop_size) + y - half, np.arange(crop_size) + x - half
         inside = ((ys >= 0) & (ys < h)).mean() * ((xs >= 0) & (xs < w)).mean()
         outside[i] = 1.0 - inside
-        crops[i] = _resize(crop, size).astype(dtype) if size != crop_size else crop
-    return crops, outside
+    return _resized(crops, input_size or crop_size), outside
+
+
+def _resized(crops: np.ndarray, size: int) -> np.ndarray:
+    """``(N, C, S, S)`` crops at side ``size`` (bilinear; uint8 stays uint8)."""
+    if crops.shape[-1] == size:
+        return crops
+    out = np.empty((*crops.shape[:2], size, size), dtype=crops.dtype)
+    for i, crop in enumerate(crops):
+        out[i] = _resize(crop, size)
+    return out
 
 
 #: points per batch of full-resolution crops whose quality is measured before resizing
@@ -140,10 +148,7 @@ def cut_crops_with_quality(image_chw: np.ndarray, points_yx: np.ndarray, crop_si
     for start in range(0, max(len(pts), 1), QC_BATCH):
         native, outside = cut_crops(image_chw, pts[start:start + QC_BATCH], crop_size)
         quality.append(crop_quality(native, outside))
-        resized = np.empty((len(native), native.shape[1], size, size), dtype=native.dtype)
-        for i, crop in enumerate(native):
-            resized[i] = _resize(crop, size) if size != crop_size else crop
-        crops.append(resized)
+        crops.append(_resized(native, size))
     merged = {k: np.concatenate([q[k] for q in quality]) for k in quality[0]}
     return np.concatenate(crops), merged
 
