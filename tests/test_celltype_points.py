@@ -396,7 +396,7 @@ def test_prediction_scores_every_cell_and_marks_the_ones_qc_would_drop(chula_sub
     train(TrainRequest(task="celltype", data=[str(chula_subset)], out=str(tmp_path / "m"),
                        epochs=1, batch_size=16, device="cpu"))
     n_points = sum(len(read_points_file(f)[0]) for f in (chula_subset / "labels").glob("*"))
-    with pytest.warns(UserWarning, match="scored and marked in column qc_flag"):
+    with pytest.warns(UserWarning, match="marked in column qc_flag, and not trained on"):
         table = predict(str(tmp_path / "m"), str(chula_subset), device="cpu")
     assert len(table) == n_points
     flagged = table["qc_flag"] != ""
@@ -410,3 +410,49 @@ def test_prediction_scores_every_cell_and_marks_the_ones_qc_would_drop(chula_sub
     import pandas as pd
 
     assert len(pd.read_csv(out)) == n_points
+    _curation_commands_keep_every_cell(chula_subset, tmp_path, table, flagged)
+
+
+def _curation_commands_keep_every_cell(data, tmp_path, table, flagged) -> None:
+    """``review`` and ``export`` read the data as napari's Load does: every cell, the marked
+    ones reviewed after the others and exported with their flag."""
+    import pandas as pd
+
+    from napari_cellcurator.cli import main
+
+    table.to_csv(tmp_path / "pred.csv", index=False)
+    common = ["--data", str(data), "--project", str(tmp_path / "proj")]
+    assert main(["review", *common, "--predictions", str(tmp_path / "pred.csv"),
+                 "--out", str(tmp_path / "order.csv")]) == 0
+    order = pd.read_csv(tmp_path / "order.csv", dtype={"item_id": str}, keep_default_na=False)
+    assert len(order) == len(table)
+    n_good = int((~flagged).sum())
+    assert (order["qc_flag"].iloc[:n_good] == "").all() and (order["qc_flag"].iloc[n_good:]
+                                                              != "").all()
+    assert main(["export", *common, "--predictions", str(tmp_path / "pred.csv"),
+                 "--out", str(tmp_path / "curated.csv")]) == 0
+    curated = pd.read_csv(tmp_path / "curated.csv", dtype={"item_id": str},
+                          keep_default_na=False).set_index("item_id")
+    assert len(curated) == len(table)
+    marked = table.loc[flagged.to_numpy(), "item_id"].astype(str)
+    assert (curated.loc[marked, "qc_flag"] == "border").all()
+    assert (curated.loc[marked, "curated"] != "").all()  # their expert labels are kept
+
+
+def test_training_skips_the_cells_the_quality_filter_marks(chula_subset):
+    """Items read with every cell kept (napari's Load, the curation commands) train on what
+    a filtered read trains on: the marked cells are left out, said; the split is the same."""
+    from napari_cellcurator.core.pipeline import TrainRequest, prepare_training
+
+    req = TrainRequest(task="celltype", data=[str(chula_subset)], epochs=1, device="cpu")
+    with pytest.warns(UserWarning, match="the quality filter dropped"):
+        *_, train, val, _ = prepare_training(req)
+    with pytest.warns(UserWarning, match="marked in column qc_flag"):
+        every = get_task("celltype").read(chula_subset, ReadOptions.every_item())
+    flagged = (every.table["qc_flag"] != "") & every.labelled
+    assert flagged.sum() > 0
+    with pytest.warns(UserWarning, match=f"{int(flagged.sum())} labelled items fail the "
+                                         "quality filter"):
+        *_, train_all, val_all, _ = prepare_training(req, every)
+    assert list(train_all.table["item_id"]) == list(train.table["item_id"])
+    assert list(val_all.table["item_id"]) == list(val.table["item_id"])

@@ -120,10 +120,14 @@ def test_napari_scores_chula_crops_as_the_cli_does(make_napari_viewer, qtbot, ch
     session = _napari_predictions(make_napari_viewer(), qtbot, model_dir, path=chula,
                                   task="celltype")
     got = session.predictions
-    # the quality filter of the default read dropped some cells: the loaded ones are scored
-    assert 0 < len(got) == len(session.items) == len(session.layer.data) < len(expected)
+    # every cell is loaded, scored and shown; the ones the default read's quality filter
+    # would drop (cut by the border) are marked, in the layer too
+    assert len(got) == len(session.items) == len(session.layer.data) == len(expected)
+    flagged = session.layer.features["qc_flag"].to_numpy() != ""
+    assert 0 < flagged.sum() < 0.2 * len(flagged)
+    assert set(session.layer.features["qc_flag"][flagged]) == {"border"}
     _same_scores(got, expected, [c for c in expected.columns if c.startswith("prob_")])
-    assert any("were not scored" in n for n in notes)
+    assert not any("were not scored" in n for n in notes)
     assert session.items.meta["read_options"]["extra"]["point_crop"] == 96
 
 
@@ -152,9 +156,7 @@ def test_models_read_with_the_defaults_score_exactly_as_the_cli(make_napari_view
     data = chula if task == "celltype" else allen
     model_dir = _model(tmp_path / "default", task, data)
     expected = predict(str(model_dir), str(data), "cpu")
-    if "qc_flag" in expected.columns:  # the CLI scores every cell and marks what QC drops;
-        # napari's Load leaves those cells out of the layer, as training does
-        expected = expected[expected["qc_flag"] == ""].reset_index(drop=True)
+    # both score every cell, the ones the quality filter marks included
     session = _napari_predictions(make_napari_viewer(), qtbot, model_dir, path=data, task=task)
     items = session.items
     assert list(session.predictions["item_id"]) == list(expected["item_id"])

@@ -96,6 +96,18 @@ def test_labelled_go_last_or_are_excluded():
     assert list(kept) == list(order[:4])
 
 
+def test_cells_the_quality_filter_marks_come_after_the_others_before_the_labelled():
+    df = _preds().assign(qc_flag=["", "", "", "border", "", "defocus"])
+    order = review_order(df, "uncertain", labelled={"i1"})
+    # i3 is the most uncertain, but cut by the border: not trained on, so reviewed late
+    good = df.drop(index=[1, 3, 5]).reset_index(drop=True)
+    assert list(df["item_id"].iloc[order[:3]]) == list(
+        good["item_id"].iloc[review_order(good, "uncertain")])
+    assert list(order[3:5]) == [3, 5] and order[-1] == 1
+    explicit = review_order(_preds(), "uncertain", deferred=np.array([0, 0, 0, 1, 0, 0], bool))
+    assert explicit[-1] == 3
+
+
 def test_nan_scores_after_scored_items_and_row_positions():
     df = pd.DataFrame({"item_id": ["a", "b", "c"], "uncertainty": [np.nan, 0.2, 0.7]},
                       index=[10, 20, 30])

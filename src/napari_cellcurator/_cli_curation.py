@@ -17,7 +17,7 @@ def _open_curation(a, read_items: bool = True):
     from napari_cellcurator.core.tasks import ReadOptions, get_task
 
     task = get_task(task_name(a.task, a.data))
-    items = task.read_many([a.data], ReadOptions()) if read_items else None
+    items = task.read_many([a.data], ReadOptions.every_item()) if read_items else None
     project = (Project(a.project, user=a.user) if a.project
                else Project.for_data(a.data, user=a.user))
     return task, items, project

@@ -280,7 +280,7 @@ def read_layers(path: str | Path, task: str | None = None) -> list[tuple]:
                          "a Suite2p plane folder, Allen ROI JSON, CaImAn HDF5, NWB, mixture "
                          "manifest CSV or a folder of class folders")
     # read_checked: a decoding error is one message naming the file, as in the CLI
-    items = get_task(task).read_checked(path, ReadOptions())
+    items = get_task(task).read_checked(path, ReadOptions.every_item())
     items.table = _with_journal_labels(items.table, path, get_task(task).kind)
     return layer_data_for(task, items)
 

@@ -25,7 +25,7 @@ from napari_cellcurator._qt.layer_keys import LayerKeys
 
 ORDERS = (("most uncertain, rare classes first", "balanced"), ("most uncertain", "uncertain"),
           ("highest entropy", "entropy"), ("random", "random"), ("by class", "class"))
-COLUMNS = ("item_id", "label", "prediction", "probability", "label_source")
+COLUMNS = ("item_id", "label", "prediction", "probability", "label_source", "qc_flag")
 
 
 class CurateWidget(Container):
@@ -148,11 +148,13 @@ class CurateWidget(Container):
         if s.predictions is None:
             s.order = np.arange(len(s.items))
         else:
+            from napari_cellcurator.core.data.quality import passes_qc
             from napari_cellcurator.core.triage import human_labels, review_order
 
             labelled, counts = human_labels(s.merged_table())
+            # cells the quality filter marks (not trained on) come after the others
             s.order = review_order(s.predictions, self._order_mode.value, labelled=labelled,
-                                   label_counts=counts)
+                                   label_counts=counts, deferred=~passes_qc(s.items.table))
         self.position = -1
 
     def current_row(self) -> int | None:

@@ -24,6 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from napari_cellcurator.core.data.quality import QC_FLAG
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.triage import PERSON_SOURCES
 
@@ -51,7 +52,7 @@ HUMAN_SYMBOL, MODEL_SYMBOL, CONFLICT_SYMBOL = "square", "disc", "diamond"
 #: shown, see the module docstring) colours the items — never ``class``, the user's own
 #: expert labels column
 FEATURE_COLUMNS = ("item_id", "label", "label_source", "prediction", "probability",
-                   "uncertainty", "shown_class")
+                   "uncertainty", "shown_class", QC_FLAG)
 
 
 def class_color(classes: list[str], name: str | None, alpha: float = 1.0) -> np.ndarray:
@@ -139,6 +140,8 @@ def item_features(table: pd.DataFrame, predictions: pd.DataFrame | None = None,
         feats["uncertainty"] = predictions["uncertainty"].to_numpy(dtype=float)
     feats["shown_class"] = np.where(_conflict(feats) | (feats["label"] == ""),
                                     feats["prediction"], feats["label"])
+    if QC_FLAG in table.columns:  # why the quality filter would drop it: not trained on
+        feats[QC_FLAG] = table[QC_FLAG].fillna("").astype(str).to_numpy()
     return feats
 
 

@@ -20,7 +20,8 @@ def read_items(path: Path, task: str, channels: list[int] | None, progress=None)
     from napari_cellcurator.core.pipeline import options_record
     from napari_cellcurator.core.tasks import ReadOptions, get_task
 
-    options = ReadOptions(channels=channels, progress=progress)
+    options = ReadOptions.every_item(channels)  # cells QC would drop: shown, marked
+    options.progress = progress
     items = get_task(task).read_checked(path, options)
     items.meta["read_options"] = options_record(options)
     items.meta["read_from"] = str(path)
@@ -71,13 +72,15 @@ def items_for_model(config, path: str, items: ItemSet, progress=None
     """Worker body: ``path`` read as ``config``'s model reads data (as the CLI does), rows
     in the order of ``items`` (the session's, by item id), and a note of items the model's
     read has that the session lacks (or None). Raises where some of ``items`` are not among
-    them (the model's quality filter dropped them...): nothing is scored then."""
+    them (another crop size or id scheme...): nothing is scored then. Every cell is read
+    (ones the model's quality filter would drop are marked in ``qc_flag``), as the session's
+    were."""
     import pandas as pd
 
     from napari_cellcurator.core.pipeline import read_for_model, read_mismatch
 
     problem = read_mismatch(config, None, items)
-    new = read_for_model(config, path, progress=progress)
+    new = read_for_model(config, path, progress=progress, every_item=True)
     index = pd.Index(new.table["item_id"].astype(str))
     ids = items.table["item_id"].astype(str).tolist()
     rows = index.get_indexer(ids) if index.is_unique else None

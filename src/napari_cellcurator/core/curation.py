@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.anchors import has_geometry, moved, reconcile_anchors
+from napari_cellcurator.core.data.quality import QC_FLAG
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.items import EXPERT, FORMER_ID, LABEL_ORIGIN, ItemSet
 from napari_cellcurator.core.store.atomic import atomic_write
@@ -30,7 +31,7 @@ from napari_cellcurator.core.triage import merge_labels, with_current_ids
 #: journal sources whose label is a person's decision (they beat the model's prediction)
 DECIDING_SOURCES = ("human", "cluster", "import")
 #: item-table columns carried into the export (when present)
-_ITEM_COLUMNS = ("item_id", "source", "roi_index", "frame", "y", "x")
+_ITEM_COLUMNS = ("item_id", "source", "roi_index", "frame", "y", "x", QC_FLAG)
 
 
 def curated_table(items_table: pd.DataFrame, predictions: pd.DataFrame | None,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from napari_cellcurator.core.data.quality import QC_KEEP, passes_qc
 from napari_cellcurator.core.data.splits import data_hash, training_split
 from napari_cellcurator.core.device import (
     amp_dtype,
@@ -85,10 +86,10 @@ def prepare_training(req: TrainRequest, items: ItemSet | None = None):
     options = ReadOptions(channels=req.channels, extra=dict(req.read_extra or {}))
     if items is None:
         items = task.read_many(req.data, options)
-    labelled = items.subset(np.flatnonzero(items.labelled))
+    labelled = _trainable(items, req.data)
     if len(labelled) < 2:
-        raise InputError(", ".join(map(str, req.data)), f"only {len(labelled)} labelled items; "
-                         "training needs at least 2")
+        raise InputError(", ".join(map(str, req.data)), f"only {len(labelled)} labelled items "
+                         "that pass the quality filter; training needs at least 2")
     init_cfg = None
     if req.init is None:
         req.init = task.default_init(arch)
@@ -111,6 +112,19 @@ def prepare_training(req: TrainRequest, items: ItemSet | None = None):
     if init_cfg is not None:
         _load_compatible(model, req.init)
     return task, arch, classes, prep, spec, model, train, val, labelled
+
+
+def _trainable(items: ItemSet, data) -> ItemSet:
+    """The labelled items training uses: items the quality filter marked (``qc_flag``: read
+    with every cell kept, as napari and the curation commands read) are left out, said."""
+    labelled = items.labelled
+    good = passes_qc(items.table)
+    skipped = int((labelled & ~good).sum())
+    if skipped:
+        warnings.warn(f"{', '.join(map(str, data))}: {skipped} labelled items fail the quality "
+                      "filter (column qc_flag: cut by the border, defocused or empty) and are "
+                      "not trained on", InputWarning, stacklevel=3)
+    return items.subset(np.flatnonzero(labelled & good))
 
 
 def _check_classes(labelled: ItemSet, classes: list[str], data, fine_tuning: bool) -> None:
@@ -218,13 +232,14 @@ def read_for_model(config: ModelConfig, data: list[str] | str, task: Task | None
                    progress: ProgressFn | None = None, every_item: bool = False) -> ItemSet:
     """Read data the way the model's training data were read (``progress`` for readers
     with long passes over a recording, see :class:`~.tasks.base.ReadOptions`).
-    ``every_item`` (prediction): no item is filtered out — crops the quality filter would
-    drop are kept and marked in a ``qc_flag`` column; evaluation keeps the filter."""
+    ``every_item`` (prediction, curation): no item is filtered out — crops the quality
+    filter would drop are kept and marked in a ``qc_flag`` column; evaluation keeps the
+    filter."""
     task = task or get_task(config.task)
     paths = [data] if isinstance(data, str | Path) else list(data)
     options = task.read_options_from(config.preprocessing)
     if every_item:
-        options.extra = {**dict(options.extra or {}), "qc_keep": True}
+        options.extra = {**dict(options.extra or {}), **ReadOptions.every_item().extra}
     options.progress = progress
     items = task.read_many(paths, options)
     items.meta["read_options"] = options_record(options)
@@ -240,7 +255,7 @@ def options_record(options: ReadOptions) -> dict:
 #: read options the model's preprocessing applies to any items, and ones that only name
 #: labels: they do not change what the model is given
 _NOT_READING = frozenset({"norm", "tta", "symmetry", "class_names", "suite2p_labels",
-                          "qc_keep"})
+                          QC_KEEP})
 
 
 def _read_defaults(task: str, extra: dict) -> dict:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from napari_cellcurator.core.anchors import reconcile_anchors
+from napari_cellcurator.core.data.quality import passes_qc
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.items import FORMER_ID
 
@@ -21,7 +22,8 @@ _OVERRIDING_SOURCES = ("human", "cluster", "import")
 def review_order(predictions: pd.DataFrame, mode: str = "uncertain", seed: int = 0,
                  labelled: set[str] | None = None, prob_columns: list[str] | None = None,
                  exclude_labelled: bool = False,
-                 label_counts: Mapping[str, int] | None = None) -> np.ndarray:
+                 label_counts: Mapping[str, int] | None = None,
+                 deferred: np.ndarray | None = None) -> np.ndarray:
     """Row positions of ``predictions`` in the order a human should review them.
 
     Parameters
@@ -50,6 +52,11 @@ def review_order(predictions: pd.DataFrame, mode: str = "uncertain", seed: int =
     label_counts
         Labels per class so far (class name → count), used by ``"balanced"``; classes not in
         it count as 0.
+    deferred
+        Boolean per row: items to review after the others (still before labelled ones).
+        Default: the rows a ``qc_flag`` column marks — cells the quality filter would drop
+        (cut by the border, defocused, empty) are not trained on, so labelling them first
+        would not help the model.
 
     Returns
     -------
@@ -75,8 +82,10 @@ def review_order(predictions: pd.DataFrame, mode: str = "uncertain", seed: int =
     done = np.zeros(n, dtype=bool)
     if labelled:
         done = predictions["item_id"].astype(str).isin(labelled).to_numpy()
+    if deferred is None:
+        deferred = ~passes_qc(predictions)
     # np.lexsort sorts by the last key first; NaN scores (-nan) sort after every number
-    order = np.lexsort([*keys, done]).astype(np.int64)
+    order = np.lexsort([*keys, np.asarray(deferred, dtype=bool), done]).astype(np.int64)
     if exclude_labelled:
         order = order[~done[order]]
     return order

@@ -16,6 +16,12 @@ from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import readable
 
 QC_COLUMNS = ("qc_sharpness", "qc_contrast", "qc_outside")
+#: column of items read with every cell kept (prediction, curation): the reasons the quality
+#: filter would drop the item, comma-separated; "" for a good crop
+QC_FLAG = "qc_flag"
+#: read option: keep the items the quality filter would drop, marked in ``QC_FLAG``
+#: (``ReadOptions.every_item``)
+QC_KEEP = "qc_keep"
 
 
 @dataclass
@@ -82,9 +88,10 @@ def apply_qc(items: ItemSet, qc: QCOptions | bool | dict | None, keep: bool = Fa
 
     ``meta["qc"]`` records ``{"applied", "n_in", "n_out", "dropped": {reason: count},
     "flagged": {reason: count}}``. ``qc`` may be a :class:`QCOptions`, a dict of its fields
-    (JSON read options), True (defaults) or False/None (count only). ``keep`` (prediction:
-    every cell is scored) marks what ``qc`` would drop in a ``qc_flag`` column (the reasons,
-    comma-separated; "" for a good crop) instead of dropping it.
+    (JSON read options), True (defaults) or False/None (count only). ``keep`` (prediction and
+    curation: every cell is scored and shown) marks what ``qc`` would drop in a ``qc_flag``
+    column (the reasons, comma-separated; "" for a good crop) instead of dropping it;
+    training and evaluation skip the marked items (:func:`passes_qc`).
     """
     if not all(c in items.table.columns for c in QC_COLUMNS):
         return items
@@ -97,12 +104,13 @@ def apply_qc(items: ItemSet, qc: QCOptions | bool | dict | None, keep: bool = Fa
     report = {"applied": bool(qc) and not keep, "n_in": len(items),
               "flagged": {k: int(v.sum()) for k, v in flags.items()}}
     if qc and keep:
-        items.table["qc_flag"] = [",".join(k for k, v in flags.items() if v[i])
+        items.table[QC_FLAG] = [",".join(k for k, v in flags.items() if v[i])
                                   for i in range(len(items))]
         if bad.any():
             warnings.warn(f"{readable(items.meta.get('path', ''))}: {int(bad.sum())} of "
                           f"{len(items)} cells fail the quality filter ({_reasons(flags)}): "
-                          "they are scored and marked in column qc_flag", InputWarning,
+                          "they are kept, marked in column qc_flag, and not trained on",
+                          InputWarning,
                           stacklevel=3)
     elif qc:
         items = items.subset(np.flatnonzero(~bad))
@@ -115,6 +123,15 @@ def apply_qc(items: ItemSet, qc: QCOptions | bool | dict | None, keep: bool = Fa
                       f"({_reasons(flags)}); read option qc=False keeps them", InputWarning,
                       stacklevel=3)
     return items
+
+
+def passes_qc(table) -> np.ndarray:
+    """Boolean per row: True unless the item is marked in a ``qc_flag`` column (tables read
+    with every cell kept); True everywhere for tables without the column."""
+    if QC_FLAG not in table.columns:
+        return np.ones(len(table), dtype=bool)
+    flag = table[QC_FLAG]
+    return (flag.isna() | (flag.astype(str) == "")).to_numpy()
 
 
 def _reasons(flags: dict[str, np.ndarray]) -> str:

@@ -257,7 +257,7 @@ def _items_of_crops(root: Path, raw: list[np.ndarray], sources: list[str],
         **columns,
     })
     crops = np.stack(crops)
-    from napari_cellcurator.core.data.quality import apply_qc, crop_quality
+    from napari_cellcurator.core.data.quality import QC_KEEP, apply_qc, crop_quality
 
     for col, values in crop_quality(crops, np.zeros(len(crops))).items():
         table[col] = values
@@ -267,7 +267,7 @@ def _items_of_crops(root: Path, raw: list[np.ndarray], sources: list[str],
     # pre-cut crops (imaging flow cytometry): QC counts only by default; dropping would
     # remove real, merely dim cells (extra {"qc": true} or a QCOptions dict turns it on)
     return apply_qc(items, options.extra.get("qc", False),
-                    keep=bool(options.extra.get("qc_keep")))
+                    keep=bool(options.extra.get(QC_KEEP)))
 
 
 def _same_channel_count(root: Path, files: list[Path], raw: list[np.ndarray]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quality
+from napari_cellcurator.core.data.quality import QC_KEEP, QCOptions, apply_qc, crop_quality
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
 from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
@@ -496,7 +496,7 @@ def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, opti
         "read_settings": {"point_crop": crop, "input_size": size,
                           "frame_norm": bool(extra.get("frame_norm", True))},
     })
-    kept = apply_qc(items, extra.get("qc", True), keep=bool(extra.get("qc_keep")))
+    kept = apply_qc(items, extra.get("qc", True), keep=bool(extra.get(QC_KEEP)))
     if len(kept) == 0:  # an empty data set would fail later with a puzzling message
         raise InputError(where, f"all {len(items)} cells were dropped by the quality filter "
                          "(empty, defocused or cut by the border)",

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from napari_cellcurator.core.data.quality import QC_KEEP
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.arrays import split_fragment
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets, ids_distinct_across_paths
@@ -59,6 +60,13 @@ class ReadOptions:
     crop_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     progress: ProgressFn | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def every_item(cls, channels: list[int] | None = None) -> ReadOptions:
+        """Options of prediction and curation reads (napari Load, ``labels``, ``review``,
+        ``export``): no item is filtered out — ones the quality filter would drop are kept
+        and marked in a ``qc_flag`` column, which training and evaluation skip."""
+        return cls(channels=channels, extra={QC_KEEP: True})
 
 
 @dataclass
