@@ -101,6 +101,54 @@ def test_coco_frames_all_missing_is_an_error(tmp_path):
         _read_celltype(folder)
 
 
+# ---- annotations made on an image of another size: refused, not cut at the wrong places -----
+def _declaring(fmt: str, folder: Path, width, height) -> str:
+    """Two boxes on f0.png (60 × 50 px) in format ``fmt``, declaring the image ``width`` ×
+    ``height``; returns the annotation file's name."""
+    box = [(10, 15, 22, 27), (30, 15, 42, 27)]  # x0, y0, x1, y1
+    if fmt == "coco":
+        data = _coco(["f0.png"])
+        data["images"][0].update(width=width, height=height)
+        (folder / "_annotations.coco.json").write_text(json.dumps(data))
+        return "_annotations.coco.json"
+    if fmt == "voc":
+        objects = "".join(f"<object><name>a</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+                          f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+                          for x0, y0, x1, y1 in box)
+        (folder / "f0.xml").write_text(f"<annotation><filename>f0.png</filename><size><width>"
+                                       f"{width}</width><height>{height}</height><depth>3"
+                                       f"</depth></size>{objects}</annotation>")
+        return "f0.xml"
+    if fmt == "labelme":
+        shapes = [{"label": "a", "points": [[x0, y0], [x1, y1]], "shape_type": "rectangle"}
+                  for x0, y0, x1, y1 in box]
+        (folder / "f0.json").write_text(json.dumps({"shapes": shapes, "imagePath": "f0.png",
+                                                    "imageWidth": width,
+                                                    "imageHeight": height}))
+        return "f0.json"
+    boxes = "".join(f'<box label="a" xtl="{x0}" ytl="{y0}" xbr="{x1}" ybr="{y1}"/>'
+                    for x0, y0, x1, y1 in box)
+    (folder / "annotations.xml").write_text(
+        f'<annotations><image id="0" name="f0.png" width="{width}" height="{height}">'
+        f"{boxes}</image></annotations>")
+    return "annotations.xml"
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "labelme", "cvat"])
+def test_annotations_of_an_image_of_another_size_are_refused(tmp_path, fmt):
+    """Boxes drawn on a 1280 × 1000 copy (the original was resized, or the export was):
+    their centres would land on other cells of the 60 × 50 image."""
+    folder = _frames(tmp_path / fmt, names=("f0.png",))
+    name = _declaring(fmt, folder, 1280, 1000)
+    with pytest.raises(InputError, match=rf"{name}: annotates f0.png as 1280×1000 px "
+                                         r"\(width × height\) but the image is 60×50 px"):
+        _read_celltype(folder)
+    for width, height in ((60, 50), (0, 0)):  # the image's size, or none recorded (0)
+        _declaring(fmt, folder, width, height)
+        items = _read_celltype(folder)
+        assert len(items) == 2 and items.table["label"].notna().all()
+
+
 # ---- mixture: NaN pixels are cleaned with one warning; NaN scores get no class --------------
 def _float_movie(path: Path, nan: bool, seed: int = 0) -> Path:
     movie = np.random.default_rng(seed).normal(1000, 50, (6, 32, 32)).astype(np.float32)

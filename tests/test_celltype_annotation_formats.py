@@ -136,8 +136,11 @@ def test_frames_with_cellpose_masks_give_one_unlabelled_cell_per_label(chula_sub
         np.testing.assert_allclose(items.table.loc[mine, ["y", "x"]].to_numpy(dtype=float),
                                    ours.table[["y", "x"]].to_numpy(dtype=float))
         np.testing.assert_array_equal(items.arrays["image"][mine], ours.arrays["image"])
-    Image.fromarray(np.zeros((10, 10), np.uint8)).save(cp / "12_cp_masks.png")
-    with pytest.raises(InputError, match=r"12_cp_masks.png: label image of shape \(10, 10\)"):
+    one_cell = np.zeros((10, 12), np.uint8)
+    one_cell[4:7, 4:7] = 1
+    Image.fromarray(one_cell).save(cp / "12_cp_masks.png")
+    with pytest.raises(InputError, match=r"12_cp_masks.png: annotates 12.jpg as 12×10 px "
+                                         r"\(width × height\) but the image is 640×480 px"):
         get_task("celltype").read(cp, ReadOptions())
 
 

@@ -40,12 +40,17 @@ class AnnotatedFrames(NamedTuple):
         Where the annotations are (named in errors).
     own_names
         The classes are the data set's own names or ids (never renamed to RBC-12's).
+    shapes
+        ``{frame file: (rows, columns)}`` the annotation says its image has (COCO, CVAT,
+        VOC, LabelMe record it; a label image has it): a frame of another size is refused
+        when read — points of a resized or rotated copy would land on other cells.
     """
 
     parsed: dict[Path, tuple[np.ndarray, list[str | None]]]
     sources: dict[Path, Path]
     where: Path
     own_names: bool = False
+    shapes: dict[Path, tuple[int, int]] | None = None
 
     def items(self, root: Path, options) -> ItemSet:
         """Crops around the points of every frame, one group per frame."""
@@ -53,17 +58,30 @@ class AnnotatedFrames(NamedTuple):
 
         if self.own_names:
             options = replace(options, extra={**(options.extra or {}), "class_names": False})
-        return items_from_frames(Path(root), self.parsed, self.sources, self.where, options)
+        return items_from_frames(Path(root), self.parsed, self.sources, self.where, options,
+                                 self.shapes)
+
+
+def declared_shape(rows, columns) -> tuple[int, int] | None:
+    """``(rows, columns)`` an annotation file records for its image, or None where it
+    records none (missing, 0 or not a number: some tools write 0)."""
+    try:
+        shape = (int(float(rows)), int(float(columns)))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return shape if min(shape) > 0 else None
 
 
 def frames_beside(folder: Path, pairs: dict[Path, Path], files, read, kind: str,
-                  expected: str, own_names: bool = True) -> AnnotatedFrames:
+                  expected: str, own_names: bool = True,
+                  shapes: dict[Path, tuple[int, int]] | None = None) -> AnnotatedFrames:
     """The frames of ``folder`` with the cells ``read(annotation file)`` gives, for formats
     with one annotation file beside each image (VOC, LabelMe, QuPath).
 
     ``pairs`` maps each image to its file; a file of ``files`` without its image is named in
     a warning; no cell at all is one error (``kind`` names the files, ``expected`` what
-    they should hold).
+    they should hold). ``shapes`` (filled by ``read`` where the format records it):
+    ``{annotation file: (rows, columns) of its image}``.
     """
     orphans = sorted(set(files) - set(pairs.values()))
     if orphans:
@@ -74,7 +92,9 @@ def frames_beside(folder: Path, pairs: dict[Path, Path], files, read, kind: str,
     if not any(len(points) for points, _ in parsed.values()):
         raise InputError(folder, f"has no cells in the {kind} files beside its images",
                          expected)
-    return AnnotatedFrames(parsed, pairs, folder, own_names)
+    shapes = shapes or {}
+    return AnnotatedFrames(parsed, pairs, folder, own_names,
+                           {image: shapes[a] for image, a in pairs.items() if a in shapes})
 
 
 def frames_layout(folder: Path) -> str | None:
@@ -187,15 +207,16 @@ def read_export_splits(root: Path, splits: dict[str, list[Path]], options) -> It
                       f"them, load {readable(splits['test'][0])} itself (CLI: --data "
                       f"{readable(splits['test'][0])})", InputWarning,
                       stacklevel=3)
-    parsed, sources, folder_of, own = {}, {}, {}, False
+    parsed, sources, shapes, folder_of, own = {}, {}, {}, {}, False
     for split in used:
         for d in splits[split]:
             frames = annotated_frames(d)
             parsed.update(frames.parsed)
             sources.update(frames.sources)
+            shapes.update(frames.shapes or {})
             folder_of.update({readable(f): (split, d.name) for f in frames.parsed})
             own = own or frames.own_names
-    items = AnnotatedFrames(parsed, sources, Path(root), own).items(root, options)
+    items = AnnotatedFrames(parsed, sources, Path(root), own, shapes).items(root, options)
     return _split_columns(items, folder_of, "val" in used)
 
 

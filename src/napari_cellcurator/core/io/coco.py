@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError, InputWarning
-from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames, declared_shape
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import readable
 
@@ -179,13 +179,15 @@ def coco_frames(root: Path) -> AnnotatedFrames:
                              "an image_id among the images", "COCO boxes") from None
         pts.append((y + h / 2 - 0.5, x + w / 2 - 0.5))  # pixel centres are at .5
         ids.append(names.get(ann.get("category_id")))
-    parsed = {}
+    parsed, shapes = {}, {}
     for im in data["images"]:
         pts, ids = per_image[im.get("id")]
         frame = frames / str(im["file_name"])
         if pts and frame.is_file():  # a missing frame was warned about
             parsed[frame] = (np.asarray(pts).reshape(-1, 2), ids)
+            shapes[frame] = declared_shape(im.get("height"), im.get("width"))
     if not parsed:
         raise InputError(json_path, "has no boxes on the frames found", "COCO annotations")
     # category names are the data set's own, even when they are digits
-    return AnnotatedFrames(parsed, dict.fromkeys(parsed, json_path), json_path, own_names=True)
+    return AnnotatedFrames(parsed, dict.fromkeys(parsed, json_path), json_path, own_names=True,
+                           shapes={f: s for f, s in shapes.items() if s is not None})

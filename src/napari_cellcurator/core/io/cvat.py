@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError, InputWarning
-from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames, declared_shape
 from napari_cellcurator.core.io.names import readable
 
 XML_NAME = "annotations.xml"
@@ -74,7 +74,7 @@ def cvat_frames(folder: Path) -> AnnotatedFrames:
     except (ET.ParseError, OSError) as exc:
         raise InputError(path, f"is not readable CVAT XML ({exc})") from None
     frames_dir = folder / "images" if (folder / "images").is_dir() else folder
-    parsed, missing = {}, []
+    parsed, missing, shapes = {}, [], {}
     for image in root.iter("image"):
         frame = frames_dir / image.get("name", "")
         points, labels = [], []
@@ -92,10 +92,12 @@ def cvat_frames(folder: Path) -> AnnotatedFrames:
             missing.append(image.get("name"))
             continue
         parsed[frame] = (np.asarray(points, np.float64).reshape(-1, 2) - 0.5, labels)
+        shapes[frame] = declared_shape(image.get("height"), image.get("width"))
     if missing:
         warnings.warn(f"{readable(path)}: {len(missing)} annotated image(s) not found in "
                       f"{readable(frames_dir)}: {missing[:5]}", InputWarning, stacklevel=3)
     if not parsed:
         raise InputError(path, "has no shapes on the frames found", "CVAT boxes, polygons, "
                          "ellipses or points with images/ beside it")
-    return AnnotatedFrames(parsed, dict.fromkeys(parsed, path), path, own_names=True)
+    return AnnotatedFrames(parsed, dict.fromkeys(parsed, path), path, own_names=True,
+                           shapes={f: s for f, s in shapes.items() if s is not None})

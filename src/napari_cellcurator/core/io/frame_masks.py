@@ -47,7 +47,6 @@ def is_masks_folder(folder: Path) -> bool:
 
 def masks_frames(folder: Path) -> AnnotatedFrames:
     """The frames of ``folder`` with a cell at the centre of each label of their masks."""
-    from napari_cellcurator.core.io.images import read_image_chw
     from napari_cellcurator.core.io.label_crops import label_centres
     from napari_cellcurator.core.io.roi_masks import read_label_image
 
@@ -57,16 +56,13 @@ def masks_frames(folder: Path) -> AnnotatedFrames:
         warnings.warn(f"{readable(folder)}: {len(alone)} image(s) have no label image beside "
                       f"them and are not read: {[f.name for f in alone[:5]]}", InputWarning,
                       stacklevel=3)
-    parsed = {}
+    parsed, shapes = {}, {}
     for frame, mask in pairs.items():
         labels = np.clip(read_label_image(mask), 0, None)
-        shape = read_image_chw(frame).shape[1:]
-        if labels.shape != shape:
-            raise InputError(mask, f"label image of shape {labels.shape} does not match its "
-                             f"frame {frame.name} {shape}", "one label per frame pixel")
         ids = np.unique(labels)
         ids = ids[ids > 0]
         parsed[frame] = (label_centres(labels, ids), [None] * len(ids))
+        shapes[frame] = labels.shape[-2:]  # one label per frame pixel: checked on reading
     if not any(len(p) for p, _ in parsed.values()):
         raise InputError(folder, "has label images without cells (all 0)")
-    return AnnotatedFrames(parsed, pairs, folder, own_names=True)
+    return AnnotatedFrames(parsed, pairs, folder, own_names=True, shapes=shapes)

@@ -9,12 +9,13 @@ the class (an empty label: an unlabelled cell).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError
-from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames, declared_shape
 from napari_cellcurator.core.io.images import image_files, is_junk_file
 from napari_cellcurator.core.io.jsonfiles import read_json
 
@@ -49,8 +50,11 @@ def is_labelme_folder(folder: Path) -> bool:
     return first is not None and _is_labelme(first)
 
 
-def read_labelme(path: Path) -> tuple[np.ndarray, list[str | None]]:
-    """The cells of a LabelMe file: centres ``(N, 2)`` as (row, col) and labels."""
+def read_labelme(path: Path, image_shapes: dict | None = None
+                 ) -> tuple[np.ndarray, list[str | None]]:
+    """The cells of a LabelMe file: centres ``(N, 2)`` as (row, col) and labels;
+    ``image_shapes``, when given, gets ``{path: (imageHeight, imageWidth)}`` where
+    recorded."""
     from napari_cellcurator.core.io.qupath import polygon_centroid
 
     path = Path(path)
@@ -75,6 +79,9 @@ def read_labelme(path: Path) -> tuple[np.ndarray, list[str | None]]:
             y, x = float(xy[0, 1]), float(xy[0, 0])
         points.append((y, x))
         labels.append(str(shape.get("label") or "").strip() or None)
+    size = declared_shape(data.get("imageHeight"), data.get("imageWidth"))
+    if image_shapes is not None and size is not None:
+        image_shapes[path] = size
     return np.asarray(points, np.float64).reshape(-1, 2), labels
 
 
@@ -85,5 +92,7 @@ def labelme_frames(folder: Path) -> AnnotatedFrames:
     folder = Path(folder)
     files = _json_files(folder)
     pairs = {f: files[f.stem] for f in image_files(folder) if f.stem in files}
-    return frames_beside(folder, pairs, files.values(), read_labelme, "LabelMe",
-                         "LabelMe points, polygons, rectangles or circles")
+    sizes: dict = {}
+    return frames_beside(folder, pairs, files.values(), partial(read_labelme, image_shapes=sizes),
+                         "LabelMe", "LabelMe points, polygons, rectangles or circles",
+                         shapes=sizes)

@@ -432,8 +432,19 @@ def points_frames(root: Path) -> AnnotatedFrames:
     return AnnotatedFrames(parsed, pairs, labels_dir, own_names=boxes)
 
 
-def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, options
-                      ) -> ItemSet:
+def _check_frame_shape(frame: Path, shape: tuple[int, ...], declared, source: Path) -> None:
+    """Refuse a frame whose size is not the one its annotation records."""
+    if declared is None or tuple(declared) == tuple(shape):
+        return
+    rows, cols = declared
+    raise InputError(source, f"annotates {frame.name} as {cols}×{rows} px (width × height) but "
+                     f"the image is {shape[1]}×{shape[0]} px: its cells would be cut at the "
+                     "wrong places", "annotations made on this very image, not on a resized "
+                     "or rotated copy")
+
+
+def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, options,
+                      shapes: dict | None = None) -> ItemSet:
     """Crops around the points of each frame, one group per frame.
 
     Parameters
@@ -448,22 +459,28 @@ def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, opti
         Where the annotations are (named in errors).
     options
         The task's :class:`ReadOptions` (channels, crop size, ``extra`` settings).
+    shapes
+        ``{frame file: (rows, columns)}`` its annotation says the frame has: a frame of
+        another size is refused, naming both.
     """
+    from napari_cellcurator.core.io.celltype_readers import select_channels
+
     extra = dict(options.extra or {})
     crop = int(extra.get("point_crop", POINT_CROP))
     size = int(options.crop_size or extra.get("input_size", POINT_INPUT))
-    first = read_image_chw(next(iter(parsed))) if parsed else None
+    first = next(iter(parsed), None)
+    first_frame = None if first is None else read_image_chw(first)  # read once
     names = class_names_for({i for _, ids in parsed.values() for i in ids},
-                            None if first is None else first.shape) \
+                            None if first_frame is None else first_frame.shape) \
         if extra.get("class_names", True) else {}
     parts, frame_list = [], []
     for f, (pts, ids) in parsed.items():
         frame_list.append(readable(f))
         if not len(pts):
             continue
-        from napari_cellcurator.core.io.celltype_readers import select_channels
-
-        chw = select_channels(read_image_chw(f), options.channels, f)
+        raw = first_frame if f == first else read_image_chw(f)
+        _check_frame_shape(f, raw.shape[1:], (shapes or {}).get(f), sources[f])
+        chw = select_channels(raw, options.channels, f)
         keep = _inside(pts, ids, chw.shape, sources[f])
         if not len(keep):
             continue

@@ -6,22 +6,25 @@ Read from ``JPEGImages/`` + ``Annotations/<stem>.xml`` (see :mod:`.points`), or 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from napari_cellcurator.core.errors import InputError
-from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames, declared_shape
 from napari_cellcurator.core.io.images import image_files, is_junk_file
 from napari_cellcurator.core.io.items import ItemSet
 
 
-def read_voc_file(path: Path) -> tuple[np.ndarray, list[str | None]]:
+def read_voc_file(path: Path, shapes: dict | None = None
+                  ) -> tuple[np.ndarray, list[str | None]]:
     """Pascal VOC annotation (``Annotations/<stem>.xml``, as LabelImg, CVAT and Roboflow
     export boxes) → box centres ``(N, 2)`` as (row, col) and the objects' names.
 
     VOC pixel coordinates start at 1; the crop around each centre keeps the data set's crop
-    size (cell size is a class cue), not the box's.
+    size (cell size is a class cue), not the box's. ``shapes``, when given, gets
+    ``{path: (rows, columns)}`` of the image's ``<size>`` (where the file has one).
     """
     import xml.etree.ElementTree as ET
 
@@ -40,6 +43,9 @@ def read_voc_file(path: Path) -> tuple[np.ndarray, list[str | None]]:
         pts.append(((y0 + y1) / 2 - 1, (x0 + x1) / 2 - 1))
         name = (obj.findtext("name") or "").strip()
         ids.append(name or None)
+    shape = declared_shape(root.findtext("size/height"), root.findtext("size/width"))
+    if shapes is not None and shape is not None:
+        shapes[path] = shape
     return np.asarray(pts, dtype=np.float64).reshape(-1, 2), ids
 
 
@@ -75,8 +81,9 @@ def voc_frames(folder: Path) -> AnnotatedFrames:
     folder = Path(folder)
     xmls = _xml_files(folder)
     pairs = {f: xmls[f.stem] for f in image_files(folder) if f.stem in xmls}
-    return frames_beside(folder, pairs, xmls.values(), read_voc_file, "XML",
-                         "Pascal VOC <object> boxes", own_names=False)
+    shapes: dict = {}
+    return frames_beside(folder, pairs, xmls.values(), partial(read_voc_file, shapes=shapes),
+                         "XML", "Pascal VOC <object> boxes", own_names=False, shapes=shapes)
 
 
 def read_voc_folder(folder: Path, options) -> ItemSet:
