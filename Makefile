@@ -40,7 +40,7 @@ demo: $(STAMP) xvfb
 	$(VENV)/bin/cellcurator demo --out demo_out
 
 # the speed/memory/GUI figures (issue 8) and the active-learning curve: ~9 min on 2 cores
-BENCHES := inference memory responsiveness retrain item_table triage occlusion gpu active_learning
+BENCHES := inference memory responsiveness retrain item_table large_folder triage occlusion gpu active_learning
 bench: $(STAMP) xvfb
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 

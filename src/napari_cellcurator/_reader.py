@@ -99,7 +99,9 @@ def detect_task(path: str | Path) -> str | None:
 
 
 def _folders(path: Path) -> list[Path]:
-    return [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    from napari_cellcurator.core.io.images import subfolders
+
+    return subfolders(path)
 
 
 def _holds_images(folder: Path) -> bool:
@@ -109,10 +111,10 @@ def _holds_images(folder: Path) -> bool:
 def _holds_crops(folder: Path) -> bool:
     """Whether ``folder`` holds crops without classes: images, the first smaller than a
     frame (a folder of frames is a movie for the mixture task, ``--task`` says so)."""
-    from napari_cellcurator.core.io.images import image_files
+    from napari_cellcurator.core.io.images import first_image_file
 
-    files = image_files(folder)
-    return bool(files) and _longest_side(files[0]) < FRAME_SIDE
+    first = first_image_file(folder)
+    return first is not None and _longest_side(first) < FRAME_SIDE
 
 
 def _longest_side(image: Path) -> int:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.crop_fits import crops_of_one_size
-from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
+from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw, subfolders
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import readable, table_path, table_separator
 from napari_cellcurator.core.progress import counted
@@ -56,8 +56,7 @@ def read_celltype_path(path: Path, options: ReadOptions) -> ItemSet:
 def _refuse_split_names_as_classes(root: Path) -> None:
     """Folders all named like splits (``train/ valid/``) holding neither class folders nor
     annotated frames: an error, not classes "train" and "valid" of whole frames."""
-    subs = [p for p in root.iterdir() if p.is_dir() and not is_junk_file(p)
-            and p.name != "__MACOSX"]
+    subs = subfolders(root)
     if subs and all(p.name.lower() in SPLIT_NAMES for p in subs):
         raise InputError(root, f"its folders {sorted(p.name for p in subs)} are split names, "
                          "not classes, but hold no class folders and no box annotations",
@@ -354,8 +353,7 @@ def split_folders(root: Path) -> dict[str, list[Path]]:
     root = Path(root)
     if not root.is_dir():
         return {}
-    subs = [p for p in root.iterdir() if p.is_dir() and not is_junk_file(p)
-            and p.name != "__MACOSX"]
+    subs = subfolders(root)
     if not subs or any(p.name.lower() not in SPLIT_NAMES for p in subs):
         return {}
     loose = [p for p in subs if not any(c.is_dir() for c in p.iterdir())]

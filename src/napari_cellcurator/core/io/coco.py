@@ -19,6 +19,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames, declared_shape
+from napari_cellcurator.core.io.images import files_with_suffix, subfolders
 from napari_cellcurator.core.io.items import ItemSet
 from napari_cellcurator.core.io.names import readable
 
@@ -31,10 +32,9 @@ Layout = tuple[Path, Path | None, dict | None]
 
 
 def _json_files(path: Path) -> list[Path]:
-    folders = [path] + [d for d in path.iterdir() if d.is_dir() and d.name.lower() in
-                        ("annotations", "annotation")]
-    return sorted(f for d in folders for f in d.glob("*.json")
-                  if f.is_file() and (_meant_as_coco(path, f)
+    folders = [path, *subfolders(path, ("annotations", "annotation"))]
+    return sorted(f for d in folders for f in files_with_suffix(d, (".json",))
+                  if (_meant_as_coco(path, f)
                                       or f.stat().st_size <= MAX_JSON_BYTES))
 
 

@@ -8,6 +8,7 @@ Cellpose GUI's ``field1_seg.npy``: the same names as a movie's ROI masks
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -24,9 +25,10 @@ def _frames_with_masks(folder: Path) -> tuple[dict[Path, Path], list[Path]]:
     from napari_cellcurator.core.io.frame_folders import MAX_FRAME_CHANNELS, tiff_planes
     from napari_cellcurator.core.io.roi_masks import MASK_NAME, label_image_names
 
-    names = {f.name: f for f in folder.iterdir()}
-    if not any(MASK_NAME.search(n) for n in names):  # a folder of 100,000 crops: one pass
+    listing = os.listdir(folder)
+    if not any(MASK_NAME.search(n) for n in listing):  # a folder of 100,000 crops: one pass
         return {}, []
+    names = {n: folder / n for n in listing}
     images = image_files(folder)
     pairs: dict[Path, Path] = {}
     for image in images:

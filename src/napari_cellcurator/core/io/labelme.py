@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames, declared_shape
-from napari_cellcurator.core.io.images import image_files, is_junk_file
+from napari_cellcurator.core.io.images import files_with_suffix, image_files
 from napari_cellcurator.core.io.jsonfiles import read_json
 
 #: bytes of a JSON file's head looked at to tell a LabelMe file
@@ -33,8 +33,7 @@ def _is_labelme(path: Path) -> bool:
 
 
 def _json_files(folder: Path) -> dict[str, Path]:
-    return {f.stem: f for f in folder.iterdir() if f.suffix.lower() == ".json"
-            and f.is_file() and not is_junk_file(f)}
+    return {f.stem: f for f in files_with_suffix(folder, (".json",))}
 
 
 def is_labelme_folder(folder: Path) -> bool:

@@ -23,7 +23,7 @@ import pandas as pd
 from napari_cellcurator.core.data.quality import QC_KEEP, QCOptions, apply_qc, crop_quality
 from napari_cellcurator.core.errors import InputError, InputWarning
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
-from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw
+from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw, subfolders
 from napari_cellcurator.core.io.items import FORMER_ID, ItemSet
 from napari_cellcurator.core.io.names import field_separator, readable
 
@@ -56,7 +56,7 @@ def points_dirs(path: Path) -> tuple[Path, Path] | None:
     path = Path(path)
     if not path.is_dir():
         return None
-    subdirs = {d.name.lower(): d for d in sorted(path.iterdir()) if d.is_dir()}
+    subdirs = {d.name.lower(): d for d in subfolders(path, (*IMAGE_DIRS, *LABEL_DIRS))}
     frames = next((subdirs[n] for n in IMAGE_DIRS if n in subdirs), None)
     labels = next((subdirs[n] for n in LABEL_DIRS if n in subdirs), None)
     if frames is None or labels is None:

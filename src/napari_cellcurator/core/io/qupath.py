@@ -23,7 +23,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
-from napari_cellcurator.core.io.images import image_files, is_junk_file
+from napari_cellcurator.core.io.images import files_with_suffix, image_files
 from napari_cellcurator.core.io.jsonfiles import read_json
 
 SUFFIX = ".geojson"
@@ -32,8 +32,7 @@ CELL_TYPES = ("detection", "cell")
 
 
 def _geojson_files(folder: Path) -> dict[str, Path]:
-    return {f.name[: -len(SUFFIX)]: f for f in folder.iterdir()
-            if f.name.lower().endswith(SUFFIX) and f.is_file() and not is_junk_file(f)}
+    return {f.name[: -len(SUFFIX)]: f for f in files_with_suffix(folder, (SUFFIX,))}
 
 
 def _pairs(folder: Path, files: dict[str, Path]) -> dict[Path, Path]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames, declared_shape
-from napari_cellcurator.core.io.images import image_files, is_junk_file
+from napari_cellcurator.core.io.images import files_with_suffix, image_files
 from napari_cellcurator.core.io.items import ItemSet
 
 
@@ -50,8 +50,7 @@ def read_voc_file(path: Path, shapes: dict | None = None
 
 
 def _xml_files(folder: Path) -> dict[str, Path]:
-    return {f.stem: f for f in folder.iterdir() if f.suffix.lower() == ".xml"
-            and f.is_file() and not is_junk_file(f)}
+    return {f.stem: f for f in files_with_suffix(folder, (".xml",))}
 
 
 def is_voc_folder(folder: Path) -> bool:
