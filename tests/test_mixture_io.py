@@ -53,6 +53,20 @@ def test_channels_first_or_mean(tmp_path):
         open_movie(tmp_path / "c.npy", channel=5)
 
 
+def test_an_ome_tiff_z_stack_time_lapse_reads_its_middle_plane_said(tmp_path):
+    """A TZCYX OME-TIFF (Micro-Manager 2, ``*_MMStack_Pos0.ome.tif``): the channel asked
+    for, the middle z-plane, with a warning naming how many planes there were."""
+    rng = np.random.default_rng(2)
+    tzcyx = rng.random((6, 3, 2, 20, 24)).astype(np.float32)
+    path = tmp_path / "run_MMStack_Pos0.ome.tif"
+    tifffile.imwrite(path, tzcyx, metadata={"axes": "TZCYX"}, ome=True)
+    with pytest.warns(InputWarning, match=r"3 z-planes per time point; the middle plane \(1,"):
+        movie = open_movie(path, channel=1)
+    assert movie.shape == (6, 20, 24)
+    np.testing.assert_allclose(movie.read(0, 6, 0, 20, 0, 24), tzcyx[:, 1, 1])
+    np.testing.assert_allclose(movie.dask.compute(), tzcyx[:, 1, 1])
+
+
 def test_ome_zarr_level0(tmp_path, stack):
     root = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w", zarr_format=2)
     root.create_array("0", data=stack[:, None, None], chunks=(1, 1, 1, 20, 24))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_cellcurator.core.errors import InputError
+from napari_cellcurator.core.errors import InputError, InputWarning
+from napari_cellcurator.core.io.names import readable
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
 #: movies as calcium-imaging pipelines leave them (:mod:`.pipeline_movies`)
@@ -196,7 +198,19 @@ def open_movie(path: str | Path, channel: int | str | None = None, min_frames: i
     _validate(movie, min_frames)
     if channel is None:
         _warn_if_channels_differ(movie)
+    _warn_of_z_planes(movie)
     return movie
+
+
+def _warn_of_z_planes(movie: Movie) -> None:
+    """Say which plane of a time-lapse z-stack is read (the middle one), once per opening."""
+    zi = movie.axes.find("z")
+    n_z = movie.raw.shape[zi] if zi >= 0 else 1
+    if n_z > 1:
+        warnings.warn(f"{readable(movie.path)}: {n_z} z-planes per time point; the middle "
+                      f"plane ({n_z // 2}, counting from 0) is read — the models take one "
+                      "focal plane (save a projection or the plane you want as its own "
+                      "movie to read another)", InputWarning, stacklevel=3)
 
 
 def _open_raw(path: Path):
@@ -257,11 +271,6 @@ def _warn_if_channels_differ(movie: Movie) -> None:
     planes = np.moveaxis(first, c_axis, 0)
     if all(np.array_equal(planes[0], p) for p in planes[1:]):
         return
-    import warnings
-
-    from napari_cellcurator.core.errors import InputWarning
-    from napari_cellcurator.core.io.names import readable
-
     warnings.warn(f"{readable(movie.path)}: {planes.shape[0]} channels; channel 0 is read "
                   "(choose another with --channels K, or the Load widget's channels)",
                   InputWarning, stacklevel=3)
