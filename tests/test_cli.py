@@ -160,3 +160,26 @@ def test_the_warning_format_is_restored_after_a_command(tmp_path):
     main(["labels", "--data", str(tmp_path / "missing"), "--project", str(tmp_path / "p"),
           "--history"])
     assert warnings.formatwarning is before
+
+
+def test_a_warning_about_the_data_is_printed_once_per_run(capsys):
+    """A command reads its data several times (train, then predict and explain): each
+    reading warns from another caller, so Python's once-per-place filter prints the same
+    line again; the CLI prints each warning about the data once, others as Python does."""
+    import warnings
+
+    from napari_cellcurator.cli import _once_per_text
+    from napari_cellcurator.core.errors import InputWarning
+
+    lines = []
+    show = _once_per_text(lambda message, *args: lines.append(str(message)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        for _ in range(3):
+            warnings.warn("data.tif: 3 cells cut by the border", InputWarning, stacklevel=1)
+            warnings.warn("a library's deprecation", DeprecationWarning, stacklevel=1)
+        warnings.warn("data.tif: another problem", InputWarning, stacklevel=1)
+    assert lines == ["data.tif: 3 cells cut by the border", "a library's deprecation",
+                     "a library's deprecation", "a library's deprecation",
+                     "data.tif: another problem"]

@@ -397,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_stdout()
     args = build_parser().parse_args(argv)
     default_format = warnings.formatwarning  # catch_warnings does not restore it
+    default_show = warnings.showwarning
     warnings.formatwarning = _warning_format(args.command)
+    warnings.showwarning = _once_per_text(default_show)
     try:
         return COMMANDS[args.command](args)
     except CellCuratorError as exc:
@@ -413,6 +415,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.formatwarning = default_format
+        warnings.showwarning = default_show
+
+
+def _once_per_text(show):
+    """``warnings.showwarning`` printing each warning about the user's data once per run: a
+    command reads its data several times (train, then predict and explain the same files)
+    and Python's own once-per-place filter sees a different caller each time."""
+    from napari_cellcurator.core.errors import InputWarning
+
+    shown: set[str] = set()
+
+    def show_once(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, InputWarning):
+            if str(message) in shown:
+                return
+            shown.add(str(message))
+        show(message, category, filename, lineno, file, line)
+    return show_once
 
 
 def _warning_format(command: str):

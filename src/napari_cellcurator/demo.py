@@ -82,6 +82,7 @@ def _log(msg: str) -> None:
 
 def run_case(case: DemoCase, out: Path, epochs: int | None = None) -> DemoResult:
     """Train, predict, evaluate and explain one task on its sample data."""
+    from napari_cellcurator.core.data.quality import passes_qc
     from napari_cellcurator.core.explain.api import explain_item
     from napari_cellcurator.core.metrics import jsonable
     from napari_cellcurator.core.pipeline import (
@@ -102,15 +103,18 @@ def run_case(case: DemoCase, out: Path, epochs: int | None = None) -> DemoResult
                                channels=case.channels, epochs=epochs or case.epochs,
                                device="auto", read_extra=case.extra))
     _log(f"{case.task}: trained {saved.config.arch} in {time.perf_counter() - t0:.0f} s")
-    items = read_for_model(saved.config, str(data))
-    _, scores = predict_items(saved.model, saved.config, items)
+    # every cell is scored, as `cellcurator predict` does; the metrics leave out the cells
+    # the quality filter marks, as `cellcurator evaluate` does
+    items = read_for_model(saved.config, str(data), every_item=True)
+    table, scores = predict_items(saved.model, saved.config, items)
+    good = passes_qc(items.table)
     task = get_task(case.task)
-    metrics = task.metrics(items.table, scores, saved.config.classes)
+    metrics = task.metrics(items.table[good], scores[good], saved.config.classes)
     metrics["validation"] = saved.config.metrics.get("validation", {})
     shown = case.display(out) if case.display else data
     if shown != data:
-        items = read_for_model(saved.config, str(shown))
-    table, _ = predict_items(saved.model, saved.config, items)
+        items = read_for_model(saved.config, str(shown), every_item=True)
+        table, _ = predict_items(saved.model, saved.config, items)
     csv = out / f"{case.task}_predictions.csv"
     atomic_write(csv, lambda p: table.to_csv(p, index=False))
     item = str(table.sort_values("uncertainty", ascending=False)["item_id"].iloc[0])
