@@ -456,3 +456,18 @@ def test_training_skips_the_cells_the_quality_filter_marks(chula_subset):
         *_, train_all, val_all, _ = prepare_training(req, every)
     assert list(train_all.table["item_id"]) == list(train.table["item_id"])
     assert list(val_all.table["item_id"]) == list(val.table["item_id"])
+
+
+def test_crop_quality_in_batches_equals_one_pass(chula_subset, monkeypatch):
+    """Quality is measured in batches (100,000 crops must not make three float copies at
+    once): the same figures as one pass over every crop."""
+    from napari_cellcurator.core.data import quality
+
+    items = get_task("celltype").read(chula_subset, ReadOptions(extra={"qc": False}))
+    crops, outside = items.arrays["image"], np.linspace(0, 1, len(items))
+    whole = quality.crop_quality(crops, outside)
+    monkeypatch.setattr(quality, "QUALITY_BATCH", 7)
+    batched = quality.crop_quality(crops, outside)
+    for key, values in whole.items():
+        np.testing.assert_array_equal(batched[key], values)
+    assert len(whole["qc_sharpness"]) == len(items) > 7

@@ -51,21 +51,32 @@ def _grey(crops: np.ndarray) -> np.ndarray:
     return np.asarray(crops, dtype=np.float32).mean(axis=1)
 
 
+#: crops whose quality is measured at once: the float copies stay small for 100,000 crops
+QUALITY_BATCH = 4096
+
+
 def crop_quality(crops: np.ndarray, outside: np.ndarray) -> dict[str, np.ndarray]:
     """Per-crop ``qc_sharpness`` (variance of the Laplacian of the brightness-normalised grey
     crop), ``qc_contrast`` (std / mean) and ``qc_outside`` (fraction outside the image)."""
+    parts = [_quality(crops[s:s + QUALITY_BATCH])
+             for s in range(0, max(len(crops), 1), QUALITY_BATCH)]
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out["qc_outside"] = np.asarray(outside, dtype=np.float32)
+    return out
+
+
+def _quality(crops: np.ndarray) -> dict[str, np.ndarray]:
     from scipy import ndimage
 
     grey = _grey(crops)
     if len(grey) == 0:
-        return {c: np.zeros(0, dtype=np.float32) for c in QC_COLUMNS}
+        return {c: np.zeros(0, dtype=np.float32) for c in QC_COLUMNS[:2]}
     mean = np.abs(grey.mean(axis=(1, 2))) + 1e-6
     norm = grey / mean[:, None, None]
     lap = np.stack([ndimage.laplace(g) for g in norm])
     inner = lap[:, 1:-1, 1:-1]  # the reflect-padded rim is no evidence of focus
     return {"qc_sharpness": inner.var(axis=(1, 2)).astype(np.float32),
-            "qc_contrast": (grey.std(axis=(1, 2)) / mean).astype(np.float32),
-            "qc_outside": np.asarray(outside, dtype=np.float32)}
+            "qc_contrast": (grey.std(axis=(1, 2)) / mean).astype(np.float32)}
 
 
 def qc_flags(table, opts: QCOptions) -> dict[str, np.ndarray]:

@@ -255,7 +255,6 @@ def _items_of_crops(root: Path, raw: list[np.ndarray], sources: list[str],
                            dtype=object),
         **columns,
     })
-    crops = np.stack(crops)
     from napari_cellcurator.core.data.quality import QC_KEEP, apply_qc, crop_quality
 
     for col, values in crop_quality(crops, np.zeros(len(crops))).items():
