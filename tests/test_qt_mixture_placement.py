@@ -135,9 +135,12 @@ def test_predict_items_refuses_tiles_cut_otherwise_than_the_models(tmp_path):
 
 def test_napari_prediction_uses_the_models_read_options(make_napari_viewer, qtbot, tmp_path,
                                                         monkeypatch):
-    """A model of movies read at half resolution: napari scores the tiles the CLI does."""
+    """A model of movies read at half resolution: napari scores the tiles the CLI does. The
+    proportions labelled on the default 64 px tiles do not pass to the 128 px tiles at the
+    same corners (another region): they stay in the journal, said."""
     import tifffile
 
+    from napari_cellcurator._qt import predict_widget
     from napari_cellcurator._qt.common import hub_for
     from napari_cellcurator._qt.predict_widget import FOLDER, PredictWidget
     from napari_cellcurator.core.pipeline import predict
@@ -154,6 +157,10 @@ def test_napari_prediction_uses_the_models_read_options(make_napari_viewer, qtbo
     _load_movie_layer(viewer, image, qtbot)
     session = hub_for(viewer).session
     assert len(session.items) == 18
+    corner = list(session.items.table["item_id"]).index("movie:t0:y0:x0")
+    session.set_labels([corner, corner + 1, corner + 2], "0.25")
+    notes = []
+    monkeypatch.setattr(predict_widget, "notify_info", notes.append)
     widget = PredictWidget(viewer)
     widget._source.value, widget._folder.value = FOLDER, str(model_dir)
     worker = widget.predict()
@@ -167,6 +174,10 @@ def test_napari_prediction_uses_the_models_read_options(make_napari_viewer, qtbo
     np.testing.assert_allclose(got.sort_values(key)["proportion"].to_numpy(),
                                expected.sort_values(key)["proportion"].to_numpy(), atol=1e-5)
     assert session.items.meta["tile"] == 128
+    assert "movie:t0:y0:x0:s128" in set(session.items.table["item_id"])
+    assert session.merged_table()["label"].isna().all()  # no 64 px label on a 128 px tile
+    assert any("3 label(s) of the earlier tiles are on no new tile" in n for n in notes)
+    assert len(session.journal.current_labels()) == 3  # nothing lost
 
 
 # ---- bug 4: Curate shows the snippet's frames ----------------------------------------------

@@ -142,11 +142,24 @@ def tiles_for_model(viewer, session, config) -> str | None:
     coords = mixture_layer_data(new)[1][0]
     layer.selected_data = set()
     layer.data = coords
+    stranded = _labels_off_the_tiles(session, items, new)
     session.items, session.predictions, session.scores = new, None, None
     session.order = session.current = None
     session.refresh_layer()
     hub_for(viewer).changed.emit("session")
-    return f"tiles cut again as the model's data were ({problem}): {len(new)} tiles"
+    kept = (f"; {stranded} label(s) of the earlier tiles are on no new tile: kept in the "
+            "journal, shown again when the movie is loaded with the earlier tiling"
+            if stranded else "")
+    return f"tiles cut again as the model's data were ({problem}): {len(new)} tiles{kept}"
+
+
+def _labels_off_the_tiles(session, old: ItemSet, new: ItemSet) -> int:
+    """How many journal labels are on tiles of ``old`` that ``new`` does not have."""
+    if session.journal is None:
+        return 0
+    labelled = set(session.journal.current_labels()["item_id"].astype(str))
+    gone = set(old.table["item_id"].astype(str)) - set(new.table["item_id"].astype(str))
+    return len(labelled & gone)
 
 
 def fine_tune_read_extra(viewer, session, config) -> dict | None:

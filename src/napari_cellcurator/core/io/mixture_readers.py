@@ -90,6 +90,18 @@ def _footprint(opts: SnippetOptions) -> int:
     return opts.tile * opts.scale
 
 
+def tile_id(prefix: str, t: int, y: int, x: int, footprint: int) -> str:
+    """Id of the tile at frame ``t``, top-left ``(y, x)``, ``footprint`` source pixels wide.
+
+    A tile of another footprint than the default gets it in its id (``…:x64:s128``): a
+    proportion labelled on a 64 px tile is not the proportion of the 128 px tile at the same
+    corner, so a label must not pass from one tiling to another by sharing an id (labels of
+    another tiling stay in the journal and apply when the movie is tiled that way again).
+    """
+    size = "" if footprint == DEFAULT_TILE else f":s{footprint}"
+    return f"{prefix}t{t}:y{y}:x{x}{size}"
+
+
 def _table(movie: Movie, positions: np.ndarray, opts: SnippetOptions, prefix: str,
            source: str, row: int, label: float | None, group: list[str] | None):
     fp = _footprint(opts)
@@ -97,7 +109,7 @@ def _table(movie: Movie, positions: np.ndarray, opts: SnippetOptions, prefix: st
     cx = positions[:, 2] + fp / 2.0
     reg = region_id(cy, cx, movie.shape, opts.n_regions)
     return pd.DataFrame({
-        "item_id": [f"{prefix}t{t}:y{y}:x{x}" for t, y, x in positions],
+        "item_id": [tile_id(prefix, t, y, x, fp) for t, y, x in positions],
         "source": source, "label": label, "row": row, "kind": "tile",
         "t0": positions[:, 0], "y0": positions[:, 1], "x0": positions[:, 2],
         "y": cy, "x": cx, "size": fp,
