@@ -300,3 +300,30 @@ def test_shown_results_take_the_models_cell_type_names(make_napari_viewer):
     items, _ = layer_items.mixture_from_movie(_movie(), False, "movie", "movie")
     show_task_results(viewer, "mixture", items, None, classes=["T98G", "C2C12"])
     assert hub_for(viewer).session.classes == ["T98G", "C2C12"]
+
+
+def test_curation_commands_read_the_tiles_of_the_model_that_predicted(tmp_path, capsys):
+    """`predict` with a model of half-resolution tiles (128 source px) → `review`, `labels`
+    and `export` address those tiles with --model; without it they say how to."""
+    import pandas as pd
+    import tifffile
+
+    from napari_cellcurator.cli import main
+
+    model = str(_half_model(tmp_path / "half"))
+    tifffile.imwrite(tmp_path / "movie.tif", _movie(side=256))
+    data = ["--data", str(tmp_path / "movie.tif"), "--project", str(tmp_path / "p")]
+    assert main(["predict", "--model", model, *data[:2], "--out", str(tmp_path / "p.csv")]) == 0
+    predictions = ["--predictions", str(tmp_path / "p.csv")]
+    assert main(["review", *data, "--task", "mixture", *predictions]) == 2
+    assert "add --model MODEL_DIR" in capsys.readouterr().err
+    assert main(["labels", *data, "--model", model, "--set", "movie.tif:t5:y0:x128:s128",
+                 "0.3"]) == 0
+    assert main(["review", *data, "--model", model, *predictions, "--include-labelled",
+                 "--out", str(tmp_path / "order.csv")]) == 0
+    order = pd.read_csv(tmp_path / "order.csv")
+    assert len(order) == 8 and order["item_id"].iloc[-1] == "movie.tif:t5:y0:x128:s128"
+    assert main(["export", *data, "--model", model, *predictions, "--out",
+                 str(tmp_path / "curated.csv")]) == 0
+    curated = pd.read_csv(tmp_path / "curated.csv").set_index("item_id")
+    assert len(curated) == 8 and curated.loc["movie.tif:t5:y0:x128:s128", "curated"] == 0.3

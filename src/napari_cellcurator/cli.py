@@ -51,6 +51,10 @@ def _add_curation_data(p: argparse.ArgumentParser) -> None:
                    help="project folder (default: <data>.cellcurator next to the data)")
     p.add_argument("--task", choices=TASKS, help="default: detected from the data")
     p.add_argument("--user", help="recorded with labels (default: the login name)")
+    p.add_argument("--model", metavar="MODEL_DIR", type=model_dir_arg,
+                   help="read the data as this model reads them: the model that made "
+                        "--predictions, where it reads them otherwise than the defaults "
+                        "(mixture tiles of another size, another crop or channels)")
 
 
 def build_parser() -> argparse.ArgumentParser:

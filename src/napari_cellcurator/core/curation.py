@@ -176,8 +176,11 @@ def check_predictions_match(items_table: pd.DataFrame, predictions: pd.DataFrame
 
     ids = set(items_table["item_id"].astype(str))
     if len(predictions) and not predictions["item_id"].astype(str).isin(ids).any():
-        raise InputError(where, "predicts none of this data's items (made for other data?)",
-                         "a `cellcurator predict` output of the same --data")
+        raise InputError(where, "predicts none of this data's items (made for other data, or "
+                         "by a model that reads them otherwise?)",
+                         "a `cellcurator predict` output of the same --data; for a model "
+                         "that tiles or crops otherwise than the defaults, add --model "
+                         "MODEL_DIR")
     _refuse_moved_rois(items_table, predictions, where)
     if data is not None and DATA_ROOT in predictions.columns:
         theirs = set(predictions[DATA_ROOT].dropna().astype(str))
