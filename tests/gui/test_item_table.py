@@ -34,6 +34,18 @@ def test_cells_are_shown_in_item_order(table):
     assert table.row_values(2)[3] == "0.912"
 
 
+def test_columns_the_items_lack_are_hidden(qtbot):
+    """The quality flag column shows for celltype items, not for ROIs or tiles."""
+    from napari_cellcurator._qt.item_table import ItemTable
+
+    view = ItemTable(("item_id", "label", "qc_flag"))
+    qtbot.addWidget(view)
+    view.fill(pd.DataFrame({"item_id": ["a"], "label": ["G1"], "qc_flag": ["border"]}))
+    assert not view.isColumnHidden(2) and view.row_values(0) == ["a", "G1", "border"]
+    view.fill(pd.DataFrame({"item_id": ["roi0"], "label": ["cell"]}))
+    assert view.isColumnHidden(2) and not view.isColumnHidden(1)
+
+
 def test_sorting_is_numeric_and_clicks_give_the_item_row(table, qtbot):
     table.sortByColumn(3, Qt.SortOrder.DescendingOrder)  # probability, high first
     assert [table.row_values(r)[0] for r in range(4)] == ["c", "a", "d", "b"]

@@ -41,6 +41,11 @@ class FeaturesModel(QAbstractTableModel):
         self._base = np.zeros(0, np.int64)  # the unsorted order (the review order)
         self._sorted_by: tuple[int, Qt.SortOrder] | None = None
 
+    @property
+    def columns(self) -> list[str]:
+        """The columns shown (in order)."""
+        return list(self._columns)
+
     def set_frame(self, frame: pd.DataFrame, order=None) -> None:
         """Show ``frame`` (its ``columns``; missing ones empty) in one model reset; rows in
         ``order`` (row positions, e.g. the review order; items not in it follow) until a
@@ -131,8 +136,10 @@ class ItemTable(QTableView):
 
     def fill(self, frame: pd.DataFrame, order=None) -> None:
         """Show every item of ``frame`` (sorting kept), in ``order`` until a header is
-        clicked."""
+        clicked; columns ``frame`` lacks (``qc_flag`` outside celltype) are hidden."""
         self.source.set_frame(frame, order)
+        for i, column in enumerate(self.source.columns):
+            self.setColumnHidden(i, column not in frame.columns)
 
     def select_item(self, row: int) -> None:
         """Select item ``row``'s table row and scroll it into view (the current item)."""
