@@ -15,24 +15,35 @@ def _open_curation(a, read_items: bool = True):
     """(task, items or None, project) of the curation commands' --data/--project/--task;
     items read with every cell kept, as napari's Load reads them — or, with --model, as that
     model reads data (its tiling, crop, channels), as ``predict`` did."""
-    from napari_cellcurator.core.errors import CellCuratorError
-    from napari_cellcurator.core.pipeline import read_for_model
-    from napari_cellcurator.core.store.modelio import read_config
     from napari_cellcurator.core.store.project import Project
     from napari_cellcurator.core.tasks import ReadOptions, get_task
 
-    config = read_config(a.model) if getattr(a, "model", None) else None
+    config = _model_config(a)
     task = get_task(task_name(a.task or (config.task if config else None), a.data))
     if config is not None and config.task != task.name:
+        from napari_cellcurator.core.errors import CellCuratorError
+
         raise CellCuratorError(f"--model {a.model} is a {config.task} model; the data are "
                                f"curated as {task.name}")
     items = None
-    if read_items:
-        items = (read_for_model(config, a.data, task, every_item=True) if config is not None
-                 else task.read_many([a.data], ReadOptions.every_item()))
+    if read_items and config is not None:
+        from napari_cellcurator.core.pipeline import read_for_model
+
+        items = read_for_model(config, a.data, task, every_item=True)
+    elif read_items:
+        items = task.read_many([a.data], ReadOptions.every_item())
     project = (Project(a.project, user=a.user) if a.project
                else Project.for_data(a.data, user=a.user))
     return task, items, project
+
+
+def _model_config(a):
+    """The config of ``--model`` (None without it); torch is imported only then."""
+    if not getattr(a, "model", None):
+        return None
+    from napari_cellcurator.core.store.modelio import read_config
+
+    return read_config(a.model)
 
 
 def _safe_out(out: str | None, data: str) -> None:
