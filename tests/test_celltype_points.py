@@ -456,6 +456,12 @@ def test_training_skips_the_cells_the_quality_filter_marks(chula_subset):
         *_, train_all, val_all, _ = prepare_training(req, every)
     assert list(train_all.table["item_id"]) == list(train.table["item_id"])
     assert list(val_all.table["item_id"]) == list(val.table["item_id"])
+    # napari's fine-tuning passes the session's read options (every cell kept): the model
+    # must not record that, or `evaluate` would score the marked cells
+    req.read_extra = dict(every.meta.get("read_options", {}).get("extra") or {"qc_keep": True})
+    with pytest.warns(UserWarning, match="labelled items fail the quality filter"):
+        prep = prepare_training(req, every)[3]
+    assert "qc_keep" not in prep["read_options"]["extra"]
 
 
 def test_crop_quality_in_batches_equals_one_pass(chula_subset, monkeypatch):

@@ -83,7 +83,10 @@ def prepare_training(req: TrainRequest, items: ItemSet | None = None):
     if arch not in available_models(task.name):
         raise CellCuratorError(f"architecture {arch!r} does not fit task {task.name!r}; "
                                f"choose one of {available_models(task.name)}")
-    options = ReadOptions(channels=req.channels, extra=dict(req.read_extra or {}))
+    # keeping every cell is how napari reads data to show them, not how a model reads data:
+    # the model records the quality filter, so `evaluate` and re-training read as training did
+    extra = {k: v for k, v in (req.read_extra or {}).items() if k != QC_KEEP}
+    options = ReadOptions(channels=req.channels, extra=extra)
     if items is None:
         items = task.read_many(req.data, options)
     labelled = _trainable(items, req.data)
