@@ -304,7 +304,8 @@ def test_shown_results_take_the_models_cell_type_names(make_napari_viewer):
 
 def test_curation_commands_read_the_tiles_of_the_model_that_predicted(tmp_path, capsys):
     """`predict` with a model of half-resolution tiles (128 source px) → `review`, `labels`
-    and `export` address those tiles with --model; without it they say how to."""
+    and `export` address those tiles with --model, or find the model the prediction table
+    names; where it is gone, they say how to."""
     import pandas as pd
     import tifffile
 
@@ -315,8 +316,13 @@ def test_curation_commands_read_the_tiles_of_the_model_that_predicted(tmp_path, 
     data = ["--data", str(tmp_path / "movie.tif"), "--project", str(tmp_path / "p")]
     assert main(["predict", "--model", model, *data[:2], "--out", str(tmp_path / "p.csv")]) == 0
     predictions = ["--predictions", str(tmp_path / "p.csv")]
+    assert main(["review", *data, "--task", "mixture", *predictions, "--top", "2"]) == 0
+    assert "read as the model that made the predictions" in capsys.readouterr().err
+    moved = str(tmp_path / "moved")
+    Path(model).rename(moved)
     assert main(["review", *data, "--task", "mixture", *predictions]) == 2
     assert "add --model MODEL_DIR" in capsys.readouterr().err
+    model = moved
     assert main(["labels", *data, "--model", model, "--set", "movie.tif:t5:y0:x128:s128",
                  "0.3"]) == 0
     assert main(["review", *data, "--model", model, *predictions, "--include-labelled",

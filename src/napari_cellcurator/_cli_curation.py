@@ -6,44 +6,79 @@ GUI can be continued, audited or exported from a shell.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from napari_cellcurator._cli_args import task_name
 
 
-def _open_curation(a, read_items: bool = True):
+def _open_curation(a, read_items: bool = True, predictions=None):
     """(task, items or None, project) of the curation commands' --data/--project/--task;
     items read with every cell kept, as napari's Load reads them — or, with --model, as that
-    model reads data (its tiling, crop, channels), as ``predict`` did."""
+    model reads data (its tiling, crop, channels), as ``predict`` did. Where none of the
+    items so read are in ``predictions`` and the model that made them is still on disk (the
+    table's ``model_dir``), the data are read as that model reads them, said on stderr."""
     from napari_cellcurator.core.store.project import Project
-    from napari_cellcurator.core.tasks import ReadOptions, get_task
+    from napari_cellcurator.core.tasks import get_task
 
-    config = _model_config(a)
+    model = getattr(a, "model", None)
+    config = _model_config(model) if model else None
     task = get_task(task_name(a.task or (config.task if config else None), a.data))
-    if config is not None and config.task != task.name:
-        from napari_cellcurator.core.errors import CellCuratorError
-
-        raise CellCuratorError(f"--model {a.model} is a {config.task} model; the data are "
-                               f"curated as {task.name}")
-    items = None
-    if read_items and config is not None:
-        from napari_cellcurator.core.pipeline import read_for_model
-
-        items = read_for_model(config, a.data, task, every_item=True)
-    elif read_items:
-        items = task.read_many([a.data], ReadOptions.every_item())
+    _check_model_task(config, task, model)
+    items = _curation_items(a.data, task, config) if read_items else None
+    made_by = None if config is not None else _predicting_model(predictions)
+    if items is not None and made_by and not _shares_items(items, predictions):
+        config = _model_config(made_by)
+        _check_model_task(config, task, made_by)
+        print(f"cellcurator: the data are read as the model that made the predictions "
+              f"reads them ({made_by})", file=sys.stderr)
+        items = _curation_items(a.data, task, config)
     project = (Project(a.project, user=a.user) if a.project
                else Project.for_data(a.data, user=a.user))
     return task, items, project
 
 
-def _model_config(a):
-    """The config of ``--model`` (None without it); torch is imported only then."""
-    if not getattr(a, "model", None):
-        return None
+def _curation_items(data, task, config):
+    """Every item of ``data``: as ``config``'s model reads data, or with the defaults."""
+    from napari_cellcurator.core.tasks import ReadOptions
+
+    if config is None:
+        return task.read_many([data], ReadOptions.every_item())
+    from napari_cellcurator.core.pipeline import read_for_model
+
+    return read_for_model(config, data, task, every_item=True)
+
+
+def _check_model_task(config, task, model) -> None:
+    if config is not None and config.task != task.name:
+        from napari_cellcurator.core.errors import CellCuratorError
+
+        raise CellCuratorError(f"model {model} is a {config.task} model; the data are "
+                               f"curated as {task.name}")
+
+
+def _model_config(model_dir):
+    """The config of a model folder (torch is imported only then)."""
     from napari_cellcurator.core.store.modelio import read_config
 
-    return read_config(a.model)
+    return read_config(model_dir)
+
+
+def _predicting_model(predictions) -> str | None:
+    """The model folder a ``predict`` table names (its ``model_dir``), if still on disk."""
+    from napari_cellcurator.core.batch import MODEL_DIR
+    from napari_cellcurator.core.store.modelio import CONFIG_NAME
+
+    if predictions is None or MODEL_DIR not in predictions.columns:
+        return None
+    folders = predictions[MODEL_DIR].dropna().astype(str).unique()
+    return folders[0] if len(folders) == 1 and (Path(folders[0]) / CONFIG_NAME).is_file() \
+        else None
+
+
+def _shares_items(items, predictions) -> bool:
+    return bool(predictions["item_id"].astype(str).isin(
+        set(items.table["item_id"].astype(str))).any())
 
 
 def _safe_out(out: str | None, data: str) -> None:
@@ -112,8 +147,8 @@ def _cmd_review(a) -> int:
     from napari_cellcurator.core.triage import human_labels, merge_labels, review_order
 
     _safe_out(a.out, a.data)
-    task, items, project = _open_curation(a)
     predictions = _read_predictions(a.predictions)
+    task, items, project = _open_curation(a, predictions=predictions)
     check_predictions_match(items.table, predictions, a.predictions, a.data)
     with project:
         labelled, counts = human_labels(merge_labels(
@@ -151,8 +186,8 @@ def _cmd_export(a) -> int:
     )
 
     _safe_out(None if a.write_back else a.out, a.data)
-    task, items, project = _open_curation(a)
     predictions = _read_predictions(a.predictions) if a.predictions else None
+    task, items, project = _open_curation(a, predictions=predictions)
     if predictions is not None:
         check_predictions_match(items.table, predictions, a.predictions, a.data)
     model = model_decides(task, getattr(a, "model_decides", False))

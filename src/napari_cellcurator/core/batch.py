@@ -30,6 +30,9 @@ from napari_cellcurator.core.store.atomic import (
 PREDICTIONS_MARK = "predictions"
 #: column of a prediction table naming the data set (its absolute root) it was made for
 DATA_ROOT = "data_root"
+#: column of a prediction table: the model folder that made it (``review`` / ``export`` read
+#: the data as that model does when its items are not the default read's)
+MODEL_DIR = "model_dir"
 
 _MODEL_CACHE: dict[tuple[str, str], tuple] = {}
 _CACHE_LOCK = threading.Lock()
@@ -207,6 +210,7 @@ def predict_to_file(model_dir: str, data: str, out: str, device: str = "auto",
     table = pd.concat([items.table[extra].reset_index(drop=True), table], axis=1)
     # which data set these are of (however --data was typed): export/review check it
     table[DATA_ROOT] = str(dataset_root(data))
+    table[MODEL_DIR] = str(Path(model_dir).resolve())
     if suffix == ".zarr":
         _write_zarr(out_path, scores, table)
     elif suffix == ".parquet":
