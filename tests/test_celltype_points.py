@@ -257,8 +257,13 @@ def test_pascal_voc_boxes_read_as_points_at_their_centres(chula_subset, tmp_path
                            f"<xmin>{x - 17}</xmin><ymin>{y - 19}</ymin><xmax>{x + 19}</xmax>"
                            f"<ymax>{y + 21}</ymax></bndbox></object>")  # centre (x+1, y+1)
         (voc / "Annotations" / f"{stem}.xml").write_text(
-            f"<annotation><filename>{stem}.jpg</filename>{''.join(objects)}</annotation>")
+            f"<annotation><filename>{stem}.jpg</filename><size><width>640</width><height>480"
+            f"</height></size>{''.join(objects)}</annotation>")
     reads_as_the_points(chula_subset, voc)
+    first = sorted((voc / "Annotations").iterdir())[0]
+    first.write_text(first.read_text().replace("<width>640</width>", "<width>1280</width>"))
+    with pytest.raises(InputError, match=rf"{first.name}: annotates .* as 1280×480 px"):
+        get_task("celltype").read(voc, ReadOptions())
     (voc / "Annotations" / "1.xml").write_text("<annotation><object><name>normal</name>"
                                                 "<bndbox><xmin>3</xmin></bndbox></object>")
     with pytest.raises(InputError, match="1.xml: is not readable Pascal VOC XML"):

@@ -294,19 +294,21 @@ def _number(text: str) -> float:
     return float(text.strip().strip('"'))
 
 
-def read_points_file(path: Path) -> tuple[np.ndarray, list[str]]:
+def read_points_file(path: Path, image_shapes: dict | None = None
+                     ) -> tuple[np.ndarray, list[str]]:
     """Point label file → points ``(N, 2)`` as (row, col) and class id strings.
 
     Lines ``x y class`` (class optional) separated by spaces, tabs, commas or semicolons;
     ``#`` comments and blank lines skipped. A first line that is not numeric is a header: its
     names choose the x, y and class columns (``x``/``col``/``axis-1``, ``y``/``row``/``axis-0``,
     ``class``/``label``/``type``...), so napari Points CSVs and spreadsheet exports read too.
-    An ``.xml`` is Pascal VOC boxes (:func:`read_voc_file`).
+    An ``.xml`` is Pascal VOC boxes (:func:`read_voc_file`; its image size goes into
+    ``image_shapes`` when given).
     """
     if path.suffix.lower() == ".xml":
         from napari_cellcurator.core.io.voc import read_voc_file
 
-        return read_voc_file(path)
+        return read_voc_file(path, image_shapes)
     pts, ids = [], []
     try:
         text = path.read_text(encoding="utf-8-sig", errors="replace")
@@ -424,12 +426,14 @@ def points_frames(root: Path) -> AnnotatedFrames:
     from napari_cellcurator.core.io import yolo
 
     boxes = bool(pairs) and all(yolo.is_yolo_file(lab) for lab in pairs.values())
+    sizes: dict = {}  # VOC files (JPEGImages/ + Annotations/) record their image's size
     parsed = yolo.read_yolo_pairs(root, pairs) if boxes else {
-        f: read_points_file(lab) for f, lab in pairs.items()}
+        f: read_points_file(lab, sizes) for f, lab in pairs.items()}
     if not any(len(p) for p, _ in parsed.values()):
         raise InputError(labels_dir, "has no points for the images",
                          f"{labels_dir.name}/<image stem>.txt with lines 'x y class'")
-    return AnnotatedFrames(parsed, pairs, labels_dir, own_names=boxes)
+    return AnnotatedFrames(parsed, pairs, labels_dir, own_names=boxes,
+                           shapes={f: sizes[lab] for f, lab in pairs.items() if lab in sizes})
 
 
 def _check_frame_shape(frame: Path, shape: tuple[int, ...], declared, source: Path) -> None:
