@@ -301,3 +301,26 @@ def test_predictions_made_on_another_machine_fit_the_same_recording(tmp_path):
                   "/mnt/2024-05-01/suite2p", "suite2p"):  # too little to tell
         with pytest.raises(InputError, match="not for this data"):
             check_predictions_match(items, preds.assign(data_root=other), "p.csv", day1)
+
+
+def test_processes_opening_one_project_at_once_keep_every_data_entry(tmp_path):
+    """project.json is read, changed and written back when data open the project: four
+    processes (a napari window, CLI commands) recording data at the same moment must not
+    lose each other's entries (the journal's write lock serialises them)."""
+    import json
+    import subprocess
+    import sys
+
+    folder = tmp_path / "shared.cellcurator"
+    Project(folder).close()  # the journal exists before the writers start
+    code = ("import sys\nfrom pathlib import Path\n"
+            "from napari_cellcurator.core.store.project import Project\n"
+            "p = Project(sys.argv[1])\n"
+            "for i in range(25):\n"
+            "    p._record_data(Path(f'/data/{sys.argv[2]}/{i}'))\n"
+            "p.close()\n")
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(folder), f"w{k}"])
+               for k in range(4)]
+    assert all(w.wait(timeout=120) == 0 for w in writers)
+    data = json.loads((folder / "project.json").read_text())["data"]
+    assert len(data) == len(set(data)) == 100

@@ -202,6 +202,13 @@ class LabelJournal:
                 cur.execute(_ANCHORS_SCHEMA)
 
     @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the journal's write lock (across processes) for a read-modify-write of a
+        file beside it (the project's ``project.json``); no label may be written inside."""
+        with self._transaction():
+            yield
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
         """A write transaction, committed (durably) on exit, rolled back on error.
 

@@ -94,22 +94,25 @@ class Project:
 
     def _record_data(self, data_path: Path) -> None:
         """Remember which data the project belongs to (useful for fallback folders)."""
-        path = self.folder / PROJECT_NAME
-        info: dict = {}
-        if path.is_file():
-            try:
-                info = json.loads(path.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                info = {}  # only informative: rewrite it
-            if not isinstance(info, dict):
-                info = {}
-        data = [str(d) for d in info.get("data", []) if isinstance(d, str)]
-        if str(data_path) in data:
-            return
-        info.setdefault("format_version", 1)
-        info.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
-        info["data"] = [*data, str(data_path)]
-        atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+        def add(info: dict) -> bool:
+            data = [str(d) for d in info.get("data", []) if isinstance(d, str)]
+            if str(data_path) in data:
+                return False
+            info.setdefault("format_version", 1)
+            info.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
+            info["data"] = [*data, str(data_path)]
+            return True
+        self._update_info(add)
+
+    def _update_info(self, change) -> None:
+        """Read ``project.json`` (an unreadable one counts as empty: it is only informative),
+        let ``change(info)`` edit it, write it back when that returns True — under the
+        journal's write lock, so a napari window and a CLI command opening the project at
+        the same moment do not lose each other's entry."""
+        with self.journal.exclusive():
+            info = self.info()
+            if change(info):
+                atomic_write_text(self.folder / PROJECT_NAME, json.dumps(info, indent=2) + "\n")
 
     def _merge_earlier(self, data_path: Path) -> None:
         """Once, copy the labels of projects earlier versions kept for parts of this data set
@@ -136,8 +139,11 @@ class Project:
                               f"copied into {self.folder}", InputWarning, stacklevel=3)
         if not merged:
             return
-        info["merged"] = sorted(done | merged)
-        atomic_write_text(self.folder / PROJECT_NAME, json.dumps(info, indent=2) + "\n")
+
+        def mark(info: dict) -> bool:
+            info["merged"] = sorted(set(info.get("merged", [])) | merged)
+            return True
+        self._update_info(mark)
 
     def info(self) -> dict:
         """Contents of ``project.json`` (``{}`` if absent or unreadable)."""
