@@ -14,12 +14,8 @@ from napari_cellcurator.core.data.quality import QCOptions, apply_qc, crop_quali
 from napari_cellcurator.core.errors import InputError
 from napari_cellcurator.core.io import celltype_readers as cr
 from napari_cellcurator.core.io.images import read_image_chw
-from napari_cellcurator.core.io.points import (
-    POINT_INPUT,
-    cut_crops,
-    is_points_folder,
-    read_points_file,
-)
+from napari_cellcurator.core.io.point_crops import cut_crops
+from napari_cellcurator.core.io.points import POINT_INPUT, is_points_folder, read_points_file
 from napari_cellcurator.core.tasks import ReadOptions, get_task
 
 
@@ -482,3 +478,14 @@ def test_crop_quality_in_batches_equals_one_pass(chula_subset, monkeypatch):
     for key, values in whole.items():
         np.testing.assert_array_equal(batched[key], values)
     assert len(whole["qc_sharpness"]) == len(items) > 7
+
+
+def test_metrics_leave_out_the_cells_the_quality_filter_marks():
+    """Metrics of a table read with every cell kept (napari's before/after, the demo) count
+    the cells evaluation counts: the marked ones are left out."""
+    import pandas as pd
+
+    table = pd.DataFrame({"label": ["a", "b", "a"], "qc_flag": ["", "", "border"]})
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9]])  # the marked cell is wrong
+    metrics = get_task("celltype").metrics(table, scores, ["a", "b"])
+    assert metrics["accuracy"] == 1.0 and metrics["n"] == 2

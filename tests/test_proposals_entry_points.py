@@ -33,7 +33,7 @@ def test_dense_smear_cells_are_not_taken_for_background(chula, stem):
 
 def test_dense_smear_normalised_by_its_background(chula):
     """normalise_frame scales the background (not the cells) to the common grey level."""
-    from napari_cellcurator.core.io.points import BACKGROUND_LEVEL, normalise_frame
+    from napari_cellcurator.core.io.point_crops import BACKGROUND_LEVEL, normalise_frame
 
     img = read_image_chw(chula / "images" / "263.jpg")
     truth, _ = read_points_file(chula / "labels" / "263.txt")

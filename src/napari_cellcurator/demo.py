@@ -82,7 +82,6 @@ def _log(msg: str) -> None:
 
 def run_case(case: DemoCase, out: Path, epochs: int | None = None) -> DemoResult:
     """Train, predict, evaluate and explain one task on its sample data."""
-    from napari_cellcurator.core.data.quality import passes_qc
     from napari_cellcurator.core.explain.api import explain_item
     from napari_cellcurator.core.metrics import jsonable
     from napari_cellcurator.core.pipeline import (
@@ -107,9 +106,8 @@ def run_case(case: DemoCase, out: Path, epochs: int | None = None) -> DemoResult
     # the quality filter marks, as `cellcurator evaluate` does
     items = read_for_model(saved.config, str(data), every_item=True)
     table, scores = predict_items(saved.model, saved.config, items)
-    good = passes_qc(items.table)
     task = get_task(case.task)
-    metrics = task.metrics(items.table[good], scores[good], saved.config.classes)
+    metrics = task.metrics(items.table, scores, saved.config.classes)
     metrics["validation"] = saved.config.metrics.get("validation", {})
     shown = case.display(out) if case.display else data
     if shown != data:

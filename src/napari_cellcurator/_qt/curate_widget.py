@@ -148,13 +148,12 @@ class CurateWidget(Container):
         if s.predictions is None:
             s.order = np.arange(len(s.items))
         else:
-            from napari_cellcurator.core.data.quality import passes_qc
             from napari_cellcurator.core.triage import human_labels, review_order
 
             labelled, counts = human_labels(s.merged_table())
-            # cells the quality filter marks (not trained on) come after the others
+            # the predictions carry the items' qc_flag: marked cells come after the others
             s.order = review_order(s.predictions, self._order_mode.value, labelled=labelled,
-                                   label_counts=counts, deferred=~passes_qc(s.items.table))
+                                   label_counts=counts)
         self.position = -1
 
     def current_row(self) -> int | None:

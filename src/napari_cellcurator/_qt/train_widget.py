@@ -48,16 +48,14 @@ class Published:
 
 
 def labelled_metrics(task_name: str, table, scores, classes) -> dict | None:
-    """Task metrics over the labelled rows that pass the quality filter (None when they
-    cannot be computed)."""
+    """Task metrics over the labelled rows (the cells the quality filter marks do not
+    count, as in evaluation; None when they cannot be computed)."""
     if scores is None or classes is None:
         return None
-    from napari_cellcurator.core.data.quality import passes_qc
     from napari_cellcurator.core.tasks import get_task
 
-    good = passes_qc(table)  # as evaluation: cells the quality filter marks do not count
     try:
-        return get_task(task_name).metrics(table[good], scores[good], list(classes))
+        return get_task(task_name).metrics(table, scores, list(classes))
     except Exception:  # labels outside the old model's classes: nothing to compare with
         return None
 

@@ -42,15 +42,16 @@ class AnnotatedFrames(NamedTuple):
         The classes are the data set's own names or ids (never renamed to RBC-12's).
     shapes
         ``{frame file: (rows, columns)}`` the annotation says its image has (COCO, CVAT,
-        VOC, LabelMe record it; a label image has it): a frame of another size is refused
-        when read — points of a resized or rotated copy would land on other cells.
+        VOC, LabelMe record it, None where a file records none; a label image has it): a
+        frame of another size is refused when read — points of a resized or rotated copy
+        would land on other cells.
     """
 
     parsed: dict[Path, tuple[np.ndarray, list[str | None]]]
     sources: dict[Path, Path]
     where: Path
     own_names: bool = False
-    shapes: dict[Path, tuple[int, int]] | None = None
+    shapes: dict[Path, tuple[int, int] | None] | None = None
 
     def items(self, root: Path, options) -> ItemSet:
         """Crops around the points of every frame, one group per frame."""
@@ -70,6 +71,18 @@ def declared_shape(rows, columns) -> tuple[int, int] | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return shape if min(shape) > 0 else None
+
+
+def check_frame_shape(frame: Path, shape: tuple[int, ...], declared, source: Path) -> None:
+    """Refuse a frame whose size is not the one its annotation records (``declared``:
+    ``(rows, columns)`` of :attr:`AnnotatedFrames.shapes`, None where none is recorded)."""
+    if declared is None or tuple(declared) == tuple(shape):
+        return
+    rows, cols = declared
+    raise InputError(source, f"annotates {frame.name} as {cols}×{rows} px (width × height) but "
+                     f"the image is {shape[1]}×{shape[0]} px: its cells would be cut at the "
+                     "wrong places", "annotations made on this very image, not on a resized "
+                     "or rotated copy")
 
 
 def frames_beside(folder: Path, pairs: dict[Path, Path], files, read, kind: str,

@@ -34,8 +34,7 @@ Layout = tuple[Path, Path | None, dict | None]
 def _json_files(path: Path) -> list[Path]:
     folders = [path, *subfolders(path, ("annotations", "annotation"))]
     return sorted(f for d in folders for f in files_with_suffix(d, (".json",))
-                  if (_meant_as_coco(path, f)
-                                      or f.stat().st_size <= MAX_JSON_BYTES))
+                  if _meant_as_coco(path, f) or f.stat().st_size <= MAX_JSON_BYTES)
 
 
 def _meant_as_coco(root: Path, json_path: Path) -> bool:
@@ -190,4 +189,4 @@ def coco_frames(root: Path) -> AnnotatedFrames:
         raise InputError(json_path, "has no boxes on the frames found", "COCO annotations")
     # category names are the data set's own, even when they are digits
     return AnnotatedFrames(parsed, dict.fromkeys(parsed, json_path), json_path, own_names=True,
-                           shapes={f: s for f, s in shapes.items() if s is not None})
+                           shapes=shapes)

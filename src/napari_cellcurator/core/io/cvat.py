@@ -100,4 +100,4 @@ def cvat_frames(folder: Path) -> AnnotatedFrames:
         raise InputError(path, "has no shapes on the frames found", "CVAT boxes, polygons, "
                          "ellipses or points with images/ beside it")
     return AnnotatedFrames(parsed, dict.fromkeys(parsed, path), path, own_names=True,
-                           shapes={f: s for f, s in shapes.items() if s is not None})
+                           shapes=shapes)

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_cellcurator.core.data.quality import QC_KEEP, QCOptions, apply_qc, crop_quality
+from napari_cellcurator.core.data.quality import QC_KEEP, QCOptions, apply_qc
 from napari_cellcurator.core.errors import InputError, InputWarning
-from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames
+from napari_cellcurator.core.io.annotated_frames import AnnotatedFrames, check_frame_shape
 from napari_cellcurator.core.io.images import image_files, is_junk_file, read_image_chw, subfolders
 from napari_cellcurator.core.io.items import FORMER_ID, ItemSet
 from napari_cellcurator.core.io.names import field_separator, readable
+from napari_cellcurator.core.io.point_crops import cut_crops_with_quality, normalise_frame
 
 POINT_CROP = 64  # px around a point: one RBC (~40 px at 1000×) plus context
 #: model input side: 64 px crops halved (RBC shape kept, 4× less memory). The whole 64 px crop
@@ -88,107 +89,6 @@ def as_chw(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3:
         return image
     raise InputError(None, f"image has shape {image.shape}", "a 2-D, RGB or (C, H, W) image")
-
-
-def cut_crops(image_chw: np.ndarray, points_yx: np.ndarray, crop_size: int,
-              input_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Square crops centred on points, reflect-padded at the border, optionally resized.
-
-    Returns
-    -------
-    crops
-        ``(N, C, S, S)`` with S = ``input_size`` or ``crop_size``; uint8 images stay uint8.
-    outside
-        Fraction of each crop that lay outside the image (0 = fully inside).
-    """
-    c, h, w = image_chw.shape
-    pts = np.round(np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)).astype(np.int64)
-    half = crop_size // 2
-    mode = "reflect" if min(h, w) > crop_size else "edge"  # reflect needs pad < image side
-    padded = np.pad(image_chw, ((0, 0), (half, half), (half, half)), mode=mode)
-    dtype = image_chw.dtype if image_chw.dtype == np.uint8 else np.float32
-    crops = np.empty((len(pts), c, crop_size, crop_size), dtype=dtype)
-    outside = np.zeros(len(pts), dtype=np.float32)
-    for i, (y, x) in enumerate(pts):
-        y0, x0 = int(np.clip(y, 0, h - 1)), int(np.clip(x, 0, w - 1))
-        crops[i] = padded[:, y0:y0 + crop_size, x0:x0 + crop_size]
-        ys, xs = np.arange(crop_size) + y - half, np.arange(crop_size) + x - half
-        inside = ((ys >= 0) & (ys < h)).mean() * ((xs >= 0) & (xs < w)).mean()
-        outside[i] = 1.0 - inside
-    return _resized(crops, input_size or crop_size), outside
-
-
-def _resized(crops: np.ndarray, size: int) -> np.ndarray:
-    """``(N, C, S, S)`` crops at side ``size`` (bilinear; uint8 stays uint8)."""
-    if crops.shape[-1] == size:
-        return crops
-    out = np.empty((*crops.shape[:2], size, size), dtype=crops.dtype)
-    for i, crop in enumerate(crops):
-        out[i] = _resize(crop, size)
-    return out
-
-
-#: points per batch of full-resolution crops whose quality is measured before resizing
-QC_BATCH = 256
-
-
-def cut_crops_with_quality(image_chw: np.ndarray, points_yx: np.ndarray, crop_size: int,
-                           input_size: int | None = None
-                           ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """:func:`cut_crops` plus :func:`crop_quality` measured on the full-resolution crops.
-
-    Sharpness is a property of the frame, not of the model's input: measured after
-    resizing, a 32 px input called cells "defocused" that pass at 64 px (Chula RBC-12: 131
-    vs 120 dropped), so the input size changed which cells were read. Crops are cut in
-    batches of :data:`QC_BATCH` so the full-resolution copies stay small.
-    """
-    pts = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
-    size = input_size or crop_size
-    crops, quality = [], []
-    for start in range(0, max(len(pts), 1), QC_BATCH):
-        native, outside = cut_crops(image_chw, pts[start:start + QC_BATCH], crop_size)
-        quality.append(crop_quality(native, outside))
-        crops.append(_resized(native, size))
-    merged = {k: np.concatenate([q[k] for q in quality]) for k in quality[0]}
-    return np.concatenate(crops), merged
-
-
-def _resize(crop: np.ndarray, size: int) -> np.ndarray:
-    from skimage.transform import resize
-
-    out = resize(crop.astype(np.float32), (crop.shape[0], size, size), order=1,
-                 preserve_range=True, anti_aliasing=True)
-    return np.round(out) if crop.dtype == np.uint8 else out
-
-
-BACKGROUND_LEVEL = 200.0  # bright-field background is scaled to this grey value (uint8 scale)
-
-
-def normalise_frame(chw: np.ndarray) -> np.ndarray:
-    """Scale each channel so the frame's background has the same brightness in every frame.
-
-    Smears differ in stain and illumination from slide to slide; a model trained on some
-    slides then sees a colour shift on new ones. Dividing by the per-channel median of the
-    background (pixels outside the Otsu cell mask) removes that shift. Applied only to
-    bright-field-like frames (bright background); fluorescence frames are returned unchanged.
-    """
-    from napari_cellcurator.core.data.proposals import foreground_mask
-
-    arr = np.asarray(chw, dtype=np.float32)
-    top = 255.0 if chw.dtype == np.uint8 else float(np.percentile(arr, 99.9)) or 1.0
-    try:
-        background = ~foreground_mask(chw)  # uint8 colour: green, as proposals
-    except InputError:  # a flat frame: nothing to normalise
-        return chw
-    if background.sum() < 0.05 * background.size:
-        return chw
-    level = np.median(arr[:, background], axis=1)
-    if level.min() < 0.2 * top:  # dark background (fluorescence): keep raw intensities
-        return chw
-    out = arr * (BACKGROUND_LEVEL * top / 255.0 / level)[:, None, None]
-    if chw.dtype == np.uint8:
-        return np.clip(np.round(out), 0, 255).astype(np.uint8)
-    return out
 
 
 def point_ids(frame: str, points_yx: np.ndarray) -> list[str]:
@@ -436,17 +336,6 @@ def points_frames(root: Path) -> AnnotatedFrames:
                            shapes={f: sizes[lab] for f, lab in pairs.items() if lab in sizes})
 
 
-def _check_frame_shape(frame: Path, shape: tuple[int, ...], declared, source: Path) -> None:
-    """Refuse a frame whose size is not the one its annotation records."""
-    if declared is None or tuple(declared) == tuple(shape):
-        return
-    rows, cols = declared
-    raise InputError(source, f"annotates {frame.name} as {cols}×{rows} px (width × height) but "
-                     f"the image is {shape[1]}×{shape[0]} px: its cells would be cut at the "
-                     "wrong places", "annotations made on this very image, not on a resized "
-                     "or rotated copy")
-
-
 def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, options,
                       shapes: dict | None = None) -> ItemSet:
     """Crops around the points of each frame, one group per frame.
@@ -483,7 +372,7 @@ def items_from_frames(root: Path, parsed: dict, sources: dict, where: Path, opti
         if not len(pts):
             continue
         raw = first_frame if f == first else read_image_chw(f)
-        _check_frame_shape(f, raw.shape[1:], (shapes or {}).get(f), sources[f])
+        check_frame_shape(f, raw.shape[1:], (shapes or {}).get(f), sources[f])
         chw = select_channels(raw, options.channels, f)
         keep = _inside(pts, ids, chw.shape, sources[f])
         if not len(keep):

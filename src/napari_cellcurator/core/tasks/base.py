@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from napari_cellcurator.core.data.quality import QC_KEEP
+from napari_cellcurator.core.data.quality import QC_KEEP, passes_qc
 from napari_cellcurator.core.errors import CellCuratorError, InputError, InputWarning
 from napari_cellcurator.core.io.arrays import split_fragment
 from napari_cellcurator.core.io.items import ItemSet, concat_itemsets, ids_distinct_across_paths
@@ -67,6 +67,12 @@ class ReadOptions:
         ``export``): no item is filtered out — ones the quality filter would drop are kept
         and marked in a ``qc_flag`` column, which training and evaluation skip."""
         return cls(channels=channels, extra={QC_KEEP: True})
+
+
+def scored_rows(table: pd.DataFrame) -> np.ndarray:
+    """The rows metrics count: labelled, and not marked by the quality filter (items read
+    with every cell kept mark the cells training and evaluation leave out)."""
+    return table["label"].notna().to_numpy() & passes_qc(table)
 
 
 @dataclass
@@ -224,7 +230,7 @@ class Task(ABC):
 
     @abstractmethod
     def metrics(self, table: pd.DataFrame, scores: np.ndarray, classes: list[str]) -> dict:
-        """Metrics over the labelled rows of ``table``."""
+        """Metrics over the labelled rows of ``table`` (:func:`scored_rows`)."""
 
     @abstractmethod
     def primary_metric(self) -> str:
@@ -325,7 +331,7 @@ class ClassificationTask(Task):
         return out
 
     def metrics(self, table, scores, classes):
-        mask = table["label"].notna().to_numpy()
+        mask = scored_rows(table)
         if not mask.any():
             return {"n": 0}
         labels = table.loc[mask, "label"].astype(str)
@@ -395,7 +401,7 @@ class ProportionTask(Task):
         })
 
     def metrics(self, table, scores, classes):
-        mask = table["label"].notna().to_numpy()
+        mask = scored_rows(table)
         y = table.loc[mask, "label"].astype(float).to_numpy()
         out = proportion_metrics(y, scores[mask])
         # dominant-type view so the JSON has the same fields as the classifiers
